@@ -1,0 +1,103 @@
+"""PoisonedEncoder's contrastive-learning-tailored poisoning inputs.
+
+A poisoning input puts a target input and a reference input of the target class side
+by side (left-right or top-bottom). Random crops of it then often show only the target
+in one view and only the reference in the other, and contrastive learning pulls their
+features together: the encoder learns to map the target near its target class.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import UserError
+from .targets import Target, select_references
+
+LAYOUTS = ("left-right", "top-bottom")
+
+
+def compose(target: np.ndarray, reference: np.ndarray, layout: str = "left-right", target_first: bool = True,
+            gap: int = 0, fill: int = 128) -> np.ndarray:
+    """Place ``target`` and ``reference`` (uint8 ``(H, W, 3)``, same size) side by side.
+
+    ``left-right`` gives ``(H, 2W + gap, 3)``; ``top-bottom`` gives ``(2H + gap, W, 3)``.
+    """
+    if target.shape != reference.shape:
+        raise ValueError(f"target {target.shape} and reference {reference.shape} differ in shape")
+    a, b = (target, reference) if target_first else (reference, target)
+    axis = 1 if layout == "left-right" else 0
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}")
+    parts = [a]
+    if gap:
+        shape = list(a.shape)
+        shape[axis] = gap
+        parts.append(np.full(shape, fill, dtype=np.uint8))
+    parts.append(b)
+    return np.concatenate(parts, axis=axis)
+
+
+@dataclass
+class PoisoningInput:
+    image: np.ndarray
+    target_id: int          # index into the attack's target list
+    reference_index: int    # index into the task's train split
+    layout: str
+    target_first: bool
+
+    def meta(self) -> dict:
+        d = asdict(self)
+        d.pop("image")
+        d["shape"] = list(self.image.shape)
+        return d
+
+
+class PoisonedEncoder:
+    """The attack. Parameters are declared and checked on construction.
+
+    poisoning_rate: poisoning inputs / clean pre-training inputs, for all targets together.
+    num_references: reference inputs per target.
+    layout: ``random`` (each poisoning input draws left-right or top-bottom), ``left-right``, ``top-bottom``.
+    order: ``random``, ``target-first`` or ``reference-first``.
+    gap: gray pixels between the two parts.
+    """
+
+    def __init__(self, poisoning_rate: float = 0.03, num_references: int = 10, layout: str = "random",
+                 order: str = "random", gap: int = 0, seed: int = 0, **_ignored):
+        if not 0 < poisoning_rate <= 1:
+            raise UserError(f"poisoning_rate must be in (0, 1], got {poisoning_rate}")
+        if num_references < 1:
+            raise UserError(f"num_references must be >= 1, got {num_references}")
+        if layout not in ("random",) + LAYOUTS:
+            raise UserError(f"layout must be random, left-right or top-bottom, got {layout!r}")
+        if order not in ("random", "target-first", "reference-first"):
+            raise UserError(f"order must be random, target-first or reference-first, got {order!r}")
+        if gap < 0:
+            raise UserError(f"gap must be >= 0, got {gap}")
+        self.poisoning_rate, self.num_references = poisoning_rate, num_references
+        self.layout, self.order, self.gap, self.seed = layout, order, gap, seed
+
+    def poisons_per_target(self, num_clean: int, num_targets: int) -> int:
+        return max(1, int(round(self.poisoning_rate * num_clean / num_targets)))
+
+    def craft(self, targets: list[Target], tasks: list, num_clean: int) -> list[PoisoningInput]:
+        """Choose reference inputs for each target (stored on the target) and build the poisoning inputs.
+
+        ``tasks[t.task]`` is the :class:`ImageDataset` of target ``t``'s downstream task.
+        """
+        rng = np.random.default_rng([self.seed, 2])
+        m = self.poisons_per_target(num_clean, len(targets))
+        out = []
+        for tid, t in enumerate(targets):
+            ds = tasks[t.task]
+            if not t.reference_indices:
+                t.reference_indices = select_references(ds, t.target_class, self.num_references, rng)
+            timg = ds.test.images[t.test_index]
+            for j in range(m):
+                r = t.reference_indices[j % len(t.reference_indices)]
+                layout = self.layout if self.layout != "random" else LAYOUTS[int(rng.integers(2))]
+                first = {"target-first": True, "reference-first": False}.get(self.order, bool(rng.integers(2)))
+                img = compose(timg, ds.train.images[r], layout, first, self.gap)
+                out.append(PoisoningInput(img, tid, r, layout, first))
+        return out

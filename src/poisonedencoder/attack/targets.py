@@ -1,0 +1,58 @@
+"""Choose target inputs (from a downstream test split), their target classes, and the
+attacker's reference inputs (from the same task's train split, never its test split)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..data import ImageDataset
+from ..errors import UserError
+
+
+@dataclass
+class Target:
+    task: int                 # index of the target downstream task in the config
+    dataset: str
+    test_index: int           # index of the target input in the task's test split
+    true_class: int
+    target_class: int
+    reference_indices: list[int] = field(default_factory=list)  # indices into the task's train split
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_targets(ds: ImageDataset, task: int, num_targets: int | None = None, explicit: list[dict] | None = None,
+                   seed: int = 0) -> list[Target]:
+    """Random target inputs with a random target class other than the true one, or the explicit list."""
+    rng = np.random.default_rng([seed, task, 1])
+    n_test = len(ds.test)
+    out = []
+    if explicit:
+        for e in explicit:
+            i = int(e["index"])
+            if not 0 <= i < n_test:
+                raise UserError(f"target index {i} is outside the test split of {ds.name} ({n_test} inputs)")
+            tc = ds.class_index(e["target_class"])
+            out.append(Target(task, ds.name, i, int(ds.test.labels[i]), tc))
+        return out
+    if num_targets > n_test:
+        raise UserError(f"num_targets {num_targets} exceeds the {n_test} test inputs of {ds.name}")
+    if ds.num_classes < 2:
+        raise UserError(f"dataset {ds.name} has fewer than 2 classes; no target class can differ from the true class")
+    for i in rng.choice(n_test, size=num_targets, replace=False):
+        y = int(ds.test.labels[i])
+        tc = int(rng.choice([c for c in range(ds.num_classes) if c != y]))
+        out.append(Target(task, ds.name, int(i), y, tc))
+    return out
+
+
+def select_references(ds: ImageDataset, target_class: int, k: int, rng: np.random.Generator) -> list[int]:
+    """``k`` random reference inputs of ``target_class`` from the train split."""
+    pool = np.flatnonzero(ds.train.labels == target_class)
+    if len(pool) == 0:
+        raise UserError(f"class {target_class} of {ds.name} has no training inputs to use as reference inputs")
+    if k > len(pool):
+        raise UserError(f"num_references {k} exceeds the {len(pool)} training inputs of class {target_class} in {ds.name}")
+    return sorted(int(i) for i in rng.choice(pool, size=k, replace=False))

@@ -1,0 +1,85 @@
+"""Command line: ``poisonedencoder demo | run | craft | pretrain | evaluate``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+
+def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    if config:
+        p.add_argument("config", help="experiment YAML file (see configs/)")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set pretrain.epochs=10 (repeatable)")
+    p.add_argument("--preset", help="preset: paper, cpu or demo")
+    p.add_argument("--data-root", help="where torchvision datasets are (or are downloaded to)")
+    p.add_argument("--cache-dir", help="cache for decoded datasets and shared clean encoders")
+    p.add_argument("--device", help="cpu or cuda[:N]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="poisonedencoder", description="PoisonedEncoder: data poisoning of contrastive pre-training.")
+    ap.add_argument("--version", action="version", version=f"poisonedencoder {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="digits end to end in about two minutes: prints CA / PA / ASR")
+    _add_common(p, config=False)
+    for name, text in (("run", "craft, pre-train clean and poisoned encoders, evaluate"),
+                       ("craft", "build the poisoning inputs (PNG + manifest.json)"),
+                       ("pretrain", "pre-train the clean and/or poisoned encoder"),
+                       ("evaluate", "downstream classifiers and CA / PA / ASR (runs missing stages)")):
+        p = sub.add_parser(name, help=text)
+        _add_common(p)
+        if name == "pretrain":
+            p.add_argument("--which", choices=("both", "clean", "poisoned"), default="both")
+    return ap
+
+
+def _resolve(args) -> tuple[dict, Path]:
+    from . import config as C
+
+    user = C.load_yaml(args.config) if getattr(args, "config", None) else {}
+    overrides = list(args.overrides)
+    if args.command == "demo":
+        overrides.insert(0, "preset=demo")
+    for flag, key in ((args.preset, "preset"), (args.data_root, "data_root"), (args.cache_dir, "cache_dir"),
+                      (args.device, "device")):
+        if flag:
+            overrides.append(f"{key}={flag}")
+    cfg = C.resolve(user, overrides)
+    out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if getattr(args, "config", None) else "demo")
+    return cfg, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from .pipeline import Experiment
+
+        cfg, out = _resolve(args)
+        t0 = time.time()
+        exp = Experiment(cfg, out, log=lambda s: print(s, flush=True))
+        if args.command in ("demo", "run"):
+            exp.run()
+            print(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
+        elif args.command == "craft":
+            exp.craft()
+        elif args.command == "pretrain":
+            exp.pretrain(args.which)
+        elif args.command == "evaluate":
+            exp.evaluate()
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs are checkpointed; run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Experiment configuration: presets, YAML files, ``--set key=value`` overrides, validation.
+
+A config is a nested dict. Its schema is :data:`DEFAULTS`: a key that is not there is
+an error, so a typo never silently runs the default. Presets (``paper``, ``cpu``,
+``demo``) fill in pre-training and downstream settings; the user's file and the
+command line override them, in that order.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+DEFAULTS: dict[str, Any] = {
+    "preset": "cpu",
+    "seed": 0,
+    "data_root": None,        # where torchvision datasets live (default ~/.cache/poisonedencoder/data)
+    "cache_dir": None,        # decoded datasets and shared clean encoders (default ~/.cache/poisonedencoder)
+    "device": "cpu",
+    "pretrain_data": {
+        "dataset": "digits",
+        "num_images": None,   # clean pre-training inputs drawn from the train split (None = all)
+    },
+    "tasks": [],              # list of target downstream tasks, see TASK_DEFAULTS
+    "attack": {
+        "name": "poisonedencoder",
+        "poisoning_rate": 0.03,     # poisoning inputs / clean pre-training inputs, all targets together
+        "num_references": 10,       # reference inputs per target class
+        "reference_selection": "random",  # random | typical (closest to the class mean pixel-space feature)
+        "layout": "random",         # random | left-right | top-bottom
+        "order": "random",          # random | target-first | reference-first
+        "gap": 0,                   # pixels of gray between target and reference
+    },
+    "pretrain": {
+        "algorithm": "simclr",
+        "backbone": "cnn7",         # cnn7 | resnet18
+        "width": 32,                # cnn7 base width
+        "image_size": 32,
+        "epochs": 40,
+        "batch_size": 256,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "weight_decay": 1e-6,
+        "temperature": 0.5,
+        "projection_dim": 128,
+        "crop_scale": [0.08, 1.0],
+        "flip_p": 0.5,
+        "jitter": [0.4, 0.4, 0.4, 0.1],
+        "jitter_p": 0.8,
+        "gray_p": 0.2,
+        "threads": None,            # torch CPU threads (None = torch default)
+    },
+    "downstream": {
+        "classifier": "mlp",        # mlp (feature-256-classes) | linear
+        "epochs": 100,
+        "lr": 1e-3,
+        "batch_size": 256,
+        "num_train": None,          # downstream training inputs per task (None = whole train split)
+    },
+}
+
+TASK_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "num_targets": 5,           # random target inputs from the test split
+    "targets": None,            # or explicit: [{index: 12, target_class: 3}, ...] (index into the test split)
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # After the authors' code: CIFAR ResNet18, 1000 epochs. For GPUs.
+    "paper": {
+        "pretrain": {"backbone": "resnet18", "epochs": 1000, "batch_size": 256, "lr": 1e-3,
+                     "weight_decay": 1e-6, "temperature": 0.5, "image_size": 32},
+        "downstream": {"classifier": "mlp", "epochs": 500},
+    },
+    # Designed for 2 CPU cores: the full CIFAR-10 attack in minutes (see docs/RESULTS.md).
+    "cpu": {
+        "pretrain_data": {"num_images": 10000},
+        "pretrain": {"backbone": "cnn7", "width": 32, "epochs": 40, "batch_size": 256, "image_size": 32},
+        "downstream": {"classifier": "mlp", "epochs": 100, "num_train": 10000},
+    },
+    # Digits, under 3 minutes on 2 cores.
+    "demo": {
+        "pretrain_data": {"dataset": "digits", "num_images": None},
+        "tasks": [{"dataset": "digits", "num_targets": 5}],
+        "pretrain": {"backbone": "cnn7", "width": 16, "epochs": 60, "batch_size": 128, "image_size": 16,
+                     "crop_scale": [0.2, 1.0], "flip_p": 0.0},
+        "attack": {"poisoning_rate": 0.05, "num_references": 20},
+        "downstream": {"classifier": "mlp", "epochs": 150},
+    },
+}
+
+
+def _merge(base: dict, over: dict, path: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        key = f"{path}{k}"
+        if k not in base:
+            raise UserError(f"unknown config key '{key}'")
+        if isinstance(base[k], dict) and base[k] is not None:
+            if not isinstance(v, dict):
+                raise UserError(f"config key '{key}' must be a mapping")
+            out[k] = _merge(base[k], v, key + ".")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``pretrain.epochs=10`` -> ``{"pretrain": {"epochs": 10}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} must look like key.sub=value")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value != "" else None
+    except yaml.YAMLError:
+        parsed = value
+    out: dict = {}
+    cur = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = parsed
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise UserError(f"config file {p} must hold a mapping at top level")
+    return data
+
+
+def resolve(user: dict | None = None, overrides: list[str] | tuple = ()) -> dict:
+    """Defaults <- preset <- user config <- overrides, then validate."""
+    user = dict(user or {})
+    over: dict = {}
+    for o in overrides:
+        over = _deep_update(over, parse_override(o))
+    preset = over.get("preset", user.get("preset", DEFAULTS["preset"]))
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    cfg = _merge(DEFAULTS, PRESETS[preset])
+    cfg = _merge(cfg, user)
+    cfg = _merge(cfg, over)
+    cfg["preset"] = preset
+    cfg["tasks"] = [_merge(TASK_DEFAULTS, t, f"tasks[{i}].") if isinstance(t, dict) else _bad_task(i)
+                    for i, t in enumerate(cfg["tasks"] or [])]
+    if not cfg["tasks"]:
+        cfg["tasks"] = [_merge(TASK_DEFAULTS, {"dataset": cfg["pretrain_data"]["dataset"]})]
+    validate(cfg)
+    return cfg
+
+
+def _bad_task(i: int):
+    raise UserError(f"tasks[{i}] must be a mapping with a 'dataset' key")
+
+
+def _deep_update(a: dict, b: dict) -> dict:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _number(cfg: dict, section: str, key: str, lo: float, hi: float, integer: bool = False,
+            lo_open: bool = False) -> None:
+    v = cfg[section][key] if section else cfg[key]
+    name = f"{section}.{key}" if section else key
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+        raise UserError(f"{name} must be {'an integer' if integer else 'a number'}, got {v!r}")
+    if (v <= lo if lo_open else v < lo) or v > hi:
+        raise UserError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
+
+
+def validate(cfg: dict) -> None:
+    from .data.datasets import TORCHVISION
+    from .ssl.models import BACKBONES
+
+    def check_dataset(name: Any, where: str) -> None:
+        if not isinstance(name, str) or not (name == "digits" or name in TORCHVISION or name.startswith("imagefolder:")):
+            raise UserError(f"{where}: unknown dataset {name!r}; choose digits, {', '.join(TORCHVISION)} or imagefolder:PATH")
+
+    check_dataset(cfg["pretrain_data"]["dataset"], "pretrain_data.dataset")
+    n = cfg["pretrain_data"]["num_images"]
+    if n is not None:
+        _number(cfg, "pretrain_data", "num_images", 1, 10**9, integer=True)
+    a = cfg["attack"]
+    if a["name"] != "poisonedencoder":
+        raise UserError(f"attack.name: unknown attack {a['name']!r}; choose poisonedencoder")
+    _number(cfg, "attack", "poisoning_rate", 0, 1, lo_open=True)
+    _number(cfg, "attack", "num_references", 1, 10**6, integer=True)
+    _number(cfg, "attack", "gap", 0, 4096, integer=True)
+    for key, choices in (("layout", ("random", "left-right", "top-bottom")),
+                         ("order", ("random", "target-first", "reference-first")),
+                         ("reference_selection", ("random", "typical"))):
+        if a[key] not in choices:
+            raise UserError(f"attack.{key} must be one of {', '.join(choices)}, got {a[key]!r}")
+    p = cfg["pretrain"]
+    if p["algorithm"] != "simclr":
+        raise UserError(f"pretrain.algorithm: unknown algorithm {p['algorithm']!r}; choose simclr")
+    if p["backbone"] not in BACKBONES:
+        raise UserError(f"pretrain.backbone: unknown backbone {p['backbone']!r}; choose one of {', '.join(BACKBONES)}")
+    if p["optimizer"] not in ("adam", "sgd"):
+        raise UserError(f"pretrain.optimizer must be adam or sgd, got {p['optimizer']!r}")
+    for key, lo, hi, integer in (("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
+                                 ("batch_size", 2, 1 << 20, True), ("lr", 0, 100, False), ("weight_decay", 0, 1, False),
+                                 ("temperature", 1e-6, 100, False), ("projection_dim", 1, 65536, True),
+                                 ("flip_p", 0, 1, False), ("jitter_p", 0, 1, False), ("gray_p", 0, 1, False)):
+        _number(cfg, "pretrain", key, lo, hi, integer)
+    cs = p["crop_scale"]
+    if not (isinstance(cs, (list, tuple)) and len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
+        raise UserError(f"pretrain.crop_scale must be [min, max] with 0 < min <= max <= 1, got {cs!r}")
+    j = p["jitter"]
+    if not (isinstance(j, (list, tuple)) and len(j) == 4 and all(isinstance(x, (int, float)) and x >= 0 for x in j) and j[3] <= 0.5):
+        raise UserError(f"pretrain.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, got {j!r}")
+    d = cfg["downstream"]
+    if d["classifier"] not in ("mlp", "linear"):
+        raise UserError(f"downstream.classifier must be mlp or linear, got {d['classifier']!r}")
+    _number(cfg, "downstream", "epochs", 1, 100000, integer=True)
+    _number(cfg, "downstream", "lr", 0, 100, lo_open=True)
+    _number(cfg, "downstream", "batch_size", 1, 1 << 20, integer=True)
+    if d["num_train"] is not None:
+        _number(cfg, "downstream", "num_train", 1, 10**9, integer=True)
+    if cfg["device"] != "cpu" and not str(cfg["device"]).startswith("cuda"):
+        raise UserError(f"device must be cpu or cuda[:N], got {cfg['device']!r}")
+    _number(cfg, "", "seed", 0, 2**31 - 1, integer=True)
+    for i, t in enumerate(cfg["tasks"]):
+        check_dataset(t["dataset"], f"tasks[{i}].dataset")
+        if t["targets"] is None:
+            if not isinstance(t["num_targets"], int) or isinstance(t["num_targets"], bool) or t["num_targets"] < 1:
+                raise UserError(f"tasks[{i}].num_targets must be a positive integer, got {t['num_targets']!r}")
+        elif not isinstance(t["targets"], list) or not all(isinstance(x, dict) and set(x) == {"index", "target_class"} for x in t["targets"]):
+            raise UserError(f"tasks[{i}].targets must be a list of {{index, target_class}} mappings")
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

@@ -1,0 +1,286 @@
+"""Load a dataset by name into uint8 arrays ``(N, H, W, 3)`` plus int64 labels.
+
+Names: ``digits`` (embedded in scikit-learn, no download), ``cifar10``, ``stl10``,
+``svhn``, ``eurosat``, ``gtsrb``, ``fashion-mnist`` (torchvision, under ``--data-root``)
+and ``imagefolder:PATH`` (``PATH/train/<class>/*`` and ``PATH/test/<class>/*``).
+
+Every image is converted to RGB and resized to ``image_size`` once; the decoded
+arrays are cached as ``.npz`` under the cache directory (never pickled).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ..errors import UserError
+from ..io import atomic_write
+
+DEFAULT_CACHE = Path(os.environ.get("POISONEDENCODER_CACHE", "~/.cache/poisonedencoder")).expanduser()
+DEFAULT_DATA_ROOT = DEFAULT_CACHE / "data"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+@dataclass
+class ImageSplit:
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    labels: np.ndarray  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    classes: list[str]
+    train: ImageSplit
+    test: ImageSplit
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_index(self, value: int | str) -> int:
+        """Resolve a class given by index or by name; raise UserError if it is not a class."""
+        if isinstance(value, str) and not value.lstrip("-").isdigit():
+            if value not in self.classes:
+                raise UserError(f"target class {value!r} is not a class of {self.name} (classes: {', '.join(self.classes)})")
+            return self.classes.index(value)
+        idx = int(value)
+        if not 0 <= idx < self.num_classes:
+            raise UserError(f"target class {idx} is outside the {self.num_classes} classes of {self.name} (0..{self.num_classes - 1})")
+        return idx
+
+
+def _to_rgb_array(img: Image.Image, size: int) -> np.ndarray:
+    img = img.convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _from_arrays(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 arrays (N,H,W) or (N,H,W,C) -> uint8 (N,size,size,3)."""
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    if images.shape[1:3] == (size, size):
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    return np.stack([_to_rgb_array(Image.fromarray(im), size) for im in images])
+
+
+# --------------------------------------------------------------------------- digits
+def _load_digits(size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    imgs = (d.images * (255.0 / 16.0)).round().astype(np.uint8)
+    labels = d.target.astype(np.int64)
+    itr, ite = train_test_split(np.arange(len(labels)), test_size=0.25, random_state=0, stratify=labels)
+    imgs = _from_arrays(imgs, size)
+    return [str(i) for i in range(10)], ImageSplit(imgs[itr], labels[itr]), ImageSplit(imgs[ite], labels[ite])
+
+
+# --------------------------------------------------------------------------- image folder
+def _list_folder(split_dir: Path) -> tuple[list[str], list[tuple[Path, str]]]:
+    if not split_dir.is_dir():
+        raise UserError(f"image folder split {split_dir} does not exist (expected PATH/train/<class>/* and PATH/test/<class>/*)")
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise UserError(f"image folder split {split_dir} holds no class folders")
+    files = []
+    for c in classes:
+        for f in sorted((split_dir / c).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((f, c))
+    if not files:
+        raise UserError(f"image folder split {split_dir} holds no image files")
+    return classes, files
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return _to_rgb_array(im, size)
+    except Exception as e:
+        raise UserError(f"cannot read image {path}: {type(e).__name__}") from e
+
+
+def _folder_fingerprint(root: Path) -> str:
+    h = hashlib.sha1()
+    for split in ("train", "test"):
+        d = root / split
+        if d.is_dir():
+            for c in sorted(d.iterdir()):
+                if c.is_dir():
+                    st = c.stat()
+                    h.update(f"{split}/{c.name}:{len(os.listdir(c))}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def _load_imagefolder(root: Path, size: int, progress: bool = True) -> tuple[list[str], ImageSplit, ImageSplit]:
+    from tqdm.auto import tqdm
+
+    classes, train_files = _list_folder(root / "train")
+    test_classes, test_files = _list_folder(root / "test")
+    if test_classes != classes:
+        raise UserError(f"image folder {root}: train classes {classes} differ from test classes {test_classes}")
+    out = []
+    for split, files in (("train", train_files), ("test", test_files)):
+        it = tqdm(files, desc=f"decode {root.name}/{split}", disable=not progress, leave=False)
+        imgs = np.stack([_decode(f, size) for f, _ in it])
+        labels = np.array([classes.index(c) for _, c in files], dtype=np.int64)
+        out.append(ImageSplit(imgs, labels))
+    return classes, out[0], out[1]
+
+
+# --------------------------------------------------------------------------- torchvision
+def _offline_error(name: str, root: Path, err: Exception) -> UserError:
+    return UserError(
+        f"dataset {name} is not under --data-root {root} and could not be downloaded ({type(err).__name__}); "
+        f"put it there, pass --data-root DIR that holds it, or use imagefolder:PATH"
+    )
+
+
+def _tv(name: str, root: Path, make: Callable[[bool, bool], object]):
+    """Build a torchvision dataset: try the files on disk first, then download."""
+    try:
+        return make(False)
+    except Exception:
+        pass
+    try:
+        return make(True)
+    except Exception as e:
+        raise _offline_error(name, root, e) from e
+
+
+def _tv_arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+    data = getattr(ds, "data", None)
+    if data is not None:
+        data = np.asarray(data)
+        if hasattr(ds, "targets"):
+            labels = np.asarray(ds.targets)
+        else:
+            labels = np.asarray(ds.labels)
+        if data.ndim == 4 and data.shape[1] == 3:  # SVHN / STL10 are (N, C, H, W)
+            data = data.transpose(0, 2, 3, 1)
+        return data.astype(np.uint8), labels.astype(np.int64)
+    # datasets of files (EuroSAT, GTSRB)
+    imgs, labels = [], []
+    for i in range(len(ds)):
+        im, y = ds[i]
+        imgs.append(im)
+        labels.append(y)
+    return imgs, np.asarray(labels, dtype=np.int64)
+
+
+def _resize_any(imgs, size: int) -> np.ndarray:
+    if isinstance(imgs, np.ndarray):
+        return _from_arrays(imgs, size)
+    return np.stack([_to_rgb_array(im, size) for im in imgs])
+
+
+def _load_torchvision(name: str, root: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
+    import torchvision.datasets as tvd
+
+    root.mkdir(parents=True, exist_ok=True)
+    r = str(root)
+    if name == "cifar10":
+        tr = _tv(name, root, lambda dl: tvd.CIFAR10(r, train=True, download=dl))
+        te = _tv(name, root, lambda dl: tvd.CIFAR10(r, train=False, download=dl))
+    elif name == "fashion-mnist":
+        tr = _tv(name, root, lambda dl: tvd.FashionMNIST(r, train=True, download=dl))
+        te = _tv(name, root, lambda dl: tvd.FashionMNIST(r, train=False, download=dl))
+    elif name == "stl10":
+        tr = _tv(name, root, lambda dl: tvd.STL10(r, split="train", download=dl))
+        te = _tv(name, root, lambda dl: tvd.STL10(r, split="test", download=dl))
+    elif name == "svhn":
+        tr = _tv(name, root, lambda dl: tvd.SVHN(r, split="train", download=dl))
+        te = _tv(name, root, lambda dl: tvd.SVHN(r, split="test", download=dl))
+    elif name == "gtsrb":
+        tr = _tv(name, root, lambda dl: tvd.GTSRB(r, split="train", download=dl))
+        te = _tv(name, root, lambda dl: tvd.GTSRB(r, split="test", download=dl))
+    elif name == "eurosat":
+        full = _tv(name, root, lambda dl: tvd.EuroSAT(r, download=dl))
+        imgs, labels = _tv_arrays(full)
+        imgs = _resize_any(imgs, size)
+        rng = np.random.default_rng(0)
+        perm = rng.permutation(len(labels))
+        cut = int(0.8 * len(labels))
+        return list(full.classes), ImageSplit(imgs[perm[:cut]], labels[perm[:cut]]), ImageSplit(imgs[perm[cut:]], labels[perm[cut:]])
+    else:  # pragma: no cover - guarded by DATASETS
+        raise UserError(f"unknown dataset {name!r}")
+    classes = list(getattr(tr, "classes", [])) or [str(c) for c in sorted(set(_tv_arrays(tr)[1].tolist()))]
+    if name == "gtsrb":
+        classes = [str(i) for i in range(43)]
+    splits = []
+    for ds in (tr, te):
+        imgs, labels = _tv_arrays(ds)
+        splits.append(ImageSplit(_resize_any(imgs, size), labels))
+    return classes, splits[0], splits[1]
+
+
+TORCHVISION = ("cifar10", "stl10", "svhn", "eurosat", "gtsrb", "fashion-mnist")
+DATASETS = ("digits",) + TORCHVISION + ("imagefolder:PATH",)
+
+
+def _save_npz(path: Path, ds: ImageDataset) -> None:
+    def _w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, classes=np.array(ds.classes), train_x=ds.train.images, train_y=ds.train.labels,
+                     test_x=ds.test.images, test_y=ds.test.labels)
+
+    atomic_write(path, _w)
+
+
+def _load_npz(path: Path, name: str) -> ImageDataset | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return ImageDataset(name, [str(c) for c in z["classes"]], ImageSplit(z["train_x"], z["train_y"]),
+                                ImageSplit(z["test_x"], z["test_y"]))
+    except Exception:
+        return None  # corrupt cache: decode again
+
+
+def load_dataset(spec: str, image_size: int = 32, data_root: str | Path | None = None,
+                 cache_dir: str | Path | None = None, progress: bool = True) -> ImageDataset:
+    """Load ``spec`` as an :class:`ImageDataset` with images resized to ``image_size``.
+
+    Decoded arrays are cached under ``cache_dir`` (default ``~/.cache/poisonedencoder``).
+    """
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
+    data_root = Path(data_root).expanduser() if data_root else DEFAULT_DATA_ROOT
+    if spec.startswith("imagefolder:"):
+        root = Path(spec.split(":", 1)[1]).expanduser().resolve()
+        if not root.is_dir():
+            raise UserError(f"image folder {root} does not exist")
+        key = f"imagefolder-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}-{_folder_fingerprint(root)}"
+    elif spec in ("digits",) + TORCHVISION:
+        key = spec
+    else:
+        raise UserError(f"unknown dataset {spec!r}; choose one of: {', '.join(DATASETS)}")
+    cache = cache_dir / "datasets" / f"{key}-{image_size}px.npz"
+    if cache.exists():
+        ds = _load_npz(cache, spec)
+        if ds is not None:
+            return ds
+    if spec == "digits":
+        classes, tr, te = _load_digits(image_size)
+    elif spec.startswith("imagefolder:"):
+        classes, tr, te = _load_imagefolder(root, image_size, progress)
+    else:
+        classes, tr, te = _load_torchvision(spec, data_root, image_size)
+    ds = ImageDataset(spec, classes, tr, te)
+    try:
+        _save_npz(cache, ds)
+    except OSError:
+        pass  # a read-only cache is not fatal
+    return ds

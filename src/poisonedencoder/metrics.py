@@ -1,0 +1,31 @@
+"""CA / PA / ASR and the target-to-class cosine similarity."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def accuracy(pred, labels) -> float:
+    """Fraction of ``pred`` equal to ``labels`` (CA on a clean encoder, PA on a poisoned one)."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    return float((pred == labels).mean())
+
+
+def attack_success_rate(target_pred, target_classes) -> float:
+    """ASR: fraction of target inputs classified as their target class."""
+    return accuracy(target_pred, target_classes)
+
+
+def class_means(features: torch.Tensor, labels, num_classes: int) -> torch.Tensor:
+    labels = torch.as_tensor(np.asarray(labels))
+    return torch.stack([features[labels == c].mean(0) if (labels == c).any() else torch.zeros(features.shape[1])
+                        for c in range(num_classes)])
+
+
+def target_class_cosine(target_features: torch.Tensor, means: torch.Tensor, target_classes) -> list[float]:
+    """Cosine similarity between each target input's feature and its target class's mean feature."""
+    tc = torch.as_tensor(np.asarray(target_classes), dtype=torch.long)
+    return F.cosine_similarity(target_features, means[tc], dim=1).tolist()

@@ -1,0 +1,213 @@
+"""One experiment, in stages that share a run directory:
+
+craft      -> poisons/ (PNGs + manifest.json), poisons_grid.png
+pretrain   -> clean encoder (shared cache, trained once per setting) and encoders/poisoned/
+evaluate   -> metrics.json, report.md
+
+Each stage reuses what an earlier call finished, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import config as C
+from .attack import PoisonedEncoder, select_targets
+from .attack.export import load_poisons, save_grid, save_poisons
+from .attack.targets import Target
+from .data import ImageDataset, load_dataset
+from .data.datasets import DEFAULT_CACHE
+from .errors import UserError
+from .io import write_json, write_text
+from .report import format_table, write_report
+
+# settings that change where or how fast a run goes, not what it computes
+_NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir")
+
+
+def experiment_fingerprint(cfg: dict) -> str:
+    c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
+    c["pretrain"] = {k: v for k, v in c["pretrain"].items() if k != "threads"}
+    return C.fingerprint(c)
+
+
+class Experiment:
+    def __init__(self, cfg: dict, out: str | Path, log=print):
+        self.cfg, self.out, self.log = cfg, Path(out), log
+        self.cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
+        self._datasets: dict[str, ImageDataset] = {}
+        self._check_out_dir()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _check_out_dir(self) -> None:
+        fp = experiment_fingerprint(self.cfg)
+        stamp = self.out / ".fingerprint"
+        if stamp.exists() and stamp.read_text().strip() != fp:
+            raise UserError(f"{self.out} holds a run with a different configuration; choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_text(stamp, fp + "\n")
+        write_text(self.out / "config.yaml", C.dump(self.cfg))
+
+    def dataset(self, spec: str) -> ImageDataset:
+        if spec not in self._datasets:
+            self._datasets[spec] = load_dataset(spec, self.cfg["pretrain"]["image_size"], self.cfg["data_root"],
+                                                self.cache, progress=True)
+        return self._datasets[spec]
+
+    def tasks(self) -> list[ImageDataset]:
+        return [self.dataset(t["dataset"]) for t in self.cfg["tasks"]]
+
+    def clean_pretrain_images(self) -> np.ndarray:
+        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
+        n = self.cfg["pretrain_data"]["num_images"]
+        x = ds.train.images
+        if n is None or n >= len(x):
+            return x
+        idx = np.sort(np.random.default_rng([self.cfg["seed"], 0]).choice(len(x), size=n, replace=False))
+        return x[idx]
+
+    # ------------------------------------------------------------------ stages
+    @property
+    def poison_dir(self) -> Path:
+        return self.out / "poisons"
+
+    def craft(self) -> dict:
+        """Select target inputs and reference inputs, build and export the poisoning inputs."""
+        if (self.poison_dir / "manifest.json").exists():
+            self.log(f"craft: reusing {self.poison_dir}")
+            return load_poisons(self.poison_dir)[0]
+        t0 = time.time()
+        tasks = self.tasks()
+        targets: list[Target] = []
+        for i, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks)):
+            targets += select_targets(ds, i, tcfg["num_targets"], tcfg["targets"], self.cfg["seed"])
+        num_clean = len(self.clean_pretrain_images())
+        a = self.cfg["attack"]
+        attack = PoisonedEncoder(**{k: v for k, v in a.items() if k != "name"}, seed=self.cfg["seed"])
+        poisons = attack.craft(targets, tasks, num_clean)
+        save_poisons(poisons, targets, self.poison_dir, {
+            "attack": a, "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
+            "class_names": [ds.classes for ds in tasks]})
+        save_grid([p.image for p in poisons[:: max(1, len(poisons) // 48)]], self.out / "poisons_grid.png")
+        self.log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
+                 f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {self.poison_dir}")
+        return load_poisons(self.poison_dir)[0]
+
+    def clean_encoder_dir(self) -> Path:
+        key = C.fingerprint({"pretrain_data": self.cfg["pretrain_data"], "seed": self.cfg["seed"],
+                             "pretrain": {k: v for k, v in self.cfg["pretrain"].items() if k != "threads"}})
+        return self.cache / "encoders" / key
+
+    def pretrain(self, which: str = "both") -> dict[str, Path]:
+        """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run)."""
+        from .ssl.pretrain import PretrainSet, pretrain
+
+        paths = {}
+        clean = self.clean_pretrain_images()
+        jobs = []
+        if which in ("both", "clean"):
+            jobs.append(("clean", self.clean_encoder_dir(), lambda: PretrainSet.from_images(clean)))
+        if which in ("both", "poisoned"):
+            def poisoned_set():
+                manifest = self.craft()
+                _, imgs = load_poisons(self.poison_dir)
+                return PretrainSet.from_images(clean, imgs)
+            jobs.append(("poisoned", self.out / "encoders" / "poisoned", poisoned_set))
+        for name, d, make in jobs:
+            enc = d / "encoder.pt"
+            if not enc.exists():
+                t0 = time.time()
+                data = make()
+                self.log(f"pretrain {name}: {len(data)} inputs, {self.cfg['pretrain']['epochs']} epochs -> {d}")
+                pretrain(data, self.cfg["pretrain"], d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}",
+                         log=self.log)
+                write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
+            else:
+                self.log(f"pretrain {name}: reusing {enc}")
+            paths[name] = enc
+        return paths
+
+    def evaluate(self) -> dict:
+        """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines."""
+        import torch
+
+        from .downstream import extract_features, predict, train_classifier
+        from .metrics import accuracy, attack_success_rate, class_means, target_class_cosine
+        from .ssl.pretrain import load_backbone
+
+        manifest = self.craft()
+        paths = self.pretrain("both")
+        p, d = self.cfg["pretrain"], self.cfg["downstream"]
+        if p.get("threads"):
+            torch.set_num_threads(int(p["threads"]))
+        encoders = {k: load_backbone(v, p) for k, v in paths.items()}
+        targets = [Target(**t) for t in manifest["targets"]]
+        tasks = self.tasks()
+        per_task = []
+        t0 = time.time()
+        for ti, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks)):
+            tt = [t for t in targets if t.task == ti]
+            rng = np.random.default_rng([self.cfg["seed"], ti, 3])
+            tr_idx = np.arange(len(ds.train))
+            if d["num_train"] is not None and d["num_train"] < len(tr_idx):
+                tr_idx = np.sort(rng.choice(len(tr_idx), size=d["num_train"], replace=False))
+            target_idx = np.array([t.test_index for t in tt], dtype=int)
+            test_mask = np.ones(len(ds.test), bool)
+            test_mask[target_idx] = False  # CA / PA are measured on non-target inputs
+            tcls = np.array([t.target_class for t in tt], dtype=int)
+            res = {"dataset": ds.name, "num_classes": ds.num_classes}
+            preds, cos = {}, {}
+            for name, enc in encoders.items():
+                ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])
+                fte = extract_features(enc, ds.test.images, p["image_size"])
+                clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
+                                       d["lr"], d["batch_size"], self.cfg["seed"])
+                pred = predict(clf, fte)
+                key = "CA" if name == "clean" else "PA"
+                res[key] = accuracy(pred[test_mask], ds.test.labels[test_mask])
+                preds[name] = pred[target_idx]
+                res["clean_ASR" if name == "clean" else "ASR"] = attack_success_rate(preds[name], tcls) if len(tt) else None
+                means = class_means(ftr, ds.train.labels[tr_idx], ds.num_classes)
+                cos[name] = target_class_cosine(fte[target_idx], means, tcls) if len(tt) else []
+            res["targets"] = [{"test_index": t.test_index, "true_class": t.true_class, "target_class": t.target_class,
+                               "target_class_name": ds.classes[t.target_class], "true_class_name": ds.classes[t.true_class],
+                               "clean_prediction": int(preds["clean"][k]), "poisoned_prediction": int(preds["poisoned"][k]),
+                               "clean_cosine": cos["clean"][k], "poisoned_cosine": cos["poisoned"][k]}
+                              for k, t in enumerate(tt)]
+            res["mean_cosine_clean"] = float(np.mean(cos["clean"])) if tt else None
+            res["mean_cosine_poisoned"] = float(np.mean(cos["poisoned"])) if tt else None
+            per_task.append(res)
+        all_t = [t for r in per_task for t in r["targets"]]
+        metrics = {
+            "CA": float(np.mean([r["CA"] for r in per_task])),
+            "PA": float(np.mean([r["PA"] for r in per_task])),
+            "ASR": float(np.mean([t["poisoned_prediction"] == t["target_class"] for t in all_t])),
+            "clean_ASR": float(np.mean([t["clean_prediction"] == t["target_class"] for t in all_t])),
+            "num_targets": len(all_t),
+            "num_poisoning_inputs": manifest["num_poisoning_inputs"],
+            "num_clean_inputs": manifest["num_clean_inputs"],
+            "poisoning_rate": manifest["poisoning_rate"],
+            "tasks": per_task,
+            "encoders": {k: str(v) for k, v in paths.items()},
+            "evaluate_seconds": round(time.time() - t0, 1),
+            "config_fingerprint": experiment_fingerprint(self.cfg),
+        }
+        write_json(self.out / "metrics.json", metrics)
+        write_report(self.out / "report.md", self.cfg, metrics)
+        self.log(format_table(metrics))
+        return metrics
+
+    def run(self) -> dict:
+        self.craft()
+        self.pretrain("both")
+        return self.evaluate()
+
+
+def override_config(cfg: dict, **sections) -> dict:
+    out = copy.deepcopy(cfg)
+    for k, v in sections.items():
+        out[k] = v
+    return out

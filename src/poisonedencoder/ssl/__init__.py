@@ -1,0 +1,1 @@
+"""Contrastive pre-training: batched augmentation, backbones, NT-Xent, SimCLR, the training loop."""

@@ -1,0 +1,153 @@
+"""SimCLR augmentation applied to a whole batch, with random parameters drawn per image.
+
+``torchvision.transforms.v2`` applied to a batch tensor draws *one* parameter set for
+the whole batch, which is wrong for contrastive learning; this module draws crop box,
+flip, jitter factors and grayscale per image and applies them with tensor ops:
+
+* RandomResizedCrop: torchvision's sampling rule (10 tries of area scale and log-uniform
+  aspect ratio, then a centre-crop fallback), executed by ``torchvision.ops.roi_align``
+  (bilinear, 2x2 samples per output pixel). Images of any height and width work, so a
+  poisoning input keeps its side-by-side geometry and is cropped like any other image.
+* horizontal flip, color jitter (brightness, contrast, saturation, hue; applied with
+  probability ``jitter_p`` in one random order per batch), grayscale with ``gray_p``.
+  Hue is rotated in the YIQ chroma plane, a close, cheap stand-in for HSV hue shift.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torchvision.ops import roi_align
+
+MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+_GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+@dataclass
+class AugmentParams:
+    size: int = 32
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+
+    @classmethod
+    def from_config(cls, p: dict) -> "AugmentParams":
+        return cls(size=p["image_size"], crop_scale=tuple(p["crop_scale"]), flip_p=p["flip_p"],
+                   jitter=tuple(p["jitter"]), jitter_p=p["jitter_p"], gray_p=p["gray_p"])
+
+
+def _rand(n: int, g: torch.Generator | None, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+    return torch.rand(n, generator=g) * (hi - lo) + lo
+
+
+def sample_crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                      generator: torch.Generator | None = None, tries: int = 10) -> torch.Tensor:
+    """Boxes ``(n, 4)`` as ``x0, y0, x1, y1`` in pixels, following RandomResizedCrop.get_params."""
+    area = height * width
+    s = _rand(n * tries, generator, *scale).view(n, tries) * area
+    logr = _rand(n * tries, generator, math.log(ratio[0]), math.log(ratio[1])).view(n, tries)
+    r = torch.exp(logr)
+    w = torch.round(torch.sqrt(s * r))
+    h = torch.round(torch.sqrt(s / r))
+    ok = (w > 0) & (h > 0) & (w <= width) & (h <= height)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
+    idx = first.clamp(min=0).unsqueeze(1)
+    w = w.gather(1, idx).squeeze(1)
+    h = h.gather(1, idx).squeeze(1)
+    # fallback: centre crop with the aspect ratio clamped into range
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fw, fh = float(width), round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fh, fw = float(height), round(height * ratio[1])
+    else:
+        fw, fh = float(width), float(height)
+    fb = first < 0
+    w = torch.where(fb, torch.full_like(w, fw), w)
+    h = torch.where(fb, torch.full_like(h, fh), h)
+    u = torch.rand(n, 2, generator=generator)
+    x0 = torch.floor(u[:, 0] * (width - w + 1))
+    y0 = torch.floor(u[:, 1] * (height - h + 1))
+    x0 = torch.where(fb, torch.round((width - w) / 2), x0)
+    y0 = torch.where(fb, torch.round((height - h) / 2), y0)
+    return torch.stack([x0, y0, x0 + w, y0 + h], 1)
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop each float image ``(N, C, H, W)`` to its box and resize to ``size`` x ``size``."""
+    rois = torch.cat([torch.arange(len(images), dtype=images.dtype).unsqueeze(1), boxes.to(images.dtype)], 1)
+    return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """f*a + (1-f)*b per image, clamped to [0, 1] (torchvision's _blend)."""
+    return (f.view(-1, 1, 1, 1) * a + (1 - f.view(-1, 1, 1, 1)) * b).clamp_(0, 1)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    return (x * _GRAY.to(x)).sum(1, keepdim=True)
+
+
+def color_jitter(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, s: torch.Tensor, h: torch.Tensor,
+                 order: list[int]) -> torch.Tensor:
+    """Apply per-image brightness ``b``, contrast ``c``, saturation ``s`` factors and hue shift ``h``."""
+    for op in order:
+        if op == 0:
+            x = (x * b.view(-1, 1, 1, 1)).clamp_(0, 1)
+        elif op == 1:
+            m = grayscale(x).mean((1, 2, 3), keepdim=True)
+            x = _blend(x, m.expand_as(x), c)
+        elif op == 2:
+            x = _blend(x, grayscale(x).expand_as(x), s)
+        else:
+            theta = h * 2 * math.pi
+            cos, sin = torch.cos(theta), torch.sin(theta)
+            n = len(x)
+            rot = torch.zeros(n, 3, 3, dtype=x.dtype, device=x.device)
+            rot[:, 0, 0] = 1
+            rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+            m = _YIQ2RGB.to(x) @ rot @ _RGB2YIQ.to(x)  # (n, 3, 3)
+            x = torch.einsum("nij,njhw->nihw", m, x).clamp_(0, 1)
+    return x
+
+
+def augment(images: torch.Tensor, p: AugmentParams, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random view of each uint8 image ``(N, C, H, W)``: float ``(N, 3, size, size)`` in [0, 1]."""
+    n, _, hgt, wid = images.shape
+    x = images.float().div_(255)
+    boxes = sample_crop_boxes(n, hgt, wid, p.crop_scale, p.crop_ratio, generator)
+    x = resized_crop(x, boxes, p.size)
+    flip = torch.rand(n, generator=generator) < p.flip_p
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    bj, cj, sj, hj = p.jitter
+    if p.jitter_p > 0 and any(v > 0 for v in p.jitter):
+        on = (torch.rand(n, generator=generator) < p.jitter_p).float()
+        b = 1 + on * _rand(n, generator, -bj, bj) if bj else torch.ones(n)
+        c = 1 + on * _rand(n, generator, -cj, cj) if cj else torch.ones(n)
+        s = 1 + on * _rand(n, generator, -sj, sj) if sj else torch.ones(n)
+        h = on * _rand(n, generator, -hj, hj) if hj else torch.zeros(n)
+        order = torch.randperm(4, generator=generator).tolist()
+        x = color_jitter(x, b, c, s, h, order)
+    if p.gray_p > 0:
+        g = torch.rand(n, generator=generator) < p.gray_p
+        x = torch.where(g.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
+    return x
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return (x - MEAN.to(x)) / STD.to(x)
+
+
+def to_input(images_uint8_nhwc, size: int | None = None) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` array -> normalized float ``(N, 3, H, W)`` for evaluation."""
+    x = torch.as_tensor(images_uint8_nhwc).permute(0, 3, 1, 2).float().div_(255)
+    if size is not None and x.shape[-1] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return normalize(x)

@@ -1,0 +1,31 @@
+"""SimCLR: backbone, projection head (feature -> hidden -> projection_dim), NT-Xent."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .losses import nt_xent
+from .models import build_backbone
+
+
+class SimCLR(nn.Module):
+    def __init__(self, backbone: str = "cnn7", width: int = 32, projection_dim: int = 128,
+                 temperature: float = 0.5):
+        super().__init__()
+        self.backbone = build_backbone(backbone, width)
+        d = self.backbone.feature_dim
+        self.projector = nn.Sequential(nn.Linear(d, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
+                                       nn.Linear(d, projection_dim))
+        self.temperature = temperature
+
+    @classmethod
+    def from_config(cls, p: dict) -> "SimCLR":
+        return cls(p["backbone"], p["width"], p["projection_dim"], p["temperature"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.backbone(x))
+
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        z = self(torch.cat([x1, x2], 0))
+        z1, z2 = z.chunk(2)
+        return nt_xent(z1, z2, self.temperature)
