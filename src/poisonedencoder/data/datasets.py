@@ -10,6 +10,7 @@ arrays are cached as ``.npz`` under the cache directory (never pickled).
 from __future__ import annotations
 
 import hashlib
+import sys
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,7 @@ def _load_imagefolder(root: Path, size: int, progress: bool = True) -> tuple[lis
         raise UserError(f"image folder {root}: train classes {classes} differ from test classes {test_classes}")
     out = []
     for split, files in (("train", train_files), ("test", test_files)):
-        it = tqdm(files, desc=f"decode {root.name}/{split}", disable=not progress, leave=False)
+        it = tqdm(files, desc=f"decode {root.name}/{split}", disable=not (progress and sys.stderr.isatty()), leave=False)
         imgs = np.stack([_decode(f, size) for f, _ in it])
         labels = np.array([classes.index(c) for _, c in files], dtype=np.int64)
         out.append(ImageSplit(imgs, labels))

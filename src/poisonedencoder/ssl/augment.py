@@ -6,7 +6,7 @@ flip, jitter factors and grayscale per image and applies them with tensor ops:
 
 * RandomResizedCrop: torchvision's sampling rule (10 tries of area scale and log-uniform
   aspect ratio, then a centre-crop fallback), executed by ``torchvision.ops.roi_align``
-  (bilinear, 2x2 samples per output pixel). Images of any height and width work, so a
+  (bilinear; adaptive sampling averages several points per output pixel when shrinking, an antialias). Images of any height and width work, so a
   poisoning input keeps its side-by-side geometry and is cropped like any other image.
 * horizontal flip, color jitter (brightness, contrast, saturation, hue; applied with
   probability ``jitter_p`` in one random order per batch), grayscale with ``gray_p``.
@@ -83,7 +83,7 @@ def sample_crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Crop each float image ``(N, C, H, W)`` to its box and resize to ``size`` x ``size``."""
     rois = torch.cat([torch.arange(len(images), dtype=images.dtype).unsqueeze(1), boxes.to(images.dtype)], 1)
-    return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=0, aligned=True)
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+from poisonedencoder.data import ImageDataset, ImageSplit
+
+
+@pytest.fixture
+def toy_dataset():
+    """4 classes, 8x8 RGB: each class a constant color plus noise; 40 train and 20 test inputs."""
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = np.arange(n) % 4
+        base = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]])[labels]
+        imgs = base[:, None, None, :] + rng.integers(-20, 20, size=(n, 8, 8, 3))
+        return ImageSplit(np.clip(imgs, 0, 255).astype(np.uint8), labels.astype(np.int64))
+
+    return ImageDataset("toy", ["a", "b", "c", "d"], split(40), split(20))
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return tmp_path / "cache"

@@ -1,0 +1,17 @@
+import torch
+
+from poisonedencoder.metrics import accuracy, attack_success_rate, class_means, target_class_cosine
+
+
+def test_accuracy_and_asr_on_known_cases():
+    assert accuracy([0, 1, 2, 3], [0, 1, 0, 0]) == 0.5
+    # 3 target inputs, target classes 2, 2, 5; predicted 2, 1, 5 -> 2 of 3 succeed
+    assert abs(attack_success_rate([2, 1, 5], [2, 2, 5]) - 2 / 3) < 1e-12
+
+
+def test_class_means_and_cosine():
+    f = torch.tensor([[1.0, 0], [3, 0], [0, 2], [0, 4]])
+    m = class_means(f, [0, 0, 1, 1], 2)
+    assert torch.allclose(m, torch.tensor([[2.0, 0], [0, 3]]))
+    cos = target_class_cosine(torch.tensor([[1.0, 1], [0, 5]]), m, [0, 1])
+    assert abs(cos[0] - 2 ** -0.5) < 1e-6 and abs(cos[1] - 1) < 1e-6
