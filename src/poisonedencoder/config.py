@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 1e-6,
         "temperature": 0.5,
         "projection_dim": 128,
+        "projector": "mlp",         # mlp (SimCLR's head) | linear | none
         "crop_scale": [0.08, 1.0],
         "flip_p": 0.5,
         "jitter": [0.4, 0.4, 0.4, 0.1],
@@ -215,6 +216,8 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.algorithm: unknown algorithm {p['algorithm']!r}; choose simclr")
     if p["backbone"] not in BACKBONES:
         raise UserError(f"pretrain.backbone: unknown backbone {p['backbone']!r}; choose one of {', '.join(BACKBONES)}")
+    if p["projector"] not in ("mlp", "linear", "none"):
+        raise UserError(f"pretrain.projector must be mlp, linear or none, got {p['projector']!r}")
     if p["optimizer"] not in ("adam", "sgd"):
         raise UserError(f"pretrain.optimizer must be adam or sgd, got {p['optimizer']!r}")
     for key, lo, hi, integer in (("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),

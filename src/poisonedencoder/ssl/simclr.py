@@ -1,4 +1,8 @@
-"""SimCLR: backbone, projection head (feature -> hidden -> projection_dim), NT-Xent."""
+"""SimCLR: backbone, projection head, NT-Xent.
+
+projector ``mlp`` (SimCLR's: feature -> feature -> projection_dim, BN and ReLU between),
+``linear`` (feature -> projection_dim) or ``none`` (the loss acts on the backbone feature).
+"""
 from __future__ import annotations
 
 import torch
@@ -10,17 +14,22 @@ from .models import build_backbone
 
 class SimCLR(nn.Module):
     def __init__(self, backbone: str = "cnn7", width: int = 32, projection_dim: int = 128,
-                 temperature: float = 0.5):
+                 temperature: float = 0.5, projector: str = "mlp"):
         super().__init__()
         self.backbone = build_backbone(backbone, width)
         d = self.backbone.feature_dim
-        self.projector = nn.Sequential(nn.Linear(d, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
-                                       nn.Linear(d, projection_dim))
+        if projector == "mlp":
+            self.projector = nn.Sequential(nn.Linear(d, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
+                                           nn.Linear(d, projection_dim))
+        elif projector == "linear":
+            self.projector = nn.Linear(d, projection_dim)
+        else:
+            self.projector = nn.Identity()
         self.temperature = temperature
 
     @classmethod
     def from_config(cls, p: dict) -> "SimCLR":
-        return cls(p["backbone"], p["width"], p["projection_dim"], p["temperature"])
+        return cls(p["backbone"], p["width"], p["projection_dim"], p["temperature"], p["projector"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))

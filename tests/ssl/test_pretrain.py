@@ -1,0 +1,39 @@
+import numpy as np
+import torch
+
+from poisonedencoder import config as C
+from poisonedencoder.ssl.augment import AugmentParams
+from poisonedencoder.ssl.pretrain import PretrainSet, load_backbone, pretrain
+
+
+def _params(epochs):
+    p = C.resolve({"preset": "demo"})["pretrain"]
+    p.update(epochs=epochs, batch_size=16, width=4, image_size=8)
+    return p
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
+    wide = [rng.integers(0, 256, (8, 16, 3), dtype=np.uint8) for _ in range(5)]
+    tall = [rng.integers(0, 256, (16, 8, 3), dtype=np.uint8) for _ in range(3)]
+    return PretrainSet.from_images(clean, wide + tall)
+
+
+def test_pretrain_set_groups_shapes_and_batches_mix_them():
+    data = _data()
+    assert len(data) == 56 and sorted(data.shapes) == [(8, 8), (8, 16), (16, 8)]
+    v1, v2 = data.views(torch.arange(56), AugmentParams(size=8),
+                        torch.Generator().manual_seed(0))
+    assert v1.shape == v2.shape == (56, 3, 8, 8)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_training(tmp_path):
+    data = _data()
+    full = pretrain(data, _params(2), tmp_path / "a", seed=3, log=lambda s: None)
+    pretrain(data, _params(1), tmp_path / "b", seed=3, log=lambda s: None)
+    resumed = pretrain(data, _params(2), tmp_path / "b", seed=3, log=lambda s: None)  # resumes after epoch 1
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    enc = load_backbone(tmp_path / "b" / "encoder.pt", _params(2))
+    assert torch.allclose(enc.state_dict()["features.0.weight"], full.backbone.state_dict()["features.0.weight"])
