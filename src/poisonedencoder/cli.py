@@ -36,10 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p)
         if name == "pretrain":
             p.add_argument("--which", choices=("both", "clean", "poisoned"), default="both")
+    p = sub.add_parser("sweep", help="one run per value of a config key; sweep.csv and sweep.png")
+    _add_common(p)
+    p.add_argument("--param", required=True, help="config key, e.g. attack.poisoning_rate")
+    p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.01,0.03,0.1")
     return ap
 
 
-def _resolve(args) -> tuple[dict, Path]:
+def _user_and_overrides(args) -> tuple[dict, list[str]]:
     from . import config as C
 
     user = C.load_yaml(args.config) if getattr(args, "config", None) else {}
@@ -50,6 +54,13 @@ def _resolve(args) -> tuple[dict, Path]:
                       (args.device, "device")):
         if flag:
             overrides.append(f"{key}={flag}")
+    return user, overrides
+
+
+def _resolve(args) -> tuple[dict, Path]:
+    from . import config as C
+
+    user, overrides = _user_and_overrides(args)
     cfg = C.resolve(user, overrides)
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if getattr(args, "config", None) else "demo")
     return cfg, out
@@ -62,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg, out = _resolve(args)
         t0 = time.time()
+        if args.command == "sweep":
+            from .sweep import parse_values, run_sweep
+
+            user, over = _user_and_overrides(args)
+            run_sweep(user, over, args.param, parse_values(args.values), out, log=lambda s: print(s, flush=True))
+            print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
+            return 0
         exp = Experiment(cfg, out, log=lambda s: print(s, flush=True))
         if args.command in ("demo", "run"):
             exp.run()

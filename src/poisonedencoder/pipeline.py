@@ -26,11 +26,12 @@ from .report import format_table, write_report
 
 # settings that change where or how fast a run goes, not what it computes
 _NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir")
+_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every")
 
 
 def experiment_fingerprint(cfg: dict) -> str:
     c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
-    c["pretrain"] = {k: v for k, v in c["pretrain"].items() if k != "threads"}
+    c["pretrain"] = {k: v for k, v in c["pretrain"].items() if k not in _PRETRAIN_NOT_IN_FINGERPRINT}
     return C.fingerprint(c)
 
 
@@ -98,7 +99,8 @@ class Experiment:
 
     def clean_encoder_dir(self) -> Path:
         key = C.fingerprint({"pretrain_data": self.cfg["pretrain_data"], "seed": self.cfg["seed"],
-                             "pretrain": {k: v for k, v in self.cfg["pretrain"].items() if k != "threads"}})
+                             "pretrain": {k: v for k, v in self.cfg["pretrain"].items()
+                                          if k not in _PRETRAIN_NOT_IN_FINGERPRINT}})
         return self.cache / "encoders" / key
 
     def pretrain(self, which: str = "both") -> dict[str, Path]:
@@ -130,11 +132,21 @@ class Experiment:
             paths[name] = enc
         return paths
 
+    def _downstream(self, enc, ds, tr_idx, seed_task: int):
+        """Train the downstream classifier on ``enc``'s features; return test predictions and features."""
+        from .downstream import extract_features, predict, train_classifier
+
+        p, d = self.cfg["pretrain"], self.cfg["downstream"]
+        ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])
+        fte = extract_features(enc, ds.test.images, p["image_size"])
+        clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
+                               d["lr"], d["batch_size"], self.cfg["seed"] + seed_task)
+        return predict(clf, fte), ftr, fte
+
     def evaluate(self) -> dict:
         """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines."""
         import torch
 
-        from .downstream import extract_features, predict, train_classifier
         from .metrics import accuracy, attack_success_rate, class_means, target_class_cosine
         from .ssl.pretrain import load_backbone
 
@@ -144,6 +156,7 @@ class Experiment:
         if p.get("threads"):
             torch.set_num_threads(int(p["threads"]))
         encoders = {k: load_backbone(v, p) for k, v in paths.items()}
+        snapshots = sorted((self.out / "encoders" / "poisoned" / "snapshots").glob("epoch_*.pt"))
         targets = [Target(**t) for t in manifest["targets"]]
         tasks = self.tasks()
         per_task = []
@@ -158,24 +171,31 @@ class Experiment:
             test_mask = np.ones(len(ds.test), bool)
             test_mask[target_idx] = False  # CA / PA are measured on non-target inputs
             tcls = np.array([t.target_class for t in tt], dtype=int)
+            tcls_true = np.array([t.true_class for t in tt], dtype=int)
             res = {"dataset": ds.name, "num_classes": ds.num_classes}
-            preds, cos = {}, {}
+            preds, cos, cos_true = {}, {}, {}
             for name, enc in encoders.items():
-                ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])
-                fte = extract_features(enc, ds.test.images, p["image_size"])
-                clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
-                                       d["lr"], d["batch_size"], self.cfg["seed"])
-                pred = predict(clf, fte)
-                key = "CA" if name == "clean" else "PA"
-                res[key] = accuracy(pred[test_mask], ds.test.labels[test_mask])
+                pred, ftr, fte = self._downstream(enc, ds, tr_idx, ti)
+                res["CA" if name == "clean" else "PA"] = accuracy(pred[test_mask], ds.test.labels[test_mask])
                 preds[name] = pred[target_idx]
                 res["clean_ASR" if name == "clean" else "ASR"] = attack_success_rate(preds[name], tcls) if len(tt) else None
                 means = class_means(ftr, ds.train.labels[tr_idx], ds.num_classes)
                 cos[name] = target_class_cosine(fte[target_idx], means, tcls) if len(tt) else []
+                cos_true[name] = target_class_cosine(fte[target_idx], means, tcls_true) if len(tt) else []
+            if snapshots:
+                res["over_training"] = []
+                for snap in snapshots:
+                    pred, _, _ = self._downstream(load_backbone(snap, p), ds, tr_idx, ti)
+                    res["over_training"].append({"epoch": int(snap.stem.split("_")[1]),
+                                                 "PA": accuracy(pred[test_mask], ds.test.labels[test_mask]),
+                                                 "ASR": attack_success_rate(pred[target_idx], tcls) if len(tt) else None})
+                res["over_training"].append({"epoch": p["epochs"], "PA": res["PA"], "ASR": res["ASR"]})
             res["targets"] = [{"test_index": t.test_index, "true_class": t.true_class, "target_class": t.target_class,
-                               "target_class_name": ds.classes[t.target_class], "true_class_name": ds.classes[t.true_class],
+                               "true_class_name": ds.classes[t.true_class], "target_class_name": ds.classes[t.target_class],
                                "clean_prediction": int(preds["clean"][k]), "poisoned_prediction": int(preds["poisoned"][k]),
-                               "clean_cosine": cos["clean"][k], "poisoned_cosine": cos["poisoned"][k]}
+                               "clean_cosine": cos["clean"][k], "poisoned_cosine": cos["poisoned"][k],
+                               "clean_cosine_true_class": cos_true["clean"][k],
+                               "poisoned_cosine_true_class": cos_true["poisoned"][k]}
                               for k, t in enumerate(tt)]
             res["mean_cosine_clean"] = float(np.mean(cos["clean"])) if tt else None
             res["mean_cosine_poisoned"] = float(np.mean(cos["poisoned"])) if tt else None

@@ -69,7 +69,8 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     """Train SimCLR on ``data`` with settings ``p`` (the config's ``pretrain`` section).
 
     ``workdir/checkpoint.pt`` is rewritten after every epoch and the run resumes from it;
-    ``workdir/encoder.pt`` (backbone weights only) is written at the end.
+    ``workdir/encoder.pt`` (backbone weights only) is written at the end, and with
+    ``snapshot_every: k`` also ``workdir/snapshots/epoch_NNNNN.pt`` every k epochs.
     """
     workdir = Path(workdir)
     if p["batch_size"] > len(data):
@@ -115,6 +116,9 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         history.append(total / max(steps, 1))
         save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                           "loss": history})
+        every = p.get("snapshot_every") or 0
+        if every and (epoch + 1) % every == 0 and epoch + 1 < p["epochs"]:
+            save_torch(workdir / "snapshots" / f"epoch_{epoch + 1:05d}.pt", {"backbone": model.backbone.state_dict()})
         if (epoch + 1) % max(1, p["epochs"] // 10) == 0 or epoch + 1 == p["epochs"]:
             log(f"{desc}: epoch {epoch + 1}/{p['epochs']} loss {history[-1]:.4f} ({time.time() - t0:.1f}s)")
     save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history})

@@ -1,0 +1,66 @@
+"""Run one experiment per value of one config key; write sweep.csv and an ASR plot.
+
+Runs that share pre-training settings share the cached clean encoder, so a sweep over an
+attack parameter trains the clean encoder once.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from . import config as C
+from .io import atomic_write, write_text
+from .pipeline import Experiment
+
+
+def parse_values(text: str) -> list:
+    import yaml
+
+    return [yaml.safe_load(v) for v in text.split(",") if v.strip() != ""]
+
+
+def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str | Path, log=print) -> list[dict]:
+    out = Path(out)
+    rows = []
+    for v in values:
+        cfg = C.resolve(user, list(overrides) + [f"{key}={v}"])  # validates every value before any work
+        rows.append((v, cfg))
+    results = []
+    for v, cfg in rows:
+        log(f"sweep: {key}={v}")
+        m = Experiment(cfg, out / f"{key}={v}", log=log).run()
+        results.append({key: v, "CA": m["CA"], "PA": m["PA"], "ASR": m["ASR"], "clean_ASR": m["clean_ASR"],
+                        "poisoning_rate": m["poisoning_rate"], "num_targets": m["num_targets"]})
+        _write(results, key, out)
+    return results
+
+
+def _write(results: list[dict], key: str, out: Path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(results[0]))
+    w.writeheader()
+    w.writerows(results)
+    write_text(out / "sweep.csv", buf.getvalue())
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r[key] for r in results]
+    numeric = all(isinstance(x, (int, float)) for x in xs)
+    pos = xs if numeric else list(range(len(xs)))
+    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
+    ax.plot(pos, [r["ASR"] for r in results], "o-", label="ASR (poisoned encoder)")
+    ax.plot(pos, [r["clean_ASR"] for r in results], "s--", label="ASR of the clean encoder")
+    ax.plot(pos, [r["PA"] for r in results], "^:", label="PA")
+    ax.plot(pos, [r["CA"] for r in results], "v:", label="CA")
+    if not numeric:
+        ax.set_xticks(pos, [str(x) for x in xs])
+    ax.set_xlabel(key)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(out / "sweep.png", lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
