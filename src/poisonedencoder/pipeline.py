@@ -46,7 +46,8 @@ class Experiment:
     def _check_out_dir(self) -> None:
         fp = experiment_fingerprint(self.cfg)
         stamp = self.out / ".fingerprint"
-        if stamp.exists() and stamp.read_text().strip() != fp:
+        finished = [self.out / "poisons" / "manifest.json", self.out / "encoders", self.out / "metrics.json"]
+        if stamp.exists() and stamp.read_text().strip() != fp and any(f.exists() for f in finished):
             raise UserError(f"{self.out} holds a run with a different configuration; choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         write_text(stamp, fp + "\n")
