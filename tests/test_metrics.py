@@ -15,3 +15,14 @@ def test_class_means_and_cosine():
     assert torch.allclose(m, torch.tensor([[2.0, 0], [0, 3]]))
     cos = target_class_cosine(torch.tensor([[1.0, 1], [0, 5]]), m, [0, 1])
     assert abs(cos[0] - 2 ** -0.5) < 1e-6 and abs(cos[1] - 1) < 1e-6
+
+
+def test_centred_cosine_removes_the_shared_offset():
+    # two classes that differ along y, both far out along x (as post-ReLU features are)
+    f = torch.tensor([[10.0, 1], [10, 1], [10, -1], [10, -1]])
+    m = class_means(f, [0, 0, 1, 1], 2)
+    t = torch.tensor([[10.0, -1]])  # looks like class 1
+    raw = target_class_cosine(t, m, [0])[0]
+    centred = target_class_cosine(t, m, [0], center=f.mean(0))[0]
+    assert raw > 0.97            # raw cosine calls it close to class 0
+    assert abs(centred + 1) < 1e-6  # centred: exactly opposite to class 0

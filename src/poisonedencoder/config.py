@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
         "name": "poisonedencoder",
         "poisoning_rate": 0.03,     # poisoning inputs / clean pre-training inputs, all targets together
         "num_references": 10,       # reference inputs per target class
-        "reference_selection": "random",  # random | typical (closest to the class mean pixel-space feature)
+        "reference_selection": "random",  # random | typical (closest to the class mean in the clean encoder's feature space)
         "layout": "random",         # random | left-right | top-bottom
         "order": "random",          # random | target-first | reference-first
         "gap": 0,                   # pixels of gray between target and reference

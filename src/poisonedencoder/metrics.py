@@ -25,7 +25,16 @@ def class_means(features: torch.Tensor, labels, num_classes: int) -> torch.Tenso
                         for c in range(num_classes)])
 
 
-def target_class_cosine(target_features: torch.Tensor, means: torch.Tensor, target_classes) -> list[float]:
-    """Cosine similarity between each target input's feature and its target class's mean feature."""
+def target_class_cosine(target_features: torch.Tensor, means: torch.Tensor, target_classes,
+                        center: torch.Tensor | None = None) -> list[float]:
+    """Cosine similarity between each target input's feature and its target class's mean feature.
+
+    With ``center`` (e.g. the mean feature of the downstream training set) both are centred
+    first: backbone features after a ReLU all lie in one orthant, where every raw cosine is
+    high; centred, an unrelated input scores near 0 and an input of the class near its top.
+    """
     tc = torch.as_tensor(np.asarray(target_classes), dtype=torch.long)
-    return F.cosine_similarity(target_features, means[tc], dim=1).tolist()
+    m = means[tc]
+    if center is not None:
+        target_features, m = target_features - center, m - center
+    return F.cosine_similarity(target_features, m, dim=1).tolist()

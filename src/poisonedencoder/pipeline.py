@@ -89,7 +89,8 @@ class Experiment:
         num_clean = len(self.clean_pretrain_images())
         a = self.cfg["attack"]
         attack = PoisonedEncoder(**{k: v for k, v in a.items() if k != "name"}, seed=self.cfg["seed"])
-        poisons = attack.craft(targets, tasks, num_clean)
+        typicality = self.typicality(tasks) if a["reference_selection"] == "typical" else None
+        poisons = attack.craft(targets, tasks, num_clean, typicality)
         save_poisons(poisons, targets, self.poison_dir, {
             "attack": a, "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
             "class_names": [ds.classes for ds in tasks]})
@@ -97,6 +98,23 @@ class Experiment:
         self.log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
                  f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {self.poison_dir}")
         return load_poisons(self.poison_dir)[0]
+
+    def typicality(self, tasks: list[ImageDataset]) -> list:
+        """Per task, each train input's cosine to its class-mean feature under a surrogate encoder.
+
+        The surrogate is the clean encoder of this configuration (the attacker pre-trains its
+        own encoder on clean data of the same distribution; here it is the shared clean one).
+        """
+        from .attack.targets import class_typicality
+        from .downstream import extract_features
+        from .ssl.pretrain import load_backbone
+
+        enc = load_backbone(self.pretrain("clean")["clean"], self.cfg["pretrain"])
+        out = []
+        for ds in tasks:
+            f = extract_features(enc, ds.train.images, self.cfg["pretrain"]["image_size"], device=self.cfg["device"])
+            out.append(class_typicality(f.numpy(), ds.train.labels, ds.num_classes))
+        return out
 
     def clean_encoder_dir(self) -> Path:
         key = C.fingerprint({"pretrain_data": self.cfg["pretrain_data"], "seed": self.cfg["seed"],
@@ -181,8 +199,9 @@ class Experiment:
                 preds[name] = pred[target_idx]
                 res["clean_ASR" if name == "clean" else "ASR"] = attack_success_rate(preds[name], tcls) if len(tt) else None
                 means = class_means(ftr, ds.train.labels[tr_idx], ds.num_classes)
-                cos[name] = target_class_cosine(fte[target_idx], means, tcls) if len(tt) else []
-                cos_true[name] = target_class_cosine(fte[target_idx], means, tcls_true) if len(tt) else []
+                center = ftr.mean(0)
+                cos[name] = target_class_cosine(fte[target_idx], means, tcls, center) if len(tt) else []
+                cos_true[name] = target_class_cosine(fte[target_idx], means, tcls_true, center) if len(tt) else []
             if snapshots:
                 res["over_training"] = []
                 for snap in snapshots:

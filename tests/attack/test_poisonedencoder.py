@@ -73,3 +73,22 @@ def test_explicit_target_class_outside_classes(toy_dataset):
         select_targets(toy_dataset, 0, explicit=[{"index": 0, "target_class": "zebra"}])
     t = select_targets(toy_dataset, 0, explicit=[{"index": 3, "target_class": "b"}])
     assert t[0].target_class == 1 and t[0].test_index == 3
+
+
+def test_typical_references_are_the_inputs_closest_to_their_class_mean(toy_dataset):
+    from poisonedencoder.attack.targets import class_typicality
+
+    ds = toy_dataset
+    feats = ds.train.images.reshape(len(ds.train), -1).astype(float)
+    score = class_typicality(feats, ds.train.labels, ds.num_classes)
+    assert score.shape == (len(ds.train),) and (score <= 1 + 1e-9).all()
+    # plant an outlier in class 2: it must never be picked while a more typical input remains
+    out = int(np.flatnonzero(ds.train.labels == 2)[0])
+    feats[out] = feats[ds.train.labels == 0].mean(0)
+    score = class_typicality(feats, ds.train.labels, ds.num_classes)
+    pool = np.flatnonzero(ds.train.labels == 2)
+    refs = select_references(ds, 2, len(pool) - 1, np.random.default_rng(0), typicality=score)
+    assert out not in refs and len(refs) == len(pool) - 1
+    assert set(refs) == set(pool[np.argsort(-score[pool])][: len(pool) - 1].tolist())
+    with pytest.raises(UserError, match="reference_selection"):
+        PoisonedEncoder(reference_selection="best")

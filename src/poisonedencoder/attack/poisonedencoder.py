@@ -61,10 +61,12 @@ class PoisonedEncoder:
     layout: ``random`` (each poisoning input draws left-right or top-bottom), ``left-right``, ``top-bottom``.
     order: ``random``, ``target-first`` or ``reference-first``.
     gap: gray pixels between the two parts.
+    reference_selection: ``random`` reference inputs of the target class, or the most ``typical``
+        ones (the caller passes a typicality score per train input to :meth:`craft`).
     """
 
     def __init__(self, poisoning_rate: float = 0.03, num_references: int = 10, layout: str = "random",
-                 order: str = "random", gap: int = 0, seed: int = 0, **_ignored):
+                 order: str = "random", gap: int = 0, reference_selection: str = "random", seed: int = 0):
         if not 0 < poisoning_rate <= 1:
             raise UserError(f"poisoning_rate must be in (0, 1], got {poisoning_rate}")
         if num_references < 1:
@@ -73,18 +75,24 @@ class PoisonedEncoder:
             raise UserError(f"layout must be random, left-right or top-bottom, got {layout!r}")
         if order not in ("random", "target-first", "reference-first"):
             raise UserError(f"order must be random, target-first or reference-first, got {order!r}")
+        if reference_selection not in ("random", "typical"):
+            raise UserError(f"reference_selection must be random or typical, got {reference_selection!r}")
         if gap < 0:
             raise UserError(f"gap must be >= 0, got {gap}")
         self.poisoning_rate, self.num_references = poisoning_rate, num_references
         self.layout, self.order, self.gap, self.seed = layout, order, gap, seed
+        self.reference_selection = reference_selection
 
     def poisons_per_target(self, num_clean: int, num_targets: int) -> int:
         return max(1, int(round(self.poisoning_rate * num_clean / num_targets)))
 
-    def craft(self, targets: list[Target], tasks: list, num_clean: int) -> list[PoisoningInput]:
+    def craft(self, targets: list[Target], tasks: list, num_clean: int,
+              typicality: list | None = None) -> list[PoisoningInput]:
         """Choose reference inputs for each target (stored on the target) and build the poisoning inputs.
 
         ``tasks[t.task]`` is the :class:`ImageDataset` of target ``t``'s downstream task.
+        ``typicality[t.task]`` (optional) scores that task's train inputs; the most typical
+        inputs of the target class are then the reference inputs (see ``select_references``).
         """
         rng = np.random.default_rng([self.seed, 2])
         m = self.poisons_per_target(num_clean, len(targets))
@@ -92,7 +100,8 @@ class PoisonedEncoder:
         for tid, t in enumerate(targets):
             ds = tasks[t.task]
             if not t.reference_indices:
-                t.reference_indices = select_references(ds, t.target_class, self.num_references, rng)
+                t.reference_indices = select_references(ds, t.target_class, self.num_references, rng,
+                                                       typicality[t.task] if typicality else None)
             timg = ds.test.images[t.test_index]
             for j in range(m):
                 r = t.reference_indices[j % len(t.reference_indices)]

@@ -48,11 +48,31 @@ def select_targets(ds: ImageDataset, task: int, num_targets: int | None = None, 
     return out
 
 
-def select_references(ds: ImageDataset, target_class: int, k: int, rng: np.random.Generator) -> list[int]:
-    """``k`` random reference inputs of ``target_class`` from the train split."""
+def select_references(ds: ImageDataset, target_class: int, k: int, rng: np.random.Generator,
+                      typicality: np.ndarray | None = None) -> list[int]:
+    """``k`` reference inputs of ``target_class`` from the train split.
+
+    Random by default; with ``typicality`` (one score per train input, higher = more typical
+    of its class, e.g. the cosine to the class-mean feature of a surrogate encoder) the ``k``
+    most typical inputs of the class.
+    """
     pool = np.flatnonzero(ds.train.labels == target_class)
     if len(pool) == 0:
         raise UserError(f"class {target_class} of {ds.name} has no training inputs to use as reference inputs")
     if k > len(pool):
         raise UserError(f"num_references {k} exceeds the {len(pool)} training inputs of class {target_class} in {ds.name}")
+    if typicality is not None:
+        order = pool[np.argsort(-np.asarray(typicality)[pool], kind="stable")]
+        return sorted(int(i) for i in order[:k])
     return sorted(int(i) for i in rng.choice(pool, size=k, replace=False))
+
+
+def class_typicality(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Cosine similarity of each input's feature to the mean feature of its own class."""
+    f = np.asarray(features, dtype=np.float64)
+    f = f - f.mean(0, keepdims=True)
+    f /= np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12)
+    means = np.stack([f[labels == c].mean(0) if (labels == c).any() else np.zeros(f.shape[1])
+                      for c in range(num_classes)])
+    means /= np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
+    return (f * means[labels]).sum(1)
