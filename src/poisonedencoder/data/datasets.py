@@ -143,6 +143,56 @@ def _load_imagefolder(root: Path, size: int, progress: bool = True) -> tuple[lis
     return classes, out[0], out[1]
 
 
+# --------------------------------------------------------------------------- IDX files (Fashion-MNIST)
+FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX array (MNIST's format: magic, dims, big-endian sizes, uint8 data), optionally gzipped."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+        if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        nd = raw[3]
+        dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+        return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * nd).reshape(dims)
+    except Exception as e:
+        raise UserError(f"cannot read IDX file {path}: {type(e).__name__}: {e}") from e
+
+
+def _idx_folder(root: Path) -> Path | None:
+    """A folder that holds the four Fashion-MNIST IDX files (plain or .gz), if any."""
+    for d in (root, root / "FashionMNIST" / "raw", root / "fashion-mnist", FASHION_MNIST_SYSTEM):
+        if all(_idx_file(d, s) for pair in _IDX.values() for s in pair):
+            return d
+    return None
+
+
+def _load_fashion_idx(folder: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
+    splits = []
+    for split in ("train", "test"):
+        xs, ys = (read_idx(_idx_file(folder, s)) for s in _IDX[split])
+        if len(xs) != len(ys):
+            raise UserError(f"Fashion-MNIST {split} files in {folder} disagree: {len(xs)} images, {len(ys)} labels")
+        splits.append(ImageSplit(_from_arrays(xs, size), ys.astype(np.int64)))
+    return list(FASHION_MNIST_CLASSES), splits[0], splits[1]
+
+
 # --------------------------------------------------------------------------- torchvision
 def _offline_error(name: str, root: Path, err: Exception) -> UserError:
     return UserError(
@@ -198,6 +248,9 @@ def _load_torchvision(name: str, root: Path, size: int) -> tuple[list[str], Imag
         tr = _tv(name, root, lambda dl: tvd.CIFAR10(r, train=True, download=dl))
         te = _tv(name, root, lambda dl: tvd.CIFAR10(r, train=False, download=dl))
     elif name == "fashion-mnist":
+        folder = _idx_folder(root)
+        if folder is not None:  # the IDX files on disk (e.g. Debian's dataset-fashion-mnist): no download
+            return _load_fashion_idx(folder, size)
         tr = _tv(name, root, lambda dl: tvd.FashionMNIST(r, train=True, download=dl))
         te = _tv(name, root, lambda dl: tvd.FashionMNIST(r, train=False, download=dl))
     elif name == "stl10":

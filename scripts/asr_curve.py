@@ -1,0 +1,64 @@
+"""Plot ASR (and the clean encoder's ASR) against the poisoning rate per target input, one
+line per label, plus ASR over pre-training epochs, from finished run directories.
+
+    python scripts/asr_curve.py --out docs/cifar10_asr_curve.png \
+        random=runs/r3,runs/r30 typical=runs/r30typ,runs/r100typ
+
+Each run directory must hold metrics.json (written by ``poisonedencoder run``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _load(run: str) -> dict:
+    f = Path(run) / "metrics.json"
+    if not f.is_file():
+        sys.exit(f"error: {f} does not exist; finish that run first")
+    return json.loads(f.read_text())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("series", nargs="+", help="LABEL=RUN_DIR[,RUN_DIR...]")
+    ap.add_argument("--out", required=True, help="PNG file to write")
+    args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=120)
+    for s in args.series:
+        if "=" not in s:
+            sys.exit(f"error: series {s!r} must look like LABEL=RUN_DIR[,RUN_DIR...]")
+        label, runs = s.split("=", 1)
+        ms = sorted((_load(r) for r in runs.split(",")), key=lambda m: m["poisoning_rate"])
+        x = [100 * m["poisoning_rate"] / m["num_targets"] for m in ms]
+        line, = a1.plot(x, [m["ASR"] for m in ms], "o-", label=f"ASR, {label}")
+        a1.plot(x, [m["clean_ASR"] for m in ms], "s:", color=line.get_color(), alpha=0.6, label=f"clean ASR, {label}")
+        for m in ms:
+            ot = m["tasks"][0].get("over_training")
+            if ot:
+                a2.plot([e["epoch"] for e in ot], [e["ASR"] for e in ot], "o-", color=line.get_color(), alpha=0.5 + 0.5 * (m is ms[-1]),
+                        label=f"{label}, {100 * m['poisoning_rate'] / m['num_targets']:.1f}% per target")
+    a1.set_xscale("log")
+    a1.set_xlabel("poisoning rate per target input (%)")
+    a1.set_ylabel("ASR")
+    a2.set_xlabel("pre-training epoch")
+    a2.set_ylabel("ASR")
+    for a in (a1, a2):
+        a.set_ylim(-0.02, 1.02)
+        a.grid(alpha=0.3)
+        a.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
