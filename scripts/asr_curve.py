@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=120)
+    fig, (a1, a3, a2) = plt.subplots(1, 3, figsize=(12, 3.4), dpi=120)
     for s in args.series:
         if "=" not in s:
             sys.exit(f"error: series {s!r} must look like LABEL=RUN_DIR[,RUN_DIR...]")
@@ -40,16 +40,25 @@ def main(argv=None) -> int:
         x = [100 * m["poisoning_rate"] / m["num_targets"] for m in ms]
         line, = a1.plot(x, [m["ASR"] for m in ms], "o-", label=f"ASR, {label}")
         a1.plot(x, [m["clean_ASR"] for m in ms], "s:", color=line.get_color(), alpha=0.6, label=f"clean ASR, {label}")
+        cos = [[t["poisoned_cosine"] for task in m["tasks"] for t in task["targets"]] for m in ms]
+        cos0 = [[t["clean_cosine"] for task in m["tasks"] for t in task["targets"]] for m in ms]
+        a3.plot(x, [sum(c) / len(c) for c in cos], "o-", color=line.get_color(), label=f"poisoned encoder, {label}")
+        a3.plot(x, [sum(c) / len(c) for c in cos0], "s:", color=line.get_color(), alpha=0.6, label=f"clean encoder, {label}")
         for m in ms:
             ot = m["tasks"][0].get("over_training")
             if ot:
                 a2.plot([e["epoch"] for e in ot], [e["ASR"] for e in ot], "o-", color=line.get_color(), alpha=0.5 + 0.5 * (m is ms[-1]),
                         label=f"{label}, {100 * m['poisoning_rate'] / m['num_targets']:.1f}% per target")
-    a1.set_xscale("log")
-    a1.set_xlabel("poisoning rate per target input (%)")
+    for a in (a1, a3):
+        a.set_xscale("log")
+        a.set_xlabel("poisoning rate per target input (%)")
     a1.set_ylabel("ASR")
+    a3.set_ylabel("cosine to target class (centred, mean)")
     a2.set_xlabel("pre-training epoch")
     a2.set_ylabel("ASR")
+    a3.set_ylim(-0.5, 1.0)
+    a3.grid(alpha=0.3)
+    a3.legend(fontsize=6)
     for a in (a1, a2):
         a.set_ylim(-0.02, 1.02)
         a.grid(alpha=0.3)

@@ -43,3 +43,28 @@ def test_cifar10_imagefolder_subset_runs_all_stages(tmp_path):
     m = exp.evaluate()
     assert m["tasks"][0]["num_classes"] == 10 and len(m["tasks"][0]["targets"]) == 3
     assert 0.1 < m["CA"] <= 1 and 0 <= m["ASR"] <= 1
+
+
+def test_two_target_downstream_tasks_in_one_run(tmp_path):
+    """Pre-train on digits; attack digits and a second dataset (Fashion-MNIST-format IDX files) together."""
+    import numpy as np
+
+    from test_data import _write_idx
+
+    root = tmp_path / "fm"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for stem, n in (("train", 60), ("t10k", 20)):
+        _write_idx(root / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(root / f"{stem}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    cfg = C.resolve({"preset": "demo", "data_root": str(root), "cache_dir": str(tmp_path / "cache"),
+                     "tasks": [{"dataset": "digits", "num_targets": 2}, {"dataset": "fashion-mnist", "num_targets": 2}]},
+                    ["pretrain.epochs=1", "downstream.epochs=2", "attack.num_references=3", "attack.poisoning_rate=0.05"])
+    exp = Experiment(cfg, tmp_path / "run", log=lambda s: None)
+    manifest = exp.craft()
+    assert [t["task"] for t in manifest["targets"]] == [0, 0, 1, 1]
+    assert manifest["num_poisoning_inputs"] == 4 * round(0.05 * 1347 / 4)
+    m = exp.evaluate()
+    assert [t["dataset"] for t in m["tasks"]] == ["digits", "fashion-mnist"]
+    assert m["num_targets"] == 4 and all(len(t["targets"]) == 2 for t in m["tasks"])
+    assert abs(m["CA"] - (m["tasks"][0]["CA"] + m["tasks"][1]["CA"]) / 2) < 1e-12
