@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 
-def _step(model, opt, x1, x2):
-    loss = model.loss(x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last))
+def _step(model, opt, x1, x2, bf16: bool = False):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model.loss(x1.contiguous(memory_format=torch.channels_last),
+                          x2.contiguous(memory_format=torch.channels_last))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -59,6 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for (b)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--bf16", action="store_true", help="also time (c) under bf16 autocast (needs CPU bf16 support)")
+    ap.add_argument("--compile", action="store_true", help="also time (c) with torch.compile (compile time excluded)")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
     if args.threads:
@@ -124,14 +128,24 @@ def main(argv=None) -> int:
     def step_c():
         _step(model, opt, x1, x2)
 
-    sec = _interleaved({"a_this_loop": step_a, "b_per_sample_pipeline": step_b, "c_model_only": step_c},
-                       args.steps, args.warmup, args.rounds)
+    fns = {"a_this_loop": step_a, "b_per_sample_pipeline": step_b, "c_model_only": step_c}
+    if args.bf16:
+        fns["c_model_only_bf16"] = lambda: _step(model, opt, x1, x2, bf16=True)
+    if args.compile:
+        compiled = torch.compile(model)
+        compiled.loss = lambda a, b: __import__("poisonedencoder.ssl.losses", fromlist=["nt_xent"]).nt_xent(
+            *compiled(torch.cat([a, b], 0)).chunk(2), model.temperature)
+        fns["c_model_only_compiled"] = lambda: _step(compiled, opt, x1, x2)
+    sec = _interleaved(fns, args.steps, args.warmup, args.rounds)
     ips = {k: bs / v for k, v in sec.items()}
     out = {"backbone": args.backbone, "width": args.width if args.backbone == "cnn7" else None, "batch_size": bs,
            "steps": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(), "workers_b": args.workers,
            "images_per_s": {k: round(v, 1) for k, v in ips.items()},
            "a_over_b": round(ips["a_this_loop"] / ips["b_per_sample_pipeline"], 3),
            "a_over_c": round(ips["a_this_loop"] / ips["c_model_only"], 3)}
+    for k in ("c_model_only_bf16", "c_model_only_compiled"):
+        if k in ips:
+            out[f"{k}_over_c"] = round(ips[k] / ips["c_model_only"], 3)
     for k, v in out["images_per_s"].items():
         print(f"{k:24s} {v:9.1f} images/s (two views each)")
     print(f"a/b = {out['a_over_b']:.2f}   a/c = {out['a_over_c']:.2f}")
