@@ -37,3 +37,28 @@ def test_resume_from_checkpoint_equals_uninterrupted_training(tmp_path):
         assert torch.allclose(a, b, atol=1e-6), k
     enc = load_backbone(tmp_path / "b" / "encoder.pt", _params(2))
     assert torch.allclose(enc.state_dict()["features.0.weight"], full.backbone.state_dict()["features.0.weight"])
+
+
+def test_bf16_autocast_trains_close_to_fp32_with_an_fp32_loss(tmp_path):
+    import pytest
+
+    from poisonedencoder.errors import UserError
+
+    data = _data()
+    p32, p16 = _params(1), _params(1)
+    p16["precision"] = "bf16"
+    m32 = pretrain(data, p32, tmp_path / "fp32", seed=5, log=lambda s: None)
+    m16 = pretrain(data, p16, tmp_path / "bf16", seed=5, log=lambda s: None)
+    l32 = load_backbone_loss(tmp_path / "fp32")
+    l16 = load_backbone_loss(tmp_path / "bf16")
+    assert np.isfinite(l16).all() and abs(l16[0] - l32[0]) < 0.05 * l32[0]  # same data and seed: close losses
+    w32, w16 = m32.backbone.features[0].weight, m16.backbone.features[0].weight
+    assert w16.dtype == torch.float32 and not torch.equal(w32, w16)  # weights stay fp32; bf16 really ran
+    with pytest.raises(UserError, match="precision"):
+        C.resolve({}, ["pretrain.precision=fp16"])
+
+
+def load_backbone_loss(d):
+    from poisonedencoder.io import load_torch
+
+    return np.array(load_torch(d / "encoder.pt")["loss"])

@@ -106,7 +106,9 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
                 x1, x2 = data.views(idx, aug, g)
                 x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 x2 = x2.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                loss = model.loss(x1, x2)
+                with torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
+                                    enabled=p.get("precision") == "bf16"):
+                    loss = model.loss(x1, x2)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -35,6 +35,6 @@ class SimCLR(nn.Module):
         return self.projector(self.backbone(x))
 
     def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        z = self(torch.cat([x1, x2], 0))
+        z = self(torch.cat([x1, x2], 0)).float()  # the loss in fp32, also under bf16 autocast
         z1, z2 = z.chunk(2)
         return nt_xent(z1, z2, self.temperature)
