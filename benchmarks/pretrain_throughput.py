@@ -9,26 +9,19 @@
 Prints images/s for each (an image = one pre-training input, i.e. two views) and the ratios
 a/b and a/c. Example:
 
-    python benchmarks/pretrain_throughput.py --backbone cnn7 --width 16 
+    python benchmarks/pretrain_throughput.py --backbone cnn7 --width 16
     python benchmarks/pretrain_throughput.py --backbone resnet18 --steps 2 --rounds 2
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import json
 import time
 
 import numpy as np
 import torch
-
-
-def _step(model, opt, x1, x2, bf16: bool = False):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = model.loss(x1.contiguous(memory_format=torch.channels_last),
-                          x2.contiguous(memory_format=torch.channels_last))
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
 
 
 def _interleaved(fns: dict, steps: int, warmup: int, rounds: int) -> dict:
@@ -73,7 +66,7 @@ def main(argv=None) -> int:
 
     from poisonedencoder.config import resolve
     from poisonedencoder.ssl.augment import AugmentParams, augment, normalize
-    from poisonedencoder.ssl.pretrain import PretrainSet
+    from poisonedencoder.ssl.pretrain import PretrainSet, train_step as _step
     from poisonedencoder.ssl.simclr import SimCLR
 
     p = resolve({"preset": "cpu"}, [f"pretrain.backbone={args.backbone}", f"pretrain.width={args.width}"])["pretrain"]
@@ -90,13 +83,12 @@ def main(argv=None) -> int:
     data = PretrainSet.from_images(images)
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(n, generator=g)
-    it = iter(range(10**9))
+    counter = itertools.count()
 
     def step_a():
-        i = next(it) % (n // bs)
+        i = next(counter) % (n // bs)
         x1, x2 = data.views(perm[i * bs:(i + 1) * bs], aug, g)
         _step(model, opt, x1, x2)
-
 
     # (b) per-sample PIL + torchvision transforms + DataLoader
     tf = T.Compose([T.RandomResizedCrop(32, scale=tuple(p["crop_scale"])), T.RandomHorizontalFlip(p["flip_p"]),
@@ -132,10 +124,10 @@ def main(argv=None) -> int:
     if args.bf16:
         fns["c_model_only_bf16"] = lambda: _step(model, opt, x1, x2, bf16=True)
     if args.compile:
-        compiled = torch.compile(model)
-        compiled.loss = lambda a, b: __import__("poisonedencoder.ssl.losses", fromlist=["nt_xent"]).nt_xent(
-            *compiled(torch.cat([a, b], 0)).chunk(2), model.temperature)
-        fns["c_model_only_compiled"] = lambda: _step(compiled, opt, x1, x2)
+        compiled = copy.deepcopy(model)
+        compiled.compile()  # compiles its forward in place; SimCLR.loss calls it
+        copt = torch.optim.Adam(compiled.parameters(), lr=1e-3)
+        fns["c_model_only_compiled"] = lambda: _step(compiled, copt, x1, x2)
     sec = _interleaved(fns, args.steps, args.warmup, args.rounds)
     ips = {k: bs / v for k, v in sec.items()}
     out = {"backbone": args.backbone, "width": args.width if args.backbone == "cnn7" else None, "batch_size": bs,

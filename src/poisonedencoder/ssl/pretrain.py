@@ -64,6 +64,20 @@ def _bar(total: int, desc: str):
     return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
 
 
+def train_step(model: SimCLR, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
+               device: str = "cpu", bf16: bool = False) -> torch.Tensor:
+    """One optimizer step on two views: channels_last on ``device``, forward under bf16 autocast
+    when asked (the loss itself stays fp32), backward, step. Returns the loss."""
+    x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    x2 = x2.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model.loss(x1, x2)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, device: str = "cpu",
              desc: str = "pretrain", log=print) -> SimCLR:
     """Train SimCLR on ``data`` with settings ``p`` (the config's ``pretrain`` section).
@@ -104,14 +118,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
             for s in range(steps):
                 idx = perm[s * p["batch_size"]:(s + 1) * p["batch_size"]]
                 x1, x2 = data.views(idx, aug, g)
-                x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                x2 = x2.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
-                                    enabled=p.get("precision") == "bf16"):
-                    loss = model.loss(x1, x2)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                loss = train_step(model, opt, x1, x2, device, p.get("precision") == "bf16")
                 total += loss.item()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
