@@ -70,26 +70,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from .pipeline import Experiment
+        from .ssl import distributed as D
 
         cfg, out = _resolve(args)
+        env, cfg["device"] = D.init_from_env(cfg["device"])  # under torchrun: join the process group
+        if env.active and args.command in ("sweep", "demo"):
+            raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
+        say = (lambda s: print(s, flush=True)) if env.is_main else (lambda s: None)
         t0 = time.time()
         if args.command == "sweep":
             from .sweep import parse_values, run_sweep
 
             user, over = _user_and_overrides(args)
-            run_sweep(user, over, args.param, parse_values(args.values), out, log=lambda s: print(s, flush=True))
+            run_sweep(user, over, args.param, parse_values(args.values), out, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
-        exp = Experiment(cfg, out, log=lambda s: print(s, flush=True))
+        exp = Experiment(cfg, out, log=say)
         if args.command in ("demo", "run"):
             exp.run()
-            print(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
+            say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
         elif args.command == "craft":
             exp.craft()
         elif args.command == "pretrain":
             exp.pretrain(args.which)
         elif args.command == "evaluate":
             exp.evaluate()
+        D.shutdown()
         return 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
         "jitter_p": 0.8,
         "gray_p": 0.2,
         "precision": "fp32",        # fp32 | bf16 (autocast for the forward pass; the loss stays fp32)
+        "compile": False,           # torch.compile the training step (CUDA only)
         "threads": None,            # torch CPU threads (None = torch default)
         "snapshot_every": 0,        # keep the poisoned backbone every k epochs; evaluate reports ASR over training
     },
@@ -223,6 +224,10 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.projector must be mlp, linear or none, got {p['projector']!r}")
     if p["precision"] not in ("fp32", "bf16"):
         raise UserError(f"pretrain.precision must be fp32 or bf16, got {p['precision']!r}")
+    if not isinstance(p["compile"], bool):
+        raise UserError(f"pretrain.compile must be true or false, got {p['compile']!r}")
+    if p["compile"] and not str(cfg["device"]).startswith("cuda"):
+        raise UserError(f"pretrain.compile is a GPU option and the device is {cfg['device']!r}; drop it or use --device cuda")
     if p["optimizer"] not in ("adam", "sgd"):
         raise UserError(f"pretrain.optimizer must be adam or sgd, got {p['optimizer']!r}")
     for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),

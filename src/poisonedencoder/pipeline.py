@@ -26,7 +26,7 @@ from .report import format_table, write_report
 
 # settings that change where or how fast a run goes, not what it computes
 _NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir")
-_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every")
+_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile")
 
 
 def experiment_fingerprint(cfg: dict) -> str:
@@ -50,8 +50,9 @@ class Experiment:
         if stamp.exists() and stamp.read_text().strip() != fp and any(f.exists() for f in finished):
             raise UserError(f"{self.out} holds a run with a different configuration; choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)
-        write_text(stamp, fp + "\n")
-        write_text(self.out / "config.yaml", C.dump(self.cfg))
+        if _is_main():
+            write_text(stamp, fp + "\n")
+            write_text(self.out / "config.yaml", C.dump(self.cfg))
 
     def dataset(self, spec: str) -> ImageDataset:
         if spec not in self._datasets:
@@ -77,10 +78,25 @@ class Experiment:
         return self.out / "poisons"
 
     def craft(self) -> dict:
-        """Select target inputs and reference inputs, build and export the poisoning inputs."""
+        """Select target inputs and reference inputs, build and export the poisoning inputs.
+
+        Under torchrun, rank 0 crafts while the others wait (after all ranks trained the clean
+        surrogate encoder together, where typical reference inputs need it)."""
+        from .ssl import distributed as D
+
         if (self.poison_dir / "manifest.json").exists():
             self.log(f"craft: reusing {self.poison_dir}")
             return load_poisons(self.poison_dir)[0]
+        if D.current().active:
+            if self.cfg["attack"]["reference_selection"] == "typical":
+                self.pretrain("clean")
+            if D.current().is_main:
+                self._craft()
+            D.barrier()
+            return load_poisons(self.poison_dir)[0]
+        return self._craft()
+
+    def _craft(self) -> dict:
         t0 = time.time()
         tasks = self.tasks()
         targets: list[Target] = []
@@ -171,6 +187,8 @@ class Experiment:
 
         manifest = self.craft()
         paths = self.pretrain("both")
+        if not _is_main():
+            return {}  # under torchrun, rank 0 evaluates
         p, d = self.cfg["pretrain"], self.cfg["downstream"]
         if p.get("threads"):
             torch.set_num_threads(int(p["threads"]))
@@ -244,6 +262,12 @@ class Experiment:
         self.craft()
         self.pretrain("both")
         return self.evaluate()
+
+
+def _is_main() -> bool:
+    from .ssl.distributed import current
+
+    return current().is_main
 
 
 def override_config(cfg: dict, **sections) -> dict:

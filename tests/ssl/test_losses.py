@@ -43,3 +43,25 @@ def test_gradient_pulls_positives_together():
     with torch.no_grad():
         after = torch.nn.functional.cosine_similarity(z1 - 0.5 * z1.grad, z2).mean()
     assert after > before
+
+
+def test_docstring_example():
+    import doctest
+
+    from poisonedencoder.ssl import losses
+
+    assert doctest.testmod(losses).failed == 0
+
+
+def test_mean_of_rank_shards_equals_the_global_batch_loss():
+    # data-parallel form: each rank's anchors against the whole gathered batch
+    g = torch.Generator().manual_seed(1)
+    z1 = torch.randn(8, 5, generator=g, requires_grad=True)
+    z2 = torch.randn(8, 5, generator=g, requires_grad=True)
+    full = nt_xent(z1, z2, 0.3)
+    shards = [nt_xent(z1[r * 2:(r + 1) * 2], z2[r * 2:(r + 1) * 2], 0.3, z1, z2, offset=r * 2) for r in range(4)]
+    assert torch.allclose(torch.stack(shards).mean(), full, atol=1e-6)
+    g_full = torch.autograd.grad(full, [z1, z2])
+    g_shard = torch.autograd.grad(torch.stack(shards).mean(), [z1, z2])
+    for a, b in zip(g_full, g_shard):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -82,7 +82,7 @@ def sample_crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=
 
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Crop each float image ``(N, C, H, W)`` to its box and resize to ``size`` x ``size``."""
-    rois = torch.cat([torch.arange(len(images), dtype=images.dtype).unsqueeze(1), boxes.to(images.dtype)], 1)
+    rois = torch.cat([torch.arange(len(images), dtype=images.dtype, device=images.device).unsqueeze(1), boxes.to(images.dtype)], 1)
     return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=0, aligned=True)
 
 
@@ -118,27 +118,71 @@ def color_jitter(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, s: torch.Ten
     return x
 
 
+@dataclass
+class ViewParams:
+    """The random parameters of one view of ``n`` images: crop boxes, flips, jitter factors
+    (identity where jitter is off for an image), the jitter order, grayscale."""
+    boxes: torch.Tensor
+    flip: torch.Tensor
+    bright: torch.Tensor
+    contrast: torch.Tensor
+    saturation: torch.Tensor
+    hue: torch.Tensor
+    order: list[int] | None
+    gray: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def select(self, index: torch.Tensor) -> "ViewParams":
+        """The parameters of the images at ``index`` (for one rank's share of a global batch)."""
+        return ViewParams(self.boxes[index], self.flip[index], self.bright[index], self.contrast[index],
+                          self.saturation[index], self.hue[index], self.order, self.gray[index])
+
+    def to(self, device) -> "ViewParams":
+        t = [x.to(device, non_blocking=True) for x in (self.boxes, self.flip, self.bright, self.contrast,
+                                                         self.saturation, self.hue)]
+        return ViewParams(*t, self.order, self.gray.to(device, non_blocking=True))
+
+
+def sample_view_params(n: int, height: int, width: int, p: AugmentParams,
+                       generator: torch.Generator | None = None) -> ViewParams:
+    """Draw the parameters of one view of ``n`` images of size ``height`` x ``width`` (on the CPU)."""
+    boxes = sample_crop_boxes(n, height, width, p.crop_scale, p.crop_ratio, generator)
+    flip = torch.rand(n, generator=generator) < p.flip_p
+    bj, cj, sj, hj = p.jitter
+    b, c, s, h, order = torch.ones(n), torch.ones(n), torch.ones(n), torch.zeros(n), None
+    if p.jitter_p > 0 and any(v > 0 for v in p.jitter):
+        on = (torch.rand(n, generator=generator) < p.jitter_p).float()
+        if bj:
+            b = 1 + on * _rand(n, generator, -bj, bj)
+        if cj:
+            c = 1 + on * _rand(n, generator, -cj, cj)
+        if sj:
+            s = 1 + on * _rand(n, generator, -sj, sj)
+        if hj:
+            h = on * _rand(n, generator, -hj, hj)
+        order = torch.randperm(4, generator=generator).tolist()
+    gray = torch.rand(n, generator=generator) < p.gray_p if p.gray_p > 0 else torch.zeros(n, dtype=torch.bool)
+    return ViewParams(boxes, flip, b, c, s, h, order, gray)
+
+
+def apply_view(images: torch.Tensor, v: ViewParams, size: int) -> torch.Tensor:
+    """Apply view parameters to uint8 images ``(N, C, H, W)`` on their own device (CPU or GPU):
+    float ``(N, 3, size, size)`` in [0, 1]."""
+    v = v.to(images.device)
+    x = images.float().div_(255)
+    x = resized_crop(x, v.boxes, size)
+    x = torch.where(v.flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    if v.order is not None:
+        x = color_jitter(x, v.bright, v.contrast, v.saturation, v.hue, v.order)
+    return torch.where(v.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
+
+
 def augment(images: torch.Tensor, p: AugmentParams, generator: torch.Generator | None = None) -> torch.Tensor:
     """One random view of each uint8 image ``(N, C, H, W)``: float ``(N, 3, size, size)`` in [0, 1]."""
     n, _, hgt, wid = images.shape
-    x = images.float().div_(255)
-    boxes = sample_crop_boxes(n, hgt, wid, p.crop_scale, p.crop_ratio, generator)
-    x = resized_crop(x, boxes, p.size)
-    flip = torch.rand(n, generator=generator) < p.flip_p
-    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    bj, cj, sj, hj = p.jitter
-    if p.jitter_p > 0 and any(v > 0 for v in p.jitter):
-        on = (torch.rand(n, generator=generator) < p.jitter_p).float()
-        b = 1 + on * _rand(n, generator, -bj, bj) if bj else torch.ones(n)
-        c = 1 + on * _rand(n, generator, -cj, cj) if cj else torch.ones(n)
-        s = 1 + on * _rand(n, generator, -sj, sj) if sj else torch.ones(n)
-        h = on * _rand(n, generator, -hj, hj) if hj else torch.zeros(n)
-        order = torch.randperm(4, generator=generator).tolist()
-        x = color_jitter(x, b, c, s, h, order)
-    if p.gray_p > 0:
-        g = torch.rand(n, generator=generator) < p.gray_p
-        x = torch.where(g.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
-    return x
+    return apply_view(images, sample_view_params(n, hgt, wid, p, generator), p.size)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

@@ -5,20 +5,31 @@ import torch
 import torch.nn.functional as F
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
+            z1_all: torch.Tensor | None = None, z2_all: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
     """NT-Xent (SimCLR) loss of two views ``z1, z2`` of shape ``(N, D)``.
 
     For each of the 2N projections, the positive is the other view of the same image and
     the 2N-2 other projections are negatives; cosine similarities divided by
     ``temperature`` feed a cross-entropy, averaged over all 2N anchors.
 
+    Data-parallel: ``z1_all, z2_all`` ``(M, D)`` are both views of the whole global batch (all
+    ranks, in rank order) and this rank's rows start at ``offset``. The local anchors are then
+    contrasted with all 2M-1 other projections; the mean of the ranks' losses is the loss of the
+    global batch.
+
     >>> z = torch.eye(2)
-    >>> round(float(nt_xent(z, z, 1.0)), 4)  # positives at cos 1, negatives at cos 0
-    0.9048
+    >>> round(float(nt_xent(z, z, 1.0)), 4)  # log(1 + 2/e): positive at cos 1, two negatives at cos 0
+    0.5514
     """
     n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2], 0), dim=1)
-    sim = z @ z.t() / temperature
-    sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-    return F.cross_entropy(sim, target)
+    anchors = F.normalize(torch.cat([z1, z2], 0), dim=1)
+    if z1_all is None:
+        cand, m = anchors, n
+    else:
+        cand, m = F.normalize(torch.cat([z1_all, z2_all], 0), dim=1), z1_all.shape[0]
+    sim = anchors @ cand.t() / temperature
+    i = torch.arange(n, device=sim.device) + offset
+    self_idx = torch.cat([i, i + m])
+    sim[torch.arange(2 * n, device=sim.device), self_idx] = float("-inf")
+    return F.cross_entropy(sim, torch.cat([i + m, i]))

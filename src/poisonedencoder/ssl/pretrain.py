@@ -12,7 +12,8 @@ import torch
 
 from ..errors import UserError
 from ..io import load_torch, save_torch
-from .augment import AugmentParams, augment, normalize
+from . import distributed as D
+from .augment import AugmentParams, apply_view, normalize, sample_view_params
 from .simclr import SimCLR
 
 
@@ -44,38 +45,86 @@ class PretrainSet:
     def __len__(self) -> int:
         return self.size
 
-    def views(self, index: torch.Tensor, params: AugmentParams, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two augmented, normalized views of the images at ``index`` (same order in both)."""
-        v1, v2 = [], []
+    def to(self, device: str | torch.device) -> "PretrainSet":
+        """Move the uint8 images to ``device`` (a GPU keeps the whole set and augments there)."""
+        self.groups = [g.to(device) for g in self.groups]
+        return self
+
+    def views(self, index: torch.Tensor, params: AugmentParams, generator: torch.Generator,
+              rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two augmented, normalized views of the images at ``index`` (same order in both).
+
+        The views are grouped by image shape. With ``world_size`` k, ``index`` is the global batch:
+        every rank draws the augmentation parameters of all of it (cheap, and identical on every
+        rank), then crops and colors only its own contiguous 1/k share, on the images' device.
+        """
+        share = len(index) // world_size
+        lo, hi = rank * share, (rank + 1) * share
+        v1, v2, pos = [], [], 0
         for gi, g in enumerate(self.groups):
-            lo, hi = self.offsets[gi], self.offsets[gi + 1]
-            sel = index[(index >= lo) & (index < hi)] - int(lo)
-            if len(sel) == 0:
+            a, b = self.offsets[gi], self.offsets[gi + 1]
+            sel = index[(index >= a) & (index < b)] - int(a)
+            k = len(sel)
+            if k == 0:
                 continue
-            imgs = g[sel]
-            v1.append(augment(imgs, params, generator))
-            v2.append(augment(imgs, params, generator))
+            p1 = sample_view_params(k, g.shape[-2], g.shape[-1], params, generator)
+            p2 = sample_view_params(k, g.shape[-2], g.shape[-1], params, generator)
+            first, last = max(lo, pos), min(hi, pos + k)
+            if first < last:
+                mine = torch.arange(first - pos, last - pos)
+                imgs = g[sel[mine].to(g.device)]
+                v1.append(apply_view(imgs, p1.select(mine), params.size))
+                v2.append(apply_view(imgs, p2.select(mine), params.size))
+            pos += k
         return normalize(torch.cat(v1)), normalize(torch.cat(v2))
 
 
-def _bar(total: int, desc: str):
+def _bar(total: int, desc: str, enabled: bool = True):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+    return tqdm(total=total, desc=desc, disable=not (enabled and sys.stderr.isatty()), leave=False)
 
 
-def train_step(model: SimCLR, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
+class _ContrastiveStep(torch.nn.Module):
+    """The loss as a module's forward, so DistributedDataParallel sees every step."""
+
+    def __init__(self, model: SimCLR):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return self.model.loss(x1, x2)
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
                device: str = "cpu", bf16: bool = False) -> torch.Tensor:
     """One optimizer step on two views: channels_last on ``device``, forward under bf16 autocast
-    when asked (the loss itself stays fp32), backward, step. Returns the loss."""
+    when asked (the loss itself stays fp32), backward, step. Returns the loss.
+
+    ``model`` is a :class:`SimCLR` or a (DistributedDataParallel-wrapped) ``_ContrastiveStep``."""
     x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     x2 = x2.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = model.loss(x1, x2)
+        loss = model.loss(x1, x2) if isinstance(model, SimCLR) else model(x1, x2)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss
+
+
+def check_device(device: str) -> None:
+    """A clear error for a device this machine cannot use."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
 
 
 def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, device: str = "cpu",
@@ -85,16 +134,30 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     ``workdir/checkpoint.pt`` is rewritten after every epoch and the run resumes from it;
     ``workdir/encoder.pt`` (backbone weights only) is written at the end, and with
     ``snapshot_every: k`` also ``workdir/snapshots/epoch_NNNNN.pt`` every k epochs.
+
+    Under ``torchrun`` (see :mod:`.distributed`) each rank trains on its share of every global
+    batch with DistributedDataParallel and global batch norm; rank 0 alone logs, shows progress
+    and writes files, and ``workdir`` must be on storage that all ranks see.
     """
     workdir = Path(workdir)
+    env = D.current()
     if p["batch_size"] > len(data):
         raise UserError(f"pretrain.batch_size {p['batch_size']} is larger than the pre-training set ({len(data)} inputs)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but CUDA is not available")
+    if p["batch_size"] % env.world_size:
+        raise UserError(f"pretrain.batch_size {p['batch_size']} does not split over {env.world_size} processes; "
+                        f"use a multiple of {env.world_size}")
+    check_device(device)
+    if p.get("compile") and not device.startswith("cuda"):
+        raise UserError(f"pretrain.compile is a GPU option and the device is {device!r}; drop it or use --device cuda")
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
+    if not env.is_main:
+        log = lambda *_: None  # noqa: E731
     torch.manual_seed(seed)
-    model = SimCLR.from_config(p).to(device).to(memory_format=torch.channels_last)
+    model = SimCLR.from_config(p)
+    if env.active:
+        model = D.convert_batchnorm(model, device)
+    model = model.to(device).to(memory_format=torch.channels_last)
     if p["optimizer"] == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
     else:
@@ -108,29 +171,46 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         opt.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), list(state["loss"])
         log(f"{desc}: resuming after epoch {start}")
+    if env.active:
+        if D.mean_over_ranks(float(start)) != start:
+            raise UserError(f"ranks disagree on the checkpoint in {workdir}: put the run directory and cache "
+                            "on storage that every node sees")
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        step_model: torch.nn.Module = DDP(_ContrastiveStep(model), device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+    else:
+        step_model = model
+    if p.get("compile"):
+        step_model = torch.compile(step_model if env.active else _ContrastiveStep(model))
+    data = data.to(device)
+    bf16 = p.get("precision") == "bf16"
     steps = len(data) // p["batch_size"]
     for epoch in range(start, p["epochs"]):
         model.train()
         g = torch.Generator().manual_seed(seed * 100003 + epoch)
         perm = torch.randperm(len(data), generator=g)
-        total, t0 = 0.0, time.time()
-        with _bar(steps, f"{desc} {epoch + 1}/{p['epochs']}") as bar:
+        total, t0 = torch.zeros((), device=device), time.time()
+        with _bar(steps, f"{desc} {epoch + 1}/{p['epochs']}", env.is_main) as bar:
             for s in range(steps):
                 idx = perm[s * p["batch_size"]:(s + 1) * p["batch_size"]]
-                x1, x2 = data.views(idx, aug, g)
-                loss = train_step(model, opt, x1, x2, device, p.get("precision") == "bf16")
-                total += loss.item()
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        history.append(total / max(steps, 1))
-        save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                          "loss": history})
+                x1, x2 = data.views(idx, aug, g, env.rank, env.world_size)
+                loss = train_step(step_model, opt, x1, x2, device, bf16)
+                total += loss.detach()
+                if not bar.disable:  # .item() waits for the device: only when someone watches
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+        history.append(D.mean_over_ranks(float(total) / max(steps, 1)))
         every = p.get("snapshot_every") or 0
-        if every and (epoch + 1) % every == 0 and epoch + 1 < p["epochs"]:
-            save_torch(workdir / "snapshots" / f"epoch_{epoch + 1:05d}.pt", {"backbone": model.backbone.state_dict()})
+        if env.is_main:
+            save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                              "loss": history})
+            if every and (epoch + 1) % every == 0 and epoch + 1 < p["epochs"]:
+                save_torch(workdir / "snapshots" / f"epoch_{epoch + 1:05d}.pt", {"backbone": model.backbone.state_dict()})
         if (epoch + 1) % max(1, p["epochs"] // 10) == 0 or epoch + 1 == p["epochs"]:
             log(f"{desc}: epoch {epoch + 1}/{p['epochs']} loss {history[-1]:.4f} ({time.time() - t0:.1f}s)")
-    save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history})
+    if env.is_main:
+        save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history})
+    D.barrier()
     return model
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .distributed import all_gather_with_grad, current
 from .losses import nt_xent
 from .models import build_backbone
 
@@ -37,4 +38,9 @@ class SimCLR(nn.Module):
     def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         z = self(torch.cat([x1, x2], 0)).float()  # the loss in fp32, also under bf16 autocast
         z1, z2 = z.chunk(2)
-        return nt_xent(z1, z2, self.temperature)
+        env = current()
+        if not env.active:
+            return nt_xent(z1, z2, self.temperature)
+        # negatives from every rank; gradients flow back to the rank that made them
+        return nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1), all_gather_with_grad(z2),
+                       offset=env.rank * len(z1))
