@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "jitter": [0.4, 0.4, 0.4, 0.1],
         "jitter_p": 0.8,
         "gray_p": 0.2,
+        "augmentation": "batched",  # batched (per-image parameters, tensor ops) | reference (torchvision per-sample PIL pipeline; slower)
         "precision": "fp32",        # fp32 | bf16 (autocast for the forward pass; the loss stays fp32)
         "compile": False,           # torch.compile the training step (CUDA only)
         "threads": None,            # torch CPU threads (None = torch default)
@@ -224,6 +225,8 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.projector must be mlp, linear or none, got {p['projector']!r}")
     if p["precision"] not in ("fp32", "bf16"):
         raise UserError(f"pretrain.precision must be fp32 or bf16, got {p['precision']!r}")
+    if p["augmentation"] not in ("batched", "reference"):
+        raise UserError(f"pretrain.augmentation must be batched or reference, got {p['augmentation']!r}")
     if not isinstance(p["compile"], bool):
         raise UserError(f"pretrain.compile must be true or false, got {p['compile']!r}")
     if p["compile"] and not str(cfg["device"]).startswith("cuda"):

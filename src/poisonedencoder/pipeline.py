@@ -29,9 +29,19 @@ _NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir")
 _PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile")
 
 
+# keys added after results were recorded: at these values they leave fingerprints (and caches) as they were
+_PRETRAIN_OMIT_AT = {"augmentation": "batched"}
+
+
+def pretrain_identity(p: dict) -> dict:
+    """The pre-training settings that change what an encoder is."""
+    return {k: v for k, v in p.items()
+            if k not in _PRETRAIN_NOT_IN_FINGERPRINT and not (k in _PRETRAIN_OMIT_AT and _PRETRAIN_OMIT_AT[k] == v)}
+
+
 def experiment_fingerprint(cfg: dict) -> str:
     c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
-    c["pretrain"] = {k: v for k, v in c["pretrain"].items() if k not in _PRETRAIN_NOT_IN_FINGERPRINT}
+    c["pretrain"] = pretrain_identity(c["pretrain"])
     return C.fingerprint(c)
 
 
@@ -134,8 +144,7 @@ class Experiment:
 
     def clean_encoder_dir(self) -> Path:
         key = C.fingerprint({"pretrain_data": self.cfg["pretrain_data"], "seed": self.cfg["seed"],
-                             "pretrain": {k: v for k, v in self.cfg["pretrain"].items()
-                                          if k not in _PRETRAIN_NOT_IN_FINGERPRINT}})
+                             "pretrain": pretrain_identity(self.cfg["pretrain"])})
         return self.cache / "encoders" / key
 
     def pretrain(self, which: str = "both") -> dict[str, Path]:

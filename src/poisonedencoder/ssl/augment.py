@@ -185,6 +185,26 @@ def augment(images: torch.Tensor, p: AugmentParams, generator: torch.Generator |
     return apply_view(images, sample_view_params(n, hgt, wid, p, generator), p.size)
 
 
+def reference_transform(p: AugmentParams):
+    """The per-sample PIL pipeline of most SSL repositories (torchvision ``transforms``), with the
+    same settings: the reference that the batched augmentation is checked against."""
+    import torchvision.transforms as T
+
+    return T.Compose([T.RandomResizedCrop(p.size, scale=p.crop_scale, ratio=p.crop_ratio),
+                      T.RandomHorizontalFlip(p.flip_p), T.RandomApply([T.ColorJitter(*p.jitter)], p=p.jitter_p),
+                      T.RandomGrayscale(p.gray_p), T.ToTensor()])
+
+
+def reference_views(images: torch.Tensor, p: AugmentParams, transform=None) -> torch.Tensor:
+    """One view of each uint8 image ``(N, C, H, W)`` by :func:`reference_transform`, image by image
+    through PIL (random parameters from torch's global generator, as in torchvision)."""
+    from PIL import Image
+
+    tf = transform or reference_transform(p)
+    arr = images.permute(0, 2, 3, 1).cpu().numpy()
+    return torch.stack([tf(Image.fromarray(a)) for a in arr]).to(images.device)
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - MEAN.to(x)) / STD.to(x)
 

@@ -13,7 +13,7 @@ import torch
 from ..errors import UserError
 from ..io import load_torch, save_torch
 from . import distributed as D
-from .augment import AugmentParams, apply_view, normalize, sample_view_params
+from .augment import AugmentParams, apply_view, normalize, reference_views, sample_view_params
 from .simclr import SimCLR
 
 
@@ -51,7 +51,7 @@ class PretrainSet:
         return self
 
     def views(self, index: torch.Tensor, params: AugmentParams, generator: torch.Generator,
-              rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+              rank: int = 0, world_size: int = 1, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Two augmented, normalized views of the images at ``index`` (same order in both).
 
         The views are grouped by image shape. With ``world_size`` k, ``index`` is the global batch:
@@ -149,6 +149,9 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     check_device(device)
     if p.get("compile") and not device.startswith("cuda"):
         raise UserError(f"pretrain.compile is a GPU option and the device is {device!r}; drop it or use --device cuda")
+    reference = p.get("augmentation") == "reference"
+    if reference and env.active:
+        raise UserError("pretrain.augmentation: reference (the per-sample torchvision pipeline) runs in one process only")
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
     if not env.is_main:
@@ -188,12 +191,14 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     for epoch in range(start, p["epochs"]):
         model.train()
         g = torch.Generator().manual_seed(seed * 100003 + epoch)
+        if reference:
+            torch.manual_seed(seed * 100003 + epoch)  # torchvision draws from the global generator
         perm = torch.randperm(len(data), generator=g)
         total, t0 = torch.zeros((), device=device), time.time()
         with _bar(steps, f"{desc} {epoch + 1}/{p['epochs']}", env.is_main) as bar:
             for s in range(steps):
                 idx = perm[s * p["batch_size"]:(s + 1) * p["batch_size"]]
-                x1, x2 = data.views(idx, aug, g, env.rank, env.world_size)
+                x1, x2 = data.views(idx, aug, g, env.rank, env.world_size, reference)
                 loss = train_step(step_model, opt, x1, x2, device, bf16)
                 total += loss.detach()
                 if not bar.disable:  # .item() waits for the device: only when someone watches
