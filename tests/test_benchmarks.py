@@ -12,9 +12,11 @@ def test_pretrain_throughput_reports_three_methods_and_ratios(tmp_path):
     spec.loader.exec_module(mod)
     out = tmp_path / "b.json"
     assert mod.main(["--width", "4", "--batch-size", "16", "--steps", "1", "--rounds", "1", "--warmup", "0",
-                     "--json", str(out)]) == 0
+                     "--bf16", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     ips = r["images_per_s"]
-    assert set(ips) == {"a_this_loop", "b_per_sample_pipeline", "c_model_only"} and all(v > 0 for v in ips.values())
+    assert set(ips) == {"a_this_loop", "b_per_sample_pipeline", "c_model_only", "a_this_loop_bf16",
+                        "c_model_only_bf16"} and all(v > 0 for v in ips.values())
+    assert abs(r["c_model_only_bf16_over_c"] - ips["c_model_only_bf16"] / ips["c_model_only"]) < 0.01
     assert abs(r["a_over_b"] - ips["a_this_loop"] / ips["b_per_sample_pipeline"]) < 0.01
     assert abs(r["a_over_c"] - ips["a_this_loop"] / ips["c_model_only"]) < 0.01

@@ -1,0 +1,57 @@
+"""The GPU path: data and augmentation on the device, bf16 autocast, torch.compile.
+Skipped on machines without CUDA (CI); run on a GPU with ``pytest tests/ssl/test_gpu.py``."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from poisonedencoder.config import DEFAULTS
+from poisonedencoder.ssl.augment import AugmentParams, apply_view, sample_view_params
+from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return PretrainSet.from_images(rng.integers(0, 256, (128, 16, 16, 3), dtype=np.uint8),
+                                   list(rng.integers(0, 256, (8, 16, 32, 3), dtype=np.uint8)))
+
+
+def _settings(**kw):
+    p = copy.deepcopy(DEFAULTS["pretrain"])
+    p.update(width=8, image_size=16, epochs=2, batch_size=32)
+    p.update(kw)
+    return p
+
+
+def test_augmentation_on_the_gpu_equals_the_cpu():
+    rng = np.random.default_rng(1)
+    imgs = torch.from_numpy(rng.integers(0, 256, (64, 3, 16, 32), dtype=np.uint8))
+    p = AugmentParams(size=16)
+    v = sample_view_params(64, 16, 32, p, torch.Generator().manual_seed(0))
+    cpu = apply_view(imgs, v, 16)
+    gpu = apply_view(imgs.cuda(), v, 16)
+    assert gpu.is_cuda
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-4)
+
+
+def test_pretrain_on_the_gpu_follows_the_cpu_run(tmp_path):
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cpu = pretrain(_data(), _settings(epochs=1, optimizer="sgd", lr=0.01), tmp_path / "cpu", log=lambda s: None)
+    gpu = pretrain(_data(), _settings(epochs=1, optimizer="sgd", lr=0.01), tmp_path / "gpu", device="cuda",
+                   log=lambda s: None)
+    lc = torch.load(tmp_path / "cpu" / "encoder.pt", weights_only=True)["loss"]
+    lg = torch.load(tmp_path / "gpu" / "encoder.pt", weights_only=True)["loss"]
+    assert abs(lc[0] - lg[0]) < 1e-3
+    w = "backbone.features.0.weight"
+    assert torch.allclose(cpu.state_dict()[w], gpu.state_dict()[w].cpu(), atol=1e-3)
+
+
+@pytest.mark.parametrize("kw", [{"precision": "bf16"}, {"compile": True}, {"precision": "bf16", "compile": True}])
+def test_bf16_and_compile_train_on_the_gpu(tmp_path, kw):
+    pretrain(_data(), _settings(**kw), tmp_path, device="cuda", log=lambda s: None)
+    loss = torch.load(tmp_path / "encoder.pt", weights_only=True)["loss"]
+    assert len(loss) == 2 and all(np.isfinite(loss)) and loss[1] < loss[0] + 0.1
