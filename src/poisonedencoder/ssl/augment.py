@@ -167,16 +167,36 @@ def sample_view_params(n: int, height: int, width: int, p: AugmentParams,
     return ViewParams(boxes, flip, b, c, s, h, order, gray)
 
 
-def apply_view(images: torch.Tensor, v: ViewParams, size: int) -> torch.Tensor:
-    """Apply view parameters to uint8 images ``(N, C, H, W)`` on their own device (CPU or GPU):
-    float ``(N, 3, size, size)`` in [0, 1]."""
-    v = v.to(images.device)
+def apply_views(images: torch.Tensor, views: list[ViewParams], size: int) -> list[torch.Tensor]:
+    """Apply several views' parameters to the same uint8 images ``(N, C, H, W)``, on the images'
+    device (CPU or GPU): one float ``(N, 3, size, size)`` tensor in [0, 1] per view.
+
+    All views' parameters travel to the device in one copy and are cropped by one ``roi_align``
+    call (its box indices point every view at the same images, so nothing is duplicated);
+    only color jitter runs per view, as its random order of operations is drawn per view."""
+    n, dev = len(images), images.device
+    packed = torch.cat([torch.cat([v.boxes, torch.stack([v.flip.float(), v.bright, v.contrast, v.saturation, v.hue,
+                                                           v.gray.float()], 1)], 1) for v in views])
+    if dev.type == "cuda":
+        packed = packed.pin_memory().to(dev, non_blocking=True)
     x = images.float().div_(255)
-    x = resized_crop(x, v.boxes, size)
-    x = torch.where(v.flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    if v.order is not None:
-        x = color_jitter(x, v.bright, v.contrast, v.saturation, v.hue, v.order)
-    return torch.where(v.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
+    idx = torch.arange(n, dtype=x.dtype, device=dev).repeat(len(views)).unsqueeze(1)
+    x = roi_align(x, torch.cat([idx, packed[:, :4].to(x.dtype)], 1), output_size=size, spatial_scale=1.0,
+                  sampling_ratio=0, aligned=True)
+    x = torch.where(packed[:, 4].bool().view(-1, 1, 1, 1), x.flip(-1), x)
+    out = list(x.split(n))
+    for i, v in enumerate(views):
+        if v.order is not None:
+            q = packed[i * n:(i + 1) * n]
+            out[i] = color_jitter(out[i], q[:, 5], q[:, 6], q[:, 7], q[:, 8], v.order)
+    gray = packed[:, 9].bool().split(n)
+    return [torch.where(g.view(-1, 1, 1, 1), grayscale(o).expand_as(o), o) for o, g in zip(out, gray)]
+
+
+def apply_view(images: torch.Tensor, v: ViewParams, size: int) -> torch.Tensor:
+    """Apply one view's parameters to uint8 images ``(N, C, H, W)`` on their own device (CPU or GPU):
+    float ``(N, 3, size, size)`` in [0, 1]."""
+    return apply_views(images, [v], size)[0]
 
 
 def augment(images: torch.Tensor, p: AugmentParams, generator: torch.Generator | None = None) -> torch.Tensor:

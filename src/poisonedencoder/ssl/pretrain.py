@@ -13,7 +13,7 @@ import torch
 from ..errors import UserError
 from ..io import load_torch, save_torch
 from . import distributed as D
-from .augment import AugmentParams, apply_view, normalize, reference_views, sample_view_params
+from .augment import AugmentParams, apply_views, normalize, reference_views, sample_view_params
 from .simclr import SimCLR
 
 
@@ -73,8 +73,9 @@ class PretrainSet:
             if first < last:
                 mine = torch.arange(first - pos, last - pos)
                 imgs = g[sel[mine].to(g.device)]
-                v1.append(apply_view(imgs, p1.select(mine), params.size))
-                v2.append(apply_view(imgs, p2.select(mine), params.size))
+                a1, a2 = apply_views(imgs, [p1.select(mine), p2.select(mine)], params.size)
+                v1.append(a1)
+                v2.append(a2)
             pos += k
         return normalize(torch.cat(v1)), normalize(torch.cat(v2))
 
