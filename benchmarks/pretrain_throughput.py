@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     from poisonedencoder.config import resolve
     from poisonedencoder.ssl.augment import AugmentParams, augment, normalize
     from poisonedencoder.ssl.pretrain import PretrainSet, train_step as _step
-    from poisonedencoder.ssl.simclr import SimCLR
+    from poisonedencoder.ssl.methods import SimCLR
 
     p = resolve({"preset": "cpu"}, [f"pretrain.backbone={args.backbone}", f"pretrain.width={args.width}"])["pretrain"]
     bs = args.batch_size
@@ -135,9 +135,11 @@ def main(argv=None) -> int:
         fns["a_this_loop_bf16"] = lambda: step_a(bf16=True)
         fns["c_model_only_bf16"] = lambda: _step(model, opt, x1, x2, dev, bf16=True)
     if args.compile:
-        compiled = copy.deepcopy(model)
-        compiled.compile()  # compiles its forward in place; SimCLR.loss calls it
-        copt = torch.optim.Adam(compiled.parameters(), lr=1e-3)
+        from poisonedencoder.ssl.pretrain import _ContrastiveStep
+
+        twin = copy.deepcopy(model)
+        compiled = torch.compile(_ContrastiveStep(twin))  # the loss as a compiled module, as pretrain.compile does
+        copt = torch.optim.Adam(twin.parameters(), lr=1e-3)
         fns["c_model_only_compiled"] = lambda: _step(compiled, copt, x1, x2, dev)
         if args.bf16:
             fns["c_model_only_bf16_compiled"] = lambda: _step(compiled, copt, x1, x2, dev, bf16=True)

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "gap": 0,                   # pixels of gray between target and reference
     },
     "pretrain": {
-        "algorithm": "simclr",
+        "algorithm": "simclr",      # simclr | mocov2 | byol | simsiam (their own settings: below)
         "backbone": "cnn7",         # cnn7 | resnet18
         "width": 32,                # cnn7 base width
         "image_size": 32,
@@ -69,6 +69,17 @@ DEFAULTS: dict[str, Any] = {
         "num_train": None,          # downstream training inputs per task (None = whole train split)
     },
 }
+
+def _add_method_sections() -> None:
+    """Each pre-training method with settings of its own gets a section ``pretrain.<name>``."""
+    from .ssl.methods import METHODS
+
+    for name, method in METHODS.items():
+        if method.defaults:
+            DEFAULTS["pretrain"][name] = dict(method.defaults)
+
+
+_add_method_sections()
 
 TASK_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
@@ -217,8 +228,18 @@ def validate(cfg: dict) -> None:
         if a[key] not in choices:
             raise UserError(f"attack.{key} must be one of {', '.join(choices)}, got {a[key]!r}")
     p = cfg["pretrain"]
-    if p["algorithm"] != "simclr":
-        raise UserError(f"pretrain.algorithm: unknown algorithm {p['algorithm']!r}; choose simclr")
+    from .ssl.methods import METHODS
+
+    if p["algorithm"] not in METHODS:
+        raise UserError(f"pretrain.algorithm: unknown algorithm {p['algorithm']!r}; choose one of {', '.join(METHODS)}")
+    for name, method in METHODS.items():
+        for key, default in method.defaults.items():
+            v = p[name][key]
+            if isinstance(default, int) and not isinstance(default, bool):
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    raise UserError(f"pretrain.{name}.{key} must be a positive integer, got {v!r}")
+            elif not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= (1 if key in ("momentum", "ema_base") else 100):
+                raise UserError(f"pretrain.{name}.{key} must be a number in (0, {1 if key in ('momentum', 'ema_base') else 100}], got {v!r}")
     if p["backbone"] not in BACKBONES:
         raise UserError(f"pretrain.backbone: unknown backbone {p['backbone']!r}; choose one of {', '.join(BACKBONES)}")
     if p["projector"] not in ("mlp", "linear", "none"):

@@ -34,9 +34,12 @@ _PRETRAIN_OMIT_AT = {"augmentation": "batched"}
 
 
 def pretrain_identity(p: dict) -> dict:
-    """The pre-training settings that change what an encoder is."""
+    """The pre-training settings that change what an encoder is (other methods' sections do not)."""
+    from .ssl.methods import METHODS
+
     return {k: v for k, v in p.items()
-            if k not in _PRETRAIN_NOT_IN_FINGERPRINT and not (k in _PRETRAIN_OMIT_AT and _PRETRAIN_OMIT_AT[k] == v)}
+            if k not in _PRETRAIN_NOT_IN_FINGERPRINT and not (k in _PRETRAIN_OMIT_AT and _PRETRAIN_OMIT_AT[k] == v)
+            and not (k in METHODS and k != p["algorithm"])}
 
 
 def experiment_fingerprint(cfg: dict) -> str:

@@ -12,7 +12,7 @@ import torch
 from poisonedencoder.errors import UserError
 from poisonedencoder.ssl import distributed as D
 from poisonedencoder.ssl.pretrain import pretrain
-from poisonedencoder.ssl.simclr import SimCLR
+from poisonedencoder.ssl.methods import SimCLR
 
 # 96 clean 16x16 inputs and 8 side-by-side 16x32 poisoning inputs: 3 steps of a global batch of 32,
 # whose shares cut across the two shape groups

@@ -33,3 +33,29 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     self_idx = torch.cat([i, i + m])
     sim[torch.arange(2 * n, device=sim.device), self_idx] = float("-inf")
     return F.cross_entropy(sim, torch.cat([i + m, i]))
+
+
+def info_nce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """InfoNCE of MoCo: each query ``q[i]`` ``(N, D)`` against its positive key ``k[i]`` and the
+    ``K`` negatives in ``queue`` ``(K, D)``; cosine similarities over ``temperature``, cross-entropy
+    with the positive at index 0. Keys and queue get no gradient.
+
+    >>> q = torch.tensor([[1.0, 0.0]])
+    >>> round(float(info_nce_queue(q, q, torch.tensor([[0.0, 1.0]]), 1.0)), 4)  # log(1 + 1/e)
+    0.3133
+    """
+    q = F.normalize(q, dim=1)
+    k = F.normalize(k, dim=1).detach()
+    queue = F.normalize(queue, dim=1).detach()
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``-mean_i cos(p_i, z_i)`` with a stop-gradient on ``z``: SimSiam's D, and BYOL's loss is
+    ``2 + 2 * negative_cosine`` (= 2 - 2 cos).
+
+    >>> round(float(negative_cosine(torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]]))), 4)
+    -0.7071
+    """
+    return -(F.normalize(p, dim=1) * F.normalize(z.detach(), dim=1)).sum(1).mean()

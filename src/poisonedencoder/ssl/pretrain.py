@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..io import load_torch, save_torch
 from . import distributed as D
 from .augment import AugmentParams, apply_views, normalize, reference_views, sample_view_params
-from .simclr import SimCLR
+from .methods import SSLMethod, build_method
 
 
 class PretrainSet:
@@ -89,7 +89,7 @@ def _bar(total: int, desc: str, enabled: bool = True):
 class _ContrastiveStep(torch.nn.Module):
     """The loss as a module's forward, so DistributedDataParallel sees every step."""
 
-    def __init__(self, model: SimCLR):
+    def __init__(self, model: SSLMethod):
         super().__init__()
         self.model = model
 
@@ -102,11 +102,11 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x1: torch.Ten
     """One optimizer step on two views: channels_last on ``device``, forward under bf16 autocast
     when asked (the loss itself stays fp32), backward, step. Returns the loss.
 
-    ``model`` is a :class:`SimCLR` or a (DistributedDataParallel-wrapped) ``_ContrastiveStep``."""
+    ``model`` is an :class:`SSLMethod` or a (DistributedDataParallel-wrapped) ``_ContrastiveStep``."""
     x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     x2 = x2.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = model.loss(x1, x2) if isinstance(model, SimCLR) else model(x1, x2)
+        loss = model.loss(x1, x2) if isinstance(model, SSLMethod) else model(x1, x2)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -129,8 +129,8 @@ def check_device(device: str) -> None:
 
 
 def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, device: str = "cpu",
-             desc: str = "pretrain", log=print) -> SimCLR:
-    """Train SimCLR on ``data`` with settings ``p`` (the config's ``pretrain`` section).
+             desc: str = "pretrain", log=print) -> SSLMethod:
+    """Pre-train ``p["algorithm"]`` on ``data`` with settings ``p`` (the config's ``pretrain`` section).
 
     ``workdir/checkpoint.pt`` is rewritten after every epoch and the run resumes from it;
     ``workdir/encoder.pt`` (backbone weights only) is written at the end, and with
@@ -158,14 +158,15 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     if not env.is_main:
         log = lambda *_: None  # noqa: E731
     torch.manual_seed(seed)
-    model = SimCLR.from_config(p)
+    model = build_method(p)
     if env.active:
         model = D.convert_batchnorm(model, device)
     model = model.to(device).to(memory_format=torch.channels_last)
+    trained = [q for q in model.parameters() if q.requires_grad]  # not momentum (EMA) networks
     if p["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        opt = torch.optim.Adam(trained, lr=p["lr"], weight_decay=p["weight_decay"])
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=0.9, weight_decay=p["weight_decay"])
+        opt = torch.optim.SGD(trained, lr=p["lr"], momentum=0.9, weight_decay=p["weight_decay"])
     aug = AugmentParams.from_config(p)
     ckpt = workdir / "checkpoint.pt"
     start, history = 0, []
@@ -201,6 +202,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
                 idx = perm[s * p["batch_size"]:(s + 1) * p["batch_size"]]
                 x1, x2 = data.views(idx, aug, g, env.rank, env.world_size, reference)
                 loss = train_step(step_model, opt, x1, x2, device, bf16)
+                model.after_step((epoch * steps + s + 1) / (p["epochs"] * steps))
                 total += loss.detach()
                 if not bar.disable:  # .item() waits for the device: only when someone watches
                     bar.update(1)
@@ -221,7 +223,8 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
 
 
 def load_backbone(path: str | Path, p: dict) -> torch.nn.Module:
-    model = SimCLR.from_config(p)
-    state = load_torch(path)
-    model.backbone.load_state_dict(state["backbone"])
-    return model.backbone
+    from .models import build_backbone
+
+    backbone = build_backbone(p["backbone"], p["width"])
+    backbone.load_state_dict(load_torch(path)["backbone"])
+    return backbone

@@ -1,0 +1,56 @@
+"""MoCo v2 (Chen et al., 2020): a query encoder trained against keys from a momentum encoder and
+a first-in-first-out queue of past keys as negatives (InfoNCE, temperature 0.2).
+
+Both views are queries and keys in turn (the symmetric loss that CIFAR reimplementations use),
+and both views' keys enter the queue. Under torchrun the keys of all ranks are gathered before
+they are queued, so every rank holds the same queue, the one a single process would hold. The
+projector is SimCLR's (``pretrain.projector`` / ``projection_dim``)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..distributed import all_gather_with_grad, current
+from ..losses import info_nce_queue
+from .base import SSLMethod, ema_update, frozen_copy
+from .simclr import projector
+
+
+class MoCoV2(SSLMethod):
+    name = "mocov2"
+    defaults = {"temperature": 0.2, "momentum": 0.99, "queue_size": 4096}
+
+    def __init__(self, p: dict):
+        super().__init__(p)
+        c = p["mocov2"]
+        self.projector = projector(p["projector"], self.feature_dim, p["projection_dim"])
+        self.key_backbone = frozen_copy(self.backbone)
+        self.key_projector = frozen_copy(self.projector)
+        self.temperature, self.momentum = c["temperature"], c["momentum"]
+        dim = p["projection_dim"] if p["projector"] != "none" else self.feature_dim
+        self.register_buffer("queue", F.normalize(torch.randn(c["queue_size"], dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        q1, q2 = self.embed(x1, x2, self.projector)
+        with torch.no_grad():
+            k = self.key_projector(self.key_backbone(torch.cat([x1, x2], 0))).float()
+            k1, k2 = F.normalize(k, dim=1).chunk(2)
+        queue = self.queue.clone()
+        loss = (info_nce_queue(q1, k2, queue, self.temperature) + info_nce_queue(q2, k1, queue, self.temperature)) / 2
+        self.enqueue(torch.cat([k1, k2]) if not current().active else
+                     torch.cat([all_gather_with_grad(k1), all_gather_with_grad(k2)]))
+        return loss
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write ``keys`` over the oldest entries of the queue (first in, first out)."""
+        n, size = len(keys), len(self.queue)
+        idx = (int(self.queue_ptr) + torch.arange(n, device=keys.device)) % size
+        self.queue[idx[-size:]] = keys[-size:].to(self.queue.dtype)
+        self.queue_ptr.fill_((int(self.queue_ptr) + n) % size)
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        ema_update(self.key_backbone, self.backbone, self.momentum)
+        ema_update(self.key_projector, self.projector, self.momentum)

@@ -1,0 +1,28 @@
+"""SimSiam (Chen & He, 2021): each view's prediction regresses the other view's projection under
+a stop-gradient; no negatives, no momentum network.
+
+Heads as in SimSiam's CIFAR setting: projector feature -> feature -> output with batch norm
+after every layer, predictor output -> hidden -> output with a bottleneck (SimSiam: 2048 and
+512; ``pretrain.simsiam`` sets them)."""
+from __future__ import annotations
+
+import torch
+
+from ..losses import negative_cosine
+from .base import SSLMethod, mlp
+
+
+class SimSiam(SSLMethod):
+    name = "simsiam"
+    defaults = {"output_dim": 512, "hidden_dim": 128}
+
+    def __init__(self, p: dict):
+        super().__init__(p)
+        c = p["simsiam"]
+        self.projector = mlp([self.feature_dim, self.feature_dim, c["output_dim"]], last_bn=True)
+        self.predictor = mlp([c["output_dim"], c["hidden_dim"], c["output_dim"]])
+
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        z1, z2 = self.embed(x1, x2, self.projector)
+        p1, p2 = self.predictor(torch.cat([z1, z2])).float().chunk(2)
+        return (negative_cosine(p1, z2) + negative_cosine(p2, z1)) / 2
