@@ -31,9 +31,16 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
         log(f"sweep: {key}={v}")
         m = Experiment(cfg, out / f"{key}={v}", log=log).run()
         results.append({key: v, "CA": m["CA"], "PA": m["PA"], "ASR": m["ASR"], "clean_ASR": m["clean_ASR"],
-                        "poisoning_rate": m["poisoning_rate"], "num_targets": m["num_targets"]})
+                        "poisoning_rate": m["poisoning_rate"], "num_targets": m["num_targets"],
+                        "cosine_clean": _mean(t["mean_cosine_clean"] for t in m["tasks"]),
+                        "cosine_poisoned": _mean(t["mean_cosine_poisoned"] for t in m["tasks"])})
         _write(results, key, out)
     return results
+
+
+def _mean(values) -> float | None:
+    v = [x for x in values if x is not None]
+    return round(sum(v) / len(v), 4) if v else None
 
 
 def _write(results: list[dict], key: str, out: Path) -> None:

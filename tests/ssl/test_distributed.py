@@ -12,7 +12,7 @@ import torch
 from poisonedencoder.errors import UserError
 from poisonedencoder.ssl import distributed as D
 from poisonedencoder.ssl.pretrain import pretrain
-from poisonedencoder.ssl.methods import SimCLR
+from poisonedencoder.ssl.methods import build_method
 
 # 96 clean 16x16 inputs and 8 side-by-side 16x32 poisoning inputs: 3 steps of a global batch of 32,
 # whose shares cut across the two shape groups
@@ -28,15 +28,17 @@ WORKER = textwrap.dedent('''
         return PretrainSet.from_images(rng.integers(0, 256, (96, 16, 16, 3), dtype=np.uint8),
                                        list(rng.integers(0, 256, (8, 16, 32, 3), dtype=np.uint8)))
 
-    def settings():
+    def settings(algorithm="simclr"):
         p = copy.deepcopy(DEFAULTS["pretrain"])
-        p.update(width=8, image_size=16, crop_scale=[0.5, 1.0], epochs=1, batch_size=32, optimizer="sgd", lr=0.01)
+        p.update(width=8, image_size=16, crop_scale=[0.5, 1.0], epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
+                 algorithm=algorithm)
+        p["mocov2"]["queue_size"] = 48  # wraps within the 3 steps
         return p
 
     if __name__ == "__main__":
         env, device = D.init_from_env("cpu")
         torch.set_num_threads(1)
-        pretrain(data(), settings(), sys.argv[1], seed=3, device=device, log=lambda s: None)
+        pretrain(data(), settings(sys.argv[2]), sys.argv[1], seed=3, device=device, log=lambda s: None)
         D.shutdown()
 ''')
 
@@ -47,9 +49,11 @@ def _torchrun(args, cwd, nproc=2):
                            *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_two_gloo_processes_equal_single_process_training(tmp_path):
+@pytest.mark.parametrize("algorithm", ["simclr", "mocov2", "byol"])
+def test_two_gloo_processes_equal_single_process_training(tmp_path, algorithm):
+    # MoCo: its queue (keys of all ranks, in order) and key encoder; BYOL: its EMA target network
     (tmp_path / "worker.py").write_text(WORKER)
-    r = _torchrun(["worker.py", str(tmp_path / "ddp")], tmp_path)
+    r = _torchrun(["worker.py", str(tmp_path / "ddp"), algorithm], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     sys.path.insert(0, str(tmp_path))
     try:
@@ -57,14 +61,16 @@ def test_two_gloo_processes_equal_single_process_training(tmp_path):
     finally:
         sys.path.pop(0)
     torch.set_num_threads(1)
-    single = pretrain(worker.data(), worker.settings(), tmp_path / "single", seed=3, log=lambda s: None)
+    single = pretrain(worker.data(), worker.settings(algorithm), tmp_path / "single", seed=3, log=lambda s: None)
     a = single.state_dict()
     b = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["model"]
     assert set(a) == set(b)
     torch.manual_seed(3)
-    init = SimCLR.from_config(worker.settings()).state_dict()
+    init = build_method(worker.settings(algorithm)).state_dict()
     for k in a:
-        if a[k].is_floating_point():
+        if k == "queue":  # keys, not weights: compare them directly
+            assert torch.allclose(a[k], b[k], atol=1e-4)
+        elif a[k].is_floating_point():
             moved = (a[k] - init[k]).norm()
             # the runs differ by float rounding only: measured at most 0.6% of how far training moved
             # a weight (rank-local batch norm instead of global: 81%)

@@ -191,6 +191,8 @@ def convert_batchnorm(module: nn.Module, device: str) -> nn.Module:
         out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
         out.load_state_dict(module.state_dict())
+        for q_new, q_old in zip(out.parameters(), module.parameters()):
+            q_new.requires_grad_(q_old.requires_grad)  # momentum networks stay frozen
         out.train(module.training)
         out = out.to(next(iter(module.state_dict().values())).device) if module.state_dict() else out
     for name, child in module.named_children():
