@@ -148,8 +148,6 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         raise UserError(f"pretrain.batch_size {p['batch_size']} does not split over {env.world_size} processes; "
                         f"use a multiple of {env.world_size}")
     check_device(device)
-    if p.get("compile") and not device.startswith("cuda"):
-        raise UserError(f"pretrain.compile is a GPU option and the device is {device!r}; drop it or use --device cuda")
     reference = p.get("augmentation") == "reference"
     if reference and env.active:
         raise UserError("pretrain.augmentation: reference (the per-sample torchvision pipeline) runs in one process only")
