@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "tasks": [],              # list of target downstream tasks, see TASK_DEFAULTS
     "attack": {
-        "name": "poisonedencoder",
+        "name": "poisonedencoder",  # poisonedencoder | icp | witches_brew | duplication (their own settings: attack.<name>)
         "poisoning_rate": 0.03,     # poisoning inputs / clean pre-training inputs, all targets together
         "num_references": 10,       # reference inputs per target class
         "reference_selection": "random",  # random | typical (closest to the class mean in the clean encoder's feature space)
@@ -71,12 +71,17 @@ DEFAULTS: dict[str, Any] = {
 }
 
 def _add_method_sections() -> None:
-    """Each pre-training method with settings of its own gets a section ``pretrain.<name>``."""
+    """Each pre-training method and each attack with settings of its own gets a section:
+    ``pretrain.<name>``, ``attack.<name>``."""
+    from .attack import ATTACKS
     from .ssl.methods import METHODS
 
     for name, method in METHODS.items():
         if method.defaults:
             DEFAULTS["pretrain"][name] = dict(method.defaults)
+    for name, attack in ATTACKS.items():
+        if attack.defaults:
+            DEFAULTS["attack"][name] = dict(attack.defaults)
 
 
 _add_method_sections()
@@ -217,8 +222,12 @@ def validate(cfg: dict) -> None:
     if n is not None:
         _number(cfg, "pretrain_data", "num_images", 1, 10**9, integer=True)
     a = cfg["attack"]
-    if a["name"] != "poisonedencoder":
-        raise UserError(f"attack.name: unknown attack {a['name']!r}; choose poisonedencoder")
+    from .attack import ATTACKS, build_attack
+
+    build_attack(a)  # the attack checks its own settings
+    for name, attack in ATTACKS.items():  # and the other attacks' sections, so a typo never waits
+        if attack.defaults and name != a["name"]:
+            build_attack({**a, "name": name})
     _number(cfg, "attack", "poisoning_rate", 0, 1, lo_open=True)
     _number(cfg, "attack", "num_references", 1, 10**6, integer=True)
     _number(cfg, "attack", "gap", 0, 4096, integer=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config as C
-from .attack import PoisonedEncoder, select_targets
+from .attack import build_attack, select_targets
 from .attack.export import load_poisons, save_grid, save_poisons
 from .attack.targets import Target
 from .data import ImageDataset, load_dataset
@@ -43,8 +43,11 @@ def pretrain_identity(p: dict) -> dict:
 
 
 def experiment_fingerprint(cfg: dict) -> str:
+    from .attack import ATTACKS
+
     c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
     c["pretrain"] = pretrain_identity(c["pretrain"])
+    c["attack"] = {k: v for k, v in c["attack"].items() if not (k in ATTACKS and k != c["attack"]["name"])}
     return C.fingerprint(c)
 
 
@@ -117,16 +120,40 @@ class Experiment:
             targets += select_targets(ds, i, tcfg["num_targets"], tcfg["targets"], self.cfg["seed"])
         num_clean = len(self.clean_pretrain_images())
         a = self.cfg["attack"]
-        attack = PoisonedEncoder(**{k: v for k, v in a.items() if k != "name"}, seed=self.cfg["seed"])
+        attack = build_attack(a, self.cfg["seed"])
         typicality = self.typicality(tasks) if a["reference_selection"] == "typical" else None
-        poisons = attack.craft(targets, tasks, num_clean, typicality)
-        save_poisons(poisons, targets, self.poison_dir, {
-            "attack": a, "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
-            "class_names": [ds.classes for ds in tasks]})
+        if a["name"] != "poisonedencoder":
+            # every attack of a configuration uses the reference inputs that PoisonedEncoder picks
+            build_attack({**a, "name": "poisonedencoder"}, self.cfg["seed"]).craft(targets, tasks, num_clean, typicality)
+        t_craft = time.time()
+        poisons = attack.craft(targets, tasks, num_clean, typicality, self.surrogate)
+        t_craft = time.time() - t_craft
+        extra = {"attack": {k: v for k, v in a.items() if not (isinstance(v, dict) and k != a["name"])},
+                 "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
+                 "class_names": [ds.classes for ds in tasks],
+                 "craft_seconds": round(t_craft, 2), "craft_seconds_per_poison": round(t_craft / max(1, len(poisons)), 4)}
+        if getattr(attack, "matching", None):
+            extra["gradient_matching_loss"] = [round(x, 4) for x in attack.matching]
+        save_poisons(poisons, targets, self.poison_dir, extra)
         save_grid([p.image for p in poisons[:: max(1, len(poisons) // 48)]], self.out / "poisons_grid.png")
         self.log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
                  f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {self.poison_dir}")
         return load_poisons(self.poison_dir)[0]
+
+    def surrogate(self):
+        """The attacker's surrogate for attacks that need one (Witches' Brew): the whole clean
+        model of this configuration's method (backbone and heads), from the shared clean encoder's
+        last checkpoint."""
+        from .attack.witches_brew import Surrogate
+        from .io import load_torch
+        from .ssl.augment import AugmentParams
+        from .ssl.methods import build_method
+
+        p = self.cfg["pretrain"]
+        self.pretrain("clean")
+        model = build_method(p)
+        model.load_state_dict(load_torch(self.clean_encoder_dir() / "checkpoint.pt")["model"])
+        return Surrogate(model.to(self.cfg["device"]), AugmentParams.from_config(p), self.cfg["device"])
 
     def typicality(self, tasks: list[ImageDataset]) -> list:
         """Per task, each train input's cosine to its class-mean feature under a surrogate encoder.

@@ -1,5 +1,26 @@
-"""The attacker: target inputs, reference inputs, poisoning inputs."""
-from .poisonedencoder import PoisonedEncoder, PoisoningInput, compose
+"""The attacker: target inputs, reference inputs, poisoning inputs; PoisonedEncoder and the
+baselines behind one interface (:class:`Attack`), by name (``attack.name``)."""
+from .base import Attack, PoisoningInput
+from .duplication import Duplication
+from .icp import ICP
+from .poisonedencoder import PoisonedEncoder, compose
 from .targets import Target, select_references, select_targets
+from .witches_brew import WitchesBrew
 
-__all__ = ["PoisonedEncoder", "PoisoningInput", "compose", "Target", "select_references", "select_targets"]
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, WitchesBrew, Duplication)}
+
+
+def build_attack(a: dict, seed: int = 0) -> Attack:
+    """The attack that the config's ``attack`` section names, with its settings checked."""
+    from ..errors import UserError
+
+    if a["name"] not in ATTACKS:
+        raise UserError(f"attack.name: unknown attack {a['name']!r}; choose one of {', '.join(ATTACKS)}")
+    common = {k: a[k] for k in ("poisoning_rate", "num_references", "reference_selection")}
+    if a["name"] == "poisonedencoder":
+        return PoisonedEncoder(**common, layout=a["layout"], order=a["order"], gap=a["gap"], seed=seed)
+    return ATTACKS[a["name"]](**common, seed=seed, **a.get(a["name"], {}))
+
+
+__all__ = ["ATTACKS", "Attack", "PoisoningInput", "PoisonedEncoder", "ICP", "WitchesBrew", "Duplication",
+           "build_attack", "compose", "Target", "select_references", "select_targets"]

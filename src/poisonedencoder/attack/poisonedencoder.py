@@ -7,11 +7,10 @@ features together: the encoder learns to map the target near its target class.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
 from ..errors import UserError
+from .base import Attack, PoisoningInput
 from .targets import Target, select_references
 
 LAYOUTS = ("left-right", "top-bottom")
@@ -38,22 +37,7 @@ def compose(target: np.ndarray, reference: np.ndarray, layout: str = "left-right
     return np.concatenate(parts, axis=axis)
 
 
-@dataclass
-class PoisoningInput:
-    image: np.ndarray
-    target_id: int          # index into the attack's target list
-    reference_index: int    # index into the task's train split
-    layout: str
-    target_first: bool
-
-    def meta(self) -> dict:
-        d = asdict(self)
-        d.pop("image")
-        d["shape"] = list(self.image.shape)
-        return d
-
-
-class PoisonedEncoder:
+class PoisonedEncoder(Attack):
     """The attack. Parameters are declared and checked on construction.
 
     poisoning_rate: poisoning inputs / clean pre-training inputs, for all targets together.
@@ -65,35 +49,28 @@ class PoisonedEncoder:
         ones (the caller passes a typicality score per train input to :meth:`craft`).
     """
 
+    name = "poisonedencoder"
+
     def __init__(self, poisoning_rate: float = 0.03, num_references: int = 10, layout: str = "random",
                  order: str = "random", gap: int = 0, reference_selection: str = "random", seed: int = 0):
-        if not 0 < poisoning_rate <= 1:
-            raise UserError(f"poisoning_rate must be in (0, 1], got {poisoning_rate}")
-        if num_references < 1:
-            raise UserError(f"num_references must be >= 1, got {num_references}")
+        super().__init__(poisoning_rate, num_references, reference_selection, seed)
         if layout not in ("random",) + LAYOUTS:
             raise UserError(f"layout must be random, left-right or top-bottom, got {layout!r}")
         if order not in ("random", "target-first", "reference-first"):
             raise UserError(f"order must be random, target-first or reference-first, got {order!r}")
-        if reference_selection not in ("random", "typical"):
-            raise UserError(f"reference_selection must be random or typical, got {reference_selection!r}")
         if gap < 0:
             raise UserError(f"gap must be >= 0, got {gap}")
-        self.poisoning_rate, self.num_references = poisoning_rate, num_references
-        self.layout, self.order, self.gap, self.seed = layout, order, gap, seed
-        self.reference_selection = reference_selection
-
-    def poisons_per_target(self, num_clean: int, num_targets: int) -> int:
-        return max(1, int(round(self.poisoning_rate * num_clean / num_targets)))
+        self.layout, self.order, self.gap = layout, order, gap
 
     def craft(self, targets: list[Target], tasks: list, num_clean: int,
-              typicality: list | None = None) -> list[PoisoningInput]:
+              typicality: list | None = None, surrogate=None) -> list[PoisoningInput]:
         """Choose reference inputs for each target (stored on the target) and build the poisoning inputs.
 
         ``tasks[t.task]`` is the :class:`ImageDataset` of target ``t``'s downstream task.
         ``typicality[t.task]`` (optional) scores that task's train inputs; the most typical
         inputs of the target class are then the reference inputs (see ``select_references``).
         """
+        # (its own order of random draws, kept so that recorded runs reproduce)
         rng = np.random.default_rng([self.seed, 2])
         m = self.poisons_per_target(num_clean, len(targets))
         out = []

@@ -168,8 +168,8 @@ def sample_view_params(n: int, height: int, width: int, p: AugmentParams,
 
 
 def apply_views(images: torch.Tensor, views: list[ViewParams], size: int) -> list[torch.Tensor]:
-    """Apply several views' parameters to the same uint8 images ``(N, C, H, W)``, on the images'
-    device (CPU or GPU): one float ``(N, 3, size, size)`` tensor in [0, 1] per view.
+    """Apply several views' parameters to the same uint8 (or float, in [0, 1]) images ``(N, C, H, W)``,
+    on the images' device (CPU or GPU): one float ``(N, 3, size, size)`` tensor in [0, 1] per view.
 
     All views' parameters travel to the device in one copy and are cropped by one ``roi_align``
     call (its box indices point every view at the same images, so nothing is duplicated);
@@ -179,7 +179,8 @@ def apply_views(images: torch.Tensor, views: list[ViewParams], size: int) -> lis
                                                            v.gray.float()], 1)], 1) for v in views])
     if dev.type == "cuda":
         packed = packed.pin_memory().to(dev, non_blocking=True)
-    x = images.float().div_(255)
+    # uint8 images, or float images in [0, 1] (differentiable: Witches' Brew optimises through this)
+    x = images.float().div_(255) if images.dtype == torch.uint8 else images
     idx = torch.arange(n, dtype=x.dtype, device=dev).repeat(len(views)).unsqueeze(1)
     x = roi_align(x, torch.cat([idx, packed[:, :4].to(x.dtype)], 1), output_size=size, spatial_scale=1.0,
                   sampling_ratio=0, aligned=True)
