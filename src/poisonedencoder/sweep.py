@@ -55,14 +55,20 @@ def _write(results: list[dict], key: str, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     xs = [r[key] for r in results]
-    numeric = all(isinstance(x, (int, float)) for x in xs)
-    pos = xs if numeric else list(range(len(xs)))
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
-    ax.plot(pos, [r["ASR"] for r in results], "o-", label="ASR (poisoned encoder)")
-    ax.plot(pos, [r["clean_ASR"] for r in results], "s--", label="ASR of the clean encoder")
-    ax.plot(pos, [r["PA"] for r in results], "^:", label="PA")
-    ax.plot(pos, [r["CA"] for r in results], "v:", label="CA")
-    if not numeric:
+    if numeric:
+        ax.plot(xs, [r["ASR"] for r in results], "o-", label="ASR (poisoned encoder)")
+        ax.plot(xs, [r["clean_ASR"] for r in results], "s--", label="ASR of the clean encoder")
+        ax.plot(xs, [r["PA"] for r in results], "^:", label="PA")
+        ax.plot(xs, [r["CA"] for r in results], "v:", label="CA")
+    else:  # categories (attacks, algorithms): bars of ASR and PA, the clean encoder's ASR as chance line
+        pos = list(range(len(xs)))
+        ax.bar([p - 0.2 for p in pos], [r["ASR"] for r in results], 0.4, label="ASR (poisoned encoder)")
+        ax.bar([p + 0.2 for p in pos], [r["PA"] for r in results], 0.4, label="PA")
+        for p, r in zip(pos, results):
+            ax.hlines(r["clean_ASR"], p - 0.4, p + 0.4, colors="k", linestyles="--",
+                      label="ASR of the clean encoder (chance)" if p == 0 else None)
         ax.set_xticks(pos, [str(x) for x in xs])
     ax.set_xlabel(key)
     ax.set_ylim(-0.02, 1.02)
