@@ -55,3 +55,29 @@ def test_bf16_and_compile_train_on_the_gpu(tmp_path, kw):
     pretrain(_data(), _settings(**kw), tmp_path, device="cuda", log=lambda s: None)
     loss = torch.load(tmp_path / "encoder.pt", weights_only=True)["loss"]
     assert len(loss) == 2 and all(np.isfinite(loss)) and loss[1] < loss[0] + 0.1
+
+
+@pytest.mark.parametrize("algorithm", ["mocov2", "byol", "simsiam"])
+def test_every_method_trains_on_the_gpu_in_bf16(tmp_path, algorithm):
+    pretrain(_data(), _settings(algorithm=algorithm, precision="bf16"), tmp_path, device="cuda", log=lambda s: None)
+    loss = torch.load(tmp_path / "encoder.pt", weights_only=True)["loss"]
+    assert all(np.isfinite(loss))
+
+
+def test_witches_brew_crafts_on_the_gpu():
+    from poisonedencoder.attack import WitchesBrew
+    from poisonedencoder.attack.witches_brew import Surrogate
+    from poisonedencoder.data import ImageDataset, ImageSplit
+    from poisonedencoder.ssl.methods import build_method
+
+    rng = np.random.default_rng(0)
+    split = lambda n: ImageSplit(rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), np.arange(n) % 4)  # noqa: E731
+    ds = ImageDataset("toy", list("abcd"), split(40), split(20))
+    from poisonedencoder.attack import select_targets
+
+    model = build_method(_settings()).cuda()
+    wb = WitchesBrew(poisoning_rate=0.2, num_references=4, steps=5)
+    poisons = wb.craft(select_targets(ds, 0, 1), [ds], 40,
+                       surrogate=lambda: Surrogate(model, AugmentParams(size=16), "cuda"))
+    assert len(poisons) == 8 and all(np.abs(p.image.astype(int) - ds.train.images[p.reference_index]).max() <= 8
+                                     for p in poisons)
