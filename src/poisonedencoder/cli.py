@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg, out = _resolve(args)
         env, cfg["device"] = D.init_from_env(cfg["device"])  # under torchrun: join the process group
+        from .ssl.pretrain import check_device
+
+        check_device(cfg["device"])  # before any work
         if env.active and args.command in ("sweep", "demo"):
             raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda s: None)
