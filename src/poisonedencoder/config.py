@@ -57,9 +57,14 @@ DEFAULTS: dict[str, Any] = {
         "gray_p": 0.2,
         "augmentation": "batched",  # batched (per-image parameters, tensor ops) | reference (torchvision per-sample PIL pipeline; slower)
         "precision": "fp32",        # fp32 | bf16 (autocast for the forward pass; the loss stays fp32)
+        "view_overlap": 0.0,        # defense: the views' crops share at least this fraction of the smaller one
+        "drop_disagreeing": 0.0,    # defense (simclr): leave out this fraction of positive pairs that agree least
         "compile": False,           # torch.compile the training step (needs a C++ compiler on CPU)
         "threads": None,            # torch CPU threads (None = torch default)
         "snapshot_every": 0,        # keep the poisoned backbone every k epochs; evaluate reports ASR over training
+    },
+    "defense": {
+        "name": "none",             # none | part_hash | large_crops | overlapping_views | drop_disagreeing | finetune
     },
     "downstream": {
         "classifier": "mlp",        # mlp (feature-256-classes) | linear
@@ -82,6 +87,11 @@ def _add_method_sections() -> None:
     for name, attack in ATTACKS.items():
         if attack.defaults:
             DEFAULTS["attack"][name] = dict(attack.defaults)
+    from .defenses import DEFENSES
+
+    for name, defense in DEFENSES.items():
+        if defense.defaults:
+            DEFAULTS["defense"][name] = dict(defense.defaults)
 
 
 _add_method_sections()
@@ -257,6 +267,10 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.precision must be fp32 or bf16, got {p['precision']!r}")
     if p["augmentation"] not in ("batched", "reference"):
         raise UserError(f"pretrain.augmentation must be batched or reference, got {p['augmentation']!r}")
+    _number(cfg, "pretrain", "view_overlap", 0, 1)
+    _number(cfg, "pretrain", "drop_disagreeing", 0, 0.99)
+    if p["drop_disagreeing"] and p["algorithm"] != "simclr":
+        raise UserError("pretrain.drop_disagreeing works with algorithm simclr only")
     if not isinstance(p["compile"], bool):
         raise UserError(f"pretrain.compile must be true or false, got {p['compile']!r}")
     if p["optimizer"] not in ("adam", "sgd"):
@@ -272,6 +286,13 @@ def validate(cfg: dict) -> None:
     j = p["jitter"]
     if not (isinstance(j, (list, tuple)) and len(j) == 4 and all(isinstance(x, (int, float)) and x >= 0 for x in j) and j[3] <= 0.5):
         raise UserError(f"pretrain.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, got {j!r}")
+    from .defenses import DEFENSES, build_defense
+
+    chosen = build_defense(cfg["defense"])
+    for name, defense in DEFENSES.items():
+        if defense.defaults and name != cfg["defense"]["name"]:
+            build_defense({**cfg["defense"], "name": name})
+    chosen.adjust_pretrain(dict(p))  # e.g. a defense that needs another algorithm
     d = cfg["downstream"]
     if d["classifier"] not in ("mlp", "linear"):
         raise UserError(f"downstream.classifier must be mlp or linear, got {d['classifier']!r}")

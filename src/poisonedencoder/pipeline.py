@@ -9,6 +9,7 @@ Each stage reuses what an earlier call finished, so an interrupted run resumes.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import config as C
 from .attack import build_attack, select_targets
+from .defenses import build_defense
 from .attack.export import load_poisons, save_grid, save_poisons
 from .attack.targets import Target
 from .data import ImageDataset, load_dataset
@@ -30,7 +32,7 @@ _PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile")
 
 
 # keys added after results were recorded: at these values they leave fingerprints (and caches) as they were
-_PRETRAIN_OMIT_AT = {"augmentation": "batched"}
+_PRETRAIN_OMIT_AT = {"augmentation": "batched", "view_overlap": 0.0, "drop_disagreeing": 0.0}
 
 
 def pretrain_identity(p: dict) -> dict:
@@ -48,6 +50,9 @@ def experiment_fingerprint(cfg: dict) -> str:
     c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
     c["pretrain"] = pretrain_identity(c["pretrain"])
     c["attack"] = {k: v for k, v in c["attack"].items() if not (k in ATTACKS and k != c["attack"]["name"])}
+    d = c.pop("defense", {"name": "none"})
+    if d["name"] != "none":  # undefended runs keep the fingerprints they had before defenses existed
+        c["defense"] = {"name": d["name"], **({d["name"]: d[d["name"]]} if d["name"] in d else {})}
     return C.fingerprint(c)
 
 
@@ -81,12 +86,15 @@ class Experiment:
 
     def clean_pretrain_images(self) -> np.ndarray:
         ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
-        n = self.cfg["pretrain_data"]["num_images"]
-        x = ds.train.images
-        if n is None or n >= len(x):
-            return x
-        idx = np.sort(np.random.default_rng([self.cfg["seed"], 0]).choice(len(x), size=n, replace=False))
-        return x[idx]
+        return ds.train.images[self._clean_indices()]
+
+    def _clean_indices(self) -> np.ndarray:
+        """Which train-split inputs the clean pre-training set holds."""
+        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
+        n, total = self.cfg["pretrain_data"]["num_images"], len(ds.train)
+        if n is None or n >= total:
+            return np.arange(total)
+        return np.sort(np.random.default_rng([self.cfg["seed"], 0]).choice(total, size=n, replace=False))
 
     # ------------------------------------------------------------------ stages
     @property
@@ -186,25 +194,74 @@ class Experiment:
         jobs = []
         if which in ("both", "clean"):
             jobs.append(("clean", self.clean_encoder_dir(), lambda: PretrainSet.from_images(clean)))
+        defense = build_defense(self.cfg["defense"])
+        p_clean = self.cfg["pretrain"]
         if which in ("both", "poisoned"):
             def poisoned_set():
-                manifest = self.craft()
+                self.craft()
                 _, imgs = load_poisons(self.poison_dir)
+                if defense.stage == "pre":
+                    return self._filtered(defense, clean, imgs)
                 return PretrainSet.from_images(clean, imgs)
             jobs.append(("poisoned", self.out / "encoders" / "poisoned", poisoned_set))
         for name, d, make in jobs:
+            p = p_clean if name == "clean" else defense.adjust_pretrain(dict(p_clean))  # in-processing defenses
             enc = d / "encoder.pt"
             if not enc.exists():
                 t0 = time.time()
                 data = make()
-                self.log(f"pretrain {name}: {len(data)} inputs, {self.cfg['pretrain']['epochs']} epochs -> {d}")
-                pretrain(data, self.cfg["pretrain"], d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}",
-                         log=self.log)
+                self.log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
+                pretrain(data, p, d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}", log=self.log)
                 write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
             else:
                 self.log(f"pretrain {name}: reusing {enc}")
             paths[name] = enc
+        if "poisoned" in paths and defense.stage == "post":
+            paths["poisoned"] = self._finetune(defense, paths["poisoned"].parent)
         return paths
+
+    def _filtered(self, defense, clean: np.ndarray, poisons: list) -> "PretrainSet":
+        """Pre-processing defense: judge every pre-training input, keep the ones it passes, and
+        score its verdicts against the ground truth (defense.json)."""
+        from .ssl.pretrain import PretrainSet
+
+        images = list(clean) + list(poisons)
+        truth = np.r_[np.zeros(len(clean), bool), np.ones(len(poisons), bool)]
+        report = defense.filter(images)
+        keep = ~report.verdicts
+        write_json(self.out / "defense.json", report.to_dict(truth))
+        s = report.score(truth)
+        self.log(f"defense {defense.name}: removed {report.removed} of {len(images)} inputs "
+                 f"(precision {s['precision']:.3f}, recall {s['recall']:.3f}) in {report.seconds:.1f}s")
+        kept_clean = clean[keep[:len(clean)]]
+        kept_poisons = [im for im, k in zip(poisons, keep[len(clean):]) if k]
+        return PretrainSet.from_images(kept_clean, kept_poisons)
+
+    def _finetune(self, defense, poisoned_dir: Path) -> Path:
+        """Post-processing defense: fine-tune the poisoned encoder on the defender's clean inputs
+        (train-split inputs that pre-training did not use)."""
+        from .defenses.base import DefenseReport
+        from .ssl.pretrain import PretrainSet, pretrain
+
+        d = self.out / "encoders" / "finetuned"
+        s = defense.settings
+        if not (d / "encoder.pt").exists():
+            t0 = time.time()
+            ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
+            unused = np.setdiff1d(np.arange(len(ds.train)), self._clean_indices())
+            if s["num_clean"] > len(unused):
+                raise UserError(f"defense.finetune.num_clean {s['num_clean']} exceeds the {len(unused)} train inputs "
+                                "that pre-training did not use")
+            idx = np.sort(np.random.default_rng([self.cfg["seed"], 5]).choice(unused, s["num_clean"], replace=False))
+            p = dict(self.cfg["pretrain"], epochs=s["epochs"], batch_size=min(self.cfg["pretrain"]["batch_size"],
+                                                                                 s["num_clean"]))
+            self.log(f"defense finetune: {s['num_clean']} clean inputs, {s['epochs']} epochs -> {d}")
+            pretrain(PretrainSet.from_images(ds.train.images[idx]), p, d, self.cfg["seed"], self.cfg["device"],
+                     desc="finetune", log=self.log, init=poisoned_dir / "checkpoint.pt")
+            report = DefenseReport(defense.name, "post", time.time() - t0, clean_data_used=s["num_clean"],
+                                   details={"epochs": s["epochs"]})
+            write_json(self.out / "defense.json", report.to_dict())
+        return d / "encoder.pt"
 
     def _downstream(self, enc, ds, tr_idx, seed_task: int):
         """Train the downstream classifier on ``enc``'s features; return test predictions and features."""
@@ -290,6 +347,8 @@ class Experiment:
             "tasks": per_task,
             "encoders": {k: str(v) for k, v in paths.items()},
             "evaluate_seconds": round(time.time() - t0, 1),
+            "defense": (json.loads((self.out / "defense.json").read_text()) if (self.out / "defense.json").exists()
+                        else {"name": self.cfg["defense"]["name"]}),
             "config_fingerprint": experiment_fingerprint(self.cfg),
         }
         write_json(self.out / "metrics.json", metrics)

@@ -33,7 +33,9 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
         results.append({key: v, "CA": m["CA"], "PA": m["PA"], "ASR": m["ASR"], "clean_ASR": m["clean_ASR"],
                         "poisoning_rate": m["poisoning_rate"], "num_targets": m["num_targets"],
                         "cosine_clean": _mean(t["mean_cosine_clean"] for t in m["tasks"]),
-                        "cosine_poisoned": _mean(t["mean_cosine_poisoned"] for t in m["tasks"])})
+                        "cosine_poisoned": _mean(t["mean_cosine_poisoned"] for t in m["tasks"]),
+                        **{f"defense_{k}": m.get("defense", {}).get(k)
+                           for k in ("removed", "precision", "recall", "clean_data_used")}})
         _write(results, key, out)
     return results
 
@@ -77,3 +79,17 @@ def _write(results: list[dict], key: str, out: Path) -> None:
     fig.tight_layout()
     atomic_write(out / "sweep.png", lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
+    if not numeric:  # the trade-off: ASR against utility (PA), one point per value
+        fig, ax = plt.subplots(figsize=(4.6, 3.6), dpi=120)
+        for r in results:
+            ax.scatter(r["PA"], r["ASR"], s=30)
+            ax.annotate(str(r[key]), (r["PA"], r["ASR"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.axhline(max(r["clean_ASR"] for r in results), color="k", ls="--", lw=0.8, label="ASR of the clean encoder")
+        ax.set_xlabel("PA (utility of the poisoned or defended encoder)")
+        ax.set_ylabel("ASR")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        atomic_write(out / "sweep_tradeoff.png", lambda tmp: fig.savefig(tmp, format="png"))
+        plt.close(fig)

@@ -1,5 +1,26 @@
-"""Defenses against poisoning of contrastive pre-training (issue 6; the pre-processing filter so far)."""
-from .base import DefenseReport, score_verdicts
+"""Defenses against poisoning of contrastive pre-training, by name (``defense.name``): one
+pre-processing filter, three in-processing changes to pre-training, one post-processing step."""
+from .base import Defense, DefenseReport, score_verdicts
+from .finetune import FineTune
+from .in_training import DropDisagreeing, LargeCrops, OverlappingViews
 from .part_hash import PartHashFilter
 
-__all__ = ["DefenseReport", "PartHashFilter", "score_verdicts"]
+
+class NoDefense(Defense):
+    name, stage = "none", "none"
+
+
+DEFENSES: dict[str, type[Defense]] = {d.name: d for d in (NoDefense, PartHashFilter, LargeCrops, OverlappingViews,
+                                                           DropDisagreeing, FineTune)}
+
+
+def build_defense(d: dict) -> Defense:
+    from ..errors import UserError
+
+    if d["name"] not in DEFENSES:
+        raise UserError(f"defense.name: unknown defense {d['name']!r}; choose one of {', '.join(DEFENSES)}")
+    return DEFENSES[d["name"]](**d.get(d["name"], {}))
+
+
+__all__ = ["DEFENSES", "Defense", "DefenseReport", "DropDisagreeing", "FineTune", "LargeCrops", "NoDefense",
+           "OverlappingViews", "PartHashFilter", "build_defense", "score_verdicts"]

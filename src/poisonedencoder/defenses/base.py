@@ -31,6 +31,47 @@ class DefenseReport:
         return d
 
 
+class Defense:
+    """Base of the defenses. A defense declares its settings (``defaults``, config section
+    ``defense.<name>``) and checks them, and acts at one stage:
+
+    * ``pre``: :meth:`filter` judges every pre-training input before pre-training;
+    * ``in``: :meth:`adjust_pretrain` changes how the (poisoned) encoder is pre-trained;
+    * ``post``: the pipeline fine-tunes the pre-trained encoder on clean data (``finetune``).
+    """
+
+    name = ""
+    stage = ""
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, **settings):
+        from ..errors import UserError
+
+        unknown = set(settings) - set(self.defaults)
+        if unknown:
+            raise UserError(f"defense {self.name}: unknown setting(s) {', '.join(sorted(unknown))}")
+        self.settings = {**self.defaults, **settings}
+        self.check(self.settings)
+
+    def check(self, s: dict) -> None:
+        """Raise :class:`UserError` for a bad setting."""
+
+    def filter(self, images) -> DefenseReport | None:
+        return None
+
+    def adjust_pretrain(self, p: dict) -> dict:
+        return p
+
+
+def _positive(s: dict, key: str, name: str, hi: float, integer: bool = False) -> None:
+    from ..errors import UserError
+
+    v = s[key]
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if not ok or isinstance(v, bool) or not 0 < v <= hi:
+        raise UserError(f"defense.{name}.{key} must be {'an integer' if integer else 'a number'} in (0, {hi}], got {v!r}")
+
+
 def score_verdicts(verdicts: np.ndarray, is_poison: np.ndarray) -> dict[str, float]:
     """``precision`` = flagged poisons / flagged, ``recall`` = flagged poisons / poisons.
 

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .base import DefenseReport
+from .base import Defense, DefenseReport
 
 PARTS = ("whole", "left", "right", "top", "bottom")
 
@@ -56,15 +56,20 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
-class PartHashFilter:
+class PartHashFilter(Defense):
     name, stage = "part_hash", "pre"
+    defaults = {"max_distance": 4, "min_group": 5, "min_std": 12.0}
 
-    def __init__(self, max_distance: int = 4, min_group: int = 5, min_std: float = 12.0):
-        if not isinstance(max_distance, int) or not 0 <= max_distance <= 15:
-            raise UserError(f"defense.part_hash.max_distance must be an integer in [0, 15], got {max_distance!r}")
-        if not isinstance(min_group, int) or min_group < 2:
-            raise UserError(f"defense.part_hash.min_group must be an integer >= 2, got {min_group!r}")
-        self.max_distance, self.min_group, self.min_std = max_distance, min_group, float(min_std)
+    def check(self, s: dict) -> None:
+        m, g = s["max_distance"], s["min_group"]
+        if not isinstance(m, int) or isinstance(m, bool) or not 0 <= m <= 15:
+            raise UserError(f"defense.part_hash.max_distance must be an integer in [0, 15], got {m!r}")
+        if not isinstance(g, int) or isinstance(g, bool) or g < 2:
+            raise UserError(f"defense.part_hash.min_group must be an integer >= 2, got {g!r}")
+        self.max_distance, self.min_group, self.min_std = m, g, float(s["min_std"])
+
+    def filter(self, images: Sequence[np.ndarray], progress: bool = False) -> DefenseReport:
+        return self(images, progress)
 
     def __call__(self, images: Sequence[np.ndarray], progress: bool = False) -> DefenseReport:
         """Verdicts for ``images`` (uint8 ``(H, W, 3)`` arrays of any sizes)."""

@@ -36,11 +36,13 @@ class AugmentParams:
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
     jitter_p: float = 0.8
     gray_p: float = 0.2
+    view_overlap: float = 0.0   # defense: the two views' crops must share this fraction of the smaller one
 
     @classmethod
     def from_config(cls, p: dict) -> "AugmentParams":
         return cls(size=p["image_size"], crop_scale=tuple(p["crop_scale"]), flip_p=p["flip_p"],
-                   jitter=tuple(p["jitter"]), jitter_p=p["jitter_p"], gray_p=p["gray_p"])
+                   jitter=tuple(p["jitter"]), jitter_p=p["jitter_p"], gray_p=p["gray_p"],
+                   view_overlap=p.get("view_overlap", 0.0))
 
 
 def _rand(n: int, g: torch.Generator | None, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
@@ -143,6 +145,29 @@ class ViewParams:
         t = [x.to(device, non_blocking=True) for x in (self.boxes, self.flip, self.bright, self.contrast,
                                                          self.saturation, self.hue)]
         return ViewParams(*t, self.order, self.gray.to(device, non_blocking=True))
+
+
+def box_overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row, the area shared by boxes ``a`` and ``b`` (``x0, y0, x1, y1``) over the smaller box's area."""
+    iw = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
+    ih = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return iw * ih / torch.minimum(area(a), area(b)).clamp(min=1e-9)
+
+
+def overlapping_boxes(first: torch.Tensor, height: int, width: int, p: AugmentParams,
+                      generator: torch.Generator | None = None, tries: int = 20) -> torch.Tensor:
+    """Crop boxes for a second view that share at least ``p.view_overlap`` of the smaller crop with
+    ``first`` (redrawn by the same rule until they do; after ``tries`` rounds, the first box)."""
+    boxes = sample_crop_boxes(len(first), height, width, p.crop_scale, p.crop_ratio, generator)
+    for _ in range(tries):
+        bad = box_overlap(first, boxes) < p.view_overlap
+        if not bad.any():
+            return boxes
+        boxes[bad] = sample_crop_boxes(int(bad.sum()), height, width, p.crop_scale, p.crop_ratio, generator)
+    bad = box_overlap(first, boxes) < p.view_overlap
+    boxes[bad] = first[bad]
+    return boxes
 
 
 def sample_view_params(n: int, height: int, width: int, p: AugmentParams,

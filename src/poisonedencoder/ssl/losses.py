@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
-            z1_all: torch.Tensor | None = None, z2_all: torch.Tensor | None = None, offset: int = 0) -> torch.Tensor:
+            z1_all: torch.Tensor | None = None, z2_all: torch.Tensor | None = None, offset: int = 0,
+            keep: torch.Tensor | None = None) -> torch.Tensor:
     """NT-Xent (SimCLR) loss of two views ``z1, z2`` of shape ``(N, D)``.
 
     For each of the 2N projections, the positive is the other view of the same image and
@@ -17,6 +18,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     ranks, in rank order) and this rank's rows start at ``offset``. The local anchors are then
     contrasted with all 2M-1 other projections; the mean of the ranks' losses is the loss of the
     global batch.
+
+    ``keep`` (bool ``(N,)``, optional) leaves pairs out of the mean (their anchors contribute no
+    loss; their projections still serve as negatives).
 
     >>> z = torch.eye(2)
     >>> round(float(nt_xent(z, z, 1.0)), 4)  # log(1 + 2/e): positive at cos 1, two negatives at cos 0
@@ -32,7 +36,32 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
     i = torch.arange(n, device=sim.device) + offset
     self_idx = torch.cat([i, i + m])
     sim[torch.arange(2 * n, device=sim.device), self_idx] = float("-inf")
-    return F.cross_entropy(sim, torch.cat([i + m, i]))
+    if keep is None:
+        return F.cross_entropy(sim, torch.cat([i + m, i]))
+    per_anchor = F.cross_entropy(sim, torch.cat([i + m, i]), reduction="none")
+    w = torch.cat([keep, keep]).to(per_anchor.dtype)
+    return (per_anchor * w).sum() / w.sum().clamp(min=1)
+
+
+def agreeing_pairs(z1: torch.Tensor, z2: torch.Tensor, drop_fraction: float,
+                   all_cos: torch.Tensor | None = None) -> torch.Tensor:
+    """In-processing defense: keep (bool ``(N,)``) the positive pairs whose two views agree, dropping
+    the ``drop_fraction`` with the lowest cosine. A poisoning input's crops that show the target in
+    one view and the reference in the other disagree most. ``all_cos``: the cosines of the whole
+    global batch, so that every rank uses the same threshold.
+
+    >>> z1 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> agreeing_pairs(z1, torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]), 0.25).tolist()
+    [True, False, True, True]
+    """
+    with torch.no_grad():
+        cos = F.cosine_similarity(z1.float(), z2.float(), dim=1)
+        ref = cos if all_cos is None else all_cos
+        k = int(round(drop_fraction * len(ref)))
+        if k == 0:
+            return torch.ones_like(cos, dtype=torch.bool)
+        threshold = ref.sort().values[k - 1]
+        return cos > threshold
 
 
 def info_nce_queue(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:

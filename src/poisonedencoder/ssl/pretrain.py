@@ -13,7 +13,8 @@ import torch
 from ..errors import UserError
 from ..io import load_torch, save_torch
 from . import distributed as D
-from .augment import AugmentParams, apply_views, normalize, reference_views, sample_view_params
+from .augment import (AugmentParams, apply_views, normalize, overlapping_boxes, reference_views,
+                      sample_view_params)
 from .methods import SSLMethod, build_method
 
 
@@ -69,6 +70,8 @@ class PretrainSet:
                 continue
             p1 = sample_view_params(k, g.shape[-2], g.shape[-1], params, generator)
             p2 = sample_view_params(k, g.shape[-2], g.shape[-1], params, generator)
+            if params.view_overlap > 0:  # in-processing defense: views that overlap
+                p2.boxes = overlapping_boxes(p1.boxes, g.shape[-2], g.shape[-1], params, generator)
             first, last = max(lo, pos), min(hi, pos + k)
             if first < last:
                 mine = torch.arange(first - pos, last - pos)
@@ -129,12 +132,13 @@ def check_device(device: str) -> None:
 
 
 def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, device: str = "cpu",
-             desc: str = "pretrain", log=print) -> SSLMethod:
+             desc: str = "pretrain", log=print, init: str | Path | None = None) -> SSLMethod:
     """Pre-train ``p["algorithm"]`` on ``data`` with settings ``p`` (the config's ``pretrain`` section).
 
     ``workdir/checkpoint.pt`` is rewritten after every epoch and the run resumes from it;
     ``workdir/encoder.pt`` (backbone weights only) is written at the end, and with
-    ``snapshot_every: k`` also ``workdir/snapshots/epoch_NNNNN.pt`` every k epochs.
+    ``snapshot_every: k`` also ``workdir/snapshots/epoch_NNNNN.pt`` every k epochs. ``init``: a
+    checkpoint whose model weights start the run (fine-tuning), unless ``workdir`` has its own.
 
     Under ``torchrun`` (see :mod:`.distributed`) each rank trains on its share of every global
     batch with DistributedDataParallel and global batch norm; rank 0 alone logs, shows progress
@@ -174,6 +178,8 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         opt.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), list(state["loss"])
         log(f"{desc}: resuming after epoch {start}")
+    elif init is not None:
+        model.load_state_dict(load_torch(init)["model"])
     if env.active:
         if D.mean_over_ranks(float(start)) != start:
             raise UserError(f"ranks disagree on the checkpoint in {workdir}: put the run directory and cache "

@@ -5,10 +5,11 @@ projector ``mlp`` (feature -> feature -> projection_dim), ``linear`` or ``none``
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..distributed import all_gather_with_grad, current
-from ..losses import nt_xent
+from ..losses import agreeing_pairs, nt_xent
 from .base import SSLMethod, mlp
 
 
@@ -27,6 +28,7 @@ class SimCLR(SSLMethod):
         super().__init__(p)
         self.projector = projector(p["projector"], self.feature_dim, p["projection_dim"])
         self.temperature = p["temperature"]
+        self.drop_fraction = p.get("drop_disagreeing", 0.0)  # in-processing defense
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))
@@ -35,7 +37,11 @@ class SimCLR(SSLMethod):
         z1, z2 = self.embed(x1, x2, self.projector)
         env = current()
         if not env.active:
-            return nt_xent(z1, z2, self.temperature)
+            keep = agreeing_pairs(z1, z2, self.drop_fraction) if self.drop_fraction else None
+            return nt_xent(z1, z2, self.temperature, keep=keep)
         # negatives from every rank; gradients flow back to the rank that made them
-        return nt_xent(z1, z2, self.temperature, all_gather_with_grad(z1), all_gather_with_grad(z2),
-                       offset=env.rank * len(z1))
+        a1, a2 = all_gather_with_grad(z1), all_gather_with_grad(z2)
+        keep = None
+        if self.drop_fraction:
+            keep = agreeing_pairs(z1, z2, self.drop_fraction, F.cosine_similarity(a1.detach(), a2.detach(), dim=1))
+        return nt_xent(z1, z2, self.temperature, a1, a2, offset=env.rank * len(z1), keep=keep)

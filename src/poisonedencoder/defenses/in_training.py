@@ -1,0 +1,55 @@
+"""Three in-processing defenses. Each changes how the encoder is pre-trained so that the
+mechanism of PoisonedEncoder fails: the attack needs the two views of a poisoning input to show
+the target input in one and the reference input in the other, and training to pull those
+disagreeing views together.
+
+* ``large_crops``: a larger minimum crop scale (``min_scale``, default 0.4). A crop covering 40%
+  or more of a 32x64 poisoning input rarely lies inside one half. Measured on a 32x64 input: 7.2%
+  of positive pairs are (target only, reference only) at scale 0.08, 3.7% at 0.2 and 0.2% at 0.4.
+  The cost: weaker augmentation, so less useful features.
+* ``overlapping_views``: the second view's crop must share ``min_overlap`` (default 0.5) of the
+  smaller crop with the first. Views from different halves never share anything. Scale stays
+  free, so small crops, and their value for learning, are kept.
+* ``drop_disagreeing``: in every batch, leave out of the loss the ``fraction`` (default 0.1) of
+  positive pairs whose projections agree least. A split poisoning pair is such a pair. SimCLR only.
+"""
+from __future__ import annotations
+
+from .base import Defense, _positive
+
+
+class LargeCrops(Defense):
+    name, stage = "large_crops", "in"
+    defaults = {"min_scale": 0.4}
+
+    def check(self, s: dict) -> None:
+        _positive(s, "min_scale", self.name, 1.0)
+
+    def adjust_pretrain(self, p: dict) -> dict:
+        return {**p, "crop_scale": [max(self.settings["min_scale"], p["crop_scale"][0]), p["crop_scale"][1]]}
+
+
+class OverlappingViews(Defense):
+    name, stage = "overlapping_views", "in"
+    defaults = {"min_overlap": 0.5}
+
+    def check(self, s: dict) -> None:
+        _positive(s, "min_overlap", self.name, 1.0)
+
+    def adjust_pretrain(self, p: dict) -> dict:
+        return {**p, "view_overlap": self.settings["min_overlap"]}
+
+
+class DropDisagreeing(Defense):
+    name, stage = "drop_disagreeing", "in"
+    defaults = {"fraction": 0.1}
+
+    def check(self, s: dict) -> None:
+        _positive(s, "fraction", self.name, 0.9)
+
+    def adjust_pretrain(self, p: dict) -> dict:
+        from ..errors import UserError
+
+        if p["algorithm"] != "simclr":
+            raise UserError("defense drop_disagreeing works with pretrain.algorithm simclr only")
+        return {**p, "drop_disagreeing": self.settings["fraction"]}
