@@ -21,3 +21,17 @@ def toy_dataset():
 @pytest.fixture
 def cache_dir(tmp_path):
     return tmp_path / "cache"
+
+
+def _write_idx(path, arr):
+    """Write ``arr`` as a gzipped IDX file (the MNIST / Fashion-MNIST format)."""
+    import gzip
+
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def write_idx():
+    return _write_idx

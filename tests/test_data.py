@@ -59,23 +59,15 @@ def test_offline_torchvision_dataset_names_the_data_root(tmp_path, monkeypatch):
         load_dataset("cifar10", 32, data_root=tmp_path / "root", cache_dir=tmp_path / "cache")
 
 
-def _write_idx(path, arr):
-    import gzip
-
-    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
-
-
-def test_fashion_mnist_from_idx_files_needs_no_download(tmp_path):
+def test_fashion_mnist_from_idx_files_needs_no_download(tmp_path, write_idx):
     root = tmp_path / "root"
     root.mkdir()
     rng = np.random.default_rng(0)
     tr, te = rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 256, (4, 28, 28))
-    _write_idx(root / "train-images-idx3-ubyte.gz", tr)
-    _write_idx(root / "train-labels-idx1-ubyte.gz", np.arange(6) % 10)
-    _write_idx(root / "t10k-images-idx3-ubyte.gz", te)
-    _write_idx(root / "t10k-labels-idx1-ubyte.gz", np.array([9, 8, 7, 6]))
+    write_idx(root / "train-images-idx3-ubyte.gz", tr)
+    write_idx(root / "train-labels-idx1-ubyte.gz", np.arange(6) % 10)
+    write_idx(root / "t10k-images-idx3-ubyte.gz", te)
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.array([9, 8, 7, 6]))
     ds = load_dataset("fashion-mnist", 28, data_root=root, cache_dir=tmp_path / "cache")
     assert ds.classes[9] == "Ankle boot" and ds.train.images.shape == (6, 28, 28, 3)
     assert (ds.train.images[..., 0] == tr).all() and (ds.train.images[..., 2] == tr).all()

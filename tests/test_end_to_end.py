@@ -45,18 +45,17 @@ def test_cifar10_imagefolder_subset_runs_all_stages(tmp_path):
     assert 0.1 < m["CA"] <= 1 and 0 <= m["ASR"] <= 1
 
 
-def test_two_target_downstream_tasks_in_one_run(tmp_path):
+def test_two_target_downstream_tasks_in_one_run(tmp_path, write_idx):
     """Pre-train on digits; attack digits and a second dataset (Fashion-MNIST-format IDX files) together."""
     import numpy as np
 
-    from test_data import _write_idx
 
     root = tmp_path / "fm"
     root.mkdir()
     rng = np.random.default_rng(1)
     for stem, n in (("train", 60), ("t10k", 20)):
-        _write_idx(root / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(root / f"{stem}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+        write_idx(root / f"{stem}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(root / f"{stem}-labels-idx1-ubyte.gz", np.arange(n) % 10)
     cfg = C.resolve({"preset": "demo", "data_root": str(root), "cache_dir": str(tmp_path / "cache"),
                      "tasks": [{"dataset": "digits", "num_targets": 2}, {"dataset": "fashion-mnist", "num_targets": 2}]},
                     ["pretrain.epochs=1", "downstream.epochs=2", "attack.num_references=3", "attack.poisoning_rate=0.05"])
