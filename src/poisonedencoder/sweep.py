@@ -73,12 +73,7 @@ def _write(results: list[dict], key: str, out: Path) -> None:
                       label="ASR of the clean encoder (chance)" if p == 0 else None)
         ax.set_xticks(pos, [str(x) for x in xs])
     ax.set_xlabel(key)
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(out / "sweep.png", lambda tmp: fig.savefig(tmp, format="png"))
-    plt.close(fig)
+    _save(fig, ax, out / "sweep.png")
     if not numeric:  # the trade-off: ASR against utility (PA), one point per value
         fig, ax = plt.subplots(figsize=(4.6, 3.6), dpi=120)
         for r in results:
@@ -87,9 +82,15 @@ def _write(results: list[dict], key: str, out: Path) -> None:
         ax.axhline(max(r["clean_ASR"] for r in results), color="k", ls="--", lw=0.8, label="ASR of the clean encoder")
         ax.set_xlabel("PA (utility of the poisoned or defended encoder)")
         ax.set_ylabel("ASR")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        atomic_write(out / "sweep_tradeoff.png", lambda tmp: fig.savefig(tmp, format="png"))
-        plt.close(fig)
+        _save(fig, ax, out / "sweep_tradeoff.png")
+
+
+def _save(fig, ax, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
