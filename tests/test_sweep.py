@@ -10,7 +10,7 @@ from poisonedencoder.sweep import parse_values, run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_sweep_shares_the_clean_encoder_and_writes_csv_png_and_snapshots(tmp_path):
+def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(tmp_path):
     user = {"preset": "demo", "cache_dir": str(tmp_path / "cache")}
     over = ["pretrain.epochs=2", "pretrain.snapshot_every=1", "downstream.epochs=2", "attack.num_references=5"]
     rows = run_sweep(user, over, "attack.poisoning_rate", parse_values("0.02,0.05"), tmp_path / "sw", log=lambda s: None)
@@ -19,6 +19,9 @@ def test_sweep_shares_the_clean_encoder_and_writes_csv_png_and_snapshots(tmp_pat
     with open(tmp_path / "sw" / "sweep.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
     assert (tmp_path / "sw" / "sweep.png").stat().st_size > 0
+    table = (tmp_path / "sw" / "sweep.md").read_text().splitlines()
+    assert table[0].startswith("| attack.poisoning_rate | CA | PA | ASR") and len(table) == 4
+    assert table[2].startswith(f"| 0.02 | {rows[0]['CA']:.3f} | {rows[0]['PA']:.3f} | {rows[0]['ASR']:.2f}")
     assert len(list((tmp_path / "cache" / "encoders").iterdir())) == 1  # the clean encoder is trained once
     import json
 

@@ -40,6 +40,27 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
     return results
 
 
+def markdown_table(results: list[dict], key: str) -> str:
+    """The sweep as a Markdown table: CA, PA, ASR, the clean encoder's ASR, the target-class cosine
+    and, where a defense ran, what it removed, how well, and the clean data it used."""
+    def f(v, nd=3):
+        return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
+
+    defended = any(r.get("defense_removed") is not None or r.get("defense_clean_data_used") for r in results)
+    head = [key, "CA", "PA", "ASR", "clean ASR", "centred cos. (clean -> poisoned)"]
+    if defended:
+        head += ["removed", "precision", "recall", "clean data used"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        row = [str(r[key]), f(r["CA"]), f(r["PA"]), f(r["ASR"], 2), f(r["clean_ASR"], 2),
+               f"{f(r.get('cosine_clean'), 2)} -> {f(r.get('cosine_poisoned'), 2)}"]
+        if defended:
+            row += [f(r.get("defense_removed")), f(r.get("defense_precision")), f(r.get("defense_recall")),
+                    f(r.get("defense_clean_data_used"))]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _mean(values) -> float | None:
     v = [x for x in values if x is not None]
     return round(sum(v) / len(v), 4) if v else None
@@ -51,6 +72,7 @@ def _write(results: list[dict], key: str, out: Path) -> None:
     w.writeheader()
     w.writerows(results)
     write_text(out / "sweep.csv", buf.getvalue())
+    write_text(out / "sweep.md", markdown_table(results, key))
     import matplotlib
 
     matplotlib.use("Agg")
