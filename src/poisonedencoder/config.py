@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, check_number
 
 DEFAULTS: dict[str, Any] = {
     "preset": "cpu",
@@ -211,12 +211,8 @@ def _deep_update(a: dict, b: dict) -> dict:
 
 def _number(cfg: dict, section: str, key: str, lo: float, hi: float, integer: bool = False,
             lo_open: bool = False) -> None:
-    v = cfg[section][key] if section else cfg[key]
-    name = f"{section}.{key}" if section else key
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-        raise UserError(f"{name} must be {'an integer' if integer else 'a number'}, got {v!r}")
-    if (v <= lo if lo_open else v < lo) or v > hi:
-        raise UserError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
+    check_number(cfg[section][key] if section else cfg[key], f"{section}.{key}" if section else key, lo, hi,
+                 integer, lo_open)
 
 
 def validate(cfg: dict) -> None:

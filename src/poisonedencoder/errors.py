@@ -6,3 +6,12 @@ class UserError(Exception):
 
     The CLI prints ``error: <message>`` and exits with status 2, never a traceback.
     """
+
+
+def check_number(v, name: str, lo: float, hi: float, integer: bool = False, lo_open: bool = False) -> None:
+    """Raise :class:`UserError` unless ``v`` is a number (an integer if ``integer``; never a bool)
+    in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``). ``name`` is the config key, as the user writes it."""
+    if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+        raise UserError(f"{name} must be {'an integer' if integer else 'a number'}, got {v!r}")
+    if (v <= lo if lo_open else v < lo) or v > hi:
+        raise UserError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_number
 from .targets import Target, select_references
 
 
@@ -86,8 +86,4 @@ class Attack:
 
 
 def number(s: dict, key: str, lo: float, hi: float, name: str, integer: bool = False) -> None:
-    v = s[key]
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if not ok or isinstance(v, bool) or not lo <= v <= hi:
-        kind = "an integer" if integer else "a number"
-        raise UserError(f"attack.{name}.{key} must be {kind} in [{lo}, {hi}], got {v!r}")
+    check_number(s[key], f"attack.{name}.{key}", lo, hi, integer)

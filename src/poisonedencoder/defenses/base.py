@@ -64,12 +64,9 @@ class Defense:
 
 
 def _positive(s: dict, key: str, name: str, hi: float, integer: bool = False) -> None:
-    from ..errors import UserError
+    from ..errors import check_number
 
-    v = s[key]
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if not ok or isinstance(v, bool) or not 0 < v <= hi:
-        raise UserError(f"defense.{name}.{key} must be {'an integer' if integer else 'a number'} in (0, {hi}], got {v!r}")
+    check_number(s[key], f"defense.{name}.{key}", 0, hi, integer, lo_open=True)
 
 
 def score_verdicts(verdicts: np.ndarray, is_poison: np.ndarray) -> dict[str, float]:
