@@ -37,3 +37,24 @@ def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(t
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "asr_curve.py"), "--out", str(png),
                         f"x={tmp_path / 'missing'}"], capture_output=True, text=True)
     assert r.returncode != 0 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_categorical_sweep_writes_bars_tradeoff_and_defense_columns(tmp_path):
+    """A sweep over a categorical key (e.g. defense.name) gets bars, an ASR/cosine-against-PA
+    trade-off plot and a table with the defense's cost columns; only the values that ran show them."""
+    from poisonedencoder.sweep import _write
+
+    base = {"CA": 0.58, "clean_ASR": 0.0, "poisoning_rate": 0.3, "num_targets": 10, "cosine_clean": 0.05}
+    rows = [dict(base, **{"defense.name": "none", "PA": 0.6, "ASR": 0.2, "cosine_poisoned": 0.29,
+                          "defense_removed": None, "defense_precision": None, "defense_recall": None,
+                          "defense_clean_data_used": None}),
+            dict(base, **{"defense.name": "part_hash", "PA": 0.58, "ASR": 0.0, "cosine_poisoned": 0.05,
+                          "defense_removed": 1500, "defense_precision": 1.0, "defense_recall": 0.5,
+                          "defense_clean_data_used": 0})]
+    _write(rows, "defense.name", tmp_path)
+    for name in ("sweep.png", "sweep_tradeoff.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "sweep.md").read_text().splitlines()
+    assert table[0].endswith("| removed | precision | recall | clean data used |")
+    assert table[2].endswith("| - | - | - | - |")
+    assert table[3].startswith("| part_hash | 0.580 | 0.580 | 0.00 |") and table[3].endswith("| 1500 | 1.000 | 0.500 | 0 |")

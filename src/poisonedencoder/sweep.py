@@ -80,39 +80,63 @@ def _write(results: list[dict], key: str, out: Path) -> None:
 
     xs = [r[key] for r in results]
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    cosine = all(r.get("cosine_poisoned") is not None for r in results)
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
     if numeric:
         ax.plot(xs, [r["ASR"] for r in results], "o-", label="ASR (poisoned encoder)")
         ax.plot(xs, [r["clean_ASR"] for r in results], "s--", label="ASR of the clean encoder")
         ax.plot(xs, [r["PA"] for r in results], "^:", label="PA")
         ax.plot(xs, [r["CA"] for r in results], "v:", label="CA")
-    else:  # categories (attacks, algorithms): bars of ASR and PA, the clean encoder's ASR as chance line
+        if cosine:  # the finer signal when ASR sits at its floor (few target inputs)
+            ax.plot(xs, [r["cosine_poisoned"] for r in results], "d-.", label="target-class cosine (poisoned)")
+        if min(xs) > 0 and max(xs) / min(xs) >= 20:
+            ax.set_xscale("log")
+    else:  # categories (attacks, algorithms, defenses): bars of ASR and PA, the clean encoder's ASR as chance line
         pos = list(range(len(xs)))
         ax.bar([p - 0.2 for p in pos], [r["ASR"] for r in results], 0.4, label="ASR (poisoned encoder)")
         ax.bar([p + 0.2 for p in pos], [r["PA"] for r in results], 0.4, label="PA")
         for p, r in zip(pos, results):
             ax.hlines(r["clean_ASR"], p - 0.4, p + 0.4, colors="k", linestyles="--",
                       label="ASR of the clean encoder (chance)" if p == 0 else None)
-        ax.set_xticks(pos, [str(x) for x in xs])
+        labels = [str(x) for x in xs]
+        long = sum(map(len, labels)) > 6 * len(labels)  # would overlap side by side
+        ax.set_xticks(pos, labels, rotation=25 if long else 0, ha="right" if long else "center")
     ax.set_xlabel(key)
     _save(fig, ax, out / "sweep.png")
-    if not numeric:  # the trade-off: ASR against utility (PA), one point per value
-        fig, ax = plt.subplots(figsize=(4.6, 3.6), dpi=120)
+    if not numeric:
+        _tradeoff(results, key, cosine, out / "sweep_tradeoff.png")
+
+
+def _tradeoff(results: list[dict], key: str, cosine: bool, path: Path) -> None:
+    """ASR against utility (PA), one point per value; beside it the target inputs' centred cosine
+    to their target classes against PA, which still separates values when ASR is at its floor."""
+    import matplotlib.pyplot as plt
+
+    panels = [("ASR", "ASR", "clean_ASR", "ASR of the clean encoder")]
+    if cosine:
+        panels.append(("cosine_poisoned", "target-class cosine (centred)",
+                       "cosine_clean", "clean encoder"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=120, squeeze=False)
+    for ax, (col, label, chance, chance_label) in zip(axes[0], panels):
         for r in results:
-            ax.scatter(r["PA"], r["ASR"], s=30)
-            ax.annotate(str(r[key]), (r["PA"], r["ASR"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.axhline(max(r["clean_ASR"] for r in results), color="k", ls="--", lw=0.8, label="ASR of the clean encoder")
+            ax.scatter(r["PA"], r[col], s=30)
+            ax.annotate(str(r[key]), (r["PA"], r[col]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.axhline(max(r[chance] for r in results), color="k", ls="--", lw=0.8, label=chance_label)
         ax.set_xlabel("PA (utility of the poisoned or defended encoder)")
-        ax.set_ylabel("ASR")
-        _save(fig, ax, out / "sweep_tradeoff.png")
+        ax.set_ylabel(label)
+        if col != "ASR":
+            top = max(max(r[col] for r in results), max(r[chance] for r in results))
+            ax.set_ylim(min(0.0, min(r[col] for r in results)) - 0.02, top * 1.25 + 0.02)
+    _save(fig, axes[0][0], path, panels=axes[0][1:])
 
 
-def _save(fig, ax, path: Path) -> None:
+def _save(fig, ax, path: Path, panels=()) -> None:
     import matplotlib.pyplot as plt
 
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    for a in (ax, *panels):
+        a.legend(fontsize=7)
+        a.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
