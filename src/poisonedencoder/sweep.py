@@ -118,9 +118,13 @@ def _tradeoff(results: list[dict], key: str, cosine: bool, path: Path) -> None:
                        "cosine_clean", "clean encoder"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=120, squeeze=False)
     for ax, (col, label, chance, chance_label) in zip(axes[0], panels):
+        seen: dict = {}
         for r in results:
             ax.scatter(r["PA"], r[col], s=30)
-            ax.annotate(str(r[key]), (r["PA"], r[col]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            at = (round(r["PA"], 3), round(r[col], 2))  # labels of coinciding points stack downwards
+            seen[at] = seen.get(at, -1) + 1
+            ax.annotate(str(r[key]), (r["PA"], r[col]), textcoords="offset points",
+                        xytext=(4, 4 - 9 * seen[at]), fontsize=7)
         ax.axhline(max(r[chance] for r in results), color="k", ls="--", lw=0.8, label=chance_label)
         ax.set_xlabel("PA (utility of the poisoned or defended encoder)")
         ax.set_ylabel(label)
