@@ -72,3 +72,25 @@ def test_pre_and_post_processing_run_from_the_cli(tmp_path, name):
         assert d["clean_data_used"] == 200 and m["encoders"]["poisoned"].endswith("finetuned/encoder.pt")
     assert main(["run", str(cfg), "--out", str(tmp_path / "run2"), "--cache-dir", str(tmp_path / "cache"),
                  "--set", "defense.name=finetune", "--set", "defense.finetune.num_clean=100000"]) == 2
+
+
+def test_view_pairs_script_measures_split_and_mixed_pairs_and_the_wide_input_fallback():
+    """scripts/view_pairs.py: with the paper's crops many pairs of a 32x64 poisoning input show
+    different halves; overlapping_views removes the split ones; and above scale 2/3 a 2:1 input
+    admits no crop of ratio <= 4/3, so RandomResizedCrop's fallback (the centre crop) gives both
+    views the same half-and-half box: no pull left."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "view_pairs.py"
+    spec = importlib.util.spec_from_file_location("view_pairs", path)
+    vp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vp)
+    paper = vp.measure(32, 64, 0.08, 0.0, 20000, 0)
+    assert 0.05 < paper["split"] < 0.1 and paper["mixed"] > 0.3
+    assert vp.measure(32, 64, 0.08, 0.5, 20000, 0)["split"] == 0
+    assert vp.measure(32, 64, 0.4, 0.0, 20000, 0)["mixed"] < paper["mixed"]
+    wide = vp.measure(32, 64, 0.7, 0.0, 2000, 0)
+    assert wide["mean_diff"] < 0.01
+    share = vp.target_share(torch.tensor([[0.0, 0, 32, 32], [16.0, 0, 48, 32], [32.0, 0, 64, 32]]), 32)
+    assert share.tolist() == [1.0, 0.5, 0.0]
