@@ -265,8 +265,6 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.augmentation must be batched or reference, got {p['augmentation']!r}")
     _number(cfg, "pretrain", "view_overlap", 0, 1)
     _number(cfg, "pretrain", "drop_disagreeing", 0, 0.99)
-    if p["drop_disagreeing"] and p["algorithm"] != "simclr":
-        raise UserError("pretrain.drop_disagreeing works with algorithm simclr only")
     if not isinstance(p["compile"], bool):
         raise UserError(f"pretrain.compile must be true or false, got {p['compile']!r}")
     if p["optimizer"] not in ("adam", "sgd"):
@@ -288,7 +286,9 @@ def validate(cfg: dict) -> None:
     for name, defense in DEFENSES.items():
         if defense.defaults and name != cfg["defense"]["name"]:
             build_defense({**cfg["defense"], "name": name})
-    chosen.adjust_pretrain(dict(p))  # e.g. a defense that needs another algorithm
+    effective = chosen.adjust_pretrain(dict(p))  # what the poisoned encoder trains with
+    if effective["drop_disagreeing"] and effective["algorithm"] != "simclr":  # set directly or by the defense
+        raise UserError(f"drop_disagreeing works with pretrain.algorithm simclr only, got {effective['algorithm']!r}")
     d = cfg["downstream"]
     if d["classifier"] not in ("mlp", "linear"):
         raise UserError(f"downstream.classifier must be mlp or linear, got {d['classifier']!r}")

@@ -47,9 +47,5 @@ class DropDisagreeing(Defense):
     def check(self, s: dict) -> None:
         _positive(s, "fraction", self.name, 0.9)
 
-    def adjust_pretrain(self, p: dict) -> dict:
-        from ..errors import UserError
-
-        if p["algorithm"] != "simclr":
-            raise UserError("defense drop_disagreeing works with pretrain.algorithm simclr only")
+    def adjust_pretrain(self, p: dict) -> dict:  # SimCLR only: config.validate checks the algorithm
         return {**p, "drop_disagreeing": self.settings["fraction"]}
