@@ -20,6 +20,8 @@ def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
     p.add_argument("--data-root", help="where torchvision datasets are (or are downloaded to)")
     p.add_argument("--cache-dir", help="cache for decoded datasets and shared clean encoders")
     p.add_argument("--device", help="cpu or cuda[:N]")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: one run per seed in OUT/seed_<s>/ and the "
+                                   "pooled result with 95%% intervals in OUT/ (config key seeds)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +56,8 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
                       (args.device, "device")):
         if flag:
             overrides.append(f"{key}={flag}")
+    if getattr(args, "seeds", None):
+        overrides.append(f"seeds=[{args.seeds}]")
     return user, overrides
 
 
@@ -88,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             run_sweep(user, over, args.param, parse_values(args.values), out, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
-        exp = Experiment(cfg, out, log=say)
+        if cfg["seeds"]:
+            from .seeds import SeedRuns
+
+            exp = SeedRuns(cfg, out, log=say)
+        else:
+            exp = Experiment(cfg, out, log=say)
         if args.command in ("demo", "run"):
             exp.run()
             say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")

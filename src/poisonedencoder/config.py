@@ -20,6 +20,7 @@ from .errors import UserError, check_number
 DEFAULTS: dict[str, Any] = {
     "preset": "cpu",
     "seed": 0,
+    "seeds": None,            # [0, 1, 2]: one run per seed (OUT/seed_<s>/) and a pooled result; overrides seed
     "data_root": None,        # where torchvision datasets live (default ~/.cache/poisonedencoder/data)
     "cache_dir": None,        # decoded datasets and shared clean encoders (default ~/.cache/poisonedencoder)
     "device": "cpu",
@@ -300,6 +301,7 @@ def validate(cfg: dict) -> None:
     if cfg["device"] != "cpu" and not str(cfg["device"]).startswith("cuda"):
         raise UserError(f"device must be cpu or cuda[:N], got {cfg['device']!r}")
     _number(cfg, "", "seed", 0, 2**31 - 1, integer=True)
+    _check_seeds(cfg["seeds"])
     for i, t in enumerate(cfg["tasks"]):
         check_dataset(t["dataset"], f"tasks[{i}].dataset")
         if t["targets"] is None:
@@ -307,6 +309,17 @@ def validate(cfg: dict) -> None:
                 raise UserError(f"tasks[{i}].num_targets must be a positive integer, got {t['num_targets']!r}")
         elif not isinstance(t["targets"], list) or not all(isinstance(x, dict) and set(x) == {"index", "target_class"} for x in t["targets"]):
             raise UserError(f"tasks[{i}].targets must be a list of {{index, target_class}} mappings")
+
+
+def _check_seeds(seeds: Any) -> None:
+    """``seeds``: absent (``None``) or a non-empty list of distinct integers in [0, 2^31)."""
+    if seeds is None:
+        return
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**31 for x in seeds)):
+        raise UserError(f"seeds must be a non-empty list of integers in [0, 2^31), e.g. [0, 1, 2], got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds must not repeat a seed, got {seeds!r}")
 
 
 def fingerprint(obj: Any) -> str:

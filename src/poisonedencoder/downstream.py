@@ -61,3 +61,10 @@ def train_classifier(features: torch.Tensor, labels, num_classes: int, kind: str
 @torch.no_grad()
 def predict(clf: Classifier, features: torch.Tensor) -> np.ndarray:
     return clf(features).argmax(1).numpy()
+
+
+@torch.no_grad()
+def logits(clf: Classifier, features: torch.Tensor) -> torch.Tensor:
+    """The classifier's logits for ``features`` (float32, on the CPU whatever device ``clf`` is on)."""
+    dev = next(clf.parameters()).device
+    return clf(features.to(dev)).float().cpu()

@@ -38,3 +38,34 @@ def target_class_cosine(target_features: torch.Tensor, means: torch.Tensor, targ
     if center is not None:
         target_features, m = target_features - center, m - center
     return F.cosine_similarity(target_features, m, dim=1).tolist()
+
+
+def target_class_scores(logits: torch.Tensor, target_classes) -> dict[str, list]:
+    """Per target input, how close the downstream classifier is to calling it its target class.
+
+    ``target_prob``: softmax probability of the target class; ``target_rank``: 1 + the number of
+    classes with a larger logit (1 = predicted); ``margin``: the target class's logit minus the largest other
+    logit (> 0 exactly when the target class is predicted, barring ties). Computed on the CPU.
+    """
+    lg = torch.as_tensor(logits).detach().float().cpu()
+    tc = torch.as_tensor(np.asarray(target_classes), dtype=torch.long)
+    if len(tc) == 0:
+        return {"target_prob": [], "target_rank": [], "margin": []}
+    own = lg.gather(1, tc[:, None])[:, 0]
+    others = lg.scatter(1, tc[:, None], float("-inf"))
+    return {"target_prob": torch.softmax(lg, 1).gather(1, tc[:, None])[:, 0].tolist(),
+            "target_rank": (1 + (lg > own[:, None]).sum(1)).tolist(),
+            "margin": (own - others.max(1).values).tolist()}
+
+
+SCORES = ("margin", "target_prob", "target_rank")
+
+
+def margin_summary(targets: list[dict]) -> dict:
+    """Means over target inputs, with their t intervals, of the per-target scores of
+    :func:`target_class_scores` on each encoder: ``{"clean": {"margin": ..., ...}, "poisoned": ...}``
+    (targets from before these scores existed are skipped)."""
+    from .stats import mean_ci
+
+    return {e: {m: mean_ci([t[f"{e}_{m}"] for t in targets if f"{e}_{m}" in t]) for m in SCORES}
+            for e in ("clean", "poisoned")}

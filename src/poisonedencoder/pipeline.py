@@ -27,7 +27,7 @@ from .io import write_json, write_text
 from .report import format_table, write_report
 
 # settings that change where or how fast a run goes, not what it computes
-_NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir")
+_NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir", "seeds")  # seeds: the runner splits them into runs
 _PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile")
 
 
@@ -264,21 +264,25 @@ class Experiment:
         return d / "encoder.pt"
 
     def _downstream(self, enc, ds, tr_idx, seed_task: int):
-        """Train the downstream classifier on ``enc``'s features; return test predictions and features."""
-        from .downstream import extract_features, predict, train_classifier
+        """Train the downstream classifier on ``enc``'s features; return test predictions, features and
+        the test inputs' logits (on the CPU)."""
+        from .downstream import extract_features, logits, train_classifier
 
         p, d = self.cfg["pretrain"], self.cfg["downstream"]
         ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])
         fte = extract_features(enc, ds.test.images, p["image_size"])
         clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
                                d["lr"], d["batch_size"], self.cfg["seed"] + seed_task)
-        return predict(clf, fte), ftr, fte
+        lg = logits(clf, fte)
+        return lg.argmax(1).numpy(), ftr, fte, lg
 
     def evaluate(self) -> dict:
         """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines."""
         import torch
 
-        from .metrics import accuracy, attack_success_rate, class_means, target_class_cosine
+        from .metrics import (accuracy, attack_success_rate, class_means, margin_summary, target_class_cosine,
+                              target_class_scores)
+        from .stats import mean_of_rates, rate
         from .ssl.pretrain import load_backbone
 
         manifest = self.craft()
@@ -306,12 +310,16 @@ class Experiment:
             tcls = np.array([t.target_class for t in tt], dtype=int)
             tcls_true = np.array([t.true_class for t in tt], dtype=int)
             res = {"dataset": ds.name, "num_classes": ds.num_classes}
-            preds, cos, cos_true = {}, {}, {}
+            preds, cos, cos_true, scores, intervals = {}, {}, {}, {}, {}
             for name, enc in encoders.items():
-                pred, ftr, fte = self._downstream(enc, ds, tr_idx, ti)
+                pred, ftr, fte, lg = self._downstream(enc, ds, tr_idx, ti)
                 res["CA" if name == "clean" else "PA"] = accuracy(pred[test_mask], ds.test.labels[test_mask])
+                intervals["CA" if name == "clean" else "PA"] = rate(
+                    int((pred[test_mask] == ds.test.labels[test_mask]).sum()), int(test_mask.sum()))
                 preds[name] = pred[target_idx]
                 res["clean_ASR" if name == "clean" else "ASR"] = attack_success_rate(preds[name], tcls) if len(tt) else None
+                intervals["clean_ASR" if name == "clean" else "ASR"] = rate(int((preds[name] == tcls).sum()), len(tt))
+                scores[name] = target_class_scores(lg[target_idx], tcls)
                 means = class_means(ftr, ds.train.labels[tr_idx], ds.num_classes)
                 center = ftr.mean(0)
                 cos[name] = target_class_cosine(fte[target_idx], means, tcls, center) if len(tt) else []
@@ -319,7 +327,7 @@ class Experiment:
             if snapshots:
                 res["over_training"] = []
                 for snap in snapshots:
-                    pred, _, _ = self._downstream(load_backbone(snap, p), ds, tr_idx, ti)
+                    pred, _, _, _ = self._downstream(load_backbone(snap, p), ds, tr_idx, ti)
                     res["over_training"].append({"epoch": int(snap.stem.split("_")[1]),
                                                  "PA": accuracy(pred[test_mask], ds.test.labels[test_mask]),
                                                  "ASR": attack_success_rate(pred[target_idx], tcls) if len(tt) else None})
@@ -329,8 +337,12 @@ class Experiment:
                                "clean_prediction": int(preds["clean"][k]), "poisoned_prediction": int(preds["poisoned"][k]),
                                "clean_cosine": cos["clean"][k], "poisoned_cosine": cos["poisoned"][k],
                                "clean_cosine_true_class": cos_true["clean"][k],
-                               "poisoned_cosine_true_class": cos_true["poisoned"][k]}
+                               "poisoned_cosine_true_class": cos_true["poisoned"][k],
+                               **{f"{e}_{m}": scores[e][m][k] for e in ("clean", "poisoned")
+                                  for m in ("target_prob", "target_rank", "margin")}}
                               for k, t in enumerate(tt)]
+            res["intervals"] = intervals
+            res["margins"] = margin_summary(res["targets"])
             res["mean_cosine_clean"] = float(np.mean(cos["clean"])) if tt else None
             res["mean_cosine_poisoned"] = float(np.mean(cos["poisoned"])) if tt else None
             per_task.append(res)
@@ -341,6 +353,13 @@ class Experiment:
             "ASR": float(np.mean([t["poisoned_prediction"] == t["target_class"] for t in all_t])),
             "clean_ASR": float(np.mean([t["clean_prediction"] == t["target_class"] for t in all_t])),
             "num_targets": len(all_t),
+            # counts and 95% intervals of the four rates (Wilson; CA / PA of several tasks: their mean)
+            "intervals": {"CA": mean_of_rates([r["intervals"]["CA"] for r in per_task]),
+                          "PA": mean_of_rates([r["intervals"]["PA"] for r in per_task]),
+                          "ASR": rate(sum(t["poisoned_prediction"] == t["target_class"] for t in all_t), len(all_t)),
+                          "clean_ASR": rate(sum(t["clean_prediction"] == t["target_class"] for t in all_t), len(all_t))},
+            # per-target pull toward the target class, on both encoders: means with t intervals over targets
+            "margins": margin_summary(all_t),
             "num_poisoning_inputs": manifest["num_poisoning_inputs"],
             "num_clean_inputs": manifest["num_clean_inputs"],
             "poisoning_rate": manifest["poisoning_rate"],

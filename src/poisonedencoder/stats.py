@@ -89,3 +89,85 @@ def fmt_mean(m: dict, digits: int = 3) -> str:
         return f"{m['mean']:.{digits}f} (n={m['n']})"
     half = (m["ci95"][1] - m["ci95"][0]) / 2
     return f"{m['mean']:.{digits}f} ± {half:.{digits}f} (n={m['n']})"
+
+
+def wilson_half_width(p: float, n: int, confidence: float = 0.95) -> float:
+    """Half the width of the Wilson interval of ``round(p * n)`` successes in ``n`` trials
+    (power guidance: how precisely ``n`` target inputs pin down an ASR near ``p``)."""
+    lo, hi = wilson(int(round(p * n)), n, confidence)
+    return (hi - lo) / 2
+
+
+def paired_rate_difference(ref: Sequence[bool], val: Sequence[bool], confidence: float = 0.95) -> dict:
+    """Paired difference of two rates measured on the same units (target inputs): ``val - ref``.
+
+    ``b``: units that succeed under ``ref`` only, ``c``: under ``val`` only. The interval is
+    Newcombe's (1998, method 10) score interval for paired proportions, built from the two Wilson
+    intervals and the correlation of the pairs; ``p`` is McNemar's exact test on ``b`` and ``c``.
+    """
+    if len(ref) != len(val):
+        raise ValueError(f"paired samples differ in length: {len(ref)} and {len(val)}")
+    n = len(ref)
+    if n == 0:
+        return {"diff": None, "ci95": None, "b": 0, "c": 0, "n": 0, "p": None}
+    a = sum(1 for x, y in zip(ref, val) if x and y)
+    b = sum(1 for x, y in zip(ref, val) if x and not y)
+    c = sum(1 for x, y in zip(ref, val) if y and not x)
+    d = n - a - b - c
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson(a + b, n, confidence)
+    l2, u2 = wilson(a + c, n, confidence)
+    denom = (a + b) * (c + d) * (a + c) * (b + d)
+    num = a * d - b * c
+    num = num - n / 2 if num > n / 2 else (num if num < 0 else 0.0)  # Newcombe's continuity correction of phi
+    phi = num / math.sqrt(denom) if denom > 0 else 0.0
+    diff = p2 - p1
+    lower = diff - math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
+    upper = diff + math.sqrt(max(0.0, (u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2))
+    return {"diff": diff, "ci95": [max(-1.0, lower), min(1.0, upper)], "b": b, "c": c, "n": n,
+            "p": mcnemar_exact(b, c)}
+
+
+def paired_mean_difference(ref: Sequence[float], val: Sequence[float]) -> dict:
+    """Mean of ``val - ref`` over pairs with its paired t interval and two-sided p-value
+    (``p`` is ``None`` for fewer than 2 pairs; 1.0 or 0.0 when every difference is equal)."""
+    out = paired_difference(ref, val)
+    n = out["n"]
+    if n < 2:
+        return {**out, "p": None}
+    if out["sd"] == 0:
+        return {**out, "p": 1.0 if out["mean"] == 0 else 0.0}
+    from scipy.stats import t
+
+    stat = out["mean"] / (out["sd"] / math.sqrt(n))
+    return {**out, "p": float(2 * t.sf(abs(stat), n - 1))}
+
+
+def pool_rates(rates: Sequence[dict]) -> dict:
+    """One rate from several: ``sum k`` of ``sum n`` with its Wilson interval."""
+    return rate(sum(r["k"] for r in rates), sum(r["n"] for r in rates))
+
+
+def fmt_ci(value, ci, digits: int = 3) -> str:
+    """``0.300 [0.108, 0.603]``; the bare value without an interval, ``-`` without a value."""
+    if value is None:
+        return "-"
+    if ci is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def mean_of_rates(rates: Sequence[dict], confidence: float = 0.95) -> dict:
+    """The mean of independent rates (CA over several tasks) with the square-and-add interval of
+    their Wilson intervals; one rate is returned as it is. ``k`` and ``n`` are the sums."""
+    rates = [r for r in rates if r.get("value") is not None]
+    if len(rates) <= 1:
+        return dict(rates[0]) if rates else {"value": None, "k": 0, "n": 0, "ci95": None}
+    m = len(rates)
+    ps = [r["k"] / r["n"] for r in rates]
+    cis = [wilson(r["k"], r["n"], confidence) for r in rates]
+    mean = sum(ps) / m
+    lo = mean - math.sqrt(sum((p - l) ** 2 for p, (l, _) in zip(ps, cis))) / m
+    hi = mean + math.sqrt(sum((h - p) ** 2 for p, (_, h) in zip(ps, cis))) / m
+    return {"value": mean, "k": sum(r["k"] for r in rates), "n": sum(r["n"] for r in rates),
+            "ci95": [round(max(0.0, lo), 4), round(min(1.0, hi), 4)]}
