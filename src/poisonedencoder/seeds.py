@@ -172,7 +172,7 @@ def _combine_defense(ds: list[dict]) -> dict:
     for k in ("removed", "precision", "recall", "clean_data_used", "seconds"):
         v = [d[k] for d in ds if d.get(k) is not None]
         if v:
-            out[k] = _mean(v)
+            out[k] = v[0] if all(x == v[0] for x in v) else _mean(v)
     if len(ds) > 1 and any(len(d) > 1 for d in ds):
         out["per_seed"] = ds
     return out
