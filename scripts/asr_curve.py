@@ -4,7 +4,8 @@ line per label, plus ASR over pre-training epochs, from finished run directories
     python scripts/asr_curve.py --out docs/cifar10_asr_curve.png \
         random=runs/r3,runs/r30 typical=runs/r30typ,runs/r100typ
 
-Each run directory must hold metrics.json (written by ``poisonedencoder run``).
+Each run directory must hold metrics.json (written by ``poisonedencoder run``, one seed or
+several). Error bars: 95% Wilson intervals of k of n target inputs (pooled over seeds).
 """
 from __future__ import annotations
 
@@ -19,6 +20,20 @@ def _load(run: str) -> dict:
     if not f.is_file():
         sys.exit(f"error: {f} does not exist; finish that run first")
     return json.loads(f.read_text())
+
+
+def _per_target(m: dict) -> float:
+    """Poisoning rate per target input (%); a run over seeds counts one seed's target inputs."""
+    return 100 * m["poisoning_rate"] / (m["num_targets"] / len(m.get("seeds") or [0]))
+
+
+def _yerr(values: list, ns: list) -> list:
+    """Lengths below and above each rate of its 95% Wilson interval (k = value * n)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from poisonedencoder.stats import wilson
+
+    cis = [wilson(round(v * n), n) if n else (v, v) for v, n in zip(values, ns)]
+    return [[max(0.0, v - lo) for v, (lo, _) in zip(values, cis)], [max(0.0, hi - v) for v, (_, hi) in zip(values, cis)]]
 
 
 def main(argv=None) -> int:
@@ -37,9 +52,13 @@ def main(argv=None) -> int:
             sys.exit(f"error: series {s!r} must look like LABEL=RUN_DIR[,RUN_DIR...]")
         label, runs = s.split("=", 1)
         ms = sorted((_load(r) for r in runs.split(",")), key=lambda m: m["poisoning_rate"])
-        x = [100 * m["poisoning_rate"] / m["num_targets"] for m in ms]
-        line, = a1.plot(x, [m["ASR"] for m in ms], "o-", label=f"ASR, {label}")
-        a1.plot(x, [m["clean_ASR"] for m in ms], "s:", color=line.get_color(), alpha=0.6, label=f"clean ASR, {label}")
+        ms = sorted(ms, key=_per_target)
+        x = [_per_target(m) for m in ms]
+        ns = [m["num_targets"] for m in ms]
+        line = a1.errorbar(x, [m["ASR"] for m in ms], yerr=_yerr([m["ASR"] for m in ms], ns), fmt="o-", capsize=3,
+                           label=f"ASR, {label}").lines[0]
+        a1.errorbar(x, [m["clean_ASR"] for m in ms], yerr=_yerr([m["clean_ASR"] for m in ms], ns), fmt="s:", capsize=2,
+                    color=line.get_color(), alpha=0.6, label=f"clean ASR, {label}")
         cos = [[t["poisoned_cosine"] for task in m["tasks"] for t in task["targets"]] for m in ms]
         cos0 = [[t["clean_cosine"] for task in m["tasks"] for t in task["targets"]] for m in ms]
         a3.plot(x, [sum(c) / len(c) for c in cos], "o-", color=line.get_color(), label=f"poisoned encoder, {label}")
@@ -47,8 +66,10 @@ def main(argv=None) -> int:
         for m in ms:
             ot = m["tasks"][0].get("over_training")
             if ot:
-                a2.plot([e["epoch"] for e in ot], [e["ASR"] for e in ot], "o-", color=line.get_color(), alpha=0.5 + 0.5 * (m is ms[-1]),
-                        label=f"{label}, {100 * m['poisoning_rate'] / m['num_targets']:.1f}% per target")
+                n = len(m["tasks"][0]["targets"])
+                a2.errorbar([e["epoch"] for e in ot], [e["ASR"] for e in ot], yerr=_yerr([e["ASR"] for e in ot], [n] * len(ot)),
+                            fmt="o-", capsize=2, color=line.get_color(), alpha=0.5 + 0.5 * (m is ms[-1]),
+                            label=f"{label}, {_per_target(m):.1f}% per target")
     for a in (a1, a3):
         a.set_xscale("log")
         a.set_xlabel("poisoning rate per target input (%)")
