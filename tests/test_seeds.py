@@ -88,3 +88,18 @@ def test_seeds_config_key_is_validated_and_leaves_fingerprints_alone():
     for bad in ([], [0, 0], [1.5], ["a"], 3, [-1], [True]):
         with pytest.raises(UserError, match="seeds"):
             C.resolve({"preset": "demo", "seeds": bad})
+
+
+def test_sweep_over_seeds_trains_one_clean_encoder_per_seed_and_pairs_values(tmp_path):
+    from poisonedencoder.sweep import parse_values, run_sweep
+
+    over = [FAST[i + 1] for i in range(0, len(FAST), 2)] + ["seeds=[0,1]"]
+    rows = run_sweep({"preset": "demo", "cache_dir": str(tmp_path / "cache")}, over, "attack.poisoning_rate",
+                     parse_values("0.1,0.3"), tmp_path / "sw", log=lambda s: None)
+    assert len(list((tmp_path / "cache" / "encoders").iterdir())) == 2  # per seed, not per value
+    for v in ("0.1", "0.3"):
+        assert (tmp_path / "sw" / f"attack.poisoning_rate={v}" / "seed_1" / "metrics.json").is_file()
+    assert [r["ASR_n"] for r in rows] == [6, 6] and rows[0]["seeds"] == "0 1"
+    assert rows[0]["ASR_seed_mean"] is not None and rows[1]["paired_n"] == 6 and rows[1]["dASR_p"] is not None
+    table = (tmp_path / "sw" / "sweep.md").read_text()
+    assert "ASR mean of seeds [t]" in table and "(reference)" in table

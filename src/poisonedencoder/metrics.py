@@ -1,6 +1,8 @@
 """CA / PA / ASR and the target-to-class cosine similarity."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -67,5 +69,14 @@ def margin_summary(targets: list[dict]) -> dict:
     (targets from before these scores existed are skipped)."""
     from .stats import mean_ci
 
-    return {e: {m: mean_ci([t[f"{e}_{m}"] for t in targets if f"{e}_{m}" in t]) for m in SCORES}
+    bounds = {"margin": (-math.inf, math.inf), "target_prob": (0.0, 1.0), "target_rank": (1.0, math.inf)}
+
+    def summary(values, m):
+        out = mean_ci(values)
+        if out["ci95"]:  # a t interval of a probability or a rank, cut to the values it can take
+            lo, hi = bounds[m]
+            out["ci95"] = [max(lo, out["ci95"][0]), min(hi, out["ci95"][1])]
+        return out
+
+    return {e: {m: summary([t[f"{e}_{m}"] for t in targets if f"{e}_{m}" in t], m) for m in SCORES}
             for e in ("clean", "poisoned")}
