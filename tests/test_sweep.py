@@ -37,6 +37,7 @@ def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(t
     m = json.loads((tmp_path / "sw" / "attack.poisoning_rate=0.02" / "metrics.json").read_text())
     assert [e["epoch"] for e in m["tasks"][0]["over_training"]] == [1, 2]
     assert m["tasks"][0]["over_training"][-1]["ASR"] == m["tasks"][0]["ASR"]
+    assert all(e["intervals"]["ASR"]["n"] == 3 and e["intervals"]["PA"]["ci95"] for e in m["tasks"][0]["over_training"])
     png = tmp_path / "curve.png"
     runs = ",".join(str(tmp_path / "sw" / f"attack.poisoning_rate={v}") for v in ("0.02", "0.05"))
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "asr_curve.py"), "--out", str(png), f"random={runs}"],

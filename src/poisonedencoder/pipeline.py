@@ -330,8 +330,12 @@ class Experiment:
                     pred, _, _, _ = self._downstream(load_backbone(snap, p), ds, tr_idx, ti)
                     res["over_training"].append({"epoch": int(snap.stem.split("_")[1]),
                                                  "PA": accuracy(pred[test_mask], ds.test.labels[test_mask]),
-                                                 "ASR": attack_success_rate(pred[target_idx], tcls) if len(tt) else None})
-                res["over_training"].append({"epoch": p["epochs"], "PA": res["PA"], "ASR": res["ASR"]})
+                                                 "ASR": attack_success_rate(pred[target_idx], tcls) if len(tt) else None,
+                                                 "intervals": {"PA": rate(int((pred[test_mask] == ds.test.labels[test_mask]).sum()),
+                                                                          int(test_mask.sum())),
+                                                               "ASR": rate(int((pred[target_idx] == tcls).sum()), len(tt))}})
+                res["over_training"].append({"epoch": p["epochs"], "PA": res["PA"], "ASR": res["ASR"],
+                                             "intervals": {"PA": intervals["PA"], "ASR": intervals["ASR"]}})
             res["targets"] = [{"test_index": t.test_index, "true_class": t.true_class, "target_class": t.target_class,
                                "true_class_name": ds.classes[t.true_class], "target_class_name": ds.classes[t.target_class],
                                "clean_prediction": int(preds["clean"][k]), "poisoned_prediction": int(preds["poisoned"][k]),
