@@ -16,7 +16,7 @@ def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set pretrain.epochs=10 (repeatable)")
-    p.add_argument("--preset", help="preset: paper, cpu or demo")
+    p.add_argument("--preset", help="preset: paper, cpu, gpu or demo")
     p.add_argument("--data-root", help="where torchvision datasets are (or are downloaded to)")
     p.add_argument("--cache-dir", help="cache for decoded datasets and shared clean encoders")
     p.add_argument("--device", help="cpu or cuda[:N]")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished epochs are checkpointed; run the same command to resume", file=sys.stderr)
+        print("interrupted: pre-training is checkpointed every pretrain.checkpoint_every epochs; run the same command to resume", file=sys.stderr)
         return 130
 
 

@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
         "compile": False,           # torch.compile the training step (needs a C++ compiler on CPU)
         "threads": None,            # torch CPU threads (None = torch default)
         "snapshot_every": 0,        # keep the poisoned backbone every k epochs; evaluate reports ASR over training
+        "checkpoint_every": 1,      # write the resumable checkpoint every k epochs (and after the last)
     },
     "defense": {
         "name": "none",             # none | part_hash | large_crops | overlapping_views | drop_disagreeing | finetune
@@ -114,6 +115,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pretrain_data": {"num_images": 5000},
         "pretrain": {"backbone": "cnn7", "width": 16, "epochs": 100, "batch_size": 256, "image_size": 32},
         "downstream": {"classifier": "mlp", "epochs": 100, "num_train": 10000},
+    },
+    # One GPU (H100/H200): CIFAR ResNet18, bf16, 5,000 clean pre-training inputs (the `cpu` preset's
+    # data), 200 epochs at batch 512; sized so that 3 seeds of clean + poisoned pre-training and
+    # evaluation fit in 8 minutes on one H100 (arithmetic in docs/DESIGN.md, "The gpu preset").
+    "gpu": {
+        "device": "cuda",
+        "pretrain_data": {"num_images": 5000},
+        "pretrain": {"backbone": "resnet18", "epochs": 200, "batch_size": 512, "image_size": 32, "lr": 1e-3,
+                     "precision": "bf16", "checkpoint_every": 25, "snapshot_every": 50},
+        "downstream": {"classifier": "mlp", "epochs": 100, "num_train": None},
     },
     # Digits, under 3 minutes on 2 cores. A tiny pre-training set, so a high rate: 135 poisoning
     # inputs per target input (see docs/RESULTS.md for what the attack needs).
@@ -269,7 +280,7 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.compile must be true or false, got {p['compile']!r}")
     if p["optimizer"] not in ("adam", "sgd"):
         raise UserError(f"pretrain.optimizer must be adam or sgd, got {p['optimizer']!r}")
-    for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
+    for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("checkpoint_every", 1, 100000, True), ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
                                  ("batch_size", 2, 1 << 20, True), ("lr", 0, 100, False), ("weight_decay", 0, 1, False),
                                  ("temperature", 1e-6, 100, False), ("projection_dim", 1, 65536, True),
                                  ("flip_p", 0, 1, False), ("jitter_p", 0, 1, False), ("gray_p", 0, 1, False)):

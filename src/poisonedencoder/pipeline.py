@@ -28,7 +28,7 @@ from .report import format_table, write_report
 
 # settings that change where or how fast a run goes, not what it computes
 _NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir")
-_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile")
+_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile", "checkpoint_every")
 
 
 # keys added after results were recorded: at these values they leave fingerprints (and caches) as they were
@@ -177,7 +177,7 @@ class Experiment:
         out = []
         for ds in tasks:
             f = extract_features(enc, ds.train.images, self.cfg["pretrain"]["image_size"], device=self.cfg["device"])
-            out.append(class_typicality(f.numpy(), ds.train.labels, ds.num_classes))
+            out.append(class_typicality(f.cpu().numpy(), ds.train.labels, ds.num_classes))
         return out
 
     def clean_encoder_dir(self) -> Path:
@@ -267,12 +267,12 @@ class Experiment:
         """Train the downstream classifier on ``enc``'s features; return test predictions and features."""
         from .downstream import extract_features, predict, train_classifier
 
-        p, d = self.cfg["pretrain"], self.cfg["downstream"]
-        ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])
-        fte = extract_features(enc, ds.test.images, p["image_size"])
+        p, d, dev = self.cfg["pretrain"], self.cfg["downstream"], self.cfg["device"]
+        ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"], device=dev)
+        fte = extract_features(enc, ds.test.images, p["image_size"], device=dev)
         clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
                                d["lr"], d["batch_size"], self.cfg["seed"] + seed_task)
-        return predict(clf, fte), ftr, fte
+        return predict(clf, fte), ftr.cpu(), fte.cpu()
 
     def evaluate(self) -> dict:
         """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines."""
@@ -305,7 +305,7 @@ class Experiment:
             test_mask[target_idx] = False  # CA / PA are measured on non-target inputs
             tcls = np.array([t.target_class for t in tt], dtype=int)
             tcls_true = np.array([t.true_class for t in tt], dtype=int)
-            res = {"dataset": ds.name, "num_classes": ds.num_classes}
+            res = {"dataset": ds.name, "num_classes": ds.num_classes, "num_test_inputs": int(test_mask.sum())}
             preds, cos, cos_true = {}, {}, {}
             for name, enc in encoders.items():
                 pred, ftr, fte = self._downstream(enc, ds, tr_idx, ti)
