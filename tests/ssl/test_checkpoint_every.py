@@ -25,7 +25,7 @@ def _checkpoint_writes(monkeypatch, tmp_path, **kw):
         return real(path, obj)
 
     monkeypatch.setattr(P, "save_torch", spy)
-    P.pretrain(_data(), _settings(**kw), tmp_path, log=lambda s: None)
+    P.pretrain(_data(), _settings(**kw), tmp_path, log=lambda _: None)
     return written
 
 
@@ -35,13 +35,13 @@ def test_checkpoint_every_k_epochs_and_after_the_last(monkeypatch, tmp_path):
 
 
 def test_snapshots_do_not_wait_for_checkpoints(tmp_path):
-    P.pretrain(_data(), _settings(epochs=4, checkpoint_every=3, snapshot_every=1), tmp_path, log=lambda s: None)
+    P.pretrain(_data(), _settings(epochs=4, checkpoint_every=3, snapshot_every=1), tmp_path, log=lambda _: None)
     assert sorted(f.name for f in (tmp_path / "snapshots").iterdir()) == [
         "epoch_00001.pt", "epoch_00002.pt", "epoch_00003.pt"]
 
 
 def test_resume_from_a_sparse_checkpoint_continues_after_it(tmp_path):
     logs = []
-    P.pretrain(_data(), _settings(epochs=3, checkpoint_every=2), tmp_path, log=lambda s: None)
+    P.pretrain(_data(), _settings(epochs=3, checkpoint_every=2), tmp_path, log=lambda _: None)
     P.pretrain(_data(), _settings(epochs=5, checkpoint_every=2), tmp_path, log=logs.append)
     assert any("resuming after epoch 3" in s for s in logs)
