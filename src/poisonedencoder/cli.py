@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         check_device(cfg["device"])  # before any work
         if env.active and args.command in ("sweep", "demo"):
             raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
-        say = (lambda s: print(s, flush=True)) if env.is_main else (lambda s: None)
+        say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
         t0 = time.time()
         if args.command == "sweep":
             from .sweep import parse_values, run_sweep

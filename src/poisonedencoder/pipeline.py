@@ -12,6 +12,7 @@ import copy
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from .data.datasets import DEFAULT_CACHE
 from .errors import UserError
 from .io import write_json, write_text
 from .report import format_table, write_report
+
+if TYPE_CHECKING:
+    from .ssl.pretrain import PretrainSet
 
 # settings that change where or how fast a run goes, not what it computes
 _NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir")
@@ -124,7 +128,7 @@ class Experiment:
         t0 = time.time()
         tasks = self.tasks()
         targets: list[Target] = []
-        for i, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks)):
+        for i, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks, strict=True)):
             targets += select_targets(ds, i, tcfg["num_targets"], tcfg["targets"], self.cfg["seed"])
         num_clean = len(self.clean_pretrain_images())
         a = self.cfg["attack"]
@@ -220,7 +224,7 @@ class Experiment:
             paths["poisoned"] = self._finetune(defense, paths["poisoned"].parent)
         return paths
 
-    def _filtered(self, defense, clean: np.ndarray, poisons: list) -> "PretrainSet":
+    def _filtered(self, defense, clean: np.ndarray, poisons: list) -> PretrainSet:
         """Pre-processing defense: judge every pre-training input, keep the ones it passes, and
         score its verdicts against the ground truth (defense.json)."""
         from .ssl.pretrain import PretrainSet
@@ -234,7 +238,7 @@ class Experiment:
         self.log(f"defense {defense.name}: removed {report.removed} of {len(images)} inputs "
                  f"(precision {s['precision']:.3f}, recall {s['recall']:.3f}) in {report.seconds:.1f}s")
         kept_clean = clean[keep[:len(clean)]]
-        kept_poisons = [im for im, k in zip(poisons, keep[len(clean):]) if k]
+        kept_poisons = [im for im, k in zip(poisons, keep[len(clean):], strict=True) if k]
         return PretrainSet.from_images(kept_clean, kept_poisons)
 
     def _finetune(self, defense, poisoned_dir: Path) -> Path:
@@ -294,7 +298,7 @@ class Experiment:
         tasks = self.tasks()
         per_task = []
         t0 = time.time()
-        for ti, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks)):
+        for ti, ds in enumerate(tasks):
             tt = [t for t in targets if t.task == ti]
             rng = np.random.default_rng([self.cfg["seed"], ti, 3])
             tr_idx = np.arange(len(ds.train))

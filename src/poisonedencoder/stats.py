@@ -70,7 +70,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
     """Mean of ``b - a`` over pairs with its t interval (``a``, ``b``: the same units, same order)."""
     if len(a) != len(b):
         raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
-    return mean_ci([y - x for x, y in zip(a, b)])
+    return mean_ci([y - x for x, y in zip(a, b, strict=True)])
 
 
 def fmt_rate(r: dict) -> str:

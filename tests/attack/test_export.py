@@ -1,6 +1,3 @@
-import json
-
-import numpy as np
 import pytest
 
 from poisonedencoder.attack import PoisonedEncoder, select_targets
@@ -14,7 +11,7 @@ def test_png_and_manifest_round_trip(toy_dataset, tmp_path):
     save_poisons(poisons, targets, tmp_path / "p")
     manifest, images = load_poisons(tmp_path / "p")
     assert manifest["num_poisoning_inputs"] == len(poisons) == len(images)
-    for p, img, e in zip(poisons, images, manifest["poisoning_inputs"]):
+    for p, img, e in zip(poisons, images, manifest["poisoning_inputs"], strict=True):
         assert (img == p.image).all()
         assert e["shape"] == list(p.image.shape)
     assert [t["reference_indices"] for t in manifest["targets"]] == [t.reference_indices for t in targets]
