@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
     for flag, key in ((args.preset, "preset"), (args.data_root, "data_root"), (args.cache_dir, "cache_dir"),
                       (args.device, "device")):
         if flag:
-            overrides.append(f"{key}={flag}")
+            overrides.append(f"{key}={json.dumps(flag)}")  # quoted: a folder named 123 or a: b stays text
     return user, overrides
 
 
