@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
+from .io import ensure_writable_dir, os_error_message
 
 
 def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
@@ -83,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
         t0 = time.time()
         if args.command == "sweep":
+            from .data.datasets import DEFAULT_CACHE
             from .sweep import parse_values, run_sweep
 
+            ensure_writable_dir(out, "sweep directory (--out)")  # before any work
+            ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
             user, over = _user_and_overrides(args)
             run_sweep(user, over, args.param, parse_values(args.values), out, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder that became unwritable: one line, naming the path
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished epochs are checkpointed; run the same command to resume", file=sys.stderr)

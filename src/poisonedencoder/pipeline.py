@@ -24,7 +24,7 @@ from .attack.targets import Target
 from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
 from .errors import UserError
-from .io import write_json, write_text
+from .io import ensure_writable_dir, write_json, write_text
 from .report import format_table, write_report
 
 if TYPE_CHECKING:
@@ -69,6 +69,10 @@ class Experiment:
 
     # ------------------------------------------------------------------ bookkeeping
     def _check_out_dir(self) -> None:
+        """Before any work: the run directory and the cache are writable folders, and the run
+        directory holds no run of another configuration."""
+        ensure_writable_dir(self.out, "run directory (--out)")
+        ensure_writable_dir(self.cache, "cache directory (--cache-dir)")
         fp = experiment_fingerprint(self.cfg)
         stamp = self.out / ".fingerprint"
         finished = [self.out / "poisons" / "manifest.json", self.out / "encoders", self.out / "metrics.json"]
