@@ -98,7 +98,7 @@ def test_unwritable_cache_fails_before_any_work(tmp_path, monkeypatch, capsys):
     cache.mkdir()
     _unwritable(monkeypatch, cache)
     worked = []
-    monkeypatch.setattr(Experiment, "run", lambda self: worked.append(1))
+    monkeypatch.setattr(Experiment, "run", lambda _self: worked.append(1))
     cfg = C.resolve({"preset": "demo", "cache_dir": str(cache)})
     with pytest.raises(UserError, match=f"cache directory \\(--cache-dir\\) {cache} is not writable"):
         Experiment(cfg, tmp_path / "run")
@@ -114,14 +114,14 @@ def test_unwritable_sweep_dir_fails_before_any_work(tmp_path, monkeypatch, capsy
     _unwritable(monkeypatch, out)
     import poisonedencoder.sweep as S
 
-    monkeypatch.setattr(S, "run_sweep", lambda *a, **k: pytest.fail("sweep ran"))
+    monkeypatch.setattr(S, "run_sweep", lambda *_a, **_k: pytest.fail("sweep ran"))
     rc = cli.main(["sweep", str(ROOT / "configs" / "digits_demo.yaml"), "--param", "seed", "--values", "0,1",
                    "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert rc == 2 and capsys.readouterr().err == f"error: sweep directory (--out) {out} is not writable: Permission denied\n"
 
 
 def test_os_error_during_a_run_is_one_line_naming_the_path(tmp_path, monkeypatch, capsys):
-    def full_disk(self):
+    def full_disk(_self):
         raise OSError(28, "No space left on device", str(tmp_path / "run" / "metrics.json"))
 
     monkeypatch.setattr(Experiment, "run", full_disk)
