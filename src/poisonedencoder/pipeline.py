@@ -19,7 +19,7 @@ import numpy as np
 from . import config as C
 from .attack import build_attack, select_targets
 from .defenses import build_defense
-from .attack.export import load_poisons, save_grid, save_poisons
+from .attack.export import GRID_LEGEND, load_poisons, save_grid, save_poisons, target_box
 from .attack.targets import Target
 from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
@@ -146,12 +146,16 @@ class Experiment:
         t_craft = time.time() - t_craft
         extra = {"attack": {k: v for k, v in a.items() if not (isinstance(v, dict) and k != a["name"])},
                  "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
-                 "class_names": [ds.classes for ds in tasks],
-                 "craft_seconds": round(t_craft, 2), "craft_seconds_per_poison": round(t_craft / max(1, len(poisons)), 4)}
+                 "class_names": [ds.classes for ds in tasks]}
         if getattr(attack, "matching", None):
             extra["gradient_matching_loss"] = [round(x, 4) for x in attack.matching]
+        # timings apart from the manifest, so that crafting twice writes the same manifest bytes
+        write_json(self.poison_dir / "timing.json", {"craft_seconds": round(t_craft, 2),
+                                                     "craft_seconds_per_poison": round(t_craft / max(1, len(poisons)), 4)})
         save_poisons(poisons, targets, self.poison_dir, extra)
-        save_grid([p.image for p in poisons[:: max(1, len(poisons) // 48)]], self.out / "poisons_grid.png")
+        shown = poisons[:: max(1, len(poisons) // 48)]
+        save_grid([p.image for p in shown], self.out / "poisons_grid.png", labels=[f"T{p.target_id}" for p in shown],
+                  boxes=[target_box(p, a["gap"]) for p in shown], legend=GRID_LEGEND)
         self.log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
                  f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {self.poison_dir}")
         return load_poisons(self.poison_dir)[0]
