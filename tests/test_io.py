@@ -149,3 +149,52 @@ def test_truncated_checkpoint_says_how_to_recover(tmp_path):
     with pytest.raises(UserError, match="delete it and run the same command again") as e:
         pio.load_torch(p)
     assert str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, monkeypatch):
+    """Concurrent runs share the cache entry: the second waits on its lock, then reuses the encoder."""
+    import threading
+    import time
+
+    import torch
+
+    import poisonedencoder.ssl.pretrain as P
+
+    calls, active, most = [], [0], [0]
+    guard = threading.Lock()
+
+    def slow_pretrain(data, p, d, seed, device, desc="", log=None):  # noqa: ARG001 (pretrain's signature)
+        with guard:
+            calls.append(desc)
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(1.0)
+        pio.save_torch(Path(d) / "encoder.pt", {"backbone": {"w": torch.zeros(1)}, "loss": [1.0]})
+        with guard:
+            active[0] -= 1
+
+    monkeypatch.setattr(P, "pretrain", slow_pretrain)
+    cfg = C.resolve({"preset": "demo", "cache_dir": str(tmp_path / "cache")})
+    logs: list[list[str]] = [[], []]
+    exps = [Experiment(cfg, tmp_path / f"run{i}", log=logs[i].append) for i in range(2)]
+    exps[0].clean_pretrain_images()  # decode the dataset once, before the race
+    start = threading.Barrier(2)
+    paths, errors = [None, None], []
+
+    def go(i):
+        try:
+            start.wait()
+            paths[i] = exps[i].pretrain("clean")["clean"]
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and paths[0] == paths[1] and paths[0].exists()
+    assert calls == ["pretrain clean"] and most[0] == 1
+    waited = [i for i in range(2) if any("waiting for it" in s for s in logs[i])]
+    assert len(waited) == 1 and any("reusing" in s for s in logs[waited[0]])
+    assert (paths[0].parent.parent / f"{paths[0].parent.name}.lock").exists()

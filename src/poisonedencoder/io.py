@@ -6,8 +6,9 @@ import json
 import os
 import secrets
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def _temp_file(folder: Path, name: str) -> str:
@@ -98,3 +99,29 @@ def os_error_message(e: OSError) -> str:
     """One line for an ``OSError``: what failed and on which path."""
     names = [str(n) for n in (e.filename, e.filename2) if n is not None]
     return f"{e.strerror or type(e).__name__}: {' -> '.join(names)}" if names else f"{e.strerror or e}"
+
+
+@contextmanager
+def file_lock(path: str | Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing, never deleted: deleting a lock
+    file races with its next user). Another process, or another thread with its own lock,
+    waits; ``on_wait()`` is called first if it has to. The kernel drops the lock when the
+    holder dies, so a killed run never leaves a stale lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX: no coordination)
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from .attack.targets import Target
 from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
 from .errors import UserError
-from .io import ensure_writable_dir, write_json, write_text
+from .io import ensure_writable_dir, file_lock, write_json, write_text
 from .report import format_table, write_report
 
 if TYPE_CHECKING:
@@ -197,6 +198,23 @@ class Experiment:
                              "pretrain": pretrain_identity(self.cfg["pretrain"])})
         return self.cache / "encoders" / key
 
+    @contextmanager
+    def _cache_lock(self, d: Path):
+        """Hold ``<d>.lock`` while the shared clean encoder in ``d`` is looked for and trained: a
+        second run that needs the same encoder waits, then reuses it instead of training it again.
+        Under torchrun rank 0 holds the lock and the other ranks wait for it at a barrier."""
+        from .ssl import distributed as D
+
+        lock = d.parent / f"{d.name}.lock"
+
+        def wait() -> None:
+            self.log(f"pretrain clean: another run is training this encoder; waiting for it ({lock})")
+
+        with file_lock(lock, wait) if D.current().is_main else nullcontext():
+            D.barrier()
+            yield
+            D.barrier()
+
     def pretrain(self, which: str = "both") -> dict[str, Path]:
         """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run)."""
         from .ssl.pretrain import PretrainSet, pretrain
@@ -219,14 +237,15 @@ class Experiment:
         for name, d, make in jobs:
             p = p_clean if name == "clean" else defense.adjust_pretrain(dict(p_clean))  # in-processing defenses
             enc = d / "encoder.pt"
-            if not enc.exists():
-                t0 = time.time()
-                data = make()
-                self.log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
-                pretrain(data, p, d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}", log=self.log)
-                write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
-            else:
-                self.log(f"pretrain {name}: reusing {enc}")
+            with self._cache_lock(d) if name == "clean" else nullcontext():  # the cache is shared between runs
+                if not enc.exists():
+                    t0 = time.time()
+                    data = make()
+                    self.log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
+                    pretrain(data, p, d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}", log=self.log)
+                    write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
+                else:
+                    self.log(f"pretrain {name}: reusing {enc}")
             paths[name] = enc
         if "poisoned" in paths and defense.stage == "post":
             paths["poisoned"] = self._finetune(defense, paths["poisoned"].parent)
