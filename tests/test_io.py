@@ -198,3 +198,16 @@ def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, monkeyp
     waited = [i for i in range(2) if any("waiting for it" in s for s in logs[i])]
     assert len(waited) == 1 and any("reusing" in s for s in logs[waited[0]])
     assert (paths[0].parent.parent / f"{paths[0].parent.name}.lock").exists()
+
+
+def test_failed_checkpoint_write_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
+    import torch
+
+    def full(obj, f):  # noqa: ARG001 (torch.save's signature)
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError) as e:
+        pio.save_torch(tmp_path / "checkpoint.pt", {"a": 1})
+    assert pio.os_error_message(e.value).endswith(f": {tmp_path / 'checkpoint.pt'}")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind

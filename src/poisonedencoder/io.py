@@ -2,6 +2,7 @@
 permissions (``0666 & ~umask``), so that a group on a shared server can read a run."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -57,7 +58,15 @@ def write_json(path: str | Path, obj: Any) -> Path:
 def save_torch(path: str | Path, obj: Any) -> Path:
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def _w(tmp: str) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # torch reports a failed write (a full disk) as RuntimeError
+            if "writ" not in str(e).lower():
+                raise
+            raise OSError(errno.EIO, f"cannot write ({str(e).splitlines()[0]})", str(path)) from e
+
+    return atomic_write(path, _w)
 
 
 def load_torch(path: str | Path) -> Any:
