@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(tmp_path):
     user = {"preset": "demo", "cache_dir": str(tmp_path / "cache")}
     over = ["pretrain.epochs=2", "pretrain.snapshot_every=1", "downstream.epochs=2", "attack.num_references=5"]
-    rows = run_sweep(user, over, "attack.poisoning_rate", parse_values("0.02,0.05"), tmp_path / "sw", log=lambda s: None)
+    rows = run_sweep(user, over, "attack.poisoning_rate", parse_values("0.02,0.05"), tmp_path / "sw", log=lambda _: None)
     assert [r["attack.poisoning_rate"] for r in rows] == [0.02, 0.05]
     assert rows[0]["poisoning_rate"] < rows[1]["poisoning_rate"]
     with open(tmp_path / "sw" / "sweep.csv") as f:

@@ -17,7 +17,7 @@ def format_table(m: dict) -> str:
     if len(m["tasks"]) > 1:
         rows.append(("overall", _f(m["CA"]), _f(m["PA"]), _f(m["ASR"]), _f(m["clean_ASR"]), str(m["num_targets"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"poisoning rate {m['poisoning_rate']:.4f} ({m['num_poisoning_inputs']} poisoning inputs, "
                  f"{m['num_clean_inputs']} clean pre-training inputs)")

@@ -95,7 +95,7 @@ def _write(results: list[dict], key: str, out: Path) -> None:
         pos = list(range(len(xs)))
         ax.bar([p - 0.2 for p in pos], [r["ASR"] for r in results], 0.4, label="ASR (poisoned encoder)")
         ax.bar([p + 0.2 for p in pos], [r["PA"] for r in results], 0.4, label="PA")
-        for p, r in zip(pos, results):
+        for p, r in zip(pos, results, strict=True):
             ax.hlines(r["clean_ASR"], p - 0.4, p + 0.4, colors="k", linestyles="--",
                       label="ASR of the clean encoder (chance)" if p == 0 else None)
         labels = [str(x) for x in xs]
@@ -117,7 +117,7 @@ def _tradeoff(results: list[dict], key: str, cosine: bool, path: Path) -> None:
         panels.append(("cosine_poisoned", "target-class cosine (centred)",
                        "cosine_clean", "clean encoder"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=120, squeeze=False)
-    for ax, (col, label, chance, chance_label) in zip(axes[0], panels):
+    for ax, (col, label, chance, chance_label) in zip(axes[0], panels, strict=True):
         seen: dict = {}
         for r in results:
             ax.scatter(r["PA"], r[col], s=30)
