@@ -32,8 +32,8 @@ def _yerr(values: list, ns: list) -> list:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from poisonedencoder.stats import wilson
 
-    cis = [wilson(round(v * n), n) if n else (v, v) for v, n in zip(values, ns)]
-    return [[max(0.0, v - lo) for v, (lo, _) in zip(values, cis)], [max(0.0, hi - v) for v, (_, hi) in zip(values, cis)]]
+    cis = [wilson(round(v * n), n) if n else (v, v) for v, n in zip(values, ns, strict=True)]
+    return [[max(0.0, v - lo) for v, (lo, _) in zip(values, cis, strict=True)], [max(0.0, hi - v) for v, (_, hi) in zip(values, cis, strict=True)]]
 
 
 def main(argv=None) -> int:

@@ -51,7 +51,7 @@ def test_digits_is_embedded(tmp_path):
 def test_offline_torchvision_dataset_names_the_data_root(tmp_path, monkeypatch):
     import torchvision.datasets as tvd
 
-    def offline(*a, download=False, **k):
+    def offline(*_args, download=False, **_kwargs):
         raise RuntimeError("Dataset not found" if not download else "URLError: no network")
 
     monkeypatch.setattr(tvd, "CIFAR10", offline)

@@ -35,7 +35,7 @@ def test_cifar10_imagefolder_subset_runs_all_stages(tmp_path):
                      "cache_dir": str(tmp_path / "cache")},
                     ["pretrain.epochs=1", "pretrain.width=8", "pretrain.batch_size=128", "downstream.epochs=2",
                      "downstream.num_train=1000", "attack.num_references=5"])
-    exp = Experiment(cfg, tmp_path / "run", log=lambda s: None)
+    exp = Experiment(cfg, tmp_path / "run", log=lambda _: None)
     manifest = exp.craft()
     assert manifest["num_poisoning_inputs"] == 3 * round(0.03 * 512 / 3)
     for t in manifest["targets"]:
@@ -59,7 +59,7 @@ def test_two_target_downstream_tasks_in_one_run(tmp_path, write_idx):
     cfg = C.resolve({"preset": "demo", "data_root": str(root), "cache_dir": str(tmp_path / "cache"),
                      "tasks": [{"dataset": "digits", "num_targets": 2}, {"dataset": "fashion-mnist", "num_targets": 2}]},
                     ["pretrain.epochs=1", "downstream.epochs=2", "attack.num_references=3", "attack.poisoning_rate=0.05"])
-    exp = Experiment(cfg, tmp_path / "run", log=lambda s: None)
+    exp = Experiment(cfg, tmp_path / "run", log=lambda _: None)
     manifest = exp.craft()
     assert [t["task"] for t in manifest["targets"]] == [0, 0, 1, 1]
     assert manifest["num_poisoning_inputs"] == 4 * round(0.05 * 1347 / 4)

@@ -41,7 +41,7 @@ def test_run_over_seeds_pools_per_seed_runs_and_reproduces(tmp_path, capsys):
     # each seed draws its own target inputs (and target classes), and its own clean encoder
     t0, t1 = ([(t["test_index"], t["target_class"]) for t in p["tasks"][0]["targets"]] for p in per)
     assert t0 != t1 and len(t0) == len(t1) == 3
-    assert len(list((cache / "encoders").iterdir())) == 2
+    assert len([d for d in (cache / "encoders").iterdir() if d.is_dir()]) == 2
     for s in (0, 1):  # each seed's run records its own single-seed configuration
         assert {k: C.load_yaml(out / f"seed_{s}" / "config.yaml")[k] for k in ("seed", "seeds")} == {"seed": s, "seeds": None}
     # the combined result is exactly the per-seed results pooled
@@ -95,8 +95,8 @@ def test_sweep_over_seeds_trains_one_clean_encoder_per_seed_and_pairs_values(tmp
 
     over = [FAST[i + 1] for i in range(0, len(FAST), 2)] + ["seeds=[0,1]"]
     rows = run_sweep({"preset": "demo", "cache_dir": str(tmp_path / "cache")}, over, "attack.poisoning_rate",
-                     parse_values("0.1,0.3"), tmp_path / "sw", log=lambda s: None)
-    assert len(list((tmp_path / "cache" / "encoders").iterdir())) == 2  # per seed, not per value
+                     parse_values("0.1,0.3"), tmp_path / "sw", log=lambda _: None)
+    assert len([d for d in (tmp_path / "cache" / "encoders").iterdir() if d.is_dir()]) == 2  # per seed, not per value
     for v in ("0.1", "0.3"):
         assert (tmp_path / "sw" / f"attack.poisoning_rate={v}" / "seed_1" / "metrics.json").is_file()
     assert [r["ASR_n"] for r in rows] == [6, 6] and rows[0]["seeds"] == "0 1"

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(tmp_path):
     user = {"preset": "demo", "cache_dir": str(tmp_path / "cache")}
     over = ["pretrain.epochs=2", "pretrain.snapshot_every=1", "downstream.epochs=2", "attack.num_references=5"]
-    rows = run_sweep(user, over, "attack.poisoning_rate", parse_values("0.02,0.05"), tmp_path / "sw", log=lambda s: None)
+    rows = run_sweep(user, over, "attack.poisoning_rate", parse_values("0.02,0.05"), tmp_path / "sw", log=lambda _: None)
     assert [r["attack.poisoning_rate"] for r in rows] == [0.02, 0.05]
     assert rows[0]["poisoning_rate"] < rows[1]["poisoning_rate"]
     with open(tmp_path / "sw" / "sweep.csv") as f:
@@ -31,7 +31,7 @@ def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(t
     assert rows[1]["paired_n"] == 3 and rows[1]["dASR_p"] is not None and rows[1]["dmargin"] is not None
     assert abs(rows[1]["dASR"] - (rows[1]["ASR"] - rows[0]["ASR"])) < 1e-12
     assert abs(rows[1]["dmargin"] - (rows[1]["margin_poisoned"] - rows[0]["margin_poisoned"])) < 1e-9
-    assert len(list((tmp_path / "cache" / "encoders").iterdir())) == 1  # the clean encoder is trained once
+    assert len([d for d in (tmp_path / "cache" / "encoders").iterdir() if d.is_dir()]) == 1  # the clean encoder is trained once
     import json
 
     m = json.loads((tmp_path / "sw" / "attack.poisoning_rate=0.02" / "metrics.json").read_text())
@@ -70,7 +70,7 @@ def test_categorical_sweep_writes_bars_tradeoff_and_defense_columns(tmp_path):
     assert table[3].startswith("| part_hash | 0.580 | 0.580 | 0.00 |") and table[3].endswith("| 1500 | 1.000 | 0.500 | 0 |")
 
 
-def test_sweep_over_seeds_pairs_values_on_the_same_targets_and_marks_significance(tmp_path):
+def test_sweep_over_seeds_pairs_values_on_the_same_targets_and_marks_significance():
     """Each value of a categorical sweep runs over all seeds; the rows pool them, carry counts and
     intervals, and compare each value with `none` on the same seeds and target inputs."""
     from poisonedencoder.sweep import markdown_table, reference_index, summarize
@@ -78,7 +78,7 @@ def test_sweep_over_seeds_pairs_values_on_the_same_targets_and_marks_significanc
     def metrics(seed_flips, margins):  # one task, 4 target inputs per seed
         targets = [{"seed": s, "test_index": i, "target_class": 1, "poisoned_prediction": int(f), "clean_prediction": 0,
                     "poisoned_margin": mg, "clean_margin": -2.0, "clean_cosine": 0.0, "poisoned_cosine": 0.1}
-                   for (s, fl), ms in zip(seed_flips, margins) for i, (f, mg) in enumerate(zip(fl, ms))]
+                   for (s, fl), ms in zip(seed_flips, margins, strict=True) for i, (f, mg) in enumerate(zip(fl, ms, strict=True))]
         k = sum(t["poisoned_prediction"] == 1 for t in targets)
         from poisonedencoder.metrics import margin_summary
         from poisonedencoder.stats import rate

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
 from .errors import UserError
+from .io import ensure_writable_dir, os_error_message
 
 
 def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
@@ -16,7 +18,7 @@ def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set pretrain.epochs=10 (repeatable)")
-    p.add_argument("--preset", help="preset: paper, cpu or demo")
+    p.add_argument("--preset", help="preset: paper, cpu, gpu or demo")
     p.add_argument("--data-root", help="where torchvision datasets are (or are downloaded to)")
     p.add_argument("--cache-dir", help="cache for decoded datasets and shared clean encoders")
     p.add_argument("--device", help="cpu or cuda[:N]")
@@ -55,7 +57,7 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
     for flag, key in ((args.preset, "preset"), (args.data_root, "data_root"), (args.cache_dir, "cache_dir"),
                       (args.device, "device")):
         if flag:
-            overrides.append(f"{key}={flag}")
+            overrides.append(f"{key}={json.dumps(flag)}")  # quoted: a folder named 123 or a: b stays text
     if getattr(args, "seeds", None):
         overrides.append(f"seeds=[{args.seeds}]")
     return user, overrides
@@ -83,11 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         check_device(cfg["device"])  # before any work
         if env.active and args.command in ("sweep", "demo"):
             raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
-        say = (lambda s: print(s, flush=True)) if env.is_main else (lambda s: None)
+        say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
         t0 = time.time()
         if args.command == "sweep":
+            from .data.datasets import DEFAULT_CACHE
             from .sweep import parse_values, run_sweep
 
+            ensure_writable_dir(out, "sweep directory (--out)")  # before any work
+            ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
             user, over = _user_and_overrides(args)
             run_sweep(user, over, args.param, parse_values(args.values), out, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
@@ -112,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a folder that became unwritable: one line, naming the path
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("interrupted: finished epochs are checkpointed; run the same command to resume", file=sys.stderr)
+        print("interrupted: pre-training is checkpointed every pretrain.checkpoint_every epochs; run the same command to resume", file=sys.stderr)
         return 130
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
         "compile": False,           # torch.compile the training step (needs a C++ compiler on CPU)
         "threads": None,            # torch CPU threads (None = torch default)
         "snapshot_every": 0,        # keep the poisoned backbone every k epochs; evaluate reports ASR over training
+        "checkpoint_every": 1,      # write the resumable checkpoint every k epochs (and after the last)
     },
     "defense": {
         "name": "none",             # none | part_hash | large_crops | overlapping_views | drop_disagreeing | finetune
@@ -103,6 +105,18 @@ TASK_DEFAULTS: dict[str, Any] = {
     "targets": None,            # or explicit: [{index: 12, target_class: 3}, ...] (index into the test split)
 }
 
+# The type of each key whose default is null ("not set"); every other key has its default's type.
+# (A task's keys are named tasks[].<key>.)
+NULLABLE: dict[str, str] = {
+    "seeds": "list",
+    "data_root": "path",
+    "cache_dir": "path",
+    "pretrain_data.num_images": "integer",
+    "pretrain.threads": "integer",
+    "downstream.num_train": "integer",
+    "tasks[].targets": "list",
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # After the authors' code: CIFAR ResNet18, 1000 epochs. For GPUs.
     "paper": {
@@ -115,6 +129,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pretrain_data": {"num_images": 5000},
         "pretrain": {"backbone": "cnn7", "width": 16, "epochs": 100, "batch_size": 256, "image_size": 32},
         "downstream": {"classifier": "mlp", "epochs": 100, "num_train": 10000},
+    },
+    # One GPU (H100/H200): CIFAR ResNet18, bf16, 5,000 clean pre-training inputs (the `cpu` preset's
+    # data), 200 epochs at batch 512; sized so that 3 seeds of clean + poisoned pre-training and
+    # evaluation fit in 8 minutes on one H100 (arithmetic in docs/DESIGN.md, "The gpu preset").
+    "gpu": {
+        "device": "cuda",
+        "pretrain_data": {"num_images": 5000},
+        "pretrain": {"backbone": "resnet18", "epochs": 200, "batch_size": 512, "image_size": 32, "lr": 1e-3,
+                     "precision": "bf16", "checkpoint_every": 25, "snapshot_every": 50},
+        "downstream": {"classifier": "mlp", "epochs": 100, "num_train": None},
     },
     # Digits, under 3 minutes on 2 cores. A tiny pre-training set, so a high rate: 135 poisoning
     # inputs per target input (see docs/RESULTS.md for what the attack needs).
@@ -163,6 +187,8 @@ def parse_override(text: str) -> dict:
 
 
 def load_yaml(path: str | Path) -> dict:
+    """The file's mapping, its relative paths made absolute against the file's folder
+    (see :func:`absolute_paths`), so that a config means the same from any working directory."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file {p} does not exist")
@@ -170,9 +196,37 @@ def load_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read config file {p}: {e.strerror if isinstance(e, OSError) else e}") from e
     if not isinstance(data, dict):
         raise UserError(f"config file {p} must hold a mapping at top level")
-    return data
+    return absolute_paths(data, p.parent)
+
+
+def _absolute(path: str, base: Path) -> str:
+    q = Path(path).expanduser()
+    return q.as_posix() if q.is_absolute() else os.path.abspath(base / q)
+
+
+def absolute_paths(cfg: dict, base: str | Path) -> dict:
+    """A copy of (part of) a config with its relative paths (``data_root``, ``cache_dir``, the
+    ``PATH`` of ``imagefolder:PATH`` datasets) made absolute against ``base``: a config file's
+    folder, or the working directory for the command line. Values of the wrong type are left for
+    :func:`validate` to report."""
+    out, base = copy.deepcopy(cfg), Path(base).absolute()
+
+    def dataset(section: Any) -> None:
+        if isinstance(section, dict) and isinstance(section.get("dataset"), str) and section["dataset"].startswith("imagefolder:"):
+            section["dataset"] = "imagefolder:" + _absolute(section["dataset"].split(":", 1)[1], base)
+
+    for key in ("data_root", "cache_dir"):
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = _absolute(out[key], base)
+    dataset(out.get("pretrain_data"))
+    if isinstance(out.get("tasks"), list):
+        for t in out["tasks"]:
+            dataset(t)
+    return out
 
 
 def resolve(user: dict | None = None, overrides: list[str] | tuple = ()) -> dict:
@@ -181,13 +235,16 @@ def resolve(user: dict | None = None, overrides: list[str] | tuple = ()) -> dict
     over: dict = {}
     for o in overrides:
         over = _deep_update(over, parse_override(o))
+    over = absolute_paths(over, Path.cwd())  # paths on the command line: relative to the working directory
     preset = over.get("preset", user.get("preset", DEFAULTS["preset"]))
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     cfg = _merge(DEFAULTS, PRESETS[preset])
     cfg = _merge(cfg, user)
     cfg = _merge(cfg, over)
     cfg["preset"] = preset
+    if cfg["tasks"] is not None and not isinstance(cfg["tasks"], list):
+        raise UserError(f"tasks must be a list of mappings (each with a 'dataset' key), got {cfg['tasks']!r}")
     cfg["tasks"] = [_merge(TASK_DEFAULTS, t, f"tasks[{i}].") if isinstance(t, dict) else _bad_task(i)
                     for i, t in enumerate(cfg["tasks"] or [])]
     if not cfg["tasks"]:
@@ -216,9 +273,78 @@ def _number(cfg: dict, section: str, key: str, lo: float, hi: float, integer: bo
                  integer, lo_open)
 
 
+_WANT = {"boolean": "true or false", "integer": "an integer", "number": "a number", "text": "text",
+         "path": "a path (text)", "list": "a list", "mapping": "a mapping"}
+
+
+def _kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "boolean"
+    if isinstance(default, int):
+        return "integer"
+    if isinstance(default, float):
+        return "number"
+    if isinstance(default, str):
+        return "text"
+    if isinstance(default, (list, tuple)):
+        return "list"
+    if isinstance(default, dict):
+        return "mapping"
+    raise TypeError(f"no config type for default {default!r}")  # pragma: no cover (a schema bug, not user input)
+
+
+def _is(v: Any, kind: str) -> bool:
+    if kind == "boolean":
+        return isinstance(v, bool)
+    if kind == "integer":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind in ("text", "path"):
+        return isinstance(v, str)
+    return isinstance(v, list if kind == "list" else dict)
+
+
+def _type_error(key: str, v: Any, want: str) -> UserError:
+    hint = ""
+    if want in ("a number", "a list of numbers") and isinstance(v, str):
+        try:
+            hint = f" (YAML reads {v} as text; write {float(v)!r})" if "e" in v.lower() else ""
+        except ValueError:
+            pass
+    return UserError(f"{key} must be {want}, got {v!r}{hint}")
+
+
+def _check_types(values: dict, defaults: dict, prefix: str, schema_prefix: str) -> None:
+    for k, default in defaults.items():
+        if k not in values:
+            continue
+        v, key, skey = values[k], prefix + k, schema_prefix + k
+        kind = _kind(default) if default is not None else NULLABLE.get(skey)
+        if kind is None or (v is None and default is None):  # null where null means "not set"
+            continue
+        if not _is(v, kind):
+            raise _type_error(key, v, _WANT[kind])
+        if kind == "mapping":
+            _check_types(v, default, key + ".", skey + ".")
+        elif kind == "list" and default and all(_is(x, "number") for x in default):  # crop_scale, jitter
+            if not all(_is(x, "number") for x in v):
+                raise _type_error(key, v, "a list of numbers")
+
+
+def check_types(cfg: dict) -> None:
+    """Every key has its default's type (or :data:`NULLABLE`'s, where the default is null).
+    Runs before any other check, so that no check or plugin ever compares a string with a number."""
+    _check_types(cfg, DEFAULTS, "", "")
+    for i, t in enumerate(cfg["tasks"]):
+        _check_types(t, TASK_DEFAULTS, f"tasks[{i}].", "tasks[].")
+
+
 def validate(cfg: dict) -> None:
     from .data.datasets import TORCHVISION
     from .ssl.models import BACKBONES
+
+    check_types(cfg)  # first: every later check may rely on the types
 
     def check_dataset(name: Any, where: str) -> None:
         if not isinstance(name, str) or not (name == "digits" or name in TORCHVISION or name.startswith("imagefolder:")):
@@ -231,10 +357,6 @@ def validate(cfg: dict) -> None:
     a = cfg["attack"]
     from .attack import ATTACKS, build_attack
 
-    build_attack(a)  # the attack checks its own settings
-    for name, attack in ATTACKS.items():  # and the other attacks' sections, so a typo never waits
-        if attack.defaults and name != a["name"]:
-            build_attack({**a, "name": name})
     _number(cfg, "attack", "poisoning_rate", 0, 1, lo_open=True)
     _number(cfg, "attack", "num_references", 1, 10**6, integer=True)
     _number(cfg, "attack", "gap", 0, 4096, integer=True)
@@ -243,6 +365,10 @@ def validate(cfg: dict) -> None:
                          ("reference_selection", ("random", "typical"))):
         if a[key] not in choices:
             raise UserError(f"attack.{key} must be one of {', '.join(choices)}, got {a[key]!r}")
+    build_attack(a)  # then the attack checks its own settings
+    for name, attack in ATTACKS.items():  # and the other attacks' sections, so a typo never waits
+        if attack.defaults and name != a["name"]:
+            build_attack({**a, "name": name})
     p = cfg["pretrain"]
     from .ssl.methods import METHODS
 
@@ -270,7 +396,7 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.compile must be true or false, got {p['compile']!r}")
     if p["optimizer"] not in ("adam", "sgd"):
         raise UserError(f"pretrain.optimizer must be adam or sgd, got {p['optimizer']!r}")
-    for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
+    for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("checkpoint_every", 1, 100000, True), ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
                                  ("batch_size", 2, 1 << 20, True), ("lr", 0, 100, False), ("weight_decay", 0, 1, False),
                                  ("temperature", 1e-6, 100, False), ("projection_dim", 1, 65536, True),
                                  ("flip_p", 0, 1, False), ("jitter_p", 0, 1, False), ("gray_p", 0, 1, False)):
@@ -307,8 +433,11 @@ def validate(cfg: dict) -> None:
         if t["targets"] is None:
             if not isinstance(t["num_targets"], int) or isinstance(t["num_targets"], bool) or t["num_targets"] < 1:
                 raise UserError(f"tasks[{i}].num_targets must be a positive integer, got {t['num_targets']!r}")
-        elif not isinstance(t["targets"], list) or not all(isinstance(x, dict) and set(x) == {"index", "target_class"} for x in t["targets"]):
-            raise UserError(f"tasks[{i}].targets must be a list of {{index, target_class}} mappings")
+        elif not isinstance(t["targets"], list) or not all(
+                isinstance(x, dict) and set(x) == {"index", "target_class"} and _is(x["index"], "integer")
+                and (_is(x["target_class"], "integer") or isinstance(x["target_class"], str)) for x in t["targets"]):
+            raise UserError(f"tasks[{i}].targets must be a list of {{index: integer, target_class: integer or name}} "
+                            f"mappings, got {t['targets']!r}")
 
 
 def _check_seeds(seeds: Any) -> None:

@@ -11,13 +11,14 @@ from .ssl.augment import to_input
 @torch.no_grad()
 def extract_features(backbone: nn.Module, images: np.ndarray, size: int, batch_size: int = 1024,
                      device: str = "cpu") -> torch.Tensor:
-    """Features of uint8 images ``(N, H, W, 3)`` from the frozen backbone (eval mode, no augmentation)."""
+    """Features of uint8 images ``(N, H, W, 3)`` from the frozen backbone (eval mode, no augmentation),
+    computed on ``device`` and returned there (a GPU keeps them for the classifier)."""
     backbone = backbone.to(device).eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = to_input(images[i:i + batch_size], size).to(device).contiguous(memory_format=torch.channels_last)
-        out.append(backbone(x).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+        out.append(backbone(x).float())
+    return torch.cat(out) if out else torch.zeros(0, device=device)
 
 
 class Classifier(nn.Module):
@@ -38,17 +39,20 @@ class Classifier(nn.Module):
 
 def train_classifier(features: torch.Tensor, labels, num_classes: int, kind: str = "mlp", epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> Classifier:
+    """Train on ``features`` where they lie (CPU or GPU); the batch order comes from a CPU
+    generator seeded with ``seed``, so a GPU run draws the same batches as a CPU run."""
+    dev = features.device
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    clf = Classifier(features.shape[1], num_classes, kind)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(dev)
+    clf = Classifier(features.shape[1], num_classes, kind).to(dev)
     clf.mean.copy_(features.mean(0))
     clf.std.copy_(features.std(0).clamp_min(1e-6))
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     n = len(y)
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g).to(dev)
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
             loss = loss_fn(clf(features[idx]), y[idx])
@@ -60,7 +64,7 @@ def train_classifier(features: torch.Tensor, labels, num_classes: int, kind: str
 
 @torch.no_grad()
 def predict(clf: Classifier, features: torch.Tensor) -> np.ndarray:
-    return clf(features).argmax(1).numpy()
+    return clf(features).argmax(1).cpu().numpy()
 
 
 @torch.no_grad()

@@ -11,24 +11,29 @@ from __future__ import annotations
 import copy
 import json
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import config as C
 from .attack import build_attack, select_targets
 from .defenses import build_defense
-from .attack.export import load_poisons, save_grid, save_poisons
+from .attack.export import GRID_LEGEND, load_poisons, save_grid, save_poisons, target_box
 from .attack.targets import Target
 from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
 from .errors import UserError
-from .io import write_json, write_text
+from .io import ensure_writable_dir, file_lock, write_json, write_text
 from .report import format_table, write_report
+
+if TYPE_CHECKING:
+    from .ssl.pretrain import PretrainSet
 
 # settings that change where or how fast a run goes, not what it computes
 _NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir", "seeds")  # seeds: the runner splits them into runs
-_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile")
+_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile", "checkpoint_every")
 
 
 # keys added after results were recorded: at these values they leave fingerprints (and caches) as they were
@@ -65,6 +70,10 @@ class Experiment:
 
     # ------------------------------------------------------------------ bookkeeping
     def _check_out_dir(self) -> None:
+        """Before any work: the run directory and the cache are writable folders, and the run
+        directory holds no run of another configuration."""
+        ensure_writable_dir(self.out, "run directory (--out)")
+        ensure_writable_dir(self.cache, "cache directory (--cache-dir)")
         fp = experiment_fingerprint(self.cfg)
         stamp = self.out / ".fingerprint"
         finished = [self.out / "poisons" / "manifest.json", self.out / "encoders", self.out / "metrics.json"]
@@ -124,7 +133,7 @@ class Experiment:
         t0 = time.time()
         tasks = self.tasks()
         targets: list[Target] = []
-        for i, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks)):
+        for i, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks, strict=True)):
             targets += select_targets(ds, i, tcfg["num_targets"], tcfg["targets"], self.cfg["seed"])
         num_clean = len(self.clean_pretrain_images())
         a = self.cfg["attack"]
@@ -138,12 +147,16 @@ class Experiment:
         t_craft = time.time() - t_craft
         extra = {"attack": {k: v for k, v in a.items() if not (isinstance(v, dict) and k != a["name"])},
                  "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
-                 "class_names": [ds.classes for ds in tasks],
-                 "craft_seconds": round(t_craft, 2), "craft_seconds_per_poison": round(t_craft / max(1, len(poisons)), 4)}
+                 "class_names": [ds.classes for ds in tasks]}
         if getattr(attack, "matching", None):
             extra["gradient_matching_loss"] = [round(x, 4) for x in attack.matching]
+        # timings apart from the manifest, so that crafting twice writes the same manifest bytes
+        write_json(self.poison_dir / "timing.json", {"craft_seconds": round(t_craft, 2),
+                                                     "craft_seconds_per_poison": round(t_craft / max(1, len(poisons)), 4)})
         save_poisons(poisons, targets, self.poison_dir, extra)
-        save_grid([p.image for p in poisons[:: max(1, len(poisons) // 48)]], self.out / "poisons_grid.png")
+        shown = poisons[:: max(1, len(poisons) // 48)]
+        save_grid([p.image for p in shown], self.out / "poisons_grid.png", labels=[f"T{p.target_id}" for p in shown],
+                  boxes=[target_box(p, a["gap"]) for p in shown], legend=GRID_LEGEND)
         self.log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
                  f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {self.poison_dir}")
         return load_poisons(self.poison_dir)[0]
@@ -177,13 +190,30 @@ class Experiment:
         out = []
         for ds in tasks:
             f = extract_features(enc, ds.train.images, self.cfg["pretrain"]["image_size"], device=self.cfg["device"])
-            out.append(class_typicality(f.numpy(), ds.train.labels, ds.num_classes))
+            out.append(class_typicality(f.cpu().numpy(), ds.train.labels, ds.num_classes))
         return out
 
     def clean_encoder_dir(self) -> Path:
         key = C.fingerprint({"pretrain_data": self.cfg["pretrain_data"], "seed": self.cfg["seed"],
                              "pretrain": pretrain_identity(self.cfg["pretrain"])})
         return self.cache / "encoders" / key
+
+    @contextmanager
+    def _cache_lock(self, d: Path):
+        """Hold ``<d>.lock`` while the shared clean encoder in ``d`` is looked for and trained: a
+        second run that needs the same encoder waits, then reuses it instead of training it again.
+        Under torchrun rank 0 holds the lock and the other ranks wait for it at a barrier."""
+        from .ssl import distributed as D
+
+        lock = d.parent / f"{d.name}.lock"
+
+        def wait() -> None:
+            self.log(f"pretrain clean: another run is training this encoder; waiting for it ({lock})")
+
+        with file_lock(lock, wait) if D.current().is_main else nullcontext():
+            D.barrier()
+            yield
+            D.barrier()
 
     def pretrain(self, which: str = "both") -> dict[str, Path]:
         """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run)."""
@@ -207,20 +237,21 @@ class Experiment:
         for name, d, make in jobs:
             p = p_clean if name == "clean" else defense.adjust_pretrain(dict(p_clean))  # in-processing defenses
             enc = d / "encoder.pt"
-            if not enc.exists():
-                t0 = time.time()
-                data = make()
-                self.log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
-                pretrain(data, p, d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}", log=self.log)
-                write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
-            else:
-                self.log(f"pretrain {name}: reusing {enc}")
+            with self._cache_lock(d) if name == "clean" else nullcontext():  # the cache is shared between runs
+                if not enc.exists():
+                    t0 = time.time()
+                    data = make()
+                    self.log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
+                    pretrain(data, p, d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}", log=self.log)
+                    write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
+                else:
+                    self.log(f"pretrain {name}: reusing {enc}")
             paths[name] = enc
         if "poisoned" in paths and defense.stage == "post":
             paths["poisoned"] = self._finetune(defense, paths["poisoned"].parent)
         return paths
 
-    def _filtered(self, defense, clean: np.ndarray, poisons: list) -> "PretrainSet":
+    def _filtered(self, defense, clean: np.ndarray, poisons: list) -> PretrainSet:
         """Pre-processing defense: judge every pre-training input, keep the ones it passes, and
         score its verdicts against the ground truth (defense.json)."""
         from .ssl.pretrain import PretrainSet
@@ -234,7 +265,7 @@ class Experiment:
         self.log(f"defense {defense.name}: removed {report.removed} of {len(images)} inputs "
                  f"(precision {s['precision']:.3f}, recall {s['recall']:.3f}) in {report.seconds:.1f}s")
         kept_clean = clean[keep[:len(clean)]]
-        kept_poisons = [im for im, k in zip(poisons, keep[len(clean):]) if k]
+        kept_poisons = [im for im, k in zip(poisons, keep[len(clean):], strict=True) if k]
         return PretrainSet.from_images(kept_clean, kept_poisons)
 
     def _finetune(self, defense, poisoned_dir: Path) -> Path:
@@ -268,13 +299,13 @@ class Experiment:
         the test inputs' logits (on the CPU)."""
         from .downstream import extract_features, logits, train_classifier
 
-        p, d = self.cfg["pretrain"], self.cfg["downstream"]
-        ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])
-        fte = extract_features(enc, ds.test.images, p["image_size"])
+        p, d, dev = self.cfg["pretrain"], self.cfg["downstream"], self.cfg["device"]
+        ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"], device=dev)
+        fte = extract_features(enc, ds.test.images, p["image_size"], device=dev)
         clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
                                d["lr"], d["batch_size"], self.cfg["seed"] + seed_task)
         lg = logits(clf, fte)
-        return lg.argmax(1).numpy(), ftr, fte, lg
+        return lg.argmax(1).numpy(), ftr.cpu(), fte.cpu(), lg
 
     def evaluate(self) -> dict:
         """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines."""
@@ -298,7 +329,7 @@ class Experiment:
         tasks = self.tasks()
         per_task = []
         t0 = time.time()
-        for ti, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks)):
+        for ti, ds in enumerate(tasks):
             tt = [t for t in targets if t.task == ti]
             rng = np.random.default_rng([self.cfg["seed"], ti, 3])
             tr_idx = np.arange(len(ds.train))
@@ -309,7 +340,7 @@ class Experiment:
             test_mask[target_idx] = False  # CA / PA are measured on non-target inputs
             tcls = np.array([t.target_class for t in tt], dtype=int)
             tcls_true = np.array([t.true_class for t in tt], dtype=int)
-            res = {"dataset": ds.name, "num_classes": ds.num_classes}
+            res = {"dataset": ds.name, "num_classes": ds.num_classes, "num_test_inputs": int(test_mask.sum())}
             preds, cos, cos_true, scores, intervals = {}, {}, {}, {}, {}
             for name, enc in encoders.items():
                 pred, ftr, fte, lg = self._downstream(enc, ds, tr_idx, ti)

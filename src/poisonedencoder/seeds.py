@@ -66,12 +66,12 @@ class SeedRuns:
             write_text(self.out / "config.yaml", C.dump(self.cfg))
 
     def craft(self) -> None:
-        for s, exp in zip(self.seeds, self.runs):
+        for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: craft")
             exp.craft()
 
     def pretrain(self, which: str = "both") -> None:
-        for s, exp in zip(self.seeds, self.runs):
+        for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: pretrain")
             exp.pretrain(which)
 
@@ -80,7 +80,7 @@ class SeedRuns:
         from .report import format_table, write_seeds_report
 
         per_seed = []
-        for s, exp in zip(self.seeds, self.runs):
+        for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: evaluate")
             per_seed.append(exp.evaluate())
         if not _is_main():
@@ -92,7 +92,7 @@ class SeedRuns:
         return m
 
     def run(self) -> dict:
-        for s, exp in zip(self.seeds, self.runs):
+        for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: run -> {exp.out}")
             exp.craft()
             exp.pretrain("both")
@@ -110,7 +110,7 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict:
     tasks = []
     for ti in range(ntasks.pop()):
         runs = [m["tasks"][ti] for m in per_seed]
-        targets = [{"seed": s, **t} for s, r in zip(seeds, runs) for t in r["targets"]]
+        targets = [{"seed": s, **t} for s, r in zip(seeds, runs, strict=True) for t in r["targets"]]
         iv = {k: pool_rates([_rate_of(r, k) for r in runs]) for k in RATES}
         task = {"dataset": runs[0]["dataset"], "num_classes": runs[0]["num_classes"],
                 **{k: iv[k]["value"] for k in RATES}, "targets": targets, "intervals": iv,
@@ -144,7 +144,7 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict:
                       "intervals": {k: _rate_of(m, k) for k in RATES}, "margins": sm,
                       "num_targets": m["num_targets"], "poisoning_rate": m["poisoning_rate"],
                       "config_fingerprint": m.get("config_fingerprint")}
-                     for s, m, sm in zip(seeds, per_seed, seed_margins)],
+                     for s, m, sm in zip(seeds, per_seed, seed_margins, strict=True)],
         "tasks": tasks,
         "defense": defense,
         "evaluate_seconds": round(sum(m.get("evaluate_seconds", 0) for m in per_seed), 1),
@@ -164,7 +164,7 @@ def _rate_of(m: dict, key: str) -> dict:
     if key in ("ASR", "clean_ASR"):
         n = m.get("num_targets", len(m.get("targets", [])))
         return rate(round(m[key] * n), n) if m.get(key) is not None else rate(0, 0)
-    raise ValueError(f"metrics without intervals (written before they existed) cannot be pooled: rerun 'evaluate'")
+    raise ValueError("metrics without intervals (written before they existed) cannot be pooled: rerun 'evaluate'")
 
 
 def _combine_defense(ds: list[dict]) -> dict:

@@ -70,7 +70,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
     """Mean of ``b - a`` over pairs with its t interval (``a``, ``b``: the same units, same order)."""
     if len(a) != len(b):
         raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
-    return mean_ci([y - x for x, y in zip(a, b)])
+    return mean_ci([y - x for x, y in zip(a, b, strict=True)])
 
 
 def fmt_rate(r: dict) -> str:
@@ -110,9 +110,9 @@ def paired_rate_difference(ref: Sequence[bool], val: Sequence[bool], confidence:
     n = len(ref)
     if n == 0:
         return {"diff": None, "ci95": None, "b": 0, "c": 0, "n": 0, "p": None}
-    a = sum(1 for x, y in zip(ref, val) if x and y)
-    b = sum(1 for x, y in zip(ref, val) if x and not y)
-    c = sum(1 for x, y in zip(ref, val) if y and not x)
+    a = sum(1 for x, y in zip(ref, val, strict=True) if x and y)
+    b = sum(1 for x, y in zip(ref, val, strict=True) if x and not y)
+    c = sum(1 for x, y in zip(ref, val, strict=True) if y and not x)
     d = n - a - b - c
     p1, p2 = (a + b) / n, (a + c) / n
     l1, u1 = wilson(a + b, n, confidence)
@@ -167,7 +167,7 @@ def mean_of_rates(rates: Sequence[dict], confidence: float = 0.95) -> dict:
     ps = [r["k"] / r["n"] for r in rates]
     cis = [wilson(r["k"], r["n"], confidence) for r in rates]
     mean = sum(ps) / m
-    lo = mean - math.sqrt(sum((p - l) ** 2 for p, (l, _) in zip(ps, cis))) / m
-    hi = mean + math.sqrt(sum((h - p) ** 2 for p, (_, h) in zip(ps, cis))) / m
+    lo = mean - math.sqrt(sum((p - l) ** 2 for p, (l, _) in zip(ps, cis, strict=True))) / m
+    hi = mean + math.sqrt(sum((h - p) ** 2 for p, (_, h) in zip(ps, cis, strict=True))) / m
     return {"value": mean, "k": sum(r["k"] for r in rates), "n": sum(r["n"] for r in rates),
             "ci95": [round(max(0.0, lo), 4), round(min(1.0, hi), 4)]}

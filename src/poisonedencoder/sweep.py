@@ -124,6 +124,14 @@ def _ci(r: dict, k: str, nd: int = 3) -> str:
     return fmt_ci(r[k], [lo, hi] if lo is not None else None, nd)
 
 
+def _rate_count(r: dict, k: str) -> str:
+    """``0.20 [0.06, 0.51] (2/10)``."""
+    if r.get(k) is None:
+        return "-"
+    cnt = f" ({r[k + '_k']}/{r[k + '_n']})" if r.get(k + "_n") is not None else ""
+    return _ci(r, k, 2) + cnt
+
+
 def _signed(r: dict, k: str, nd: int) -> str:
     """``+0.10 [-0.12, 0.33] p=0.480`` with ``*`` where p < 0.05."""
     if r.get(k) is None:
@@ -152,12 +160,7 @@ def markdown_table(results: list[dict], key: str) -> str:
         head += ["removed", "precision", "recall", "clean data used"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        def rate(k):
-            if r.get(k) is None:
-                return "-"
-            cnt = f" ({r[k + '_k']}/{r[k + '_n']})" if r.get(k + "_n") is not None else ""
-            return _ci(r, k, 2) + cnt
-        row = [str(r[key]), _ci(r, "CA"), _ci(r, "PA"), rate("ASR"), rate("clean_ASR")]
+        row = [str(r[key]), _ci(r, "CA"), _ci(r, "PA"), _rate_count(r, "ASR"), _rate_count(r, "clean_ASR")]
         if seeds:
             row += [_ci({"x": r.get("ASR_seed_mean"), "x_lo": r.get("ASR_seed_lo"), "x_hi": r.get("ASR_seed_hi")}, "x", 2)]
         margin = "-" if r.get("margin_poisoned") is None else f"{r['margin_clean']:.2f} -> {_ci(r, 'margin_poisoned', 2)}"
@@ -214,7 +217,7 @@ def _write(results: list[dict], key: str, out: Path) -> None:
         ax.bar([p - 0.2 for p in pos], [r["ASR"] for r in results], 0.4, yerr=_yerr(results, "ASR"), capsize=3,
                label="ASR (poisoned encoder)")
         ax.bar([p + 0.2 for p in pos], [r["PA"] for r in results], 0.4, yerr=_yerr(results, "PA"), capsize=3, label="PA")
-        for p, r in zip(pos, results):
+        for p, r in zip(pos, results, strict=True):
             ax.hlines(r["clean_ASR"], p - 0.4, p + 0.4, colors="k", linestyles="--",
                       label="ASR of the clean encoder (chance)" if p == 0 else None)
         ax.errorbar([p - 0.3 for p in pos], [r["clean_ASR"] for r in results], yerr=_yerr(results, "clean_ASR"),
@@ -241,7 +244,7 @@ def _tradeoff(results: list[dict], key: str, cosine: bool, path: Path) -> None:
     if all(r.get("margin_poisoned") is not None for r in results):  # with its 95% t interval over target inputs
         panels.append(("margin_poisoned", "target-class margin (logit)", "margin_clean", "clean encoder"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=120, squeeze=False)
-    for ax, (col, label, chance, chance_label) in zip(axes[0], panels):
+    for ax, (col, label, chance, chance_label) in zip(axes[0], panels, strict=True):
         seen: dict = {}
         for r in results:
             ax.errorbar(r["PA"], r[col], xerr=_yerr([r], "PA"), yerr=_yerr([r], col), fmt="o", ms=5, capsize=2)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from poisonedencoder import config as C
-from poisonedencoder.attack import ATTACKS, ICP, Duplication, PoisonedEncoder, WitchesBrew, build_attack, select_targets
+from poisonedencoder.attack import ATTACKS, ICP, Duplication, WitchesBrew, build_attack, select_targets
 from poisonedencoder.attack.icp import blend, overlay
 from poisonedencoder.attack.witches_brew import Surrogate
 from poisonedencoder.errors import UserError

@@ -38,7 +38,7 @@ WORKER = textwrap.dedent('''
     if __name__ == "__main__":
         env, device = D.init_from_env("cpu")
         torch.set_num_threads(1)
-        pretrain(data(), settings(sys.argv[2]), sys.argv[1], seed=3, device=device, log=lambda s: None)
+        pretrain(data(), settings(sys.argv[2]), sys.argv[1], seed=3, device=device, log=lambda _: None)
         D.shutdown()
 ''')
 
@@ -61,7 +61,7 @@ def test_two_gloo_processes_equal_single_process_training(tmp_path, algorithm):
     finally:
         sys.path.pop(0)
     torch.set_num_threads(1)
-    single = pretrain(worker.data(), worker.settings(algorithm), tmp_path / "single", seed=3, log=lambda s: None)
+    single = pretrain(worker.data(), worker.settings(algorithm), tmp_path / "single", seed=3, log=lambda _: None)
     a = single.state_dict()
     b = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["model"]
     assert set(a) == set(b)

@@ -40,9 +40,9 @@ def test_augmentation_on_the_gpu_equals_the_cpu():
 def test_pretrain_on_the_gpu_follows_the_cpu_run(tmp_path):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    cpu = pretrain(_data(), _settings(epochs=1, optimizer="sgd", lr=0.01), tmp_path / "cpu", log=lambda s: None)
+    cpu = pretrain(_data(), _settings(epochs=1, optimizer="sgd", lr=0.01), tmp_path / "cpu", log=lambda _: None)
     gpu = pretrain(_data(), _settings(epochs=1, optimizer="sgd", lr=0.01), tmp_path / "gpu", device="cuda",
-                   log=lambda s: None)
+                   log=lambda _: None)
     lc = torch.load(tmp_path / "cpu" / "encoder.pt", weights_only=True)["loss"]
     lg = torch.load(tmp_path / "gpu" / "encoder.pt", weights_only=True)["loss"]
     assert abs(lc[0] - lg[0]) < 1e-3
@@ -52,14 +52,14 @@ def test_pretrain_on_the_gpu_follows_the_cpu_run(tmp_path):
 
 @pytest.mark.parametrize("kw", [{"precision": "bf16"}, {"compile": True}, {"precision": "bf16", "compile": True}])
 def test_bf16_and_compile_train_on_the_gpu(tmp_path, kw):
-    pretrain(_data(), _settings(**kw), tmp_path, device="cuda", log=lambda s: None)
+    pretrain(_data(), _settings(**kw), tmp_path, device="cuda", log=lambda _: None)
     loss = torch.load(tmp_path / "encoder.pt", weights_only=True)["loss"]
     assert len(loss) == 2 and all(np.isfinite(loss)) and loss[1] < loss[0] + 0.1
 
 
 @pytest.mark.parametrize("algorithm", ["mocov2", "byol", "simsiam"])
 def test_every_method_trains_on_the_gpu_in_bf16(tmp_path, algorithm):
-    pretrain(_data(), _settings(algorithm=algorithm, precision="bf16"), tmp_path, device="cuda", log=lambda s: None)
+    pretrain(_data(), _settings(algorithm=algorithm, precision="bf16"), tmp_path, device="cuda", log=lambda _: None)
     loss = torch.load(tmp_path / "encoder.pt", weights_only=True)["loss"]
     assert all(np.isfinite(loss))
 

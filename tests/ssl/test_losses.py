@@ -63,5 +63,5 @@ def test_mean_of_rank_shards_equals_the_global_batch_loss():
     assert torch.allclose(torch.stack(shards).mean(), full, atol=1e-6)
     g_full = torch.autograd.grad(full, [z1, z2])
     g_shard = torch.autograd.grad(torch.stack(shards).mean(), [z1, z2])
-    for a, b in zip(g_full, g_shard):
+    for a, b in zip(g_full, g_shard, strict=True):
         assert torch.allclose(a, b, atol=1e-6)

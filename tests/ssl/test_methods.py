@@ -99,7 +99,7 @@ def test_a_short_run_on_digits_lowers_the_loss(tmp_path, algorithm):
     # MoCo in 64 steps: a queue that real keys fill in two steps (the default 4096 starts as random
     # noise, easy negatives, so the loss first rises while it fills) and a faster key encoder
     p["mocov2"].update(queue_size=256, momentum=0.9)
-    model = pretrain(_digits(), p, tmp_path, seed=0, log=lambda s: None)
+    model = pretrain(_digits(), p, tmp_path, seed=0, log=lambda _: None)
     loss = torch.load(tmp_path / "encoder.pt", weights_only=True)["loss"]
     assert np.isfinite(loss).all() and loss[-1] < loss[0] - 0.05, loss
     enc = load_backbone(tmp_path / "encoder.pt", p)  # the saved encoder is the online backbone
@@ -120,7 +120,7 @@ def test_resume_restores_momentum_networks_and_queue(tmp_path, algorithm):
     from test_pretrain import _data
 
     p = _p(algorithm, epochs=2)
-    full = pretrain(_data(), p, tmp_path / "a", seed=3, log=lambda s: None)
+    full = pretrain(_data(), p, tmp_path / "a", seed=3, log=lambda _: None)
 
     def stop_after_epoch_1(line):
         if "epoch 1/2" in line:
@@ -128,7 +128,7 @@ def test_resume_restores_momentum_networks_and_queue(tmp_path, algorithm):
 
     with pytest.raises(KeyboardInterrupt):
         pretrain(_data(), p, tmp_path / "b", seed=3, log=stop_after_epoch_1)
-    resumed = pretrain(_data(), p, tmp_path / "b", seed=3, log=lambda s: None)
+    resumed = pretrain(_data(), p, tmp_path / "b", seed=3, log=lambda _: None)
     a, b = full.state_dict(), resumed.state_dict()
     assert any("queue" in k or "target" in k for k in a)
     for k in a:

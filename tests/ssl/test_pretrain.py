@@ -30,10 +30,10 @@ def test_pretrain_set_groups_shapes_and_batches_mix_them():
 
 def test_resume_from_checkpoint_equals_uninterrupted_training(tmp_path):
     data = _data()
-    full = pretrain(data, _params(2), tmp_path / "a", seed=3, log=lambda s: None)
-    pretrain(data, _params(1), tmp_path / "b", seed=3, log=lambda s: None)
-    resumed = pretrain(data, _params(2), tmp_path / "b", seed=3, log=lambda s: None)  # resumes after epoch 1
-    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+    full = pretrain(data, _params(2), tmp_path / "a", seed=3, log=lambda _: None)
+    pretrain(data, _params(1), tmp_path / "b", seed=3, log=lambda _: None)
+    resumed = pretrain(data, _params(2), tmp_path / "b", seed=3, log=lambda _: None)  # resumes after epoch 1
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), k
     enc = load_backbone(tmp_path / "b" / "encoder.pt", _params(2))
     assert torch.allclose(enc.state_dict()["features.0.weight"], full.backbone.state_dict()["features.0.weight"])
@@ -47,8 +47,8 @@ def test_bf16_autocast_trains_close_to_fp32_with_an_fp32_loss(tmp_path):
     data = _data()
     p32, p16 = _params(1), _params(1)
     p16["precision"] = "bf16"
-    m32 = pretrain(data, p32, tmp_path / "fp32", seed=5, log=lambda s: None)
-    m16 = pretrain(data, p16, tmp_path / "bf16", seed=5, log=lambda s: None)
+    m32 = pretrain(data, p32, tmp_path / "fp32", seed=5, log=lambda _: None)
+    m16 = pretrain(data, p16, tmp_path / "bf16", seed=5, log=lambda _: None)
     l32 = load_backbone_loss(tmp_path / "fp32")
     l16 = load_backbone_loss(tmp_path / "bf16")
     assert np.isfinite(l16).all() and abs(l16[0] - l32[0]) < 0.05 * l32[0]  # same data and seed: close losses

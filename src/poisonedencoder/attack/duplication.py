@@ -8,6 +8,6 @@ from .base import Attack, PoisoningInput
 class Duplication(Attack):
     name = "duplication"
 
-    def make(self, targets, tasks, per_target, rng, surrogate):
+    def make(self, targets, tasks, per_target, rng, surrogate):  # noqa: ARG002 (Attack.make signature; copies need no randomness)
         return [PoisoningInput(tasks[t.task].test.images[t.test_index].copy(), tid, -1, "copy", True)
                 for tid, t in enumerate(targets) for _ in range(per_target)]

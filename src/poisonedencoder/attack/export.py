@@ -47,20 +47,60 @@ def load_poisons(directory: str | Path) -> tuple[dict, list[np.ndarray]]:
     return manifest, images
 
 
+GRID_LEGEND = ("T<n>: a poisoning input for target input n (manifest.json: targets[n]); red box: the target "
+               "input, the rest of the tile: a reference input of its target class")
+
+
+def target_box(p, gap: int = 0) -> tuple[int, int, int, int] | None:
+    """Where poisoning input ``p`` (a :class:`PoisoningInput`) shows its target input, as
+    ``(top, left, bottom, right)`` pixels; None where the target is not one region of it (ICP's
+    blend, an overlay at an unrecorded place, Witches' Brew's perturbed reference inputs)."""
+    h, w = p.image.shape[:2]
+    if p.layout == "left-right":
+        half = (w - gap) // 2
+        return (0, 0, h, half) if p.target_first else (0, w - half, h, w)
+    if p.layout == "top-bottom":
+        half = (h - gap) // 2
+        return (0, 0, half, w) if p.target_first else (h - half, 0, h, w)
+    if p.layout == "copy":
+        return (0, 0, h, w)
+    return None
+
+
 def save_grid(images: list[np.ndarray], path: str | Path, columns: int = 8, limit: int = 48, pad: int = 2,
-              scale: int = 2) -> Path | None:
-    """A PNG grid of the first ``limit`` images (each centred in a cell of the largest size)."""
+              scale: int | None = None, labels: list[str] | None = None,
+              boxes: list[tuple[int, int, int, int] | None] | None = None, legend: str | None = None) -> Path | None:
+    """A PNG grid of the first ``limit`` images (each centred in a cell of the largest size, drawn
+    ``scale`` times larger: by default so that a cell is at least 64 pixels). ``labels``: a caption
+    under each tile; ``boxes``: a red frame around that region of each image (``target_box``);
+    ``legend``: a line of text above the grid."""
+    from PIL import ImageDraw, ImageFont
+
     images = images[:limit]
     if not images:
         return None
-    ch = max(i.shape[0] for i in images) + pad
-    cw = max(i.shape[1] for i in images) + pad
+    font = ImageFont.load_default()
+    ih, iw = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
+    scale = scale or max(2, -(-64 // max(ih, iw)))
+    cap = 14 if labels else 0
+    ch, cw = ih * scale + cap + pad, iw * scale + pad
+    head = 16 if legend else 0
+    width = max(min(columns, len(images)) * cw + pad, int(font.getlength(legend)) + 2 * pad if legend else 0)
     rows = (len(images) + columns - 1) // columns
-    canvas = np.full((rows * ch + pad, min(columns, len(images)) * cw + pad, 3), 255, np.uint8)
+    canvas = Image.new("RGB", (width, head + rows * ch + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    if legend:
+        draw.text((pad, 2), legend, fill="black", font=font)
     for k, im in enumerate(images):
         r, c = divmod(k, columns)
-        y = r * ch + pad + (ch - pad - im.shape[0]) // 2
-        x = c * cw + pad + (cw - pad - im.shape[1]) // 2
-        canvas[y:y + im.shape[0], x:x + im.shape[1]] = im
-    img = Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
-    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+        y = head + r * ch + pad + (ih - im.shape[0]) * scale // 2
+        x = c * cw + pad + (iw - im.shape[1]) * scale // 2
+        tile = Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST)
+        canvas.paste(tile, (x, y))
+        if boxes is not None and boxes[k] is not None:
+            top, left, bottom, right = boxes[k]
+            draw.rectangle((x + left * scale, y + top * scale, x + right * scale - 1, y + bottom * scale - 1),
+                           outline=(255, 0, 0), width=max(1, scale // 2))
+        if labels:
+            draw.text((c * cw + pad, head + r * ch + pad + ih * scale + 1), labels[k], fill="black", font=font)
+    return atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))

@@ -49,7 +49,7 @@ class ICP(Attack):
         number(s, "alpha", 0.0, 1.0, "icp")
         number(s, "scale", 0.05, 1.0, "icp")
 
-    def make(self, targets, tasks, per_target, rng, surrogate):
+    def make(self, targets, tasks, per_target, rng, surrogate):  # noqa: ARG002 (Attack.make signature; no surrogate needed)
         out = []
         for tid, t in enumerate(targets):
             ds = tasks[t.task]

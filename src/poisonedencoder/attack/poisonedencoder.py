@@ -63,7 +63,7 @@ class PoisonedEncoder(Attack):
         self.layout, self.order, self.gap = layout, order, gap
 
     def craft(self, targets: list[Target], tasks: list, num_clean: int,
-              typicality: list | None = None, surrogate=None) -> list[PoisoningInput]:
+              typicality: list | None = None, surrogate=None) -> list[PoisoningInput]:  # noqa: ARG002 (Attack.craft signature)
         """Choose reference inputs for each target (stored on the target) and build the poisoning inputs.
 
         ``tasks[t.task]`` is the :class:`ImageDataset` of target ``t``'s downstream task.

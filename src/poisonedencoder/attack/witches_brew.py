@@ -65,7 +65,7 @@ class WitchesBrew(Attack):
             imgs, loss = self.brew(sur, ds.test.images[t.test_index], ds.train.images[t.reference_indices],
                                    ds.train.images[idx], int(rng.integers(2**31)))
             self.matching.append(loss)
-            out += [PoisoningInput(im, tid, r, "perturbed", True) for im, r in zip(imgs, idx)]
+            out += [PoisoningInput(im, tid, r, "perturbed", True) for im, r in zip(imgs, idx, strict=True)]
         self.seconds = time.time() - t0
         return out
 

@@ -56,7 +56,7 @@ class Defense:
     def check(self, s: dict) -> None:
         """Raise :class:`UserError` for a bad setting."""
 
-    def filter(self, images) -> DefenseReport | None:
+    def filter(self, images) -> DefenseReport | None:  # noqa: ARG002 (the default: a defense that filters nothing)
         return None
 
     def adjust_pretrain(self, p: dict) -> dict:

@@ -216,7 +216,8 @@ def apply_views(images: torch.Tensor, views: list[ViewParams], size: int) -> lis
             q = packed[i * n:(i + 1) * n]
             out[i] = color_jitter(out[i], q[:, 5], q[:, 6], q[:, 7], q[:, 8], v.order)
     gray = packed[:, 9].bool().split(n)
-    return [torch.where(g.view(-1, 1, 1, 1), grayscale(o).expand_as(o), o) for o, g in zip(out, gray)]
+    return [torch.where(g.view(-1, 1, 1, 1), grayscale(o).expand_as(o), o)
+            for o, g in zip(out, gray, strict=True)]
 
 
 def apply_view(images: torch.Tensor, v: ViewParams, size: int) -> torch.Tensor:

@@ -113,13 +113,13 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks; the gradient of a sum is the sum over ranks of the incoming gradients."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 (autograd.Function signature)
         x = x.clone()
         dist.all_reduce(x)
         return x
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 (autograd.Function signature)
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad
@@ -191,7 +191,7 @@ def convert_batchnorm(module: nn.Module, device: str) -> nn.Module:
         out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
         out.load_state_dict(module.state_dict())
-        for q_new, q_old in zip(out.parameters(), module.parameters()):
+        for q_new, q_old in zip(out.parameters(), module.parameters(), strict=True):
             q_new.requires_grad_(q_old.requires_grad)  # momentum networks stay frozen
         out.train(module.training)
         out = out.to(next(iter(module.state_dict().values())).device) if module.state_dict() else out

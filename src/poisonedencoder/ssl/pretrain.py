@@ -135,7 +135,8 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
              desc: str = "pretrain", log=print, init: str | Path | None = None) -> SSLMethod:
     """Pre-train ``p["algorithm"]`` on ``data`` with settings ``p`` (the config's ``pretrain`` section).
 
-    ``workdir/checkpoint.pt`` is rewritten after every epoch and the run resumes from it;
+    ``workdir/checkpoint.pt`` is rewritten after every ``checkpoint_every``-th epoch (and the last)
+    and the run resumes from it;
     ``workdir/encoder.pt`` (backbone weights only) is written at the end, and with
     ``snapshot_every: k`` also ``workdir/snapshots/epoch_NNNNN.pt`` every k epochs. ``init``: a
     checkpoint whose model weights start the run (fine-tuning), unless ``workdir`` has its own.
@@ -213,11 +214,11 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
                     bar.set_postfix(loss=f"{loss.item():.3f}")
         history.append(D.mean_over_ranks(float(total) / max(steps, 1)))
         every = p.get("snapshot_every") or 0
-        if env.is_main:
+        if env.is_main and ((epoch + 1) % max(1, p.get("checkpoint_every") or 1) == 0 or epoch + 1 == p["epochs"]):
             save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                               "loss": history})
-            if every and (epoch + 1) % every == 0 and epoch + 1 < p["epochs"]:
-                save_torch(workdir / "snapshots" / f"epoch_{epoch + 1:05d}.pt", {"backbone": model.backbone.state_dict()})
+        if env.is_main and every and (epoch + 1) % every == 0 and epoch + 1 < p["epochs"]:
+            save_torch(workdir / "snapshots" / f"epoch_{epoch + 1:05d}.pt", {"backbone": model.backbone.state_dict()})
         if (epoch + 1) % max(1, p["epochs"] // 10) == 0 or epoch + 1 == p["epochs"]:
             log(f"{desc}: epoch {epoch + 1}/{p['epochs']} loss {history[-1]:.4f} ({time.time() - t0:.1f}s)")
     if env.is_main:

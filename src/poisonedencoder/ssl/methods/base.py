@@ -66,7 +66,7 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """``target = momentum * target + (1 - momentum) * online`` for every parameter; buffers
     (batch-norm statistics) are copied."""
-    for t, o in zip(target.parameters(), online.parameters()):
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
         t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
-    for t, o in zip(target.buffers(), online.buffers()):
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
         t.copy_(o)

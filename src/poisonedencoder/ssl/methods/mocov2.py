@@ -51,6 +51,6 @@ class MoCoV2(SSLMethod):
         self.queue_ptr.fill_((int(self.queue_ptr) + n) % size)
 
     @torch.no_grad()
-    def after_step(self, progress: float) -> None:
+    def after_step(self, progress: float) -> None:  # noqa: ARG002 (constant momentum; BYOL uses progress)
         ema_update(self.key_backbone, self.backbone, self.momentum)
         ema_update(self.key_projector, self.projector, self.momentum)

@@ -1,0 +1,90 @@
+"""The GPU reproduction's parts, run on the CPU with tiny settings: the packing script, the
+device script (benchmarks/gpu_attack.sh) and the per-seed table with intervals."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def source_folder(tmp_path):
+    """A CIFAR-like image folder: 3 classes, 12 train and 6 test JPEGs each, 32x32."""
+    rng = np.random.default_rng(0)
+    src = tmp_path / "src"
+    for split, n in (("train", 12), ("test", 6)):
+        for c, color in zip(("ant", "bee", "cow"), ((200, 40, 40), (40, 200, 40), (40, 40, 200)), strict=True):
+            d = src / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(np.array(color) + rng.integers(-30, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i:04d}.jpg", quality=90)
+    return src
+
+
+def test_pack_copies_the_first_files_of_each_class_byte_for_byte(source_folder, tmp_path):
+    pack = _module(ROOT / "scripts" / "pack_cifar10.py")
+    out = tmp_path / "packed" / "c"
+    assert pack.main(["--src", str(source_folder), "--out", str(out), "--train-per-class", "5",
+                      "--test-per-class", "2"]) == 0
+    for split, k in (("train", 5), ("test", 2)):
+        for c in ("ant", "bee", "cow"):
+            names = sorted(f.name for f in (out / split / c).iterdir())
+            assert names == [f"{i:04d}.jpg" for i in range(k)]
+            assert all((out / split / c / n).read_bytes() == (source_folder / split / c / n).read_bytes() for n in names)
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_pack_refuses_more_images_than_a_class_holds(source_folder, tmp_path):
+    pack = _module(ROOT / "scripts" / "pack_cifar10.py")
+    with pytest.raises(SystemExit, match="fewer than the 13"):
+        pack.main(["--src", str(source_folder), "--out", str(tmp_path / "p"), "--train-per-class", "13"])
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_gpu_attack_script_runs_two_seeds_on_the_cpu_and_pools_them(source_folder, tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path / "out"), DEVICE="cpu", SEEDS="0 1", DATA=str(source_folder),
+               RUNS=str(tmp_path / "runs"), CACHE=str(tmp_path / "cache"), PYTHON=sys.executable)
+    tiny = ["--set", "pretrain.backbone=cnn7", "--set", "pretrain.width=4", "--set", "pretrain.epochs=2",
+            "--set", "pretrain.batch_size=16", "--set", "pretrain.precision=fp32", "--set", "pretrain.snapshot_every=1",
+            "--set", "tasks=[{dataset: 'imagefolder:%s', num_targets: 2}]" % source_folder,
+            "--set", "attack.num_references=4", "--set", "downstream.epochs=2"]
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_attack.sh"), *tiny], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"device.txt", "log.txt", "summary.md", "summary.json",
+                                               "metrics_seed0.json", "metrics_seed1.json"}
+    s = json.loads((out / "summary.json").read_text())
+    per_seed = [json.loads((out / f"metrics_seed{k}.json").read_text()) for k in (0, 1)]
+    # the pooled ASR is the count over both seeds' target inputs, with its Wilson interval
+    hits = sum(t["poisoned_prediction"] == t["target_class"] for m in per_seed for t in m["tasks"][0]["targets"])
+    assert (s["pooled_ASR"]["k"], s["pooled_ASR"]["n"]) == (hits, 4)
+    lo, hi = s["pooled_ASR"]["ci95"]
+    assert lo <= hits / 4 <= hi and hi - lo > 0.3
+    # each seed drew its own target inputs (or at least its own clean set and encoder)
+    assert [r["seed"] for r in s["runs"]] == [0, 1]
+    assert per_seed[0]["encoders"]["clean"] != per_seed[1]["encoders"]["clean"]
+    assert [o["epoch"] for o in s["runs"][0]["over_training"]] == [1, 2]
+    assert "pooled ASR over 4 target inputs" in (out / "summary.md").read_text()
+
+
+def test_gpu_attack_script_names_the_missing_data(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path / "out"), DATA=str(tmp_path / "nowhere"), PYTHON=sys.executable)
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_attack.sh")], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "scripts/pack_cifar10.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
