@@ -18,9 +18,11 @@ def test_downstream_extracts_features_on_the_configured_device(monkeypatch, toy_
     exp = Experiment.__new__(Experiment)  # only the settings _downstream reads
     exp.cfg = {"pretrain": {"image_size": 8}, "seed": 0, "device": "cuda:7",
                "downstream": {"classifier": "linear", "epochs": 2, "lr": 1e-2, "batch_size": 16}}
-    pred, ftr, fte = exp._downstream(None, toy_dataset, np.arange(len(toy_dataset.train)), 0)
+    pred, ftr, _, logits = exp._downstream(None, toy_dataset, np.arange(len(toy_dataset.train)), 0)
     assert seen == ["cuda:7", "cuda:7"]
     assert pred.shape == (len(toy_dataset.test),) and ftr.device.type == "cpu"
+    assert logits.shape == (len(toy_dataset.test), 4) and logits.device.type == "cpu"  # margins are computed on the CPU
+    assert (logits.argmax(1).numpy() == pred).all()
 
 
 def test_classifier_trains_where_its_features_lie():
