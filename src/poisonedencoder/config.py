@@ -127,7 +127,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pretrain": {"backbone": "cnn7", "width": 16, "epochs": 100, "batch_size": 256, "image_size": 32},
         "downstream": {"classifier": "mlp", "epochs": 100, "num_train": 10000},
     },
-    # Digits, under 3 minutes on 2 cores. A tiny pre-training set, so a high rate: 135 poisoning
+    # Digits, 2-5 minutes on 2 cores (README). A tiny pre-training set, so a high rate: 135 poisoning
     # inputs per target input (see docs/RESULTS.md for what the attack needs).
     "demo": {
         "pretrain_data": {"dataset": "digits", "num_images": None},
