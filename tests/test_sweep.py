@@ -22,7 +22,7 @@ def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(t
     table = (tmp_path / "sw" / "sweep.md").read_text().splitlines()
     assert table[0].startswith("| attack.poisoning_rate | CA | PA | ASR") and len(table) == 4
     assert table[2].startswith(f"| 0.02 | {rows[0]['CA']:.3f} | {rows[0]['PA']:.3f} | {rows[0]['ASR']:.2f}")
-    assert len(list((tmp_path / "cache" / "encoders").iterdir())) == 1  # the clean encoder is trained once
+    assert len(list((tmp_path / "cache" / "encoders").glob("*/encoder.pt"))) == 1  # the clean encoder is trained once
     import json
 
     m = json.loads((tmp_path / "sw" / "attack.poisoning_rate=0.02" / "metrics.json").read_text())

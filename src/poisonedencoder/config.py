@@ -129,8 +129,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "downstream": {"classifier": "mlp", "epochs": 100, "num_train": 10000},
     },
     # One GPU (H100/H200): CIFAR ResNet18, bf16, 5,000 clean pre-training inputs (the `cpu` preset's
-    # data), 200 epochs at batch 512; sized so that 3 seeds of clean + poisoned pre-training and
-    # evaluation fit in 8 minutes on one H100 (arithmetic in docs/DESIGN.md, "The gpu preset").
+    # data), 200 epochs at batch 512: about 5 minutes per seed on one H200, clean and poisoned
+    # pre-training and evaluation (measured; docs/DESIGN.md, "The gpu preset").
     "gpu": {
         "device": "cuda",
         "pretrain_data": {"num_images": 5000},
@@ -138,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "precision": "bf16", "checkpoint_every": 25, "snapshot_every": 50},
         "downstream": {"classifier": "mlp", "epochs": 100, "num_train": None},
     },
-    # Digits, under 3 minutes on 2 cores. A tiny pre-training set, so a high rate: 135 poisoning
+    # Digits, 2-5 minutes on 2 cores (README). A tiny pre-training set, so a high rate: 135 poisoning
     # inputs per target input (see docs/RESULTS.md for what the attack needs).
     "demo": {
         "pretrain_data": {"dataset": "digits", "num_images": None},
