@@ -46,7 +46,7 @@ def test_bf16_autocast_trains_close_to_fp32_with_an_fp32_loss(tmp_path):
 
     data = _data()
     p32, p16 = _params(1), _params(1)
-    p16["precision"] = "bf16"
+    p32["precision"], p16["precision"] = "fp32", "bf16"
     m32 = pretrain(data, p32, tmp_path / "fp32", seed=5, log=lambda s: None)
     m16 = pretrain(data, p16, tmp_path / "bf16", seed=5, log=lambda s: None)
     l32 = load_backbone_loss(tmp_path / "fp32")
