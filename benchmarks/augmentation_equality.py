@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
+import statistics
 import time
 from pathlib import Path
 
@@ -35,6 +37,14 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) loss [-\d.]+ \(([\d.]+)s\)")
+
+
+def epoch_seconds(lines: list[str]) -> list[float]:
+    """The per-epoch times the pre-training loop logs (every tenth of the epochs)."""
+    return [float(m.group(3)) for m in map(EPOCH_LINE.search, lines) if m]
+
+
 def run_one(args, seed: int, augmentation: str, log) -> dict:
     from poisonedencoder import config as C
     from poisonedencoder import stats
@@ -48,7 +58,8 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
                     [f"pretrain.epochs={args.epochs}", f"pretrain.augmentation={augmentation}",
                      f"pretrain.precision={args.precision}"]
                     + ([f"pretrain_data.num_images={args.num_images}"] if args.num_images else []))
-    exp = Experiment(cfg, Path(args.out) / f"{augmentation}_seed{seed}", log=log)
+    lines: list[str] = []
+    exp = Experiment(cfg, Path(args.out) / f"{augmentation}_seed{seed}", log=lambda s: (lines.append(s), log(s)))
     exp.clean_pretrain_images()  # decode before the clock starts
     enc_dir = exp.clean_encoder_dir()
     cached = (enc_dir / "encoder.pt").exists()
@@ -69,7 +80,12 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
     correct = int((predict(clf, fte) == np.asarray(ds.test.labels)).sum())
     ca = stats.rate(correct, len(fte))
     r = {"seed": seed, "augmentation": augmentation, "CA": ca, "pretrain_seconds": round(seconds, 1),
-         "seconds_per_epoch": round(seconds / max(1, p["epochs"]), 2), "encoder": str(path), "cached": cached}
+         "seconds_per_epoch": round(seconds / max(1, p["epochs"]), 2), "encoder": str(path), "cached": cached,
+         # the logged epochs' times: on a shared machine the fastest is the least disturbed
+         "logged_epoch_seconds": epoch_seconds(lines)}
+    if r["logged_epoch_seconds"]:
+        r["median_epoch_seconds"] = statistics.median(r["logged_epoch_seconds"])
+        r["min_epoch_seconds"] = min(r["logged_epoch_seconds"])
     log(f"seed {seed} {augmentation}: CA {stats.fmt_rate(ca)}, {r['seconds_per_epoch']} s/epoch")
     return r
 
