@@ -57,7 +57,8 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
                      "cache_dir": args.cache_dir, "device": args.device},
                     [f"pretrain.epochs={args.epochs}", f"pretrain.augmentation={augmentation}",
                      f"pretrain.precision={args.precision}"]
-                    + ([f"pretrain_data.num_images={args.num_images}"] if args.num_images else []))
+                    + ([f"pretrain_data.num_images={args.num_images}"] if args.num_images else [])
+                    + ([f"downstream.epochs={args.downstream_epochs}"] if args.downstream_epochs else []))
     lines: list[str] = []
     exp = Experiment(cfg, Path(args.out) / f"{augmentation}_seed{seed}", log=lambda s: (lines.append(s), log(s)))
     exp.clean_pretrain_images()  # decode before the clock starts
@@ -131,6 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=30, help="pre-training epochs (the cpu preset has 100)")
     ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"))
     ap.add_argument("--num-images", type=int, default=None, help="clean pre-training inputs (preset: 5000)")
+    ap.add_argument("--downstream-epochs", type=int, default=None, help="classifier epochs (preset: 100)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--out", default="runs/augmentation_equality")
