@@ -31,7 +31,7 @@ WORKER = textwrap.dedent('''
     def settings(algorithm="simclr"):
         p = copy.deepcopy(DEFAULTS["pretrain"])
         p.update(width=8, image_size=16, crop_scale=[0.5, 1.0], epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
-                 algorithm=algorithm)
+                 algorithm=algorithm, precision="fp32")  # float rounding is compared: no bf16 from precision auto
         p["mocov2"]["queue_size"] = 48  # wraps within the 3 steps
         return p
 
