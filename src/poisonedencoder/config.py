@@ -56,8 +56,8 @@ DEFAULTS: dict[str, Any] = {
         "jitter": [0.4, 0.4, 0.4, 0.1],
         "jitter_p": 0.8,
         "gray_p": 0.2,
-        "augmentation": "batched",  # batched (per-image parameters, tensor ops) | reference (torchvision per-sample PIL pipeline; slower)
-        "precision": "fp32",        # fp32 | bf16 (autocast for the forward pass; the loss stays fp32)
+        "augmentation": "batched",  # batched (per-image parameters, tensor ops) | per_sample (torchvision per-sample PIL pipeline; slower)
+        "precision": "auto",        # auto (bf16 where the hardware has it natively, else fp32) | bf16 (autocast for the forward pass; the loss stays fp32) | fp32
         "view_overlap": 0.0,        # defense: the views' crops share at least this fraction of the smaller one
         "drop_disagreeing": 0.0,    # defense (simclr): leave out this fraction of positive pairs that agree least
         "compile": False,           # torch.compile the training step (needs a C++ compiler on CPU)
@@ -384,10 +384,11 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.backbone: unknown backbone {p['backbone']!r}; choose one of {', '.join(BACKBONES)}")
     if p["projector"] not in ("mlp", "linear", "none"):
         raise UserError(f"pretrain.projector must be mlp, linear or none, got {p['projector']!r}")
-    if p["precision"] not in ("fp32", "bf16"):
-        raise UserError(f"pretrain.precision must be fp32 or bf16, got {p['precision']!r}")
-    if p["augmentation"] not in ("batched", "reference"):
-        raise UserError(f"pretrain.augmentation must be batched or reference, got {p['augmentation']!r}")
+    if p["precision"] not in ("auto", "bf16", "fp32"):
+        raise UserError(f"pretrain.precision must be auto, bf16 or fp32, got {p['precision']!r}")
+    if p["augmentation"] not in ("batched", "per_sample"):
+        hint = " (renamed per_sample)" if p["augmentation"] == "reference" else ""
+        raise UserError(f"pretrain.augmentation must be batched or per_sample, got {p['augmentation']!r}{hint}")
     _number(cfg, "pretrain", "view_overlap", 0, 1)
     _number(cfg, "pretrain", "drop_disagreeing", 0, 0.99)
     if not isinstance(p["compile"], bool):
@@ -412,6 +413,9 @@ def validate(cfg: dict) -> None:
         if defense.defaults and name != cfg["defense"]["name"]:
             build_defense({**cfg["defense"], "name": name})
     effective = chosen.adjust_pretrain(dict(p))  # what the poisoned encoder trains with
+    if effective["augmentation"] == "per_sample" and effective["view_overlap"]:  # set directly or by the defense
+        raise UserError("view_overlap (defense overlapping_views) needs pretrain.augmentation batched: "
+                        "per_sample draws the two views independently")
     if effective["drop_disagreeing"] and effective["algorithm"] != "simclr":  # set directly or by the defense
         raise UserError(f"drop_disagreeing works with pretrain.algorithm simclr only, got {effective['algorithm']!r}")
     d = cfg["downstream"]
