@@ -69,7 +69,7 @@ def test_two_gloo_processes_equal_single_process_training(tmp_path, algorithm):
     init = build_method(worker.settings(algorithm)).state_dict()
     # the yardstick of float rounding: the same single-process run on 2 threads instead of 1
     torch.set_num_threads(2)
-    two = pretrain(worker.data(), worker.settings(algorithm), tmp_path / "two", seed=3, log=lambda s: None).state_dict()
+    two = pretrain(worker.data(), worker.settings(algorithm), tmp_path / "two", seed=3, log=lambda _: None).state_dict()
     torch.set_num_threads(1)
 
     def close(x, y, y2, atol):  # within atol, or within 3x the 1-vs-2-thread difference

@@ -120,7 +120,7 @@ def test_byol_target_network_gets_no_gradient_and_is_not_optimized(tmp_path):
     p["byol"] = dict(p["byol"], ema_base=1.0)
     torch.manual_seed(4)
     init = build_method(p)  # pretrain seeds and builds the same way
-    trained = pretrain(_data(), p, tmp_path, seed=4, log=lambda s: None)
+    trained = pretrain(_data(), p, tmp_path, seed=4, log=lambda _: None)
     for (k, a), b in zip(init.target_backbone.named_parameters(), trained.target_backbone.parameters(), strict=True):
         assert torch.equal(a, b), k
     assert not torch.equal(init.backbone.features[0].weight, trained.backbone.features[0].weight)

@@ -27,7 +27,7 @@ def _data():
 
 
 def _train(tmp_path, name, **kw):
-    return pretrain(_data(), _params(**kw), tmp_path / name, seed=1, log=lambda s: None)
+    return pretrain(_data(), _params(**kw), tmp_path / name, seed=1, log=lambda _: None)
 
 
 _BASES: dict = {}
@@ -37,7 +37,7 @@ def _base(tmp_path_factory, algorithm="simclr", epochs=1):
     """The encoder with every option at its default, trained once per module."""
     if (algorithm, epochs) not in _BASES:
         d = tmp_path_factory.mktemp(f"base_{algorithm}_{epochs}")
-        _BASES[algorithm, epochs] = pretrain(_data(), _params(epochs, algorithm=algorithm), d, seed=1, log=lambda s: None)
+        _BASES[algorithm, epochs] = pretrain(_data(), _params(epochs, algorithm=algorithm), d, seed=1, log=lambda _: None)
     return _BASES[algorithm, epochs]
 
 
@@ -93,7 +93,7 @@ def test_per_sample_refuses_what_it_cannot_do():
     with pytest.raises(UserError, match="view_overlap"):
         C.resolve({}, ["pretrain.augmentation=per_sample", "defense.name=overlapping_views"])
     with pytest.raises(UserError, match="view_overlap"):
-        pretrain(_data(), _params(augmentation="per_sample", view_overlap=0.5), "/nonexistent", log=lambda s: None)
+        pretrain(_data(), _params(augmentation="per_sample", view_overlap=0.5), "/nonexistent", log=lambda _: None)
 
 
 # ---------------------------------------------------------------- options that change the encoder
@@ -124,7 +124,7 @@ def test_method_option_changes_the_trained_encoder(tmp_path, tmp_path_factory, a
     base = _base(tmp_path_factory, algorithm, 2)
     p = _params(2, algorithm=algorithm)
     p[algorithm] = {**p[algorithm], key: value}
-    other = pretrain(_data(), p, tmp_path / "other", seed=1, log=lambda s: None)
+    other = pretrain(_data(), p, tmp_path / "other", seed=1, log=lambda _: None)
     assert _differ(base, other)
 
 
@@ -164,7 +164,7 @@ def test_snapshot_every_keeps_snapshots(tmp_path):
 
 def test_compile_compiles_the_step(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(torch, "compile", lambda module, **kw: calls.append(module) or module)
+    monkeypatch.setattr(torch, "compile", lambda module, **_kw: calls.append(module) or module)
     _train(tmp_path, "c", compile=True)
     assert len(calls) == 1 and isinstance(calls[0], P._ContrastiveStep)
     _train(tmp_path, "n")

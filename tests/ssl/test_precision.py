@@ -84,6 +84,6 @@ def test_pretrain_with_bf16_on_a_cpu_without_it_prints_one_warning(cpu_flags, tm
 
     cpu_flags()
     for name in ("a", "b"):  # e.g. the clean and the poisoned encoder of one run
-        pretrain(_data(), dict(_params(1), precision="bf16"), tmp_path / name, seed=0, log=lambda s: None)
+        pretrain(_data(), dict(_params(1), precision="bf16"), tmp_path / name, seed=0, log=lambda _: None)
     err = [s for s in capsys.readouterr().err.splitlines() if s.startswith("warning:")]
     assert len(err) == 1 and "pretrain.precision bf16" in err[0]

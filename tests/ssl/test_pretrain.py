@@ -95,7 +95,7 @@ def test_the_encoder_keeps_its_input_statistics_and_features_use_them(tmp_path):
     rng = np.random.default_rng(2)
     dark = rng.integers(0, 60, (48, 8, 8, 3), dtype=np.uint8)  # far from CIFAR-10's statistics
     data = PretrainSet.from_images(dark)
-    model = pretrain(data, _params(1), tmp_path / "d", seed=0, log=lambda s: None)
+    model = pretrain(data, _params(1), tmp_path / "d", seed=0, log=lambda _: None)
     assert torch.equal(model.backbone.input_mean, data.mean) and torch.equal(model.backbone.input_std, data.std)
     enc = load_backbone(tmp_path / "d" / "encoder.pt", _params(1))
     assert torch.equal(enc.input_mean, data.mean) and torch.equal(enc.input_std, data.std)
