@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from poisonedencoder.config import resolve
-    from poisonedencoder.ssl.augment import AugmentParams, augment, normalize
+    from poisonedencoder.ssl.augment import AugmentParams, augment
     from poisonedencoder.ssl.pretrain import PretrainSet, train_step as _step
     from poisonedencoder.ssl.methods import SimCLR
 
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     # (b) per-sample PIL + torchvision transforms + DataLoader
     tf = T.Compose([T.RandomResizedCrop(32, scale=tuple(p["crop_scale"])), T.RandomHorizontalFlip(p["flip_p"]),
                     T.RandomApply([T.ColorJitter(*p["jitter"])], p=p["jitter_p"]), T.RandomGrayscale(p["gray_p"]),
-                    T.ToTensor(), T.Normalize([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616])])
+                    T.ToTensor()])  # the backbone normalizes its input itself, as in (a) and (c)
 
     class Pairs(torch.utils.data.Dataset):
         def __init__(self, imgs):
@@ -124,8 +124,8 @@ def main(argv=None) -> int:
         _step(model, opt, x1, x2, dev)
 
     # (c) the model alone on ready-made batches
-    x1 = normalize(augment(torch.from_numpy(images[:bs]).permute(0, 3, 1, 2), aug, g)).to(dev)
-    x2 = normalize(augment(torch.from_numpy(images[:bs]).permute(0, 3, 1, 2), aug, g)).to(dev)
+    x1 = augment(torch.from_numpy(images[:bs]).permute(0, 3, 1, 2), aug, g).to(dev)
+    x2 = augment(torch.from_numpy(images[:bs]).permute(0, 3, 1, 2), aug, g).to(dev)
 
     def step_c():
         _step(model, opt, x1, x2, dev)

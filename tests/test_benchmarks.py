@@ -20,3 +20,22 @@ def test_pretrain_throughput_reports_three_methods_and_ratios(tmp_path):
     assert abs(r["c_model_only_bf16_over_c"] - ips["c_model_only_bf16"] / ips["c_model_only"]) < 0.01
     assert abs(r["a_over_b"] - ips["a_this_loop"] / ips["b_per_sample_pipeline"]) < 0.01
     assert abs(r["a_over_c"] - ips["a_this_loop"] / ips["c_model_only"]) < 0.01
+
+
+def test_augmentation_equality_compares_both_pipelines_per_seed(tmp_path):
+    spec = importlib.util.spec_from_file_location("augmentation_equality", BENCH.parent / "augmentation_equality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "eq"
+    assert mod.main(["--dataset", "digits", "--seeds", "0,1", "--epochs", "1", "--num-images", "256", "--downstream-epochs", "3",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    r = json.loads((out / "equality.json").read_text())
+    runs = {(x["augmentation"], x["seed"]): x for x in r["runs"]}
+    assert set(runs) == {(a, s) for a in ("batched", "per_sample") for s in (0, 1)}
+    assert len({x["encoder"] for x in r["runs"]}) == 4  # four different encoders, none shared
+    for x in r["runs"]:
+        ca = x["CA"]
+        assert ca["n"] == 450 and ca["ci95"][0] <= ca["value"] <= ca["ci95"][1] and x["logged_epoch_seconds"]
+    diff = r["summary"]["per_sample_minus_batched"]["CA"]
+    want = sum(runs["per_sample", s]["CA"]["value"] - runs["batched", s]["CA"]["value"] for s in (0, 1)) / 2
+    assert abs(diff["mean"] - want) < 1e-12 and diff["n"] == 2

@@ -31,7 +31,7 @@ def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(t
     assert rows[1]["paired_n"] == 3 and rows[1]["dASR_p"] is not None and rows[1]["dmargin"] is not None
     assert abs(rows[1]["dASR"] - (rows[1]["ASR"] - rows[0]["ASR"])) < 1e-12
     assert abs(rows[1]["dmargin"] - (rows[1]["margin_poisoned"] - rows[0]["margin_poisoned"])) < 1e-9
-    assert len([d for d in (tmp_path / "cache" / "encoders").iterdir() if d.is_dir()]) == 1  # the clean encoder is trained once
+    assert len(list((tmp_path / "cache" / "encoders").glob("*/encoder.pt"))) == 1  # the clean encoder is trained once
     import json
 
     m = json.loads((tmp_path / "sw" / "attack.poisoning_rate=0.02" / "metrics.json").read_text())

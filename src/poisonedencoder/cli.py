@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="poisonedencoder", description="PoisonedEncoder: data poisoning of contrastive pre-training.")
     ap.add_argument("--version", action="version", version=f"poisonedencoder {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="digits end to end in about two minutes: prints CA / PA / ASR")
+    p = sub.add_parser("demo", help="digits end to end in 2-5 minutes on 2 CPU cores: prints CA / PA / ASR")
     _add_common(p, config=False)
     for name, text in (("run", "craft, pre-train clean and poisoned encoders, evaluate"),
                        ("craft", "build the poisoning inputs (PNG + manifest.json)"),

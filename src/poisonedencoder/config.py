@@ -57,8 +57,8 @@ DEFAULTS: dict[str, Any] = {
         "jitter": [0.4, 0.4, 0.4, 0.1],
         "jitter_p": 0.8,
         "gray_p": 0.2,
-        "augmentation": "batched",  # batched (per-image parameters, tensor ops) | reference (torchvision per-sample PIL pipeline; slower)
-        "precision": "fp32",        # fp32 | bf16 (autocast for the forward pass; the loss stays fp32)
+        "augmentation": "batched",  # batched (per-image parameters, tensor ops) | per_sample (torchvision per-sample PIL pipeline; slower)
+        "precision": "auto",        # auto (bf16 where the hardware has it natively, else fp32) | bf16 (autocast for the forward pass; the loss stays fp32) | fp32
         "view_overlap": 0.0,        # defense: the views' crops share at least this fraction of the smaller one
         "drop_disagreeing": 0.0,    # defense (simclr): leave out this fraction of positive pairs that agree least
         "compile": False,           # torch.compile the training step (needs a C++ compiler on CPU)
@@ -131,8 +131,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "downstream": {"classifier": "mlp", "epochs": 100, "num_train": 10000},
     },
     # One GPU (H100/H200): CIFAR ResNet18, bf16, 5,000 clean pre-training inputs (the `cpu` preset's
-    # data), 200 epochs at batch 512; sized so that 3 seeds of clean + poisoned pre-training and
-    # evaluation fit in 8 minutes on one H100 (arithmetic in docs/DESIGN.md, "The gpu preset").
+    # data), 200 epochs at batch 512: about 5 minutes per seed on one H200, clean and poisoned
+    # pre-training and evaluation (measured; docs/DESIGN.md, "The gpu preset").
     "gpu": {
         "device": "cuda",
         "pretrain_data": {"num_images": 5000},
@@ -140,7 +140,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "precision": "bf16", "checkpoint_every": 25, "snapshot_every": 50},
         "downstream": {"classifier": "mlp", "epochs": 100, "num_train": None},
     },
-    # Digits, under 3 minutes on 2 cores. A tiny pre-training set, so a high rate: 135 poisoning
+    # Digits, 2-5 minutes on 2 cores (README). A tiny pre-training set, so a high rate: 135 poisoning
     # inputs per target input (see docs/RESULTS.md for what the attack needs).
     "demo": {
         "pretrain_data": {"dataset": "digits", "num_images": None},
@@ -386,10 +386,11 @@ def validate(cfg: dict) -> None:
         raise UserError(f"pretrain.backbone: unknown backbone {p['backbone']!r}; choose one of {', '.join(BACKBONES)}")
     if p["projector"] not in ("mlp", "linear", "none"):
         raise UserError(f"pretrain.projector must be mlp, linear or none, got {p['projector']!r}")
-    if p["precision"] not in ("fp32", "bf16"):
-        raise UserError(f"pretrain.precision must be fp32 or bf16, got {p['precision']!r}")
-    if p["augmentation"] not in ("batched", "reference"):
-        raise UserError(f"pretrain.augmentation must be batched or reference, got {p['augmentation']!r}")
+    if p["precision"] not in ("auto", "bf16", "fp32"):
+        raise UserError(f"pretrain.precision must be auto, bf16 or fp32, got {p['precision']!r}")
+    if p["augmentation"] not in ("batched", "per_sample"):
+        hint = " (renamed per_sample)" if p["augmentation"] == "reference" else ""
+        raise UserError(f"pretrain.augmentation must be batched or per_sample, got {p['augmentation']!r}{hint}")
     _number(cfg, "pretrain", "view_overlap", 0, 1)
     _number(cfg, "pretrain", "drop_disagreeing", 0, 0.99)
     if not isinstance(p["compile"], bool):
@@ -414,6 +415,9 @@ def validate(cfg: dict) -> None:
         if defense.defaults and name != cfg["defense"]["name"]:
             build_defense({**cfg["defense"], "name": name})
     effective = chosen.adjust_pretrain(dict(p))  # what the poisoned encoder trains with
+    if effective["augmentation"] == "per_sample" and effective["view_overlap"]:  # set directly or by the defense
+        raise UserError("view_overlap (defense overlapping_views) needs pretrain.augmentation batched: "
+                        "per_sample draws the two views independently")
     if effective["drop_disagreeing"] and effective["algorithm"] != "simclr":  # set directly or by the defense
         raise UserError(f"drop_disagreeing works with pretrain.algorithm simclr only, got {effective['algorithm']!r}")
     d = cfg["downstream"]

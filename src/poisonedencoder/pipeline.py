@@ -40,20 +40,28 @@ _PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile", "checkpo
 _PRETRAIN_OMIT_AT = {"augmentation": "batched", "view_overlap": 0.0, "drop_disagreeing": 0.0}
 
 
-def pretrain_identity(p: dict) -> dict:
-    """The pre-training settings that change what an encoder is (other methods' sections do not)."""
-    from .ssl.methods import METHODS
+def pretrain_identity(p: dict, device: str = "cpu") -> dict:
+    """The pre-training settings that change what an encoder is (other methods' sections do not).
 
-    return {k: v for k, v in p.items()
-            if k not in _PRETRAIN_NOT_IN_FINGERPRINT and not (k in _PRETRAIN_OMIT_AT and _PRETRAIN_OMIT_AT[k] == v)
-            and not (k in METHODS and k != p["algorithm"])}
+    ``precision`` enters as resolved on ``device`` (``auto`` is bf16 on one machine and fp32 on
+    another: different encoders). ``input_stats`` marks encoders that normalize their input with
+    their clean pre-training set's statistics (earlier ones used CIFAR-10's)."""
+    from .ssl.methods import METHODS
+    from .ssl.precision import resolve_precision
+
+    ident = {k: v for k, v in p.items()
+             if k not in _PRETRAIN_NOT_IN_FINGERPRINT and not (k in _PRETRAIN_OMIT_AT and _PRETRAIN_OMIT_AT[k] == v)
+             and not (k in METHODS and k != p["algorithm"])}
+    ident["precision"] = resolve_precision(p["precision"], device)
+    ident["input_stats"] = "pretrain-set"
+    return ident
 
 
 def experiment_fingerprint(cfg: dict) -> str:
     from .attack import ATTACKS
 
     c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
-    c["pretrain"] = pretrain_identity(c["pretrain"])
+    c["pretrain"] = pretrain_identity(c["pretrain"], cfg["device"])
     c["attack"] = {k: v for k, v in c["attack"].items() if not (k in ATTACKS and k != c["attack"]["name"])}
     d = c.pop("defense", {"name": "none"})
     if d["name"] != "none":  # undefended runs keep the fingerprints they had before defenses existed
@@ -195,7 +203,7 @@ class Experiment:
 
     def clean_encoder_dir(self) -> Path:
         key = C.fingerprint({"pretrain_data": self.cfg["pretrain_data"], "seed": self.cfg["seed"],
-                             "pretrain": pretrain_identity(self.cfg["pretrain"])})
+                             "pretrain": pretrain_identity(self.cfg["pretrain"], self.cfg["device"])})
         return self.cache / "encoders" / key
 
     @contextmanager

@@ -31,7 +31,7 @@ WORKER = textwrap.dedent('''
     def settings(algorithm="simclr"):
         p = copy.deepcopy(DEFAULTS["pretrain"])
         p.update(width=8, image_size=16, crop_scale=[0.5, 1.0], epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
-                 algorithm=algorithm)
+                 algorithm=algorithm, precision="fp32")  # float rounding is compared: no bf16 from precision auto
         p["mocov2"]["queue_size"] = 48  # wraps within the 3 steps
         return p
 
@@ -67,21 +67,31 @@ def test_two_gloo_processes_equal_single_process_training(tmp_path, algorithm):
     assert set(a) == set(b)
     torch.manual_seed(3)
     init = build_method(worker.settings(algorithm)).state_dict()
+    # the yardstick of float rounding: the same single-process run on 2 threads instead of 1
+    torch.set_num_threads(2)
+    two = pretrain(worker.data(), worker.settings(algorithm), tmp_path / "two", seed=3, log=lambda _: None).state_dict()
+    torch.set_num_threads(1)
+
+    def close(x, y, y2, atol):  # within atol, or within 3x the 1-vs-2-thread difference
+        return (x - y).abs().max() <= max(atol, 3 * float((x - y2).abs().max()))
     for k in a:
         if k == "queue":  # keys, not weights: compare them directly
-            assert torch.allclose(a[k], b[k], atol=1e-4)
+            assert close(a[k], b[k], two[k], 1e-4)
         elif a[k].is_floating_point():
             moved = (a[k] - init[k]).norm()
-            # the runs differ by float rounding only: measured at most 0.6% of how far training moved
-            # a weight (rank-local batch norm instead of global: 81%)
-            assert (a[k] - b[k]).norm() <= 0.02 * moved + 1e-6, k
+            # the runs differ by float rounding only: at most 2% of how far training moved a weight,
+            # or 3x what 2 threads instead of 1 change (rank-local batch norm instead of global: 81%).
+            # Measured: up to 0.6% with CIFAR-10's input statistics; 4.7% for the first conv with
+            # this set's own statistics, where 1 against 2 threads also differ by 4.7%
+            noise = (a[k] - two[k]).norm()
+            assert (a[k] - b[k]).norm() <= max(0.02 * moved, 3 * noise) + 1e-6, k
         else:
             assert torch.equal(a[k], b[k]), k
     # batch-norm running statistics are those of the global batch, not of one rank's share
-    assert torch.allclose(a["backbone.features.1.running_mean"], b["backbone.features.1.running_mean"], atol=1e-5)
-    la = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)["loss"]
-    lb = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["loss"]
-    assert abs(la[0] - lb[0]) < 1e-4
+    rm = "backbone.features.1.running_mean"
+    assert close(a[rm], b[rm], two[rm], 1e-5)
+    la, lb, l2 = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["loss"] for d in ("single", "ddp", "two"))
+    assert abs(la[0] - lb[0]) <= max(1e-4, 3 * abs(la[0] - l2[0]))
 
 
 def test_cli_under_torchrun_logs_once_and_rejects_a_batch_that_does_not_split(tmp_path):

@@ -21,7 +21,7 @@ def _data():
 
 def _settings(**kw):
     p = copy.deepcopy(DEFAULTS["pretrain"])
-    p.update(width=8, image_size=16, epochs=2, batch_size=32)
+    p.update(width=8, image_size=16, epochs=2, batch_size=32, precision="fp32")  # precision auto would differ by device
     p.update(kw)
     return p
 

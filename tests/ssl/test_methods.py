@@ -112,7 +112,18 @@ def test_byol_target_network_gets_no_gradient_and_is_not_optimized(tmp_path):
     m.loss(x, x.flip(-1)).backward()
     assert all(q.grad is None for q in m.target_backbone.parameters())
     assert all(q.grad is not None for q in m.predictor.parameters())
-    assert isinstance(build_method(_p("simsiam")), METHODS["simsiam"])
+    # not optimized: with an EMA rate of 1 the target network must end training as it started,
+    # while the online network moves (an optimizer step on the target would move it too)
+    from test_pretrain import _data
+
+    p = _p("byol", epochs=2)
+    p["byol"] = dict(p["byol"], ema_base=1.0)
+    torch.manual_seed(4)
+    init = build_method(p)  # pretrain seeds and builds the same way
+    trained = pretrain(_data(), p, tmp_path, seed=4, log=lambda _: None)
+    for (k, a), b in zip(init.target_backbone.named_parameters(), trained.target_backbone.parameters(), strict=True):
+        assert torch.equal(a, b), k
+    assert not torch.equal(init.backbone.features[0].weight, trained.backbone.features[0].weight)
 
 
 @pytest.mark.parametrize("algorithm", ["mocov2", "byol"])

@@ -73,7 +73,7 @@ class WitchesBrew(Attack):
              seed: int) -> tuple[np.ndarray, float]:
         """Perturb the uint8 ``bases`` (N, H, W, 3). Returns the poisoning inputs (uint8) and the
         final gradient-matching loss ``1 - cos``."""
-        from ..ssl.augment import apply_views, normalize, sample_view_params
+        from ..ssl.augment import apply_views, sample_view_params
 
         s, dev, model = self.settings, sur.device, sur.model
         eps = float(s["epsilon"])
@@ -81,16 +81,16 @@ class WitchesBrew(Attack):
         params = [q for q in model.backbone.parameters() if q.requires_grad]
         as_x = lambda a: torch.as_tensor(a, device=dev).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
         xt, xr, base = as_x(target[None]), as_x(references), as_x(bases)
-        ft = model.backbone(normalize(xt))
+        ft = model.backbone(xt)  # the backbone normalizes its input
         with torch.no_grad():
-            fr = model.backbone(normalize(xr)).mean(0, keepdim=True)
+            fr = model.backbone(xr).mean(0, keepdim=True)
         g_adv = _flat(torch.autograd.grad((1 - F.cosine_similarity(ft, fr)).sum(), params)).detach()
         g = torch.Generator().manual_seed(seed)
         n, _, h, w = base.shape
 
         def matching(x: torch.Tensor, views) -> torch.Tensor:
             x1, x2 = apply_views(x, views, sur.augment.size)
-            g_poison = _flat(torch.autograd.grad(model.loss(normalize(x1), normalize(x2)), params, create_graph=True))
+            g_poison = _flat(torch.autograd.grad(model.loss(x1, x2), params, create_graph=True))
             return 1 - F.cosine_similarity(g_poison, g_adv, dim=0)
 
         # fixed views on which restarts are compared (and the result reported)

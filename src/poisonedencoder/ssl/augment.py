@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import roi_align
 
-MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
-STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+# CIFAR-10's per-channel mean and std: the input statistics of encoders saved before each encoder
+# stored its own (see models.InputNorm)
+MEAN = torch.tensor([0.4914, 0.4822, 0.4465])
+STD = torch.tensor([0.2470, 0.2435, 0.2616])
 _GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
@@ -232,9 +234,10 @@ def augment(images: torch.Tensor, p: AugmentParams, generator: torch.Generator |
     return apply_view(images, sample_view_params(n, hgt, wid, p, generator), p.size)
 
 
-def reference_transform(p: AugmentParams):
+def per_sample_transform(p: AugmentParams):
     """The per-sample PIL pipeline of most SSL repositories (torchvision ``transforms``), with the
-    same settings: the reference that the batched augmentation is checked against."""
+    same settings: ``pretrain.augmentation: per_sample``, and the pipeline that the batched
+    augmentation is checked against."""
     import torchvision.transforms as T
 
     return T.Compose([T.RandomResizedCrop(p.size, scale=p.crop_scale, ratio=p.crop_ratio),
@@ -242,23 +245,27 @@ def reference_transform(p: AugmentParams):
                       T.RandomGrayscale(p.gray_p), T.ToTensor()])
 
 
-def reference_views(images: torch.Tensor, p: AugmentParams, transform=None) -> torch.Tensor:
-    """One view of each uint8 image ``(N, C, H, W)`` by :func:`reference_transform`, image by image
-    through PIL (random parameters from torch's global generator, as in torchvision)."""
+def per_sample_views(images: torch.Tensor, p: AugmentParams, transform=None) -> torch.Tensor:
+    """One view of each uint8 image ``(N, C, H, W)`` by :func:`per_sample_transform`, image by image
+    through PIL (random parameters from torch's global generator, as in torchvision): float
+    ``(N, 3, size, size)`` in [0, 1] on the images' device."""
     from PIL import Image
 
-    tf = transform or reference_transform(p)
+    tf = transform or per_sample_transform(p)
     arr = images.permute(0, 2, 3, 1).cpu().numpy()
     return torch.stack([tf(Image.fromarray(a)) for a in arr]).to(images.device)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    return (x - MEAN.to(x)) / STD.to(x)
+def normalize(x: torch.Tensor, mean: torch.Tensor = MEAN, std: torch.Tensor = STD) -> torch.Tensor:
+    """``(x - mean) / std`` per channel (by default CIFAR-10's statistics). The backbones normalize
+    their input themselves, with the statistics of their pre-training set (``models.InputNorm``)."""
+    return (x - mean.to(x).view(1, -1, 1, 1)) / std.to(x).view(1, -1, 1, 1)
 
 
 def to_input(images_uint8_nhwc, size: int | None = None) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` array -> normalized float ``(N, 3, H, W)`` for evaluation."""
+    """uint8 ``(N, H, W, 3)`` array -> float ``(N, 3, H, W)`` in [0, 1], resized to ``size``, for
+    evaluation (the backbone normalizes it with its own statistics)."""
     x = torch.as_tensor(images_uint8_nhwc).permute(0, 3, 1, 2).float().div_(255)
     if size is not None and x.shape[-1] != size:
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return normalize(x)
+    return x

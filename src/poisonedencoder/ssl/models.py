@@ -1,15 +1,53 @@
-"""Backbones: the paper's CIFAR-style ResNet18 and a small 7-layer CNN for CPUs."""
+"""Backbones: the paper's CIFAR-style ResNet18 and a small 7-layer CNN for CPUs.
+
+Each backbone takes images in [0, 1] and normalizes them itself with per-channel statistics
+it keeps as buffers (``input_mean``, ``input_std``): those of its pre-training set, set by the
+pre-training loop and saved with its weights, so feature extraction uses what training used."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+from .augment import MEAN as CIFAR10_MEAN
+from .augment import STD as CIFAR10_STD
+
+
+class InputNorm(nn.Module):
+    """Input normalization by the buffers ``input_mean`` and ``input_std`` (3 values each).
+
+    A state dict without them (encoders saved before they existed) loads with CIFAR-10's
+    statistics, which is what every encoder was trained with then."""
+
+    def _init_input_norm(self) -> None:
+        self.register_buffer("input_mean", CIFAR10_MEAN.clone())
+        self.register_buffer("input_std", CIFAR10_STD.clone())
+
+    def normalize_input(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.input_mean.to(x.dtype).view(1, -1, 1, 1)) / self.input_std.to(x.dtype).view(1, -1, 1, 1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for key, default in (("input_mean", CIFAR10_MEAN), ("input_std", CIFAR10_STD)):
+            if prefix + key not in state_dict:
+                state_dict[prefix + key] = default.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+@torch.no_grad()
+def set_input_stats(module: nn.Module, mean, std) -> None:
+    """Set the input statistics of every backbone in ``module`` (momentum copies included)."""
+    mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+    for m in module.modules():
+        if isinstance(m, InputNorm):
+            m.input_mean.copy_(mean)
+            m.input_std.copy_(std)
 
 
 def _conv(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class CNN7(nn.Module):
+class CNN7(InputNorm):
     """Seven 3x3 conv-BN-ReLU layers (widths w, w, 2w, 2w, 4w, 4w, 8w), three 2x2 max-pools,
     global average pooling: an ``8w``-dimensional feature (256 for ``w=32``)."""
 
@@ -23,21 +61,29 @@ class CNN7(nn.Module):
             *_conv(4 * w, 8 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.feature_dim = 8 * w
+        self._init_input_norm()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
+        return self.features(self.normalize_input(x))
+
+
+class CifarResNet18(InputNorm, ResNet):
+    """torchvision ResNet18 with the CIFAR stem (3x3 conv, stride 1, no max-pool); 512-d feature."""
+
+    def __init__(self):
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=10)
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.maxpool = nn.Identity()
+        self.fc = nn.Identity()
+        self.feature_dim = 512
+        self._init_input_norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.normalize_input(x))
 
 
 def resnet18_cifar() -> nn.Module:
-    """torchvision ResNet18 with the CIFAR stem (3x3 conv, stride 1, no max-pool); 512-d feature."""
-    from torchvision.models import resnet18
-
-    m = resnet18(num_classes=10)
-    m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-    m.maxpool = nn.Identity()
-    m.fc = nn.Identity()
-    m.feature_dim = 512
-    return m
+    return CifarResNet18()
 
 
 BACKBONES = ("cnn7", "resnet18")

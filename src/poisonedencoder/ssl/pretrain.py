@@ -13,9 +13,14 @@ import torch
 from ..errors import UserError
 from ..io import load_torch, save_torch
 from . import distributed as D
-from .augment import (AugmentParams, apply_views, normalize, overlapping_boxes, reference_views,
+from .augment import (AugmentParams, apply_views, overlapping_boxes, per_sample_transform, per_sample_views,
                       sample_view_params)
 from .methods import SSLMethod, build_method
+from .models import set_input_stats
+from .precision import describe, resolve_precision, stderr_warning
+
+PROGRESS_SECONDS = 30.0  # without a terminal (output to a log), a progress line at least this often
+_clock = time.monotonic  # replaced by a fake clock in tests
 
 
 class PretrainSet:
@@ -24,9 +29,12 @@ class PretrainSet:
     Clean images are ``(H, W)``; poisoning inputs may be ``(H, 2W)`` or ``(2H, W)``.
     A batch is drawn over all images; each shape group is cropped from its own tensor,
     so nothing is padded or squeezed and a poisoning input keeps its geometry.
+
+    ``mean`` and ``std`` are the per-channel statistics (in [0, 1] units) of the images of
+    ``stats_from`` (default: all of them); the encoder normalizes its input with them.
     """
 
-    def __init__(self, arrays: Sequence[np.ndarray]):
+    def __init__(self, arrays: Sequence[np.ndarray], stats_from: Sequence[np.ndarray] | None = None):
         groups: dict[tuple[int, int], list[np.ndarray]] = {}
         for a in arrays:
             if len(a) == 0:
@@ -38,10 +46,13 @@ class PretrainSet:
         sizes = [len(g) for g in self.groups]
         self.offsets = np.cumsum([0] + sizes)
         self.size = int(self.offsets[-1])
+        self.mean, self.std = channel_stats(arrays if stats_from is None else stats_from)
 
     @classmethod
     def from_images(cls, clean: np.ndarray, poisons: Sequence[np.ndarray] = ()) -> "PretrainSet":
-        return cls([clean] + [p[None] for p in poisons])
+        """The clean images and the poisoning inputs; the input statistics are the clean images'
+        (so a clean and a poisoned encoder of the same clean set normalize alike)."""
+        return cls([clean] + [p[None] for p in poisons], stats_from=[clean] if len(clean) else None)
 
     def __len__(self) -> int:
         return self.size
@@ -52,13 +63,18 @@ class PretrainSet:
         return self
 
     def views(self, index: torch.Tensor, params: AugmentParams, generator: torch.Generator,
-              rank: int = 0, world_size: int = 1, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two augmented, normalized views of the images at ``index`` (same order in both).
+              rank: int = 0, world_size: int = 1, per_sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two augmented views (float, in [0, 1]) of the images at ``index`` (same order in both).
 
         The views are grouped by image shape. With ``world_size`` k, ``index`` is the global batch:
         every rank draws the augmentation parameters of all of it (cheap, and identical on every
         rank), then crops and colors only its own contiguous 1/k share, on the images' device.
+
+        ``per_sample``: torchvision's per-sample PIL pipeline instead (:func:`per_sample_views`,
+        random parameters from torch's global generator, not ``generator``; one process only).
         """
+        if per_sample:
+            return self._per_sample_views(index, params)
         share = len(index) // world_size
         lo, hi = rank * share, (rank + 1) * share
         v1, v2, pos = [], [], 0
@@ -80,7 +96,40 @@ class PretrainSet:
                 v1.append(a1)
                 v2.append(a2)
             pos += k
-        return normalize(torch.cat(v1)), normalize(torch.cat(v2))
+        return torch.cat(v1), torch.cat(v2)
+
+    def _per_sample_views(self, index: torch.Tensor, params: AugmentParams) -> tuple[torch.Tensor, torch.Tensor]:
+        tf = per_sample_transform(params)
+        v1, v2 = [], []
+        for gi, g in enumerate(self.groups):
+            a, b = self.offsets[gi], self.offsets[gi + 1]
+            sel = index[(index >= a) & (index < b)] - int(a)
+            if len(sel):
+                imgs = g[sel.to(g.device)]
+                v1.append(per_sample_views(imgs, params, tf))
+                v2.append(per_sample_views(imgs, params, tf))
+        return torch.cat(v1), torch.cat(v2)
+
+
+def channel_stats(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation, in [0, 1] units, over all pixels of uint8 images
+    ``(N, H, W, 3)`` or ``(H, W, 3)`` of any sizes (CIFAR-10's when there are none)."""
+    from .augment import MEAN, STD
+
+    n, s1, s2 = 0, np.zeros(3), np.zeros(3)
+    for a in arrays:
+        if len(a) == 0:
+            continue
+        a = np.asarray(a).reshape(-1, 3)
+        for i in range(0, len(a), 1 << 22):  # in chunks: float64 copies of a whole set are large
+            x = a[i:i + (1 << 22)].astype(np.float64)
+            n, s1, s2 = n + len(x), s1 + x.sum(0), s2 + np.square(x).sum(0)
+    if n == 0:
+        return MEAN.clone(), STD.clone()
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+    return (torch.tensor(mean / 255, dtype=torch.float32),
+            torch.tensor(np.maximum(std, 1e-3 * 255) / 255, dtype=torch.float32))
 
 
 def _bar(total: int, desc: str, enabled: bool = True):
@@ -153,15 +202,20 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         raise UserError(f"pretrain.batch_size {p['batch_size']} does not split over {env.world_size} processes; "
                         f"use a multiple of {env.world_size}")
     check_device(device)
-    reference = p.get("augmentation") == "reference"
-    if reference and env.active:
-        raise UserError("pretrain.augmentation: reference (the per-sample torchvision pipeline) runs in one process only")
+    per_sample = p.get("augmentation") == "per_sample"
+    if per_sample and env.active:
+        raise UserError("pretrain.augmentation: per_sample (the per-sample torchvision pipeline) runs in one process only")
+    if per_sample and p.get("view_overlap", 0.0) > 0:
+        raise UserError("pretrain.augmentation: per_sample draws the two views independently; "
+                        "view_overlap (defense overlapping_views) needs augmentation batched")
+    precision = resolve_precision(p.get("precision", "auto"), device, warn=stderr_warning if env.is_main else None)
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
     if not env.is_main:
         log = lambda *_: None  # noqa: E731
     torch.manual_seed(seed)
     model = build_method(p)
+    set_input_stats(model, data.mean, data.std)  # a checkpoint or ``init`` loaded below brings its own
     if env.active:
         model = D.convert_batchnorm(model, device)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -193,25 +247,37 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     if p.get("compile"):
         step_model = torch.compile(step_model if env.active else _ContrastiveStep(model))
     data = data.to(device)
-    bf16 = p.get("precision") == "bf16"
+    bf16 = precision == "bf16"
     steps = len(data) // p["batch_size"]
+    if start < p["epochs"]:
+        log(f"{desc}: precision {describe(p.get('precision', 'auto'), device)}, augmentation "
+            f"{'per_sample' if per_sample else 'batched'}, input mean {_fmt3(model.backbone.input_mean)} "
+            f"std {_fmt3(model.backbone.input_std)}")
+    t_start, last_line = _clock(), _clock()
     for epoch in range(start, p["epochs"]):
         model.train()
         g = torch.Generator().manual_seed(seed * 100003 + epoch)
-        if reference:
+        if per_sample:
             torch.manual_seed(seed * 100003 + epoch)  # torchvision draws from the global generator
         perm = torch.randperm(len(data), generator=g)
         total, t0 = torch.zeros((), device=device), time.time()
         with _bar(steps, f"{desc} {epoch + 1}/{p['epochs']}", env.is_main) as bar:
             for s in range(steps):
                 idx = perm[s * p["batch_size"]:(s + 1) * p["batch_size"]]
-                x1, x2 = data.views(idx, aug, g, env.rank, env.world_size, reference)
+                x1, x2 = data.views(idx, aug, g, env.rank, env.world_size, per_sample)
                 loss = train_step(step_model, opt, x1, x2, device, bf16)
                 model.after_step((epoch * steps + s + 1) / (p["epochs"] * steps))
                 total += loss.detach()
                 if not bar.disable:  # .item() waits for the device: only when someone watches
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.3f}")
+                elif env.is_main and _clock() - last_line >= PROGRESS_SECONDS:  # no terminal: lines for a log
+                    last_line = _clock()
+                    done = epoch - start + (s + 1) / steps  # epochs done in this call
+                    per_epoch = (last_line - t_start) / done
+                    left = per_epoch * (p["epochs"] - epoch - (s + 1) / steps)
+                    log(f"{desc}: step {s + 1}/{steps} of epoch {epoch + 1} of {p['epochs']}, loss {loss.item():.4f}, "
+                        f"{per_epoch:.1f}s per epoch, about {_duration(left)} left")
         history.append(D.mean_over_ranks(float(total) / max(steps, 1)))
         every = p.get("snapshot_every") or 0
         if env.is_main and ((epoch + 1) % max(1, p.get("checkpoint_every") or 1) == 0 or epoch + 1 == p["epochs"]):
@@ -222,12 +288,24 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         if (epoch + 1) % max(1, p["epochs"] // 10) == 0 or epoch + 1 == p["epochs"]:
             log(f"{desc}: epoch {epoch + 1}/{p['epochs']} loss {history[-1]:.4f} ({time.time() - t0:.1f}s)")
     if env.is_main:
-        save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history})
+        save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history,
+                                            "precision": precision, "augmentation": "per_sample" if per_sample else "batched"})
     D.barrier()
     return model
 
 
+def _fmt3(t: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{float(v):.3f}" for v in t) + "]"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def load_backbone(path: str | Path, p: dict) -> torch.nn.Module:
+    """The backbone saved at ``path`` (``encoder.pt``), with the input statistics it was trained with
+    (CIFAR-10's for encoders saved before they were stored). It takes images in [0, 1]."""
     from .models import build_backbone
 
     backbone = build_backbone(p["backbone"], p["width"])
