@@ -74,14 +74,16 @@ def test_gpu_attack_script_runs_two_seeds_on_the_cpu_and_pools_them(source_folde
     per_seed = [json.loads((out / f"metrics_seed{k}.json").read_text()) for k in (0, 1)]
     # the pooled ASR is the count over both seeds' target inputs, with its Wilson interval
     hits = sum(t["poisoned_prediction"] == t["target_class"] for m in per_seed for t in m["tasks"][0]["targets"])
-    assert (s["pooled_ASR"]["k"], s["pooled_ASR"]["n"]) == (hits, 4)
-    lo, hi = s["pooled_ASR"]["ci95"]
+    iv = s["intervals"]["ASR"]
+    assert (iv["k"], iv["n"]) == (hits, 4)
+    lo, hi = iv["ci95"]
     assert lo <= hits / 4 <= hi and hi - lo > 0.3
-    # each seed drew its own target inputs (or at least its own clean set and encoder)
-    assert [r["seed"] for r in s["runs"]] == [0, 1]
-    assert per_seed[0]["encoders"]["clean"] != per_seed[1]["encoders"]["clean"]
+    assert [r["seed"] for r in s["runs"]] == s["seeds"] == [0, 1]
+    assert per_seed[0]["encoders"]["clean"] != per_seed[1]["encoders"]["clean"]  # each seed its own clean encoder
     assert [o["epoch"] for o in s["runs"][0]["over_training"]] == [1, 2]
-    assert "pooled ASR over 4 target inputs" in (out / "summary.md").read_text()
+    assert all(r["seconds"]["pretrain_clean"] and r["seconds"]["craft"] is not None for r in s["runs"])
+    table = (out / "summary.md").read_text()
+    assert "pooled" in table and "| epoch | ASR seed 0 | ASR seed 1 |" in table
 
 
 def test_gpu_attack_script_names_the_missing_data(tmp_path):
