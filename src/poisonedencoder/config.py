@@ -70,7 +70,9 @@ DEFAULTS: dict[str, Any] = {
         "name": "none",             # none | part_hash | large_crops | overlapping_views | drop_disagreeing | finetune
     },
     "downstream": {
-        "classifier": "mlp",        # mlp (feature-256-classes) | linear
+        "classifier": "mlp",        # mlp (feature-256-classes) | linear | knn (weighted vote, cosine; nothing trained)
+        "knn_k": 200,               # knn: neighbours that vote
+        "knn_temperature": 0.07,    # knn: vote weight exp(cosine / temperature)
         "epochs": 100,
         "lr": 1e-3,
         "batch_size": 256,
@@ -421,8 +423,10 @@ def validate(cfg: dict) -> None:
     if effective["drop_disagreeing"] and effective["algorithm"] != "simclr":  # set directly or by the defense
         raise UserError(f"drop_disagreeing works with pretrain.algorithm simclr only, got {effective['algorithm']!r}")
     d = cfg["downstream"]
-    if d["classifier"] not in ("mlp", "linear"):
-        raise UserError(f"downstream.classifier must be mlp or linear, got {d['classifier']!r}")
+    if d["classifier"] not in ("mlp", "linear", "knn"):
+        raise UserError(f"downstream.classifier must be mlp, linear or knn, got {d['classifier']!r}")
+    _number(cfg, "downstream", "knn_k", 1, 10**6, integer=True)
+    _number(cfg, "downstream", "knn_temperature", 0, 100, lo_open=True)
     _number(cfg, "downstream", "epochs", 1, 100000, integer=True)
     _number(cfg, "downstream", "lr", 0, 100, lo_open=True)
     _number(cfg, "downstream", "batch_size", 1, 1 << 20, integer=True)

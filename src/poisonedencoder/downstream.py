@@ -37,11 +37,46 @@ class Classifier(nn.Module):
         return self.net((f - self.mean) / self.std)
 
 
+class KNNClassifier(nn.Module):
+    """Weighted k-nearest-neighbour vote on cosine similarity, the usual SSL evaluation
+    (InstDisc, solo-learn): the ``k`` training features most similar to a test feature vote for
+    their labels with weight ``exp(similarity / temperature)``. Nothing is trained.
+
+    ``forward`` returns the log of the normalized vote, so ``softmax`` of it is the vote share
+    and argmax / margin / rank read like a trained classifier's logits.
+
+    >>> knn = KNNClassifier(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]), 2, k=1)
+    >>> knn(torch.tensor([[0.9, 0.1]])).argmax(1).tolist()
+    [0]
+    """
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int = 200,
+                 temperature: float = 0.07, chunk: int = 1024):
+        super().__init__()
+        self.register_buffer("bank", nn.functional.normalize(features.float(), dim=1))
+        self.register_buffer("labels", torch.as_tensor(labels, dtype=torch.long, device=features.device))
+        self.num_classes, self.k, self.temperature, self.chunk = num_classes, min(k, len(labels)), temperature, chunk
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        out = []
+        for x in nn.functional.normalize(f.float(), dim=1).split(self.chunk):
+            sim, idx = (x @ self.bank.T).topk(self.k, dim=1)
+            votes = torch.zeros(len(x), self.num_classes, device=x.device)
+            # shifted by the row's top similarity: the same shares, no overflow at small temperatures
+            votes.scatter_add_(1, self.labels[idx], ((sim - sim[:, :1]) / self.temperature).exp())
+            out.append((votes / votes.sum(1, keepdim=True)).clamp_min(1e-12).log())
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes, device=f.device)
+
+
 def train_classifier(features: torch.Tensor, labels, num_classes: int, kind: str = "mlp", epochs: int = 100,
-                     lr: float = 1e-3, batch_size: int = 256, seed: int = 0) -> Classifier:
+                     lr: float = 1e-3, batch_size: int = 256, seed: int = 0, k: int = 200,
+                     temperature: float = 0.07) -> nn.Module:
     """Train on ``features`` where they lie (CPU or GPU); the batch order comes from a CPU
-    generator seeded with ``seed``, so a GPU run draws the same batches as a CPU run."""
+    generator seeded with ``seed``, so a GPU run draws the same batches as a CPU run.
+    ``kind="knn"`` trains nothing: a :class:`KNNClassifier` with ``k`` and ``temperature``."""
     dev = features.device
+    if kind == "knn":
+        return KNNClassifier(features, torch.as_tensor(np.asarray(labels)), num_classes, k, temperature).eval()
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(dev)
@@ -70,5 +105,5 @@ def predict(clf: Classifier, features: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def logits(clf: Classifier, features: torch.Tensor) -> torch.Tensor:
     """The classifier's logits for ``features`` (float32, on the CPU whatever device ``clf`` is on)."""
-    dev = next(clf.parameters()).device
+    dev = next(clf.buffers()).device
     return clf(features.to(dev)).float().cpu()

@@ -311,7 +311,7 @@ class Experiment:
         ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"], device=dev)
         fte = extract_features(enc, ds.test.images, p["image_size"], device=dev)
         clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
-                               d["lr"], d["batch_size"], self.cfg["seed"] + seed_task)
+                               d["lr"], d["batch_size"], self.cfg["seed"] + seed_task, d["knn_k"], d["knn_temperature"])
         lg = logits(clf, fte)
         return lg.argmax(1).numpy(), ftr.cpu(), fte.cpu(), lg
 
