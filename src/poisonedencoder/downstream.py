@@ -98,12 +98,13 @@ def train_classifier(features: torch.Tensor, labels, num_classes: int, kind: str
 
 
 @torch.no_grad()
-def predict(clf: Classifier, features: torch.Tensor) -> np.ndarray:
-    return clf(features).argmax(1).cpu().numpy()
+def predict(clf: nn.Module, features: torch.Tensor) -> np.ndarray:
+    """The predicted class of each feature row (through :func:`logits`, so on the classifier's device)."""
+    return logits(clf, features).argmax(1).numpy()
 
 
 @torch.no_grad()
-def logits(clf: Classifier, features: torch.Tensor) -> torch.Tensor:
+def logits(clf: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """The classifier's logits for ``features`` (float32, on the CPU whatever device ``clf`` is on)."""
     dev = next(clf.buffers()).device
     return clf(features.to(dev)).float().cpu()
