@@ -1,0 +1,250 @@
+"""One row per setting of a study: ASR, clean ASR, CA, PA and the per-target margin pooled over
+the setting's seeds, beside what the setting spends (clean pre-training inputs, epochs, encoder
+parameters, presentations of each target's poisoning inputs, copies of one target per batch,
+pre-training seconds); paired comparisons against a reference setting on the target inputs both
+share; optionally a plot of ASR and margin against one of the spending columns.
+
+    python scripts/regime_table.py base=runs/study/base width32=runs/study/w32 \
+        --ref base --x presentations --png docs/cifar10_regime.png --csv runs/study/table.csv
+
+Each ``NAME=DIR[,DIR...]`` names finished runs: a run directory (``metrics.json``) or the output
+of ``poisonedencoder run --seeds`` (its ``seed_<s>/`` folders are taken). Target inputs are
+matched across settings by (seed, task, test index); settings with the same seeds draw the same
+target inputs and reference inputs (they depend on the seed, not on the encoder).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+
+def run_dirs(spec: str) -> list[Path]:
+    out = []
+    for part in spec.split(","):
+        d = Path(part)
+        seeds = sorted(p for p in d.glob("seed_*") if (p / "metrics.json").is_file())
+        if seeds:  # the output of run --seeds: its per-seed runs (its own metrics.json pools them)
+            out.extend(seeds)
+        elif (d / "metrics.json").is_file():
+            out.append(d)
+        else:
+            raise SystemExit(f"error: {d} holds no finished run (no metrics.json, no seed_*/metrics.json)")
+    return out
+
+
+def _params(m: dict, p: dict) -> int | None:
+    try:
+        from poisonedencoder.ssl.pretrain import load_backbone
+
+        return sum(t.numel() for t in load_backbone(m["encoders"]["poisoned"], p).parameters())
+    except (OSError, KeyError, RuntimeError):
+        return None
+
+
+def _seconds(path: Path) -> float | None:
+    return float(path.read_text().split()[0]) if path.is_file() else None
+
+
+def setting_row(name: str, runs: list[Path]) -> dict:
+    """The pooled row of one setting and its per-target records (for the paired comparisons)."""
+    import yaml
+
+    from poisonedencoder.stats import mean_ci, mean_of_rates, pool_rates
+
+    targets, cas, pas, secs, cfgs, metrics = [], [], [], [], [], []
+    for run in runs:
+        m = json.loads((run / "metrics.json").read_text())
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfgs.append(cfg)
+        metrics.append(m)
+        cas.append(m["intervals"]["CA"])
+        pas.append(m["intervals"]["PA"])
+        secs.append(_seconds(run / "encoders" / "poisoned" / "seconds.txt"))
+        for ti, task in enumerate(m["tasks"]):
+            for t in task["targets"]:
+                targets.append({"key": (cfg["seed"], ti, t["test_index"]), **t})
+    p, cfg, m = cfgs[0]["pretrain"], cfgs[0], metrics[0]
+    n_targets = m["num_targets"]
+    per_target = m["num_poisoning_inputs"] / max(1, n_targets)
+    n_inputs = m["num_clean_inputs"] + m["num_poisoning_inputs"]
+    succ = [t["poisoned_prediction"] == t["target_class"] for t in targets]
+    clean_succ = [t["clean_prediction"] == t["target_class"] for t in targets]
+    margins = [t["poisoned_margin"] for t in targets if "poisoned_margin" in t]
+    clean_margins = [t["clean_margin"] for t in targets if "clean_margin" in t]
+    ca, pa = mean_of_rates(cas) if len(cas) > 1 else cas[0], mean_of_rates(pas) if len(pas) > 1 else pas[0]
+    gap = mean_ci([c["value"] - q["value"] for c, q in zip(cas, pas, strict=True)])
+    return {
+        "setting": name,
+        "seeds": ",".join(str(c["seed"]) for c in cfgs),
+        "algorithm": p["algorithm"], "backbone": p["backbone"], "width": p["width"],
+        "clean_inputs": m["num_clean_inputs"], "targets_per_run": n_targets,
+        "poisons_per_target": per_target, "rate_per_target": per_target / m["num_clean_inputs"],
+        "epochs": p["epochs"], "batch_size": p["batch_size"],
+        "presentations": per_target * p["epochs"],
+        "copies_per_batch": p["batch_size"] * per_target / n_inputs,
+        "image_epochs": n_inputs * p["epochs"],
+        "params": _params(m, p),
+        "classifier": cfg["downstream"]["classifier"],
+        "layout": cfg["attack"].get("layout"),
+        "pretrain_poisoned_s": (sum(s for s in secs if s) / len([s for s in secs if s])) if any(secs) else None,
+        "ASR": pool_rates([{"k": int(s), "n": 1} for s in succ]) if succ else None,
+        "clean_ASR": pool_rates([{"k": int(s), "n": 1} for s in clean_succ]) if clean_succ else None,
+        "CA": ca, "PA": pa, "CA_minus_PA": gap,
+        "margin_poisoned": mean_ci(margins), "margin_clean": mean_ci(clean_margins),
+        "_targets": targets,
+    }
+
+
+def compare(ref: dict, other: dict) -> dict | None:
+    """``other - ref`` on the target inputs both settings share: ASR (Newcombe interval, exact
+    McNemar) and the poisoned encoder's margin (paired t)."""
+    from poisonedencoder.stats import paired_mean_difference, paired_rate_difference
+
+    a = {t["key"]: t for t in ref["_targets"]}
+    b = {t["key"]: t for t in other["_targets"]}
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return None
+    hit = lambda t: t["poisoned_prediction"] == t["target_class"]  # noqa: E731
+    asr = paired_rate_difference([hit(a[k]) for k in keys], [hit(b[k]) for k in keys])
+    mk = [k for k in keys if "poisoned_margin" in a[k] and "poisoned_margin" in b[k]]
+    margin = paired_mean_difference([a[k]["poisoned_margin"] for k in mk], [b[k]["poisoned_margin"] for k in mk])
+    return {"setting": other["setting"], "ref": ref["setting"], "n": len(keys), "ASR_diff": asr, "margin_diff": margin}
+
+
+def _f(x, digits=3):
+    return "-" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
+
+
+def _r(r: dict | None) -> str:
+    if not r or r.get("value") is None:
+        return "-"
+    return f"{r['k']}/{r['n']} = {r['value']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+
+
+def _m(m: dict) -> str:
+    if m.get("mean") is None:
+        return "-"
+    return f"{m['mean']:+.2f}" + (f" [{m['ci95'][0]:+.2f}, {m['ci95'][1]:+.2f}]" if m.get("ci95") else "")
+
+
+def markdown(rows: list[dict], comps: list[dict]) -> str:
+    lines = ["| setting | seeds | clean inputs | width | epochs | per target | presentations | copies/batch | "
+             "poisoned pre-train s | ASR | clean ASR | CA | PA | margin clean -> poisoned |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['seeds']} | {r['clean_inputs']} | {r['backbone']}"
+                     f"{'/' + str(r['width']) if r['backbone'] == 'cnn7' else ''} | {r['epochs']} | "
+                     f"{r['poisons_per_target']:.0f} ({100 * r['rate_per_target']:.1f}%) | {r['presentations']:.0f} | "
+                     f"{r['copies_per_batch']:.1f} | {_f(r['pretrain_poisoned_s'], 0) if r['pretrain_poisoned_s'] else '-'} | "
+                     f"{_r(r['ASR'])} | {_r(r['clean_ASR'])} | {r['CA']['value']:.3f} | {r['PA']['value']:.3f} | "
+                     f"{_m(r['margin_clean'])} -> {_m(r['margin_poisoned'])} |")
+    if comps:
+        lines += ["", "| setting - reference | shared targets | ASR difference [95%] | McNemar p | "
+                  "margin difference [95%] | paired t p |", "|---|---|---|---|---|---|"]
+        for c in comps:
+            a, mg = c["ASR_diff"], c["margin_diff"]
+            lines.append(f"| {c['setting']} - {c['ref']} | {c['n']} | {a['diff']:+.2f} [{a['ci95'][0]:+.2f}, "
+                         f"{a['ci95'][1]:+.2f}] (b={a['b']}, c={a['c']}) | {_f(a['p'])} | {_m(mg)} | {_f(mg.get('p'))} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], x: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from poisonedencoder.io import atomic_write
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for r in rows:
+        xv = r[x]
+        asr = r["ASR"]
+        a1.errorbar([xv], [asr["value"]], yerr=[[asr["value"] - asr["ci95"][0]], [asr["ci95"][1] - asr["value"]]],
+                    fmt="o", capsize=3)
+        a1.annotate(r["setting"], (xv, asr["value"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        m = r["margin_poisoned"]
+        if m.get("mean") is not None:
+            err = [[m["mean"] - m["ci95"][0]], [m["ci95"][1] - m["mean"]]] if m.get("ci95") else None
+            a2.errorbar([xv], [m["mean"]], yerr=err, fmt="o", capsize=3)
+            a2.annotate(r["setting"], (xv, m["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for a, label in ((a1, "ASR (95% Wilson)"), (a2, "poisoned encoder's margin (95% t)")):
+        a.set_xlabel(x.replace("_", " "))
+        a.set_ylabel(label)
+        if all(r[x] and r[x] > 0 for r in rows) and max(r[x] for r in rows) / max(1e-9, min(r[x] for r in rows)) > 20:
+            a.set_xscale("log")
+        a.grid(alpha=0.3)
+    a1.set_ylim(-0.02, 1.02)
+    a2.axhline(0, color="k", lw=0.8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("settings", nargs="+", metavar="NAME=DIR[,DIR...]")
+    ap.add_argument("--ref", help="setting to compare every other setting with (paired, shared target inputs)")
+    ap.add_argument("--csv", help="write the rows as CSV")
+    ap.add_argument("--json", help="write rows and comparisons as JSON")
+    ap.add_argument("--png", help="plot ASR and margin against --x")
+    ap.add_argument("--x", default="presentations",
+                    help="x axis of the plot: presentations, image_epochs, params, epochs, clean_inputs, width, "
+                         "copies_per_batch, targets_per_run, pretrain_poisoned_s")
+    args = ap.parse_args(argv)
+    rows = []
+    for s in args.settings:
+        if "=" not in s:
+            raise SystemExit(f"error: {s!r} must look like NAME=DIR[,DIR...]")
+        name, dirs = s.split("=", 1)
+        rows.append(setting_row(name, run_dirs(dirs)))
+    comps = []
+    if args.ref:
+        ref = [r for r in rows if r["setting"] == args.ref]
+        if not ref:
+            raise SystemExit(f"error: --ref {args.ref!r} is not one of the settings")
+        comps = [c for r in rows if r is not ref[0] and (c := compare(ref[0], r))]
+    if args.x not in rows[0]:
+        raise SystemExit(f"error: --x {args.x!r} is not a column")
+    print(markdown(rows, comps))
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    if args.csv:
+        from poisonedencoder.io import write_text
+
+        flat = []
+        for r in public:
+            f = {}
+            for k, v in r.items():
+                if isinstance(v, dict):
+                    val = v.get("value", v.get("mean"))
+                    f[k] = val
+                    if v.get("ci95"):
+                        f[f"{k}_lo"], f[f"{k}_hi"] = v["ci95"]
+                    if "k" in v:
+                        f[f"{k}_k"], f[f"{k}_n"] = v["k"], v["n"]
+                else:
+                    f[k] = v
+            flat.append(f)
+        keys = list(dict.fromkeys(k for f in flat for k in f))
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(flat)
+        write_text(args.csv, buf.getvalue())
+    if args.json:
+        from poisonedencoder.io import write_json
+
+        write_json(args.json, {"rows": public, "comparisons": comps})
+    if args.png:
+        plot(rows, args.x, Path(args.png))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

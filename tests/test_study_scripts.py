@@ -1,0 +1,88 @@
+"""The study's tools: scripts/reclassify.py (other downstream classifiers on the same encoders) and
+scripts/regime_table.py (one pooled row per setting, paired comparisons on shared target inputs)."""
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from poisonedencoder.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--set", "pretrain.epochs=1", "--set", "pretrain_data.num_images=300", "--set", "pretrain.width=8",
+        "--set", "downstream.epochs=2", "--set", "attack.num_references=5"]
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    assert main(["run", str(ROOT / "configs" / "digits_demo.yaml"), "--seeds", "0,1", "--out", str(d / "base"),
+                 "--cache-dir", str(d / "cache"), *FAST]) == 0
+    return d / "base"
+
+
+def test_reclassify_reuses_the_encoders_and_changes_only_the_classifier(finished_run, capsys):
+    rc = _script("reclassify")
+    enc = finished_run / "seed_0" / "encoders" / "poisoned" / "encoder.pt"
+    before = enc.stat().st_mtime_ns
+    assert rc.main([str(finished_run), "--classifier", "knn", "--set", "downstream.knn_k=5"]) == 0
+    sib = finished_run.parent / "base_knn"
+    for s in (0, 1):
+        base = json.loads((finished_run / f"seed_{s}" / "metrics.json").read_text())
+        knn = json.loads((sib / f"seed_{s}" / "metrics.json").read_text())
+        # the very same poisoned encoder file (a hard link) and the same cached clean encoder: nothing re-trained
+        assert os.path.samefile(sib / f"seed_{s}" / "encoders" / "poisoned" / "encoder.pt",
+                                finished_run / f"seed_{s}" / "encoders" / "poisoned" / "encoder.pt")
+        assert knn["encoders"]["clean"] == base["encoders"]["clean"]
+        assert [(t["test_index"], t["target_class"]) for t in knn["tasks"][0]["targets"]] == \
+            [(t["test_index"], t["target_class"]) for t in base["tasks"][0]["targets"]]
+        cfg = (sib / f"seed_{s}" / "config.yaml").read_text()
+        assert "classifier: knn" in cfg and "knn_k: 5" in cfg
+        # a k-NN vote gives log vote shares: a probability of the target class that is a multiple of 1/5 (k = 5)
+        probs = [t["poisoned_target_prob"] for t in knn["tasks"][0]["targets"]]
+        assert all(abs(p * 5 - round(p * 5)) < 1e-4 for p in probs)
+        assert knn["CA"] != base["CA"] or knn["PA"] != base["PA"]
+    assert enc.stat().st_mtime_ns == before
+    assert "pretrain poisoned: reusing" in capsys.readouterr().out
+    # settings that would need pre-training again are refused in one line
+    assert rc.main([str(finished_run), "--set", "pretrain.epochs=3", "--suffix", "x"]) == 2
+    assert "only downstream.*" in capsys.readouterr().err
+
+
+def test_regime_table_pools_seeds_and_pairs_shared_targets(finished_run, tmp_path, capsys):
+    rt = _script("regime_table")
+    if not (finished_run.parent / "base_knn").exists():
+        assert _script("reclassify").main([str(finished_run), "--classifier", "knn", "--set", "downstream.knn_k=5"]) == 0
+    out = tmp_path / "t.json"
+    assert rt.main([f"mlp={finished_run}", f"knn={finished_run.parent / 'base_knn'}", "--ref", "mlp",
+                    "--json", str(out), "--csv", str(tmp_path / "t.csv"), "--png", str(tmp_path / "t.png")]) == 0
+    res = json.loads(out.read_text())
+    per = [json.loads((finished_run / f"seed_{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    row = res["rows"][0]
+    # pooled over both seeds' target inputs, as a hand count gives
+    hits = [t["poisoned_prediction"] == t["target_class"] for p in per for t in p["tasks"][0]["targets"]]
+    assert (row["ASR"]["k"], row["ASR"]["n"]) == (sum(hits), len(hits)) == (sum(hits), 6)
+    margins = [t["poisoned_margin"] for p in per for t in p["tasks"][0]["targets"]]
+    assert row["margin_poisoned"]["mean"] == pytest.approx(sum(margins) / 6)
+    assert row["seeds"] == "0,1" and row["clean_inputs"] == per[0]["num_clean_inputs"]
+    per_target = per[0]["num_poisoning_inputs"] / 3
+    assert row["poisons_per_target"] == pytest.approx(per_target)
+    assert row["presentations"] == pytest.approx(per_target * 1)  # one epoch
+    # the paired comparison: same 6 target inputs, the margin difference is the mean of per-target differences
+    knn = [json.loads((finished_run.parent / "base_knn" / f"seed_{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    kmarg = [t["poisoned_margin"] for p in knn for t in p["tasks"][0]["targets"]]
+    c = res["comparisons"][0]
+    assert c["n"] == 6 and c["setting"] == "knn" and c["ref"] == "mlp"
+    assert c["margin_diff"]["mean"] == pytest.approx(sum(b - a for a, b in zip(margins, kmarg, strict=True)) / 6)
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| mlp | 0,1 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds no finished run"):
+        rt.main([f"x={tmp_path / 'nothing'}"])
