@@ -54,7 +54,7 @@ def setting_row(name: str, runs: list[Path]) -> dict:
 
     from poisonedencoder.stats import mean_ci, mean_of_rates, pool_rates
 
-    targets, cas, pas, secs, cfgs, metrics = [], [], [], [], [], []
+    targets, cas, pas, secs, cfgs, metrics, snaps = [], [], [], [], [], [], {}
     for run in runs:
         m = json.loads((run / "metrics.json").read_text())
         cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -66,6 +66,11 @@ def setting_row(name: str, runs: list[Path]) -> dict:
         for ti, task in enumerate(m["tasks"]):
             for t in task["targets"]:
                 targets.append({"key": (cfg["seed"], ti, t["test_index"]), **t})
+            for o in task.get("over_training") or []:
+                k = o.get("intervals", {}).get("ASR", {}).get("k", round(o["ASR"] * len(task["targets"])))
+                snaps.setdefault(o["epoch"], [0, 0])
+                snaps[o["epoch"]][0] += int(k)
+                snaps[o["epoch"]][1] += len(task["targets"])
     p, cfg, m = cfgs[0]["pretrain"], cfgs[0], metrics[0]
     n_targets = m["num_targets"]
     per_target = m["num_poisoning_inputs"] / max(1, n_targets)
@@ -95,6 +100,8 @@ def setting_row(name: str, runs: list[Path]) -> dict:
         "CA": ca, "PA": pa, "CA_minus_PA": gap,
         "margin_poisoned": mean_ci(margins), "margin_clean": mean_ci(clean_margins),
         "_targets": targets,
+        # ASR of the poisoned encoder's snapshots (pre-training stopped at that epoch), pooled over seeds
+        "_snapshots": {e: kn for e, kn in sorted(snaps.items()) if kn[1] == len(targets)},
     }
 
 
@@ -113,6 +120,56 @@ def compare(ref: dict, other: dict) -> dict | None:
     mk = [k for k in keys if "poisoned_margin" in a[k] and "poisoned_margin" in b[k]]
     margin = paired_mean_difference([a[k]["poisoned_margin"] for k in mk], [b[k]["poisoned_margin"] for k in mk])
     return {"setting": other["setting"], "ref": ref["setting"], "n": len(keys), "ASR_diff": asr, "margin_diff": margin}
+
+
+def fit_points(rows: list[dict], x: str, snapshots: bool) -> dict[str, list[tuple[float, int, int]]]:
+    """(x, successes, targets) per encoder family (backbone and width): each setting's final ASR and,
+    with ``snapshots``, its snapshots' (x scaled by epoch / epochs: presentations, image epochs)."""
+    groups: dict[str, list] = {}
+    for r in rows:
+        fam = r["backbone"] + (f"/{r['width']}" if r["backbone"] == "cnn7" else "")
+        pts = groups.setdefault(fam, [])
+        if snapshots and x in ("presentations", "image_epochs", "epochs"):
+            for e, (k, n) in r["_snapshots"].items():
+                if e != r["epochs"]:
+                    pts.append((r[x] * e / r["epochs"], k, n))
+        pts.append((r[x], r["ASR"]["k"], r["ASR"]["n"]))
+    return groups
+
+
+def logistic_fit(points: list[tuple[float, int, int]], goal: float = 0.8) -> dict | None:
+    """Binomial maximum-likelihood fit of ASR = 1 / (1 + exp(-(a + b log2 x))) to (x, k, n) points;
+    the x where the fitted ASR reaches ``goal``, with a 95% interval by the delta method on
+    log2 x (covariance: the inverse Fisher information). ``None`` with fewer than 2 distinct x."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    if len({p[0] for p in points}) < 2:
+        return None
+    lx = np.log2([p[0] for p in points])
+    k = np.array([p[1] for p in points], float)
+    n = np.array([p[2] for p in points], float)
+
+    def nll(theta):
+        z = theta[0] + theta[1] * lx
+        return float(np.sum(n * np.logaddexp(0, z) - k * z))
+
+    res = minimize(nll, np.zeros(2), method="BFGS")
+    a, b = res.x
+    q = 1 / (1 + np.exp(-(a + b * lx)))
+    w = n * q * (1 - q)
+    info = np.array([[w.sum(), (w * lx).sum()], [(w * lx).sum(), (w * lx * lx).sum()]])
+    out = {"a": float(a), "b": float(b), "points": len(points), "goal": goal, "x_goal": None, "x_goal_ci95": None}
+    if b <= 0:
+        return out  # ASR does not rise with x in these data: no crossing to report
+    cov = np.linalg.pinv(info)
+    t = np.log(goal / (1 - goal))
+    l_goal = (t - a) / b
+    grad = np.array([-1 / b, -(t - a) / b ** 2])
+    se = float(np.sqrt(max(0.0, grad @ cov @ grad)))
+    out["x_goal"] = float(2 ** l_goal)
+    out["x_goal_ci95"] = [float(2 ** (l_goal - 1.96 * se)), float(2 ** (l_goal + 1.96 * se))]
+    return out
 
 
 def _f(x, digits=3):
@@ -152,7 +209,7 @@ def markdown(rows: list[dict], comps: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], x: str, path: Path) -> None:
+def plot(rows: list[dict], x: str, path: Path, fits: dict | None = None, points: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,6 +229,17 @@ def plot(rows: list[dict], x: str, path: Path) -> None:
             err = [[m["mean"] - m["ci95"][0]], [m["ci95"][1] - m["mean"]]] if m.get("ci95") else None
             a2.errorbar([xv], [m["mean"]], yerr=err, fmt="o", capsize=3)
             a2.annotate(r["setting"], (xv, m["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    import numpy as np
+
+    for fam, pts in (points or {}).items():
+        xs = [p[0] for p in pts]
+        a1.scatter(xs, [p[1] / p[2] for p in pts], marker="x", s=18, alpha=0.6, label=f"{fam} (x: snapshots)")
+        f = (fits or {}).get(fam)
+        if f:
+            grid = np.geomspace(min(xs) / 2, max(max(xs) * 2, f["x_goal"] or 0), 100)
+            a1.plot(grid, 1 / (1 + np.exp(-(f["a"] + f["b"] * np.log2(grid)))), lw=1, label=f"{fam} logistic fit")
+    if points:
+        a1.legend(fontsize=7)
     for a, label in ((a1, "ASR (95% Wilson)"), (a2, "poisoned encoder's margin (95% t)")):
         a.set_xlabel(x.replace("_", " "))
         a.set_ylabel(label)
@@ -195,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--x", default="presentations",
                     help="x axis of the plot: presentations, image_epochs, params, epochs, clean_inputs, width, "
                          "copies_per_batch, targets_per_run, pretrain_poisoned_s")
+    ap.add_argument("--fit", action="store_true",
+                    help="fit ASR against log2 of --x per encoder family; print where it reaches --goal")
+    ap.add_argument("--goal", type=float, default=0.8, help="ASR the fit is asked about (default 0.8)")
+    ap.add_argument("--snapshots", action="store_true", help="with --fit / --png: add the runs' snapshot ASRs as points")
     args = ap.parse_args(argv)
     rows = []
     for s in args.settings:
@@ -211,6 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.x not in rows[0]:
         raise SystemExit(f"error: --x {args.x!r} is not a column")
     print(markdown(rows, comps))
+    points = fit_points(rows, args.x, args.snapshots) if (args.fit or args.snapshots) else None
+    fits = {}
+    if args.fit:
+        print(f"\n| encoder | points | fit: ASR = 1/(1+exp(-(a + b log2 {args.x}))) | {args.x} at ASR {args.goal} [95%] |")
+        print("|---|---|---|---|")
+        for fam, pts in points.items():
+            fits[fam] = f = logistic_fit(pts, args.goal)
+            if f is None:
+                print(f"| {fam} | {len(pts)} | - (one value of {args.x}) | - |")
+                continue
+            at = "- (ASR does not rise)" if f["x_goal"] is None else \
+                f"{f['x_goal']:.0f} [{f['x_goal_ci95'][0]:.0f}, {f['x_goal_ci95'][1]:.0f}]"
+            print(f"| {fam} | {len(pts)} | a = {f['a']:.2f}, b = {f['b']:.2f} | {at} |")
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     if args.csv:
         from poisonedencoder.io import write_text
@@ -240,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from poisonedencoder.io import write_json
 
-        write_json(args.json, {"rows": public, "comparisons": comps})
+        write_json(args.json, {"rows": public, "comparisons": comps, "fits": fits})
     if args.png:
-        plot(rows, args.x, Path(args.png))
+        plot(rows, args.x, Path(args.png), fits, points)
     return 0
 
 

@@ -86,3 +86,23 @@ def test_regime_table_pools_seeds_and_pairs_shared_targets(finished_run, tmp_pat
     assert "| mlp | 0,1 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="holds no finished run"):
         rt.main([f"x={tmp_path / 'nothing'}"])
+
+
+def test_logistic_fit_recovers_a_known_curve_and_where_it_reaches_the_goal():
+    import math
+
+    rt = _script("regime_table")
+    a, b = -6.0, 0.5  # ASR = 0.5 at 2**12 = 4096, 0.8 at 2**((ln 4 + 6) / 0.5)
+    n = 100_000
+    pts = [(2.0 ** e, round(n / (1 + math.exp(-(a + b * e)))), n) for e in (8, 10, 12, 14, 16)]
+    f = rt.logistic_fit(pts, goal=0.8)
+    assert f["a"] == pytest.approx(a, abs=0.02) and f["b"] == pytest.approx(b, abs=0.002)
+    want = 2 ** ((math.log(4) - a) / b)
+    assert f["x_goal"] == pytest.approx(want, rel=0.01)
+    assert f["x_goal_ci95"][0] < want < f["x_goal_ci95"][1]
+    # with 10 targets per point the interval is much wider than with 100,000
+    few = rt.logistic_fit([(x, round(10 * k / n), 10) for x, k, n in pts], goal=0.8)
+    assert few["x_goal_ci95"][1] / few["x_goal_ci95"][0] > 4 * f["x_goal_ci95"][1] / f["x_goal_ci95"][0]
+    # a falling curve has no crossing to report; one value of x has no fit
+    assert rt.logistic_fit([(100, 9, 10), (1000, 1, 10)])["x_goal"] is None
+    assert rt.logistic_fit([(100, 9, 10), (100, 1, 10)]) is None
