@@ -21,21 +21,30 @@ import sys
 from pathlib import Path
 
 
-def run_dirs(spec: str) -> list[Path]:
+def run_dirs(spec: str) -> list[tuple[Path, Path, Path]]:
+    """(metrics.json, config.yaml, run directory) of each finished run that ``spec`` names."""
     out = []
     for part in spec.split(","):
         d = Path(part)
         seeds = sorted(p for p in d.glob("seed_*") if (p / "metrics.json").is_file())
+        copied = sorted(d.glob("metrics_seed*.json"))
         if seeds:  # the output of run --seeds: its per-seed runs (its own metrics.json pools them)
-            out.extend(seeds)
+            out.extend((p / "metrics.json", p / "config.yaml", p) for p in seeds)
         elif (d / "metrics.json").is_file():
-            out.append(d)
+            out.append((d / "metrics.json", d / "config.yaml", d))
+        elif copied:  # results copied back by benchmarks/gpu_attack.sh, each with a config_seed<S>.yaml beside it
+            out.extend((m, d / m.name.replace("metrics_", "config_").replace(".json", ".yaml"), d) for m in copied)
         else:
             raise SystemExit(f"error: {d} holds no finished run (no metrics.json, no seed_*/metrics.json)")
+    for _, cfg, _ in out:
+        if not cfg.is_file():
+            raise SystemExit(f"error: {cfg} does not exist (the run's configuration is needed beside its metrics)")
     return out
 
 
 def _params(m: dict, p: dict) -> int | None:
+    if not Path(m["encoders"].get("poisoned", "")).is_file():  # results copied without their encoders
+        return None
     try:
         from poisonedencoder.ssl.pretrain import load_backbone
 
@@ -48,20 +57,24 @@ def _seconds(path: Path) -> float | None:
     return float(path.read_text().split()[0]) if path.is_file() else None
 
 
-def setting_row(name: str, runs: list[Path]) -> dict:
+def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     """The pooled row of one setting and its per-target records (for the paired comparisons)."""
     import yaml
 
-    from poisonedencoder.stats import mean_ci, mean_of_rates, pool_rates
+    from poisonedencoder.stats import mean_ci, mean_of_rates, pool_rates, rate
 
     targets, cas, pas, secs, cfgs, metrics, snaps = [], [], [], [], [], [], {}
-    for run in runs:
-        m = json.loads((run / "metrics.json").read_text())
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
+    for metrics_path, config_path, run in runs:
+        m = json.loads(metrics_path.read_text())
+        cfg = yaml.safe_load(config_path.read_text())
         cfgs.append(cfg)
         metrics.append(m)
-        cas.append(m["intervals"]["CA"])
-        pas.append(m["intervals"]["PA"])
+        for key, acc in (("CA", cas), ("PA", pas)):
+            if "intervals" in m:
+                acc.append(m["intervals"][key])
+            else:  # metrics written before intervals existed: the count from the rate and the test inputs
+                n = m["tasks"][0]["num_test_inputs"]
+                acc.append(rate(round(m[key] * n), n))
         secs.append(_seconds(run / "encoders" / "poisoned" / "seconds.txt"))
         for ti, task in enumerate(m["tasks"]):
             for t in task["targets"]:
@@ -243,7 +256,7 @@ def plot(rows: list[dict], x: str, path: Path, fits: dict | None = None, points:
     for a, label in ((a1, "ASR (95% Wilson)"), (a2, "poisoned encoder's margin (95% t)")):
         a.set_xlabel(x.replace("_", " "))
         a.set_ylabel(label)
-        if all(r[x] and r[x] > 0 for r in rows) and max(r[x] for r in rows) / max(1e-9, min(r[x] for r in rows)) > 20:
+        if all(r[x] and r[x] > 0 for r in rows) and (fits or max(r[x] for r in rows) / max(1e-9, min(r[x] for r in rows)) > 20):
             a.set_xscale("log")
         a.grid(alpha=0.3)
     a1.set_ylim(-0.02, 1.02)
