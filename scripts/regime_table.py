@@ -131,8 +131,17 @@ def compare(ref: dict, other: dict) -> dict | None:
     hit = lambda t: t["poisoned_prediction"] == t["target_class"]  # noqa: E731
     asr = paired_rate_difference([hit(a[k]) for k in keys], [hit(b[k]) for k in keys])
     mk = [k for k in keys if "poisoned_margin" in a[k] and "poisoned_margin" in b[k]]
+    if ref["classifier"] != other["classifier"]:  # logits of different classifiers are on different scales
+        mk = []
     margin = paired_mean_difference([a[k]["poisoned_margin"] for k in mk], [b[k]["poisoned_margin"] for k in mk])
     return {"setting": other["setting"], "ref": ref["setting"], "n": len(keys), "ASR_diff": asr, "margin_diff": margin}
+
+
+def family(r: dict) -> str:
+    """The encoder family a row's points are fitted in: backbone (with CNN7's width), and the
+    downstream classifier when it is not the MLP (the same encoders judged twice are not two points)."""
+    return r["backbone"] + (f"/{r['width']}" if r["backbone"] == "cnn7" else "") + \
+        ("" if r["classifier"] == "mlp" else f" ({r['classifier']})")
 
 
 def fit_points(rows: list[dict], x: str, snapshots: bool) -> dict[str, list[tuple[float, int, int]]]:
@@ -140,7 +149,7 @@ def fit_points(rows: list[dict], x: str, snapshots: bool) -> dict[str, list[tupl
     with ``snapshots``, its snapshots' (x scaled by epoch / epochs: presentations, image epochs)."""
     groups: dict[str, list] = {}
     for r in rows:
-        fam = r["backbone"] + (f"/{r['width']}" if r["backbone"] == "cnn7" else "")
+        fam = family(r)
         pts = groups.setdefault(fam, [])
         if snapshots and x in ("presentations", "image_epochs", "epochs"):
             for e, (k, n) in r["_snapshots"].items():
@@ -153,11 +162,11 @@ def fit_points(rows: list[dict], x: str, snapshots: bool) -> dict[str, list[tupl
 def logistic_fit(points: list[tuple[float, int, int]], goal: float = 0.8) -> dict | None:
     """Binomial maximum-likelihood fit of ASR = 1 / (1 + exp(-(a + b log2 x))) to (x, k, n) points;
     the x where the fitted ASR reaches ``goal``, with a 95% interval by the delta method on
-    log2 x (covariance: the inverse Fisher information). ``None`` with fewer than 2 distinct x."""
+    log2 x (covariance: the inverse Fisher information). ``None`` with fewer than 3 distinct x."""
     import numpy as np
     from scipy.optimize import minimize
 
-    if len({p[0] for p in points}) < 2:
+    if len({p[0] for p in points}) < 3:  # two values of x determine a curve exactly: nothing is fitted
         return None
     lx = np.log2([p[0] for p in points])
     k = np.array([p[1] for p in points], float)
@@ -279,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true",
                     help="fit ASR against log2 of --x per encoder family; print where it reaches --goal")
     ap.add_argument("--goal", type=float, default=0.8, help="ASR the fit is asked about (default 0.8)")
+    ap.add_argument("--point", action="append", default=[], metavar="FAMILY=X:K/N",
+                    help="a recorded result whose runs are not at hand, e.g. 'cnn7/16=15000:6/30' (fit and plot only)")
     ap.add_argument("--snapshots", action="store_true", help="with --fit / --png: add the runs' snapshot ASRs as points")
     args = ap.parse_args(argv)
     rows = []
@@ -296,7 +307,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.x not in rows[0]:
         raise SystemExit(f"error: --x {args.x!r} is not a column")
     print(markdown(rows, comps))
-    points = fit_points(rows, args.x, args.snapshots) if (args.fit or args.snapshots) else None
+    points = fit_points(rows, args.x, args.snapshots) if (args.fit or args.snapshots or args.point) else None
+    for spec in args.point:
+        try:
+            fam, rest = spec.split("=", 1)
+            xv, kn = rest.split(":")
+            k, n = (int(v) for v in kn.split("/"))
+            points.setdefault(fam, []).append((float(xv), k, n))
+        except ValueError:
+            raise SystemExit(f"error: --point {spec!r} must look like FAMILY=X:K/N, e.g. cnn7/16=15000:6/30") from None
     fits = {}
     if args.fit:
         print(f"\n| encoder | points | fit: ASR = 1/(1+exp(-(a + b log2 {args.x}))) | {args.x} at ASR {args.goal} [95%] |")
@@ -304,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         for fam, pts in points.items():
             fits[fam] = f = logistic_fit(pts, args.goal)
             if f is None:
-                print(f"| {fam} | {len(pts)} | - (one value of {args.x}) | - |")
+                print(f"| {fam} | {len(pts)} | - (fewer than 3 values of {args.x}) | - |")
                 continue
             at = "- (ASR does not rise)" if f["x_goal"] is None else \
                 f"{f['x_goal']:.0f} [{f['x_goal_ci95'][0]:.0f}, {f['x_goal_ci95'][1]:.0f}]"
