@@ -148,9 +148,13 @@ def descriptions() -> dict[str, str]:
     from .ssl.models import BACKBONES
 
     regs = _registries()
-    out = {k: v.format(attacks=" | ".join(regs["attack"]), methods=" | ".join(regs["pretrain"]),
-                       defenses=" | ".join(regs["defense"]), backbones=" | ".join(BACKBONES))
-           for k, v in DESCRIPTIONS.items()}
+    names = {"{attacks}": regs["attack"], "{methods}": regs["pretrain"], "{defenses}": regs["defense"],
+             "{backbones}": BACKBONES}
+    out = {}
+    for k, v in DESCRIPTIONS.items():
+        for placeholder, registry in names.items():
+            v = v.replace(placeholder, " | ".join(registry))
+        out[k] = v
     for section, registry in regs.items():
         for name, plugin in registry.items():
             if plugin.defaults:

@@ -18,7 +18,7 @@ def _targets(ds, n=2):
 
 
 def test_every_attack_has_the_same_budget_and_checks_its_settings(toy_dataset):
-    assert set(ATTACKS) == {"poisonedencoder", "icp", "witches_brew", "duplication"}
+    assert ATTACKS and all(a.name == n for n, a in ATTACKS.items())
     counts = {}
     for name in ("poisonedencoder", "icp", "duplication"):
         a = build_attack({**C.defaults()["attack"], "name": name, "poisoning_rate": 0.25, "num_references": 3})
