@@ -49,6 +49,7 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
     from poisonedencoder import config as C
     from poisonedencoder import stats
     from poisonedencoder.downstream import extract_features, predict, train_classifier
+    from poisonedencoder.evaluation import train_subset
     from poisonedencoder.pipeline import Experiment
     from poisonedencoder.ssl.pretrain import load_backbone
 
@@ -69,10 +70,7 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
     seconds = float((enc_dir / "seconds.txt").read_text()) if cached else time.time() - t0
     p, d = cfg["pretrain"], cfg["downstream"]
     ds = exp.dataset(args.dataset)
-    rng = np.random.default_rng([seed, 0, 3])  # the downstream training subset, drawn as the pipeline draws it
-    tr_idx = np.arange(len(ds.train))
-    if d["num_train"] is not None and d["num_train"] < len(tr_idx):
-        tr_idx = np.sort(rng.choice(len(tr_idx), size=d["num_train"], replace=False))
+    tr_idx = train_subset(ds, d["num_train"], seed, 0)  # the downstream training subset, as the pipeline draws it
     enc = load_backbone(path, p)
     ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])
     fte = extract_features(enc, ds.test.images, p["image_size"])

@@ -35,3 +35,20 @@ def _write_idx(path, arr):
 @pytest.fixture
 def write_idx():
     return _write_idx
+
+
+@pytest.fixture
+def tiny_surrogate():
+    """A small untrained surrogate model (the demo preset's SimCLR, width 4) for attacks that need one."""
+    import torch
+
+    from poisonedencoder import config as C
+    from poisonedencoder.attack.witches_brew import Surrogate
+    from poisonedencoder.ssl.augment import AugmentParams
+    from poisonedencoder.ssl.methods import build_method
+
+    p = C.resolve({"preset": "demo"})["pretrain"]
+    p.update(width=4, image_size=8)
+    torch.manual_seed(0)
+    return Surrogate(build_method(p), AugmentParams(size=8, crop_scale=(0.5, 1.0)))
+

@@ -94,7 +94,7 @@ def _nested(key: str, value) -> dict:
 
 def _wrong_cases():
     cases = []
-    for key, default in _schema_keys(C.DEFAULTS):
+    for key, default in _schema_keys(C.defaults()):
         if default is None:
             wrong = _WRONG_NULLABLE[C.NULLABLE[key]]
         else:
@@ -117,7 +117,7 @@ TASK_KEYS = dict(C.TASK_DEFAULTS)
 
 
 def test_every_null_default_declares_its_type():
-    nulls = [k for k, v in _schema_keys(C.DEFAULTS) if v is None] + \
+    nulls = [k for k, v in _schema_keys(C.defaults()) if v is None] + \
         [f"tasks[].{k}" for k, v in C.TASK_DEFAULTS.items() if v is None]
     assert sorted(nulls) == sorted(C.NULLABLE)
 

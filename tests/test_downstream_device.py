@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from poisonedencoder import downstream as DS
-from poisonedencoder.pipeline import Experiment
 
 
 def test_downstream_extracts_features_on_the_configured_device(monkeypatch, toy_dataset):
@@ -15,11 +14,8 @@ def test_downstream_extracts_features_on_the_configured_device(monkeypatch, toy_
         return torch.as_tensor(images.reshape(len(images), -1)[:, :16], dtype=torch.float32)
 
     monkeypatch.setattr(DS, "extract_features", fake_extract)
-    exp = Experiment.__new__(Experiment)  # only the settings _downstream reads
-    exp.cfg = {"pretrain": {"image_size": 8}, "seed": 0, "device": "cuda:7",
-               "downstream": {"classifier": "linear", "epochs": 2, "lr": 1e-2, "batch_size": 16,
-                              "knn_k": 200, "knn_temperature": 0.07}}
-    pred, ftr, _, logits = exp._downstream(None, toy_dataset, np.arange(len(toy_dataset.train)), 0)
+    d = {"classifier": "linear", "epochs": 2, "lr": 1e-2, "batch_size": 16, "knn_k": 200, "knn_temperature": 0.07}
+    pred, ftr, _, logits = DS.classify(None, toy_dataset, np.arange(len(toy_dataset.train)), 8, d, 0, "cuda:7")
     assert seen == ["cuda:7", "cuda:7"]
     assert pred.shape == (len(toy_dataset.test),) and ftr.device.type == "cpu"
     assert logits.shape == (len(toy_dataset.test), 4) and logits.device.type == "cpu"  # margins are computed on the CPU

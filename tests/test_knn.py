@@ -5,8 +5,7 @@ import numpy as np
 import torch
 
 from poisonedencoder import config as C
-from poisonedencoder.downstream import KNNClassifier, logits, train_classifier
-from poisonedencoder.pipeline import Experiment
+from poisonedencoder.downstream import KNNClassifier, classify, logits, train_classifier
 
 
 def _reference_vote(train, labels, test, num_classes, k, t):
@@ -55,10 +54,8 @@ def test_train_classifier_knn_trains_nothing_and_its_logits_are_log_vote_shares(
 
 def test_the_pipeline_uses_the_knn_settings(toy_dataset):
     cfg = C.resolve({"preset": "demo"}, ["downstream.classifier=knn", "downstream.knn_k=3", "downstream.knn_temperature=0.2"])
-    exp = Experiment.__new__(Experiment)
-    exp.cfg = {**cfg, "pretrain": {**cfg["pretrain"], "image_size": 8}}
     enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
-    pred, ftr, fte, lg = exp._downstream(enc, toy_dataset, np.arange(len(toy_dataset.train)), 0)
+    pred, ftr, fte, lg = classify(enc, toy_dataset, np.arange(len(toy_dataset.train)), 8, cfg["downstream"], cfg["seed"])
     want = _reference_vote(ftr.numpy(), toy_dataset.train.labels, fte.numpy(), 4, 3, 0.2)
     assert np.allclose(lg.exp().numpy(), want, atol=1e-4)
     assert (pred == want.argmax(1)).all()

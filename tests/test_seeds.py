@@ -7,7 +7,7 @@ import pytest
 from poisonedencoder import config as C
 from poisonedencoder.cli import main
 from poisonedencoder.errors import UserError
-from poisonedencoder.pipeline import experiment_fingerprint
+from poisonedencoder.config import experiment_fingerprint
 from poisonedencoder.report import format_table
 from poisonedencoder.seeds import combine, load_seed_metrics
 

@@ -1,7 +1,7 @@
 """Experiment configuration: presets, YAML files, ``--set key=value`` overrides, validation.
 
-A config is a nested dict. Its schema is :data:`DEFAULTS`: a key that is not there is
-an error, so a typo never silently runs the default. Presets (``paper``, ``cpu``,
+A config is a nested dict. Its schema is :func:`defaults` (:data:`CORE_DEFAULTS` plus the
+plugins' own sections, from their registries): a key that is not there is an error, so a typo never silently runs the default. Presets (``paper``, ``cpu``,
 ``demo``) fill in pre-training and downstream settings; the user's file and the
 command line override them, in that order.
 """
@@ -18,31 +18,28 @@ import yaml
 
 from .errors import UserError, check_number
 
-DEFAULTS: dict[str, Any] = {
+CORE_DEFAULTS: dict[str, Any] = {
     "preset": "cpu",
     "seed": 0,
-    "seeds": None,            # [0, 1, 2]: one run per seed (OUT/seed_<s>/) and a pooled result; overrides seed
-    "data_root": None,        # where torchvision datasets live (default ~/.cache/poisonedencoder/data)
-    "cache_dir": None,        # decoded datasets and shared clean encoders (default ~/.cache/poisonedencoder)
+    "seeds": None,
+    "data_root": None,
+    "cache_dir": None,
     "device": "cpu",
     "pretrain_data": {
         "dataset": "digits",
-        "num_images": None,   # clean pre-training inputs drawn from the train split (None = all)
+        "num_images": None,
     },
-    "tasks": [],              # list of target downstream tasks, see TASK_DEFAULTS
+    "tasks": [],
     "attack": {
-        "name": "poisonedencoder",  # poisonedencoder | icp | witches_brew | duplication (their own settings: attack.<name>)
-        "poisoning_rate": 0.03,     # poisoning inputs / clean pre-training inputs, all targets together
-        "num_references": 10,       # reference inputs per target class
-        "reference_selection": "random",  # random | typical (closest to the class mean in the clean encoder's feature space)
-        "layout": "random",         # random | left-right | top-bottom
-        "order": "random",          # random | target-first | reference-first
-        "gap": 0,                   # pixels of gray between target and reference
+        "name": "poisonedencoder",
+        "poisoning_rate": 0.03,
+        "num_references": 10,
+        "reference_selection": "random",
     },
     "pretrain": {
-        "algorithm": "simclr",      # simclr | mocov2 | byol | simsiam (their own settings: below)
-        "backbone": "cnn7",         # cnn7 | resnet18
-        "width": 32,                # cnn7 base width
+        "algorithm": "simclr",
+        "backbone": "cnn7",
+        "width": 32,
         "image_size": 32,
         "epochs": 40,
         "batch_size": 256,
@@ -51,60 +48,125 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 1e-6,
         "temperature": 0.5,
         "projection_dim": 128,
-        "projector": "mlp",         # mlp (SimCLR's head) | linear | none
+        "projector": "mlp",
         "crop_scale": [0.08, 1.0],
         "flip_p": 0.5,
         "jitter": [0.4, 0.4, 0.4, 0.1],
         "jitter_p": 0.8,
         "gray_p": 0.2,
-        "augmentation": "batched",  # batched (per-image parameters, tensor ops) | per_sample (torchvision per-sample PIL pipeline; slower)
-        "precision": "auto",        # auto (bf16 where the hardware has it natively, else fp32) | bf16 (autocast for the forward pass; the loss stays fp32) | fp32
-        "view_overlap": 0.0,        # defense: the views' crops share at least this fraction of the smaller one
-        "drop_disagreeing": 0.0,    # defense (simclr): leave out this fraction of positive pairs that agree least
-        "compile": False,           # torch.compile the training step (needs a C++ compiler on CPU)
-        "threads": None,            # torch CPU threads (None = torch default)
-        "snapshot_every": 0,        # keep the poisoned backbone every k epochs; evaluate reports ASR over training
-        "checkpoint_every": 1,      # write the resumable checkpoint every k epochs (and after the last)
+        "augmentation": "batched",
+        "precision": "auto",
+        "view_overlap": 0.0,
+        "drop_disagreeing": 0.0,
+        "compile": False,
+        "threads": None,
+        "snapshot_every": 0,
+        "checkpoint_every": 1,
     },
     "defense": {
-        "name": "none",             # none | part_hash | large_crops | overlapping_views | drop_disagreeing | finetune
+        "name": "none",
     },
     "downstream": {
-        "classifier": "mlp",        # mlp (feature-256-classes) | linear | knn (weighted vote, cosine; nothing trained)
-        "knn_k": 200,               # knn: neighbours that vote
-        "knn_temperature": 0.07,    # knn: vote weight exp(cosine / temperature)
+        "classifier": "mlp",
+        "knn_k": 200,
+        "knn_temperature": 0.07,
         "epochs": 100,
         "lr": 1e-3,
         "batch_size": 256,
-        "num_train": None,          # downstream training inputs per task (None = whole train split)
+        "num_train": None,
     },
 }
+"""The toolkit's own keys. The plugins' sections (``attack.<name>``, ``pretrain.<name>``,
+``defense.<name>``) come from their registries: :func:`defaults` is the whole schema."""
 
-def _add_method_sections() -> None:
-    """Each pre-training method and each attack with settings of its own gets a section:
-    ``pretrain.<name>``, ``attack.<name>``."""
+# What each key means: the comments of docs/CONFIG.md (scripts/gen_config_doc.py writes it from
+# the schema). A plugin describes its own settings in its ``doc`` (same form, keys without the section).
+DESCRIPTIONS: dict[str, str] = {
+    "preset": "paper | cpu | gpu | demo",
+    "seeds": "[0, 1, 2] (or --seeds 0,1,2): one run per seed in OUT/seed_<s>/, pooled result in OUT/",
+    "data_root": "torchvision datasets live (or are downloaded) here; --data-root",
+    "cache_dir": "decoded datasets and shared clean encoders (~/.cache/poisonedencoder)",
+    "device": "cpu | cuda[:N]",
+    "pretrain_data.dataset": "see \"Datasets\"",
+    "pretrain_data.num_images": "clean pre-training inputs drawn from the train split (null = all)",
+    "tasks": "target downstream tasks (default: one task on the pre-training dataset)",
+    "tasks[].num_targets": "random target inputs from the test split, random target classes",
+    "tasks[].targets": "or explicit: [{index: 12, target_class: 3}] (class index or name)",
+    "attack.name": "{attacks} (DESIGN.md)",
+    "attack.poisoning_rate": "poisoning inputs / clean pre-training inputs, all targets together",
+    "attack.num_references": "reference inputs per target (from the task's train split)",
+    "attack.reference_selection": "random | typical (closest to the class mean of a clean surrogate encoder; see DESIGN.md)",
+    "pretrain.algorithm": "{methods}",
+    "pretrain.backbone": "{backbones} (resnet18: CIFAR stem)",
+    "pretrain.width": "cnn7 base width (feature = 8 * width)",
+    "pretrain.image_size": "every dataset is resized to this once, when decoded",
+    "pretrain.optimizer": "adam | sgd",
+    "pretrain.projector": "mlp (SimCLR's head) | linear | none",
+    "pretrain.augmentation": "batched (per-image parameters, tensor ops, on the device) | per_sample\n"
+                             "(torchvision's per-sample PIL pipeline, image by image; one process, no\n"
+                             "view_overlap; slower; for checking the batched one, see BENCHMARKS.md)",
+    "pretrain.precision": "auto | bf16 | fp32. bf16: autocast forward pass, fp32 loss. auto: bf16 on\n"
+                          "CUDA with bf16 and on CPUs with avx512_bf16 or amx_bf16, else fp32; the\n"
+                          "run log and encoder.pt say which. bf16 on a CPU without them warns: ~8x slower",
+    "pretrain.view_overlap": "the views' crops share this fraction of the smaller one (set by defense overlapping_views)",
+    "pretrain.drop_disagreeing": "leave out this fraction of least-agreeing positive pairs (defense drop_disagreeing; simclr)",
+    "pretrain.compile": "torch.compile the training step (on CPU it needs a C++ compiler)",
+    "pretrain.threads": "torch CPU threads",
+    "pretrain.snapshot_every": "keep the poisoned backbone every k epochs: ASR over training",
+    "pretrain.checkpoint_every": "write the resumable checkpoint every k epochs and after the last (a resumed run loses at most k-1)",
+    "defense.name": "{defenses}",
+    "downstream.classifier": "mlp (feature-256-classes) | linear | knn (weighted k-NN vote on cosine; epochs, lr, batch_size unused)",
+    "downstream.knn_k": "knn: neighbours that vote",
+    "downstream.knn_temperature": "knn: each neighbour's vote weight is exp(cosine / temperature)",
+    "downstream.num_train": "downstream training inputs per task (null = the whole train split)",
+}
+
+
+def _registries() -> dict[str, dict]:
+    """The plugin registries by config section (imported here, not when this module is imported)."""
     from .attack import ATTACKS
+    from .defenses import DEFENSES
     from .ssl.methods import METHODS
 
-    for name, method in METHODS.items():
-        if method.defaults:
-            DEFAULTS["pretrain"][name] = dict(method.defaults)
-    for name, attack in ATTACKS.items():
-        if attack.defaults:
-            DEFAULTS["attack"][name] = dict(attack.defaults)
-    from .defenses import DEFENSES
-
-    for name, defense in DEFENSES.items():
-        if defense.defaults:
-            DEFAULTS["defense"][name] = dict(defense.defaults)
+    return {"attack": ATTACKS, "pretrain": METHODS, "defense": DEFENSES}
 
 
-_add_method_sections()
+def defaults() -> dict[str, Any]:
+    """The whole schema: :data:`CORE_DEFAULTS` plus one section per plugin with settings of its own
+    (``attack.<name>``, ``pretrain.<name>``, ``defense.<name>``), from the registries."""
+    out = copy.deepcopy(CORE_DEFAULTS)
+    for section, registry in _registries().items():
+        for name, plugin in registry.items():
+            if plugin.defaults:
+                out[section][name] = copy.deepcopy(dict(plugin.defaults))
+    return out
+
+
+def descriptions() -> dict[str, str]:
+    """:data:`DESCRIPTIONS` plus the plugins' ``doc`` (``attack.icp.mode``: ...), choices filled in
+    from the registries."""
+    from .ssl.models import BACKBONES
+
+    regs = _registries()
+    names = {"{attacks}": regs["attack"], "{methods}": regs["pretrain"], "{defenses}": regs["defense"],
+             "{backbones}": BACKBONES}
+    out = {}
+    for k, v in DESCRIPTIONS.items():
+        for placeholder, registry in names.items():
+            v = v.replace(placeholder, " | ".join(registry))
+        out[k] = v
+    for section, registry in regs.items():
+        for name, plugin in registry.items():
+            if plugin.defaults:
+                out[f"{section}.{name}"] = plugin.doc.get("", f"used when {'algorithm' if section == 'pretrain' else 'name'}: {name}")
+                out.update({f"{section}.{name}.{k}": v for k, v in plugin.doc.items() if k})
+    return out
+
 
 TASK_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
-    "num_targets": 5,           # random target inputs from the test split
-    "targets": None,            # or explicit: [{index: 12, target_class: 3}, ...] (index into the test split)
+    "num_targets": 5,
+    "targets": None,
 }
 
 # The type of each key whose default is null ("not set"); every other key has its default's type.
@@ -238,10 +300,10 @@ def resolve(user: dict | None = None, overrides: list[str] | tuple = ()) -> dict
     for o in overrides:
         over = _deep_update(over, parse_override(o))
     over = absolute_paths(over, Path.cwd())  # paths on the command line: relative to the working directory
-    preset = over.get("preset", user.get("preset", DEFAULTS["preset"]))
+    preset = over.get("preset", user.get("preset", CORE_DEFAULTS["preset"]))
     if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    cfg = _merge(DEFAULTS, PRESETS[preset])
+    cfg = _merge(defaults(), PRESETS[preset])
     cfg = _merge(cfg, user)
     cfg = _merge(cfg, over)
     cfg["preset"] = preset
@@ -334,84 +396,57 @@ def _check_types(values: dict, defaults: dict, prefix: str, schema_prefix: str) 
                 raise _type_error(key, v, "a list of numbers")
 
 
-def check_types(cfg: dict) -> None:
+def check_types(cfg: dict, schema: dict | None = None) -> None:
     """Every key has its default's type (or :data:`NULLABLE`'s, where the default is null).
     Runs before any other check, so that no check or plugin ever compares a string with a number."""
-    _check_types(cfg, DEFAULTS, "", "")
+    _check_types(cfg, schema if schema is not None else defaults(), "", "")
     for i, t in enumerate(cfg["tasks"]):
         _check_types(t, TASK_DEFAULTS, f"tasks[{i}].", "tasks[].")
 
 
 def validate(cfg: dict) -> None:
-    from .data.datasets import TORCHVISION
+    """Types first (every later check may rely on them), then the toolkit's own keys, then each
+    plugin checks its own settings (the chosen one and, so that a typo never waits, the others)."""
+    from .attack import ATTACKS, build_attack
+    from .data import check_dataset
+    from .defenses import DEFENSES, build_defense
+    from .ssl.methods import METHODS
     from .ssl.models import BACKBONES
 
-    check_types(cfg)  # first: every later check may rely on the types
-
-    def check_dataset(name: Any, where: str) -> None:
-        if not isinstance(name, str) or not (name == "digits" or name in TORCHVISION or name.startswith("imagefolder:")):
-            raise UserError(f"{where}: unknown dataset {name!r}; choose digits, {', '.join(TORCHVISION)} or imagefolder:PATH")
-
+    check_types(cfg)
     check_dataset(cfg["pretrain_data"]["dataset"], "pretrain_data.dataset")
-    n = cfg["pretrain_data"]["num_images"]
-    if n is not None:
+    if cfg["pretrain_data"]["num_images"] is not None:
         _number(cfg, "pretrain_data", "num_images", 1, 10**9, integer=True)
     a = cfg["attack"]
-    from .attack import ATTACKS, build_attack
-
-    _number(cfg, "attack", "poisoning_rate", 0, 1, lo_open=True)
-    _number(cfg, "attack", "num_references", 1, 10**6, integer=True)
-    _number(cfg, "attack", "gap", 0, 4096, integer=True)
-    for key, choices in (("layout", ("random", "left-right", "top-bottom")),
-                         ("order", ("random", "target-first", "reference-first")),
-                         ("reference_selection", ("random", "typical"))):
-        if a[key] not in choices:
-            raise UserError(f"attack.{key} must be one of {', '.join(choices)}, got {a[key]!r}")
-    build_attack(a)  # then the attack checks its own settings
-    for name, attack in ATTACKS.items():  # and the other attacks' sections, so a typo never waits
+    build_attack(a)  # the budget and the reference inputs' settings, then the attack's own
+    for name, attack in ATTACKS.items():
         if attack.defaults and name != a["name"]:
             build_attack({**a, "name": name})
     p = cfg["pretrain"]
-    from .ssl.methods import METHODS
-
-    if p["algorithm"] not in METHODS:
-        raise UserError(f"pretrain.algorithm: unknown algorithm {p['algorithm']!r}; choose one of {', '.join(METHODS)}")
+    _choice(p, "pretrain", "algorithm", tuple(METHODS), registry=True)
     for name, method in METHODS.items():
-        for key, default in method.defaults.items():
-            v = p[name][key]
-            if isinstance(default, int) and not isinstance(default, bool):
-                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                    raise UserError(f"pretrain.{name}.{key} must be a positive integer, got {v!r}")
-            elif not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= (1 if key in ("momentum", "ema_base") else 100):
-                raise UserError(f"pretrain.{name}.{key} must be a number in (0, {1 if key in ('momentum', 'ema_base') else 100}], got {v!r}")
-    if p["backbone"] not in BACKBONES:
-        raise UserError(f"pretrain.backbone: unknown backbone {p['backbone']!r}; choose one of {', '.join(BACKBONES)}")
-    if p["projector"] not in ("mlp", "linear", "none"):
-        raise UserError(f"pretrain.projector must be mlp, linear or none, got {p['projector']!r}")
-    if p["precision"] not in ("auto", "bf16", "fp32"):
-        raise UserError(f"pretrain.precision must be auto, bf16 or fp32, got {p['precision']!r}")
-    if p["augmentation"] not in ("batched", "per_sample"):
-        hint = " (renamed per_sample)" if p["augmentation"] == "reference" else ""
-        raise UserError(f"pretrain.augmentation must be batched or per_sample, got {p['augmentation']!r}{hint}")
+        if method.defaults:
+            method.check(p[name])
+    _choice(p, "pretrain", "backbone", tuple(BACKBONES), registry=True)
+    _choice(p, "pretrain", "projector", ("mlp", "linear", "none"))
+    _choice(p, "pretrain", "precision", ("auto", "bf16", "fp32"))
+    if p["augmentation"] == "reference":
+        raise UserError("pretrain.augmentation must be batched or per_sample, got 'reference' (renamed per_sample)")
+    _choice(p, "pretrain", "augmentation", ("batched", "per_sample"))
+    _choice(p, "pretrain", "optimizer", ("adam", "sgd"))
     _number(cfg, "pretrain", "view_overlap", 0, 1)
     _number(cfg, "pretrain", "drop_disagreeing", 0, 0.99)
-    if not isinstance(p["compile"], bool):
-        raise UserError(f"pretrain.compile must be true or false, got {p['compile']!r}")
-    if p["optimizer"] not in ("adam", "sgd"):
-        raise UserError(f"pretrain.optimizer must be adam or sgd, got {p['optimizer']!r}")
     for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("checkpoint_every", 1, 100000, True), ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
                                  ("batch_size", 2, 1 << 20, True), ("lr", 0, 100, False), ("weight_decay", 0, 1, False),
                                  ("temperature", 1e-6, 100, False), ("projection_dim", 1, 65536, True),
                                  ("flip_p", 0, 1, False), ("jitter_p", 0, 1, False), ("gray_p", 0, 1, False)):
         _number(cfg, "pretrain", key, lo, hi, integer)
     cs = p["crop_scale"]
-    if not (isinstance(cs, (list, tuple)) and len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
+    if not (len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
         raise UserError(f"pretrain.crop_scale must be [min, max] with 0 < min <= max <= 1, got {cs!r}")
     j = p["jitter"]
-    if not (isinstance(j, (list, tuple)) and len(j) == 4 and all(isinstance(x, (int, float)) and x >= 0 for x in j) and j[3] <= 0.5):
+    if not (len(j) == 4 and all(x >= 0 for x in j) and j[3] <= 0.5):
         raise UserError(f"pretrain.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, got {j!r}")
-    from .defenses import DEFENSES, build_defense
-
     chosen = build_defense(cfg["defense"])
     for name, defense in DEFENSES.items():
         if defense.defaults and name != cfg["defense"]["name"]:
@@ -420,11 +455,11 @@ def validate(cfg: dict) -> None:
     if effective["augmentation"] == "per_sample" and effective["view_overlap"]:  # set directly or by the defense
         raise UserError("view_overlap (defense overlapping_views) needs pretrain.augmentation batched: "
                         "per_sample draws the two views independently")
-    if effective["drop_disagreeing"] and effective["algorithm"] != "simclr":  # set directly or by the defense
-        raise UserError(f"drop_disagreeing works with pretrain.algorithm simclr only, got {effective['algorithm']!r}")
+    if effective["drop_disagreeing"] and not METHODS[effective["algorithm"]].drops_pairs:  # set directly or by the defense
+        raise UserError(f"drop_disagreeing works with pretrain.algorithm "
+                        f"{' or '.join(n for n, m in METHODS.items() if m.drops_pairs)} only, got {effective['algorithm']!r}")
     d = cfg["downstream"]
-    if d["classifier"] not in ("mlp", "linear", "knn"):
-        raise UserError(f"downstream.classifier must be mlp, linear or knn, got {d['classifier']!r}")
+    _choice(d, "downstream", "classifier", ("mlp", "linear", "knn"))
     _number(cfg, "downstream", "knn_k", 1, 10**6, integer=True)
     _number(cfg, "downstream", "knn_temperature", 0, 100, lo_open=True)
     _number(cfg, "downstream", "epochs", 1, 100000, integer=True)
@@ -439,13 +474,20 @@ def validate(cfg: dict) -> None:
     for i, t in enumerate(cfg["tasks"]):
         check_dataset(t["dataset"], f"tasks[{i}].dataset")
         if t["targets"] is None:
-            if not isinstance(t["num_targets"], int) or isinstance(t["num_targets"], bool) or t["num_targets"] < 1:
+            if t["num_targets"] < 1:
                 raise UserError(f"tasks[{i}].num_targets must be a positive integer, got {t['num_targets']!r}")
-        elif not isinstance(t["targets"], list) or not all(
-                isinstance(x, dict) and set(x) == {"index", "target_class"} and _is(x["index"], "integer")
-                and (_is(x["target_class"], "integer") or isinstance(x["target_class"], str)) for x in t["targets"]):
+        elif not all(isinstance(x, dict) and set(x) == {"index", "target_class"} and _is(x["index"], "integer")
+                     and (_is(x["target_class"], "integer") or isinstance(x["target_class"], str)) for x in t["targets"]):
             raise UserError(f"tasks[{i}].targets must be a list of {{index: integer, target_class: integer or name}} "
                             f"mappings, got {t['targets']!r}")
+
+
+def _choice(section: dict, name: str, key: str, choices: tuple, registry: bool = False) -> None:
+    """``name.key`` is one of ``choices`` (``registry``: the names of a registry)."""
+    if section[key] not in choices:
+        if registry:
+            raise UserError(f"{name}.{key}: unknown {key} {section[key]!r}; choose one of {', '.join(choices)}")
+        raise UserError(f"{name}.{key} must be one of {', '.join(choices)}, got {section[key]!r}")
 
 
 def _check_seeds(seeds: Any) -> None:
@@ -461,6 +503,49 @@ def _check_seeds(seeds: Any) -> None:
 
 def fingerprint(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# settings that change where or how fast a run goes, not what it computes
+_NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir", "seeds")  # seeds: the runner splits them into runs
+_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile", "checkpoint_every")
+
+
+def _chosen_section(section: dict, chosen: str, names) -> dict:
+    """``section`` without the plugin sections of the plugins not chosen."""
+    return {k: v for k, v in section.items() if not (k in names and k != chosen)}
+
+
+def pretrain_identity(p: dict, device: str = "cpu") -> dict:
+    """The pre-training settings that change what an encoder is (other methods' sections do not).
+
+    ``precision`` enters as resolved on ``device`` (``auto`` is bf16 on one machine and fp32 on
+    another: different encoders). ``input_stats`` marks encoders that normalize their input with
+    their clean pre-training set's statistics (earlier ones used CIFAR-10's)."""
+    from .ssl.methods import METHODS
+    from .ssl.precision import resolve_precision
+
+    ident = {k: v for k, v in _chosen_section(p, p["algorithm"], METHODS).items() if k not in _PRETRAIN_NOT_IN_FINGERPRINT}
+    ident["precision"] = resolve_precision(p["precision"], device)
+    ident["input_stats"] = "pretrain-set"
+    return ident
+
+
+def clean_encoder_key(cfg: dict) -> str:
+    """The shared clean encoder's cache key: its data, seed and pre-training identity."""
+    return fingerprint({"pretrain_data": cfg["pretrain_data"], "seed": cfg["seed"],
+                        "pretrain": pretrain_identity(cfg["pretrain"], cfg["device"])})
+
+
+def experiment_fingerprint(cfg: dict) -> str:
+    """What a run directory holds: every setting that changes a result (the chosen plugins' sections only)."""
+    from .attack import ATTACKS
+
+    c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
+    c["pretrain"] = pretrain_identity(c["pretrain"], cfg["device"])
+    c["attack"] = _chosen_section(c["attack"], c["attack"]["name"], ATTACKS)
+    d = c["defense"]
+    c["defense"] = {"name": d["name"], **({d["name"]: d[d["name"]]} if d["name"] in d else {})}
+    return fingerprint(c)
 
 
 def dump(cfg: dict) -> str:

@@ -108,3 +108,15 @@ def logits(clf: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """The classifier's logits for ``features`` (float32, on the CPU whatever device ``clf`` is on)."""
     dev = next(clf.buffers()).device
     return clf(features.to(dev)).float().cpu()
+
+
+def classify(encoder: nn.Module, ds, train_index: np.ndarray, image_size: int, d: dict, seed: int, device: str = "cpu"):
+    """One downstream task on one frozen encoder: train the classifier of ``d`` (the config's
+    ``downstream`` section) on the features of ``ds.train.images[train_index]``, seeded by ``seed``.
+    Returns the test predictions, the train and test features (on the CPU) and the test logits (CPU)."""
+    ftr = extract_features(encoder, ds.train.images[train_index], image_size, device=device)
+    fte = extract_features(encoder, ds.test.images, image_size, device=device)
+    clf = train_classifier(ftr, ds.train.labels[train_index], ds.num_classes, d["classifier"], d["epochs"],
+                           d["lr"], d["batch_size"], seed, d["knn_k"], d["knn_temperature"])
+    lg = logits(clf, fte)
+    return lg.argmax(1).numpy(), ftr.cpu(), fte.cpu(), lg

@@ -80,3 +80,25 @@ def margin_summary(targets: list[dict]) -> dict:
 
     return {e: {m: summary([t[f"{e}_{m}"] for t in targets if f"{e}_{m}" in t], m) for m in SCORES}
             for e in ("clean", "poisoned")}
+
+
+def summarize(per_task: list[dict]) -> dict:
+    """The run's numbers from its tasks' (:func:`poisonedencoder.evaluation.evaluate_task`): CA and
+    PA the mean over tasks, ASR and clean ASR over all target inputs of all tasks, with counts and
+    95% intervals (Wilson; CA / PA of several tasks: their mean), and the margins over targets."""
+    from .stats import mean_of_rates, rate
+
+    all_t = [t for r in per_task for t in r["targets"]]
+    hits = {"ASR": sum(t["poisoned_prediction"] == t["target_class"] for t in all_t),
+            "clean_ASR": sum(t["clean_prediction"] == t["target_class"] for t in all_t)}
+    return {
+        "CA": float(np.mean([r["CA"] for r in per_task])),
+        "PA": float(np.mean([r["PA"] for r in per_task])),
+        "ASR": float(np.mean([t["poisoned_prediction"] == t["target_class"] for t in all_t])),
+        "clean_ASR": float(np.mean([t["clean_prediction"] == t["target_class"] for t in all_t])),
+        "num_targets": len(all_t),
+        "intervals": {"CA": mean_of_rates([r["intervals"]["CA"] for r in per_task]),
+                      "PA": mean_of_rates([r["intervals"]["PA"] for r in per_task]),
+                      "ASR": rate(hits["ASR"], len(all_t)), "clean_ASR": rate(hits["clean_ASR"], len(all_t))},
+        "margins": margin_summary(all_t),  # per-target pull toward the target class, on both encoders
+    }

@@ -1,88 +1,151 @@
-"""One experiment, in stages that share a run directory:
+"""One experiment: the stages of the paper's data flow, run in order by :class:`Experiment`.
 
-craft      -> poisons/ (PNGs + manifest.json), poisons_grid.png
-pretrain   -> clean encoder (shared cache, trained once per setting) and encoders/poisoned/
-evaluate   -> metrics.json, report.md
+targets and reference inputs -> poisoning inputs (craft: poisons/, poisons_grid.png)
+-> pre-training (the clean encoder in the shared cache, encoders/poisoned/) -> defense
+-> downstream -> metrics (metrics.json) -> report (report.md)
 
-Each stage reuses what an earlier call finished, so an interrupted run resumes.
+Each stage is a function that takes what it needs as arguments and calls no later stage;
+:class:`Experiment` holds the run directory, loads the datasets and passes each stage's output
+to the next. Each stage reuses what an earlier call finished, so an interrupted run resumes.
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import numpy as np
 
 from . import config as C
-from .attack import build_attack, select_targets
-from .defenses import build_defense
-from .attack.export import GRID_LEGEND, load_poisons, save_grid, save_poisons, target_box
+from .attack import Attack, build_attack, choose_references, craft_rng, select_targets
+from .attack.export import GRID_LEGEND, load_poisons, save_grid, save_poisons
 from .attack.targets import Target
 from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
+from .defenses import DefenderData, Defense, build_defense
 from .errors import UserError
 from .io import ensure_writable_dir, file_lock, write_json, write_text
 from .report import format_table, write_report
 
-if TYPE_CHECKING:
-    from .ssl.pretrain import PretrainSet
 
-# settings that change where or how fast a run goes, not what it computes
-_NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir", "seeds")  # seeds: the runner splits them into runs
-_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile", "checkpoint_every")
-
-
-# keys added after results were recorded: at these values they leave fingerprints (and caches) as they were
-_PRETRAIN_OMIT_AT = {"augmentation": "batched", "view_overlap": 0.0, "drop_disagreeing": 0.0}
+# ---------------------------------------------------------------------------------------------- stages
+def choose_targets(task_cfgs: list[dict], tasks: list[ImageDataset], seed: int) -> list[Target]:
+    """The target inputs and target classes of every task (``tasks[]`` of the config), in task order."""
+    targets: list[Target] = []
+    for i, (tcfg, ds) in enumerate(zip(task_cfgs, tasks, strict=True)):
+        targets += select_targets(ds, i, tcfg["num_targets"], tcfg["targets"], seed)
+    return targets
 
 
-def pretrain_identity(p: dict, device: str = "cpu") -> dict:
-    """The pre-training settings that change what an encoder is (other methods' sections do not).
-
-    ``precision`` enters as resolved on ``device`` (``auto`` is bf16 on one machine and fp32 on
-    another: different encoders). ``input_stats`` marks encoders that normalize their input with
-    their clean pre-training set's statistics (earlier ones used CIFAR-10's)."""
-    from .ssl.methods import METHODS
-    from .ssl.precision import resolve_precision
-
-    ident = {k: v for k, v in p.items()
-             if k not in _PRETRAIN_NOT_IN_FINGERPRINT and not (k in _PRETRAIN_OMIT_AT and _PRETRAIN_OMIT_AT[k] == v)
-             and not (k in METHODS and k != p["algorithm"])}
-    ident["precision"] = resolve_precision(p["precision"], device)
-    ident["input_stats"] = "pretrain-set"
-    return ident
+def clean_indices(num_images: int | None, total: int, seed: int) -> np.ndarray:
+    """Which train-split inputs the clean pre-training set holds (all, or ``num_images`` drawn with the seed)."""
+    if num_images is None or num_images >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng([seed, 0]).choice(total, size=num_images, replace=False))
 
 
-def experiment_fingerprint(cfg: dict) -> str:
-    from .attack import ATTACKS
+def craft(attack: Attack, targets: list[Target], tasks: list[ImageDataset], num_clean: int, out: Path, seed: int,
+          surrogate=None, log: Callable[[str], None] = print) -> None:
+    """Build the poisoning inputs for ``targets`` (their reference inputs already chosen) within the
+    budget and export them: ``out/poisons/`` (PNGs, manifest.json, timing.json), ``out/poisons_grid.png``."""
+    t0 = time.time()
+    poisons = attack.make(targets, tasks, attack.poisons_per_target(num_clean, len(targets)), craft_rng(seed), surrogate)
+    seconds = time.time() - t0
+    a = {"name": attack.name, "poisoning_rate": attack.poisoning_rate, "num_references": attack.num_references,
+         "reference_selection": attack.reference_selection, attack.name: attack.settings}
+    extra = {"attack": a, "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
+             "class_names": [ds.classes for ds in tasks]}
+    if getattr(attack, "matching", None):
+        extra["gradient_matching_loss"] = [round(x, 4) for x in attack.matching]
+    # timings apart from the manifest, so that crafting twice writes the same manifest bytes
+    write_json(out / "poisons" / "timing.json", {"craft_seconds": round(seconds, 2),
+                                                 "craft_seconds_per_poison": round(seconds / max(1, len(poisons)), 4)})
+    save_poisons(poisons, targets, out / "poisons", extra)
+    shown = poisons[:: max(1, len(poisons) // 48)]
+    save_grid([p.image for p in shown], out / "poisons_grid.png", labels=[f"T{p.target_id}" for p in shown],
+              boxes=[attack.target_box(p) for p in shown], legend=GRID_LEGEND)
+    log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
+        f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {out / 'poisons'}")
 
-    c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
-    c["pretrain"] = pretrain_identity(c["pretrain"], cfg["device"])
-    c["attack"] = {k: v for k, v in c["attack"].items() if not (k in ATTACKS and k != c["attack"]["name"])}
-    d = c.pop("defense", {"name": "none"})
-    if d["name"] != "none":  # undefended runs keep the fingerprints they had before defenses existed
-        c["defense"] = {"name": d["name"], **({d["name"]: d[d["name"]]} if d["name"] in d else {})}
-    return C.fingerprint(c)
+
+def typicality(encoder, tasks: list[ImageDataset], image_size: int, device: str) -> list[np.ndarray]:
+    """Per task, each train input's cosine to its class-mean feature under ``encoder`` (the attacker's
+    surrogate: the clean encoder of this configuration, standing for one it pre-trains on its own
+    clean data of the same distribution)."""
+    from .attack.targets import class_typicality
+    from .downstream import extract_features
+
+    out = []
+    for ds in tasks:
+        f = extract_features(encoder, ds.train.images, image_size, device=device)
+        out.append(class_typicality(f.cpu().numpy(), ds.train.labels, ds.num_classes))
+    return out
 
 
+def load_surrogate(checkpoint: Path, p: dict, device: str):
+    """The attacker's surrogate for attacks that need one (Witches' Brew): the whole clean model of
+    the configuration's method (backbone and heads), from the clean encoder's last checkpoint."""
+    from .attack.witches_brew import Surrogate
+    from .io import load_torch
+    from .ssl.augment import AugmentParams
+    from .ssl.methods import build_method
+
+    model = build_method(p)
+    model.load_state_dict(load_torch(checkpoint)["model"])
+    return Surrogate(model.to(device), AugmentParams.from_config(p), device)
+
+
+def filter_inputs(defense: Defense, clean: np.ndarray, poisons: list, out: Path, log: Callable[[str], None] = print):
+    """Pre-processing defense: judge every pre-training input, keep the ones it passes, and score its
+    verdicts against the ground truth (``out/defense.json``). Returns the kept clean inputs and poisons."""
+    images = list(clean) + list(poisons)
+    truth = np.r_[np.zeros(len(clean), bool), np.ones(len(poisons), bool)]
+    report = defense.filter(images)
+    keep = ~report.verdicts
+    write_json(out / "defense.json", report.to_dict(truth))
+    s = report.score(truth)
+    log(f"defense {defense.name}: removed {report.removed} of {len(images)} inputs "
+        f"(precision {s['precision']:.3f}, recall {s['recall']:.3f}) in {report.seconds:.1f}s")
+    return clean[keep[:len(clean)]], [im for im, k in zip(poisons, keep[len(clean):], strict=True) if k]
+
+
+def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int, device: str,
+                     log: Callable[[str], None] = print) -> Path:
+    """Pre-train an encoder into ``d`` with settings ``p`` on ``make_data()`` (a :class:`PretrainSet`,
+    built only when needed); reuses a finished one. Returns its ``encoder.pt``."""
+    from .ssl.pretrain import pretrain
+
+    enc = d / "encoder.pt"
+    if enc.exists():
+        log(f"pretrain {name}: reusing {enc}")
+        return enc
+    t0 = time.time()
+    data = make_data()
+    log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
+    pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log)
+    write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
+    return enc
+
+
+# ---------------------------------------------------------------------------------------------- the run
 class Experiment:
+    """The run directory ``out`` of configuration ``cfg``, and the stages in order. Each method runs
+    the stages that its result needs (``evaluate``: all of them), reusing finished ones."""
+
     def __init__(self, cfg: dict, out: str | Path, log=print):
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
         self._datasets: dict[str, ImageDataset] = {}
         self._check_out_dir()
 
-    # ------------------------------------------------------------------ bookkeeping
     def _check_out_dir(self) -> None:
         """Before any work: the run directory and the cache are writable folders, and the run
         directory holds no run of another configuration."""
         ensure_writable_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.cache, "cache directory (--cache-dir)")
-        fp = experiment_fingerprint(self.cfg)
+        fp = C.experiment_fingerprint(self.cfg)
         stamp = self.out / ".fingerprint"
         finished = [self.out / "poisons" / "manifest.json", self.out / "encoders", self.out / "metrics.json"]
         if stamp.exists() and stamp.read_text().strip() != fp and any(f.exists() for f in finished):
@@ -101,111 +164,46 @@ class Experiment:
     def tasks(self) -> list[ImageDataset]:
         return [self.dataset(t["dataset"]) for t in self.cfg["tasks"]]
 
-    def clean_pretrain_images(self) -> np.ndarray:
-        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
-        return ds.train.images[self._clean_indices()]
-
     def _clean_indices(self) -> np.ndarray:
-        """Which train-split inputs the clean pre-training set holds."""
         ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
-        n, total = self.cfg["pretrain_data"]["num_images"], len(ds.train)
-        if n is None or n >= total:
-            return np.arange(total)
-        return np.sort(np.random.default_rng([self.cfg["seed"], 0]).choice(total, size=n, replace=False))
+        return clean_indices(self.cfg["pretrain_data"]["num_images"], len(ds.train), self.cfg["seed"])
 
-    # ------------------------------------------------------------------ stages
+    def clean_pretrain_images(self) -> np.ndarray:
+        return self.dataset(self.cfg["pretrain_data"]["dataset"]).train.images[self._clean_indices()]
+
     @property
     def poison_dir(self) -> Path:
         return self.out / "poisons"
 
-    def craft(self) -> dict:
-        """Select target inputs and reference inputs, build and export the poisoning inputs.
+    def clean_encoder_dir(self) -> Path:
+        return self.cache / "encoders" / C.clean_encoder_key(self.cfg)
 
-        Under torchrun, rank 0 crafts while the others wait (after all ranks trained the clean
-        surrogate encoder together, where typical reference inputs need it)."""
+    # -------------------------------------------------------------------------------- craft
+    def craft(self) -> dict:
+        """Target inputs, reference inputs, poisoning inputs; returns the manifest. Where the attacker
+        needs a clean encoder (typical reference inputs, a surrogate) it is pre-trained first (all
+        ranks under torchrun); rank 0 crafts while the others wait."""
         from .ssl import distributed as D
 
         if (self.poison_dir / "manifest.json").exists():
             self.log(f"craft: reusing {self.poison_dir}")
             return load_poisons(self.poison_dir)[0]
-        if D.current().active:
-            if self.cfg["attack"]["reference_selection"] == "typical":
-                self.pretrain("clean")
-            if D.current().is_main:
-                self._craft()
-            D.barrier()
-            return load_poisons(self.poison_dir)[0]
-        return self._craft()
+        a, seed, p, dev = self.cfg["attack"], self.cfg["seed"], self.cfg["pretrain"], self.cfg["device"]
+        attack = build_attack(a, seed)
+        clean = self.pretrain_clean() if attack.needs_surrogate or a["reference_selection"] == "typical" else None
+        if D.current().is_main:
+            from .ssl.pretrain import load_backbone
 
-    def _craft(self) -> dict:
-        t0 = time.time()
-        tasks = self.tasks()
-        targets: list[Target] = []
-        for i, (tcfg, ds) in enumerate(zip(self.cfg["tasks"], tasks, strict=True)):
-            targets += select_targets(ds, i, tcfg["num_targets"], tcfg["targets"], self.cfg["seed"])
-        num_clean = len(self.clean_pretrain_images())
-        a = self.cfg["attack"]
-        attack = build_attack(a, self.cfg["seed"])
-        typicality = self.typicality(tasks) if a["reference_selection"] == "typical" else None
-        if a["name"] != "poisonedencoder":
-            # every attack of a configuration uses the reference inputs that PoisonedEncoder picks
-            build_attack({**a, "name": "poisonedencoder"}, self.cfg["seed"]).craft(targets, tasks, num_clean, typicality)
-        t_craft = time.time()
-        poisons = attack.craft(targets, tasks, num_clean, typicality, self.surrogate)
-        t_craft = time.time() - t_craft
-        extra = {"attack": {k: v for k, v in a.items() if not (isinstance(v, dict) and k != a["name"])},
-                 "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
-                 "class_names": [ds.classes for ds in tasks]}
-        if getattr(attack, "matching", None):
-            extra["gradient_matching_loss"] = [round(x, 4) for x in attack.matching]
-        # timings apart from the manifest, so that crafting twice writes the same manifest bytes
-        write_json(self.poison_dir / "timing.json", {"craft_seconds": round(t_craft, 2),
-                                                     "craft_seconds_per_poison": round(t_craft / max(1, len(poisons)), 4)})
-        save_poisons(poisons, targets, self.poison_dir, extra)
-        shown = poisons[:: max(1, len(poisons) // 48)]
-        save_grid([p.image for p in shown], self.out / "poisons_grid.png", labels=[f"T{p.target_id}" for p in shown],
-                  boxes=[target_box(p, a["gap"]) for p in shown], legend=GRID_LEGEND)
-        self.log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
-                 f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {self.poison_dir}")
+            tasks = self.tasks()
+            targets = choose_targets(self.cfg["tasks"], tasks, seed)
+            typ = typicality(load_backbone(clean, p), tasks, p["image_size"], dev) if a["reference_selection"] == "typical" else None
+            choose_references(targets, tasks, a["num_references"], seed, typ)
+            surrogate = load_surrogate(clean.parent / "checkpoint.pt", p, dev) if attack.needs_surrogate else None
+            craft(attack, targets, tasks, len(self._clean_indices()), self.out, seed, surrogate, self.log)
+        D.barrier()
         return load_poisons(self.poison_dir)[0]
 
-    def surrogate(self):
-        """The attacker's surrogate for attacks that need one (Witches' Brew): the whole clean
-        model of this configuration's method (backbone and heads), from the shared clean encoder's
-        last checkpoint."""
-        from .attack.witches_brew import Surrogate
-        from .io import load_torch
-        from .ssl.augment import AugmentParams
-        from .ssl.methods import build_method
-
-        p = self.cfg["pretrain"]
-        self.pretrain("clean")
-        model = build_method(p)
-        model.load_state_dict(load_torch(self.clean_encoder_dir() / "checkpoint.pt")["model"])
-        return Surrogate(model.to(self.cfg["device"]), AugmentParams.from_config(p), self.cfg["device"])
-
-    def typicality(self, tasks: list[ImageDataset]) -> list:
-        """Per task, each train input's cosine to its class-mean feature under a surrogate encoder.
-
-        The surrogate is the clean encoder of this configuration (the attacker pre-trains its
-        own encoder on clean data of the same distribution; here it is the shared clean one).
-        """
-        from .attack.targets import class_typicality
-        from .downstream import extract_features
-        from .ssl.pretrain import load_backbone
-
-        enc = load_backbone(self.pretrain("clean")["clean"], self.cfg["pretrain"])
-        out = []
-        for ds in tasks:
-            f = extract_features(enc, ds.train.images, self.cfg["pretrain"]["image_size"], device=self.cfg["device"])
-            out.append(class_typicality(f.cpu().numpy(), ds.train.labels, ds.num_classes))
-        return out
-
-    def clean_encoder_dir(self) -> Path:
-        key = C.fingerprint({"pretrain_data": self.cfg["pretrain_data"], "seed": self.cfg["seed"],
-                             "pretrain": pretrain_identity(self.cfg["pretrain"], self.cfg["device"])})
-        return self.cache / "encoders" / key
-
+    # -------------------------------------------------------------------------------- pre-train
     @contextmanager
     def _cache_lock(self, d: Path):
         """Hold ``<d>.lock`` while the shared clean encoder in ``d`` is looked for and trained: a
@@ -223,195 +221,86 @@ class Experiment:
             yield
             D.barrier()
 
-    def pretrain(self, which: str = "both") -> dict[str, Path]:
-        """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run)."""
-        from .ssl.pretrain import PretrainSet, pretrain
-
-        paths = {}
-        clean = self.clean_pretrain_images()
-        jobs = []
-        if which in ("both", "clean"):
-            jobs.append(("clean", self.clean_encoder_dir(), lambda: PretrainSet.from_images(clean)))
-        defense = build_defense(self.cfg["defense"])
-        p_clean = self.cfg["pretrain"]
-        if which in ("both", "poisoned"):
-            def poisoned_set():
-                self.craft()
-                _, imgs = load_poisons(self.poison_dir)
-                if defense.stage == "pre":
-                    return self._filtered(defense, clean, imgs)
-                return PretrainSet.from_images(clean, imgs)
-            jobs.append(("poisoned", self.out / "encoders" / "poisoned", poisoned_set))
-        for name, d, make in jobs:
-            p = p_clean if name == "clean" else defense.adjust_pretrain(dict(p_clean))  # in-processing defenses
-            enc = d / "encoder.pt"
-            with self._cache_lock(d) if name == "clean" else nullcontext():  # the cache is shared between runs
-                if not enc.exists():
-                    t0 = time.time()
-                    data = make()
-                    self.log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
-                    pretrain(data, p, d, self.cfg["seed"], self.cfg["device"], desc=f"pretrain {name}", log=self.log)
-                    write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
-                else:
-                    self.log(f"pretrain {name}: reusing {enc}")
-            paths[name] = enc
-        if "poisoned" in paths and defense.stage == "post":
-            paths["poisoned"] = self._finetune(defense, paths["poisoned"].parent)
-        return paths
-
-    def _filtered(self, defense, clean: np.ndarray, poisons: list) -> PretrainSet:
-        """Pre-processing defense: judge every pre-training input, keep the ones it passes, and
-        score its verdicts against the ground truth (defense.json)."""
+    def pretrain_clean(self) -> Path:
+        """The clean encoder (shared cache, trained once per setting)."""
         from .ssl.pretrain import PretrainSet
 
-        images = list(clean) + list(poisons)
-        truth = np.r_[np.zeros(len(clean), bool), np.ones(len(poisons), bool)]
-        report = defense.filter(images)
-        keep = ~report.verdicts
-        write_json(self.out / "defense.json", report.to_dict(truth))
-        s = report.score(truth)
-        self.log(f"defense {defense.name}: removed {report.removed} of {len(images)} inputs "
-                 f"(precision {s['precision']:.3f}, recall {s['recall']:.3f}) in {report.seconds:.1f}s")
-        kept_clean = clean[keep[:len(clean)]]
-        kept_poisons = [im for im, k in zip(poisons, keep[len(clean):], strict=True) if k]
-        return PretrainSet.from_images(kept_clean, kept_poisons)
+        d = self.clean_encoder_dir()
+        with self._cache_lock(d):
+            return pretrain_encoder("clean", lambda: PretrainSet.from_images(self.clean_pretrain_images()),
+                                    self.cfg["pretrain"], d, self.cfg["seed"], self.cfg["device"], self.log)
 
-    def _finetune(self, defense, poisoned_dir: Path) -> Path:
-        """Post-processing defense: fine-tune the poisoned encoder on the defender's clean inputs
-        (train-split inputs that pre-training did not use)."""
-        from .defenses.base import DefenseReport
-        from .ssl.pretrain import PretrainSet, pretrain
+    def pretrain_poisoned(self, defense: Defense) -> Path:
+        """The poisoned encoder of this run, on the clean inputs and the crafted poisons, with the
+        pre- and in-processing defense."""
+        from .ssl.pretrain import PretrainSet
 
-        d = self.out / "encoders" / "finetuned"
-        s = defense.settings
-        if not (d / "encoder.pt").exists():
-            t0 = time.time()
-            ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
-            unused = np.setdiff1d(np.arange(len(ds.train)), self._clean_indices())
-            if s["num_clean"] > len(unused):
-                raise UserError(f"defense.finetune.num_clean {s['num_clean']} exceeds the {len(unused)} train inputs "
-                                "that pre-training did not use")
-            idx = np.sort(np.random.default_rng([self.cfg["seed"], 5]).choice(unused, s["num_clean"], replace=False))
-            p = dict(self.cfg["pretrain"], epochs=s["epochs"], batch_size=min(self.cfg["pretrain"]["batch_size"],
-                                                                                 s["num_clean"]))
-            self.log(f"defense finetune: {s['num_clean']} clean inputs, {s['epochs']} epochs -> {d}")
-            pretrain(PretrainSet.from_images(ds.train.images[idx]), p, d, self.cfg["seed"], self.cfg["device"],
-                     desc="finetune", log=self.log, init=poisoned_dir / "checkpoint.pt")
-            report = DefenseReport(defense.name, "post", time.time() - t0, clean_data_used=s["num_clean"],
-                                   details={"epochs": s["epochs"]})
-            write_json(self.out / "defense.json", report.to_dict())
-        return d / "encoder.pt"
+        def data() -> PretrainSet:
+            clean = self.clean_pretrain_images()
+            _, poisons = load_poisons(self.poison_dir)
+            if defense.stage == "pre":
+                clean, poisons = filter_inputs(defense, clean, poisons, self.out, self.log)
+            return PretrainSet.from_images(clean, poisons)
 
-    def _downstream(self, enc, ds, tr_idx, seed_task: int):
-        """Train the downstream classifier on ``enc``'s features; return test predictions, features and
-        the test inputs' logits (on the CPU)."""
-        from .downstream import extract_features, logits, train_classifier
+        if not (self.out / "encoders" / "poisoned" / "encoder.pt").exists():
+            self.craft()
+        return pretrain_encoder("poisoned", data, defense.adjust_pretrain(dict(self.cfg["pretrain"])),
+                                self.out / "encoders" / "poisoned", self.cfg["seed"], self.cfg["device"], self.log)
 
-        p, d, dev = self.cfg["pretrain"], self.cfg["downstream"], self.cfg["device"]
-        ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"], device=dev)
-        fte = extract_features(enc, ds.test.images, p["image_size"], device=dev)
-        clf = train_classifier(ftr, ds.train.labels[tr_idx], ds.num_classes, d["classifier"], d["epochs"],
-                               d["lr"], d["batch_size"], self.cfg["seed"] + seed_task, d["knn_k"], d["knn_temperature"])
-        lg = logits(clf, fte)
-        return lg.argmax(1).numpy(), ftr.cpu(), fte.cpu(), lg
+    def defend(self, defense: Defense, poisoned: Path) -> Path:
+        """Post-processing defense on the poisoned encoder (the others acted during pre-training)."""
+        if defense.stage != "post":
+            return poisoned
+        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
+        spare = np.setdiff1d(np.arange(len(ds.train)), self._clean_indices())
+        data = DefenderData(self.cfg["pretrain"], self.cfg["seed"], self.cfg["device"], self.out, ds.train.images, spare,
+                            self.log)
+        return defense.after_pretrain(poisoned.parent, data)[0]
 
+    def pretrain(self, which: str = "both") -> dict[str, Path]:
+        """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run, defended)."""
+        paths = {}
+        if which in ("both", "clean"):
+            paths["clean"] = self.pretrain_clean()
+        if which in ("both", "poisoned"):
+            defense = build_defense(self.cfg["defense"])
+            paths["poisoned"] = self.defend(defense, self.pretrain_poisoned(defense))
+        return paths
+
+    # -------------------------------------------------------------------------------- evaluate
     def evaluate(self) -> dict:
-        """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines."""
+        """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines -> metrics.json, report.md."""
         import torch
 
-        from .metrics import (accuracy, attack_success_rate, class_means, margin_summary, target_class_cosine,
-                              target_class_scores)
-        from .stats import mean_of_rates, rate
+        from .evaluation import evaluate_task
+        from .metrics import summarize
         from .ssl.pretrain import load_backbone
 
         manifest = self.craft()
         paths = self.pretrain("both")
         if not _is_main():
             return {}  # under torchrun, rank 0 evaluates
-        p, d = self.cfg["pretrain"], self.cfg["downstream"]
+        p = self.cfg["pretrain"]
         if p.get("threads"):
             torch.set_num_threads(int(p["threads"]))
-        encoders = {k: load_backbone(v, p) for k, v in paths.items()}
-        snapshots = sorted((self.out / "encoders" / "poisoned" / "snapshots").glob("epoch_*.pt"))
-        targets = [Target(**t) for t in manifest["targets"]]
-        tasks = self.tasks()
-        per_task = []
         t0 = time.time()
-        for ti, ds in enumerate(tasks):
-            tt = [t for t in targets if t.task == ti]
-            rng = np.random.default_rng([self.cfg["seed"], ti, 3])
-            tr_idx = np.arange(len(ds.train))
-            if d["num_train"] is not None and d["num_train"] < len(tr_idx):
-                tr_idx = np.sort(rng.choice(len(tr_idx), size=d["num_train"], replace=False))
-            target_idx = np.array([t.test_index for t in tt], dtype=int)
-            test_mask = np.ones(len(ds.test), bool)
-            test_mask[target_idx] = False  # CA / PA are measured on non-target inputs
-            tcls = np.array([t.target_class for t in tt], dtype=int)
-            tcls_true = np.array([t.true_class for t in tt], dtype=int)
-            res = {"dataset": ds.name, "num_classes": ds.num_classes, "num_test_inputs": int(test_mask.sum())}
-            preds, cos, cos_true, scores, intervals = {}, {}, {}, {}, {}
-            for name, enc in encoders.items():
-                pred, ftr, fte, lg = self._downstream(enc, ds, tr_idx, ti)
-                res["CA" if name == "clean" else "PA"] = accuracy(pred[test_mask], ds.test.labels[test_mask])
-                intervals["CA" if name == "clean" else "PA"] = rate(
-                    int((pred[test_mask] == ds.test.labels[test_mask]).sum()), int(test_mask.sum()))
-                preds[name] = pred[target_idx]
-                res["clean_ASR" if name == "clean" else "ASR"] = attack_success_rate(preds[name], tcls) if len(tt) else None
-                intervals["clean_ASR" if name == "clean" else "ASR"] = rate(int((preds[name] == tcls).sum()), len(tt))
-                scores[name] = target_class_scores(lg[target_idx], tcls)
-                means = class_means(ftr, ds.train.labels[tr_idx], ds.num_classes)
-                center = ftr.mean(0)
-                cos[name] = target_class_cosine(fte[target_idx], means, tcls, center) if len(tt) else []
-                cos_true[name] = target_class_cosine(fte[target_idx], means, tcls_true, center) if len(tt) else []
-            if snapshots:
-                res["over_training"] = []
-                for snap in snapshots:
-                    pred, _, _, _ = self._downstream(load_backbone(snap, p), ds, tr_idx, ti)
-                    res["over_training"].append({"epoch": int(snap.stem.split("_")[1]),
-                                                 "PA": accuracy(pred[test_mask], ds.test.labels[test_mask]),
-                                                 "ASR": attack_success_rate(pred[target_idx], tcls) if len(tt) else None,
-                                                 "intervals": {"PA": rate(int((pred[test_mask] == ds.test.labels[test_mask]).sum()),
-                                                                          int(test_mask.sum())),
-                                                               "ASR": rate(int((pred[target_idx] == tcls).sum()), len(tt))}})
-                res["over_training"].append({"epoch": p["epochs"], "PA": res["PA"], "ASR": res["ASR"],
-                                             "intervals": {"PA": intervals["PA"], "ASR": intervals["ASR"]}})
-            res["targets"] = [{"test_index": t.test_index, "true_class": t.true_class, "target_class": t.target_class,
-                               "true_class_name": ds.classes[t.true_class], "target_class_name": ds.classes[t.target_class],
-                               "clean_prediction": int(preds["clean"][k]), "poisoned_prediction": int(preds["poisoned"][k]),
-                               "clean_cosine": cos["clean"][k], "poisoned_cosine": cos["poisoned"][k],
-                               "clean_cosine_true_class": cos_true["clean"][k],
-                               "poisoned_cosine_true_class": cos_true["poisoned"][k],
-                               **{f"{e}_{m}": scores[e][m][k] for e in ("clean", "poisoned")
-                                  for m in ("target_prob", "target_rank", "margin")}}
-                              for k, t in enumerate(tt)]
-            res["intervals"] = intervals
-            res["margins"] = margin_summary(res["targets"])
-            res["mean_cosine_clean"] = float(np.mean(cos["clean"])) if tt else None
-            res["mean_cosine_poisoned"] = float(np.mean(cos["poisoned"])) if tt else None
-            per_task.append(res)
-        all_t = [t for r in per_task for t in r["targets"]]
+        encoders = {k: load_backbone(v, p) for k, v in paths.items()}
+        snapshots = [(int(s.stem.split("_")[1]), load_backbone(s, p))
+                     for s in sorted((self.out / "encoders" / "poisoned" / "snapshots").glob("epoch_*.pt"))]
+        targets = [Target(**t) for t in manifest["targets"]]
+        per_task = [evaluate_task(encoders, snapshots, ds, ti, targets, p, self.cfg["downstream"], self.cfg["seed"],
+                                  self.cfg["device"]) for ti, ds in enumerate(self.tasks())]
+        defense_json = self.out / "defense.json"
         metrics = {
-            "CA": float(np.mean([r["CA"] for r in per_task])),
-            "PA": float(np.mean([r["PA"] for r in per_task])),
-            "ASR": float(np.mean([t["poisoned_prediction"] == t["target_class"] for t in all_t])),
-            "clean_ASR": float(np.mean([t["clean_prediction"] == t["target_class"] for t in all_t])),
-            "num_targets": len(all_t),
-            # counts and 95% intervals of the four rates (Wilson; CA / PA of several tasks: their mean)
-            "intervals": {"CA": mean_of_rates([r["intervals"]["CA"] for r in per_task]),
-                          "PA": mean_of_rates([r["intervals"]["PA"] for r in per_task]),
-                          "ASR": rate(sum(t["poisoned_prediction"] == t["target_class"] for t in all_t), len(all_t)),
-                          "clean_ASR": rate(sum(t["clean_prediction"] == t["target_class"] for t in all_t), len(all_t))},
-            # per-target pull toward the target class, on both encoders: means with t intervals over targets
-            "margins": margin_summary(all_t),
+            **summarize(per_task),
             "num_poisoning_inputs": manifest["num_poisoning_inputs"],
             "num_clean_inputs": manifest["num_clean_inputs"],
             "poisoning_rate": manifest["poisoning_rate"],
             "tasks": per_task,
             "encoders": {k: str(v) for k, v in paths.items()},
             "evaluate_seconds": round(time.time() - t0, 1),
-            "defense": (json.loads((self.out / "defense.json").read_text()) if (self.out / "defense.json").exists()
-                        else {"name": self.cfg["defense"]["name"]}),
-            "config_fingerprint": experiment_fingerprint(self.cfg),
+            "defense": json.loads(defense_json.read_text()) if defense_json.exists() else {"name": self.cfg["defense"]["name"]},
+            "config_fingerprint": C.experiment_fingerprint(self.cfg),
         }
         write_json(self.out / "metrics.json", metrics)
         write_report(self.out / "report.md", self.cfg, metrics)
@@ -419,8 +308,6 @@ class Experiment:
         return metrics
 
     def run(self) -> dict:
-        self.craft()
-        self.pretrain("both")
         return self.evaluate()
 
 
@@ -428,10 +315,3 @@ def _is_main() -> bool:
     from .ssl.distributed import current
 
     return current().is_main
-
-
-def override_config(cfg: dict, **sections) -> dict:
-    out = copy.deepcopy(cfg)
-    for k, v in sections.items():
-        out[k] = v
-    return out

@@ -34,10 +34,8 @@ def seed_config(cfg: dict, seed: int) -> dict:
 
 
 def seeds_fingerprint(cfg: dict) -> str:
-    from .pipeline import experiment_fingerprint
-
     return C.fingerprint({"seeds": list(cfg["seeds"]),
-                          "runs": [experiment_fingerprint(seed_config(cfg, s)) for s in cfg["seeds"]]})
+                          "runs": [C.experiment_fingerprint(seed_config(cfg, s)) for s in cfg["seeds"]]})
 
 
 class SeedRuns:

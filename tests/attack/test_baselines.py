@@ -18,10 +18,10 @@ def _targets(ds, n=2):
 
 
 def test_every_attack_has_the_same_budget_and_checks_its_settings(toy_dataset):
-    assert set(ATTACKS) == {"poisonedencoder", "icp", "witches_brew", "duplication"}
+    assert ATTACKS and all(a.name == n for n, a in ATTACKS.items())
     counts = {}
     for name in ("poisonedencoder", "icp", "duplication"):
-        a = build_attack({**C.DEFAULTS["attack"], "name": name, "poisoning_rate": 0.25, "num_references": 3})
+        a = build_attack({**C.defaults()["attack"], "name": name, "poisoning_rate": 0.25, "num_references": 3})
         counts[name] = len(a.craft(_targets(toy_dataset), [toy_dataset], 40))
     assert set(counts.values()) == {10}  # 0.25 * 40 clean inputs = 10, 5 per target input
     with pytest.raises(UserError, match="attack.icp.alpha"):
@@ -68,7 +68,7 @@ def _surrogate():
 def test_witches_brew_respects_the_budget_and_lowers_gradient_matching(toy_dataset):
     targets = _targets(toy_dataset, 1)
     wb = WitchesBrew(poisoning_rate=0.2, num_references=4, steps=30, epsilon=8 / 255)
-    poisons = wb.craft(targets, [toy_dataset], 40, surrogate=_surrogate)
+    poisons = wb.craft(targets, [toy_dataset], 40, surrogate=_surrogate())
     assert len(poisons) == 8
     for p in poisons:
         ref = toy_dataset.train.images[p.reference_index]
@@ -76,7 +76,7 @@ def test_witches_brew_respects_the_budget_and_lowers_gradient_matching(toy_datas
         assert p.image.dtype == np.uint8 and np.abs(diff).max() <= 8 and np.abs(diff).max() >= 1
         assert toy_dataset.train.labels[p.reference_index] == targets[0].target_class
     one_step = WitchesBrew(poisoning_rate=0.2, num_references=4, steps=1, step_size=1e-6)
-    one_step.craft(_targets(toy_dataset, 1), [toy_dataset], 40, surrogate=_surrogate)
+    one_step.craft(_targets(toy_dataset, 1), [toy_dataset], 40, surrogate=_surrogate())
     # the brewed poisons' training gradient points closer to the attacker's than the unbrewed ones'
     assert wb.matching[0] < one_step.matching[0] - 0.02, (wb.matching, one_step.matching)
     assert wb.seconds > 0

@@ -39,19 +39,19 @@ def test_craft_counts_match_rate_and_references_are_train_inputs_of_the_target_c
         for p in mine:
             assert p.reference_index in t.reference_indices
             h, w = timg.shape[:2]
-            assert p.image.shape == ((h, 2 * w, 3) if p.layout == "left-right" else (2 * h, w, 3))
-            a, b = (p.image[:, :w], p.image[:, w:]) if p.layout == "left-right" else (p.image[:h], p.image[h:])
+            assert p.image.shape == ((h, 2 * w, 3) if p.kind == "left-right" else (2 * h, w, 3))
+            a, b = (p.image[:, :w], p.image[:, w:]) if p.kind == "left-right" else (p.image[:h], p.image[h:])
             tpart, rpart = (a, b) if p.target_first else (b, a)
             assert (tpart == timg).all()
             assert (rpart == ds.train.images[p.reference_index]).all()
-    layouts = {p.layout for p in poisons}
+    layouts = {p.kind for p in poisons}
     assert layouts == {"left-right", "top-bottom"}  # random layout uses both
 
 
 def test_fixed_layout_and_order(toy_dataset):
     targets = select_targets(toy_dataset, 0, num_targets=2, seed=0)
     poisons = PoisonedEncoder(0.05, 2, layout="top-bottom", order="reference-first").craft(targets, [toy_dataset], 200)
-    assert all(p.layout == "top-bottom" and not p.target_first for p in poisons)
+    assert all(p.kind == "top-bottom" and not p.target_first for p in poisons)
 
 
 @pytest.mark.parametrize("kwargs", [dict(poisoning_rate=0), dict(poisoning_rate=1.5), dict(num_references=0),

@@ -19,7 +19,7 @@ from poisonedencoder.ssl.methods import build_method
 WORKER = textwrap.dedent('''
     import copy, sys
     import numpy as np, torch
-    from poisonedencoder.config import DEFAULTS
+    from poisonedencoder.config import defaults
     from poisonedencoder.ssl import distributed as D
     from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
 
@@ -29,7 +29,7 @@ WORKER = textwrap.dedent('''
                                        list(rng.integers(0, 256, (8, 16, 32, 3), dtype=np.uint8)))
 
     def settings(algorithm="simclr"):
-        p = copy.deepcopy(DEFAULTS["pretrain"])
+        p = copy.deepcopy(defaults()["pretrain"])
         p.update(width=8, image_size=16, crop_scale=[0.5, 1.0], epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
                  algorithm=algorithm, precision="fp32")  # float rounding is compared: no bf16 from precision auto
         p["mocov2"]["queue_size"] = 48  # wraps within the 3 steps

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from poisonedencoder.config import DEFAULTS
+from poisonedencoder.config import defaults
 from poisonedencoder.ssl.augment import AugmentParams, apply_view, sample_view_params
 from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
 
@@ -20,7 +20,7 @@ def _data():
 
 
 def _settings(**kw):
-    p = copy.deepcopy(DEFAULTS["pretrain"])
+    p = copy.deepcopy(defaults()["pretrain"])
     p.update(width=8, image_size=16, epochs=2, batch_size=32, precision="fp32")  # precision auto would differ by device
     p.update(kw)
     return p
@@ -78,6 +78,6 @@ def test_witches_brew_crafts_on_the_gpu():
     model = build_method(_settings()).cuda()
     wb = WitchesBrew(poisoning_rate=0.2, num_references=4, steps=5)
     poisons = wb.craft(select_targets(ds, 0, 1), [ds], 40,
-                       surrogate=lambda: Surrogate(model, AugmentParams(size=16), "cuda"))
+                       surrogate=Surrogate(model, AugmentParams(size=16), "cuda"))
     assert len(poisons) == 8 and all(np.abs(p.image.astype(int) - ds.train.images[p.reference_index]).max() <= 8
                                      for p in poisons)

@@ -22,14 +22,25 @@ def _p(algorithm, **kw):
     return p
 
 
-def test_registry_names_the_four_methods_and_rejects_others():
-    assert set(METHODS) == {"simclr", "mocov2", "byol", "simsiam"}
+def test_registry_holds_methods_by_their_names_and_rejects_others():
+    assert METHODS and all(m.name == n for n, m in METHODS.items())
+    for n in METHODS:  # each can be chosen, and its section is in the schema
+        assert C.resolve({}, [f"pretrain.algorithm={n}"])["pretrain"]["algorithm"] == n
+        assert not METHODS[n].defaults or C.defaults()["pretrain"][n] == METHODS[n].defaults
     with pytest.raises(UserError, match="unknown algorithm 'dino'"):
         C.resolve({}, ["pretrain.algorithm=dino"])
     with pytest.raises(UserError, match="pretrain.mocov2.momentum"):
         C.resolve({}, ["pretrain.mocov2.momentum=1.5"])
     with pytest.raises(UserError, match="pretrain.mocov2.queue_size"):
         C.resolve({}, ["pretrain.mocov2.queue_size=0"])
+
+
+def test_a_method_without_loss_fails_when_it_is_defined():
+    from poisonedencoder.ssl.methods import SSLMethod
+
+    with pytest.raises(TypeError, match="must implement loss"):
+        class NoLoss(SSLMethod):  # noqa: F841 (defining it is the test)
+            name = "noloss"
 
 
 def test_info_nce_queue_matches_hand_computation():

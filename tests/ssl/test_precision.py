@@ -60,7 +60,7 @@ def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
 def test_auto_is_the_default_and_the_run_records_what_it_resolved_to(cpu_flags, tmp_path):
     from test_pretrain import _data
 
-    from poisonedencoder.pipeline import pretrain_identity
+    from poisonedencoder.config import pretrain_identity
     from poisonedencoder.ssl.pretrain import pretrain
 
     p = C.resolve({"preset": "demo"})["pretrain"]

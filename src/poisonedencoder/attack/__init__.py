@@ -1,13 +1,14 @@
 """The attacker: target inputs, reference inputs, poisoning inputs; PoisonedEncoder and the
 baselines behind one interface (:class:`Attack`), by name (``attack.name``)."""
-from .base import Attack, PoisoningInput
+from .base import Attack, PoisoningInput, craft_rng, poisons_per_target
 from .duplication import Duplication
 from .icp import ICP
 from .poisonedencoder import PoisonedEncoder, compose
-from .targets import Target, select_references, select_targets
+from .targets import Target, choose_references, select_references, select_targets
 from .witches_brew import WitchesBrew
 
 ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, WitchesBrew, Duplication)}
+"""Attacks by name. Adding one: a module with an :class:`Attack` subclass and a line here."""
 
 
 def build_attack(a: dict, seed: int = 0) -> Attack:
@@ -17,10 +18,9 @@ def build_attack(a: dict, seed: int = 0) -> Attack:
     if a["name"] not in ATTACKS:
         raise UserError(f"attack.name: unknown attack {a['name']!r}; choose one of {', '.join(ATTACKS)}")
     common = {k: a[k] for k in ("poisoning_rate", "num_references", "reference_selection")}
-    if a["name"] == "poisonedencoder":
-        return PoisonedEncoder(**common, layout=a["layout"], order=a["order"], gap=a["gap"], seed=seed)
     return ATTACKS[a["name"]](**common, seed=seed, **a.get(a["name"], {}))
 
 
 __all__ = ["ATTACKS", "Attack", "PoisoningInput", "PoisonedEncoder", "ICP", "WitchesBrew", "Duplication",
-           "build_attack", "compose", "Target", "select_references", "select_targets"]
+           "build_attack", "choose_references", "compose", "craft_rng", "poisons_per_target", "Target",
+           "select_references", "select_targets"]

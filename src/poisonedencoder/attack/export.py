@@ -56,13 +56,13 @@ def target_box(p, gap: int = 0) -> tuple[int, int, int, int] | None:
     ``(top, left, bottom, right)`` pixels; None where the target is not one region of it (ICP's
     blend, an overlay at an unrecorded place, Witches' Brew's perturbed reference inputs)."""
     h, w = p.image.shape[:2]
-    if p.layout == "left-right":
+    if p.kind == "left-right":
         half = (w - gap) // 2
         return (0, 0, h, half) if p.target_first else (0, w - half, h, w)
-    if p.layout == "top-bottom":
+    if p.kind == "top-bottom":
         half = (h - gap) // 2
         return (0, 0, half, w) if p.target_first else (h - half, 0, h, w)
-    if p.layout == "copy":
+    if p.kind == "copy":
         return (0, 0, h, w)
     return None
 

@@ -40,6 +40,8 @@ def overlay(target: np.ndarray, reference: np.ndarray, scale: float, y: float, x
 class ICP(Attack):
     name = "icp"
     defaults = {"mode": "blend", "alpha": 0.5, "scale": 0.5}
+    doc = {"mode": "blend | overlay", "alpha": "blend: alpha * target + (1 - alpha) * reference",
+           "scale": "overlay: target's size relative to the reference"}
 
     def check(self, s: dict) -> None:
         from ..errors import UserError

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, check_number
 from .base import Attack, PoisoningInput
-from .targets import Target, select_references
 
 LAYOUTS = ("left-right", "top-bottom")
+ORDERS = ("random", "target-first", "reference-first")
 
 
 def compose(target: np.ndarray, reference: np.ndarray, layout: str = "left-right", target_first: bool = True,
@@ -38,52 +38,38 @@ def compose(target: np.ndarray, reference: np.ndarray, layout: str = "left-right
 
 
 class PoisonedEncoder(Attack):
-    """The attack. Parameters are declared and checked on construction.
+    """The attack. Its settings (``attack.poisonedencoder``):
 
-    poisoning_rate: poisoning inputs / clean pre-training inputs, for all targets together.
-    num_references: reference inputs per target.
     layout: ``random`` (each poisoning input draws left-right or top-bottom), ``left-right``, ``top-bottom``.
     order: ``random``, ``target-first`` or ``reference-first``.
     gap: gray pixels between the two parts.
-    reference_selection: ``random`` reference inputs of the target class, or the most ``typical``
-        ones (the caller passes a typicality score per train input to :meth:`craft`).
     """
 
     name = "poisonedencoder"
+    defaults = {"layout": "random", "order": "random", "gap": 0}
+    doc = {"": "used when name: poisonedencoder", "layout": "random | left-right | top-bottom",
+           "order": "random | target-first | reference-first", "gap": "gray pixels between target and reference"}
 
-    def __init__(self, poisoning_rate: float = 0.03, num_references: int = 10, layout: str = "random",
-                 order: str = "random", gap: int = 0, reference_selection: str = "random", seed: int = 0):
-        super().__init__(poisoning_rate, num_references, reference_selection, seed)
-        if layout not in ("random",) + LAYOUTS:
-            raise UserError(f"layout must be random, left-right or top-bottom, got {layout!r}")
-        if order not in ("random", "target-first", "reference-first"):
-            raise UserError(f"order must be random, target-first or reference-first, got {order!r}")
-        if gap < 0:
-            raise UserError(f"gap must be >= 0, got {gap}")
-        self.layout, self.order, self.gap = layout, order, gap
+    def check(self, s: dict) -> None:
+        if s["layout"] not in ("random",) + LAYOUTS:
+            raise UserError(f"attack.poisonedencoder.layout must be random, left-right or top-bottom, got {s['layout']!r}")
+        if s["order"] not in ORDERS:
+            raise UserError(f"attack.poisonedencoder.order must be random, target-first or reference-first, got {s['order']!r}")
+        check_number(s["gap"], "attack.poisonedencoder.gap", 0, 4096, integer=True)
 
-    def craft(self, targets: list[Target], tasks: list, num_clean: int,
-              typicality: list | None = None, surrogate=None) -> list[PoisoningInput]:  # noqa: ARG002 (Attack.craft signature)
-        """Choose reference inputs for each target (stored on the target) and build the poisoning inputs.
-
-        ``tasks[t.task]`` is the :class:`ImageDataset` of target ``t``'s downstream task.
-        ``typicality[t.task]`` (optional) scores that task's train inputs; the most typical
-        inputs of the target class are then the reference inputs (see ``select_references``).
-        """
-        # (its own order of random draws, kept so that recorded runs reproduce)
-        rng = np.random.default_rng([self.seed, 2])
-        m = self.poisons_per_target(num_clean, len(targets))
-        out = []
+    def make(self, targets, tasks, per_target, rng, surrogate):  # noqa: ARG002 (Attack.make signature; no surrogate needed)
+        s, out = self.settings, []
         for tid, t in enumerate(targets):
             ds = tasks[t.task]
-            if not t.reference_indices:
-                t.reference_indices = select_references(ds, t.target_class, self.num_references, rng,
-                                                       typicality[t.task] if typicality else None)
             timg = ds.test.images[t.test_index]
-            for j in range(m):
+            for j in range(per_target):
                 r = t.reference_indices[j % len(t.reference_indices)]
-                layout = self.layout if self.layout != "random" else LAYOUTS[int(rng.integers(2))]
-                first = {"target-first": True, "reference-first": False}.get(self.order, bool(rng.integers(2)))
-                img = compose(timg, ds.train.images[r], layout, first, self.gap)
-                out.append(PoisoningInput(img, tid, r, layout, first))
+                layout = s["layout"] if s["layout"] != "random" else LAYOUTS[int(rng.integers(2))]
+                first = {"target-first": True, "reference-first": False}.get(s["order"], bool(rng.integers(2)))
+                out.append(PoisoningInput(compose(timg, ds.train.images[r], layout, first, s["gap"]), tid, r, layout, first))
         return out
+
+    def target_box(self, p: PoisoningInput) -> tuple[int, int, int, int] | None:
+        from .export import target_box
+
+        return target_box(p, self.settings["gap"])

@@ -67,6 +67,18 @@ def select_references(ds: ImageDataset, target_class: int, k: int, rng: np.rando
     return sorted(int(i) for i in rng.choice(pool, size=k, replace=False))
 
 
+def choose_references(targets: list[Target], tasks: list, k: int, seed: int,
+                      typicality: list | None = None) -> None:
+    """The attacker's reference inputs: ``k`` of each target input's target class (stored on it, for
+    every target input that has none), from the task's train split; the same for every attack.
+    ``typicality[t.task]`` (optional) scores that task's train inputs (see :func:`select_references`)."""
+    rng = np.random.default_rng([seed, 2])
+    for t in targets:
+        if not t.reference_indices:
+            t.reference_indices = select_references(tasks[t.task], t.target_class, k, rng,
+                                                    typicality[t.task] if typicality else None)
+
+
 def class_typicality(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Cosine similarity of each input's feature to the mean feature of its own class."""
     f = np.asarray(features, dtype=np.float64)

@@ -47,6 +47,8 @@ def _flat(grads) -> torch.Tensor:
 class WitchesBrew(Attack):
     name = "witches_brew"
     defaults = {"epsilon": 8 / 255, "steps": 40, "restarts": 1, "step_size": 0.1}
+    doc = {"epsilon": "L-inf budget (8/255)", "steps": "signed-Adam steps per target input",
+           "step_size": "Adam step as a fraction of epsilon"}
     needs_surrogate = True
 
     def check(self, s: dict) -> None:
@@ -56,7 +58,7 @@ class WitchesBrew(Attack):
         number(s, "step_size", 1e-6, 10.0, "witches_brew")
 
     def make(self, targets, tasks, per_target, rng, surrogate):
-        sur: Surrogate = surrogate()
+        sur: Surrogate = surrogate
         out, self.seconds, self.matching = [], 0.0, []
         t0 = time.time()
         for tid, t in enumerate(targets):

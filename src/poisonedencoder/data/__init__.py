@@ -1,4 +1,5 @@
-"""Dataset layer: uint8 image arrays and labels, decoded once and cached on disk."""
-from .datasets import DATASETS, ImageDataset, ImageSplit, load_dataset
+"""Dataset layer: uint8 image arrays and labels, decoded once and cached on disk; datasets by name
+in the registry :data:`DATASETS`."""
+from .datasets import DATASETS, DatasetSource, ImageDataset, ImageSplit, check_dataset, dataset_names, load_dataset
 
-__all__ = ["DATASETS", "ImageDataset", "ImageSplit", "load_dataset"]
+__all__ = ["DATASETS", "DatasetSource", "ImageDataset", "ImageSplit", "check_dataset", "dataset_names", "load_dataset"]

@@ -1,8 +1,8 @@
 """Load a dataset by name into uint8 arrays ``(N, H, W, 3)`` plus int64 labels.
 
-Names: ``digits`` (embedded in scikit-learn, no download), ``cifar10``, ``stl10``,
-``svhn``, ``eurosat``, ``gtsrb``, ``fashion-mnist`` (torchvision, under ``--data-root``)
-and ``imagefolder:PATH`` (``PATH/train/<class>/*`` and ``PATH/test/<class>/*``).
+Names (the registry :data:`DATASETS`): ``digits`` (embedded in scikit-learn, no download),
+``cifar10``, ``stl10``, ``svhn``, ``eurosat``, ``gtsrb``, ``fashion-mnist`` (torchvision, under
+``--data-root``) and ``imagefolder:PATH`` (``PATH/train/<class>/*`` and ``PATH/test/<class>/*``).
 
 Every image is converted to RGB and resized to ``image_size`` once; the decoded
 arrays are cached as ``.npz`` under the cache directory (never pickled).
@@ -239,51 +239,109 @@ def _resize_any(imgs, size: int) -> np.ndarray:
     return np.stack([_to_rgb_array(im, size) for im in imgs])
 
 
-def _load_torchvision(name: str, root: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
+def _torchvision_pair(cls_name: str, train: dict, test: dict) -> Callable[[str, Path, int], tuple]:
+    """A loader for a torchvision dataset with a train and a test split (``train`` / ``test``: the
+    split's keyword arguments)."""
+    def load(name: str, root: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
+        import torchvision.datasets as tvd
+
+        cls, r = getattr(tvd, cls_name), str(root)
+        tr = _tv(name, root, lambda dl: cls(r, download=dl, **train))
+        te = _tv(name, root, lambda dl: cls(r, download=dl, **test))
+        classes = list(getattr(tr, "classes", [])) or [str(c) for c in sorted(set(_tv_arrays(tr)[1].tolist()))]
+        splits = []
+        for ds in (tr, te):
+            imgs, labels = _tv_arrays(ds)
+            splits.append(ImageSplit(_resize_any(imgs, size), labels))
+        return classes, splits[0], splits[1]
+
+    return load
+
+
+def _load_gtsrb(name: str, root: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
+    _, tr, te = _torchvision_pair("GTSRB", {"split": "train"}, {"split": "test"})(name, root, size)
+    return [str(i) for i in range(43)], tr, te
+
+
+def _load_fashion_mnist(name: str, root: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
+    folder = _idx_folder(root)
+    if folder is not None:  # the IDX files on disk (e.g. Debian's dataset-fashion-mnist): no download
+        return _load_fashion_idx(folder, size)
+    return _torchvision_pair("FashionMNIST", {"train": True}, {"train": False})(name, root, size)
+
+
+def _load_eurosat(name: str, root: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
     import torchvision.datasets as tvd
 
-    root.mkdir(parents=True, exist_ok=True)
-    r = str(root)
-    if name == "cifar10":
-        tr = _tv(name, root, lambda dl: tvd.CIFAR10(r, train=True, download=dl))
-        te = _tv(name, root, lambda dl: tvd.CIFAR10(r, train=False, download=dl))
-    elif name == "fashion-mnist":
-        folder = _idx_folder(root)
-        if folder is not None:  # the IDX files on disk (e.g. Debian's dataset-fashion-mnist): no download
-            return _load_fashion_idx(folder, size)
-        tr = _tv(name, root, lambda dl: tvd.FashionMNIST(r, train=True, download=dl))
-        te = _tv(name, root, lambda dl: tvd.FashionMNIST(r, train=False, download=dl))
-    elif name == "stl10":
-        tr = _tv(name, root, lambda dl: tvd.STL10(r, split="train", download=dl))
-        te = _tv(name, root, lambda dl: tvd.STL10(r, split="test", download=dl))
-    elif name == "svhn":
-        tr = _tv(name, root, lambda dl: tvd.SVHN(r, split="train", download=dl))
-        te = _tv(name, root, lambda dl: tvd.SVHN(r, split="test", download=dl))
-    elif name == "gtsrb":
-        tr = _tv(name, root, lambda dl: tvd.GTSRB(r, split="train", download=dl))
-        te = _tv(name, root, lambda dl: tvd.GTSRB(r, split="test", download=dl))
-    elif name == "eurosat":
-        full = _tv(name, root, lambda dl: tvd.EuroSAT(r, download=dl))
-        imgs, labels = _tv_arrays(full)
-        imgs = _resize_any(imgs, size)
-        rng = np.random.default_rng(0)
-        perm = rng.permutation(len(labels))
-        cut = int(0.8 * len(labels))
-        return list(full.classes), ImageSplit(imgs[perm[:cut]], labels[perm[:cut]]), ImageSplit(imgs[perm[cut:]], labels[perm[cut:]])
-    else:  # pragma: no cover - guarded by DATASETS
-        raise UserError(f"unknown dataset {name!r}")
-    classes = list(getattr(tr, "classes", [])) or [str(c) for c in sorted(set(_tv_arrays(tr)[1].tolist()))]
-    if name == "gtsrb":
-        classes = [str(i) for i in range(43)]
-    splits = []
-    for ds in (tr, te):
-        imgs, labels = _tv_arrays(ds)
-        splits.append(ImageSplit(_resize_any(imgs, size), labels))
-    return classes, splits[0], splits[1]
+    full = _tv(name, root, lambda dl: tvd.EuroSAT(str(root), download=dl))
+    imgs, labels = _tv_arrays(full)
+    imgs = _resize_any(imgs, size)
+    perm = np.random.default_rng(0).permutation(len(labels))
+    cut = int(0.8 * len(labels))  # a fixed 80/20 split
+    return list(full.classes), ImageSplit(imgs[perm[:cut]], labels[perm[:cut]]), ImageSplit(imgs[perm[cut:]], labels[perm[cut:]])
 
 
-TORCHVISION = ("cifar10", "stl10", "svhn", "eurosat", "gtsrb", "fashion-mnist")
-DATASETS = ("digits",) + TORCHVISION + ("imagefolder:PATH",)
+def _under_root(load: Callable[[str, Path, int], tuple]) -> Callable:
+    def run(spec: str, size: int, data_root: Path, progress: bool) -> tuple:  # noqa: ARG001 (DatasetSource.load signature)
+        data_root.mkdir(parents=True, exist_ok=True)
+        return load(spec, data_root, size)
+    return run
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One entry of :data:`DATASETS`. ``load(spec, image_size, data_root, progress)`` returns
+    ``(classes, train, test)``; ``cache_key(spec)`` names its decoded ``.npz``. A source with
+    ``argument`` (``imagefolder``) is written ``name:ARGUMENT``."""
+
+    load: Callable[[str, int, Path, bool], tuple[list[str], ImageSplit, ImageSplit]]
+    cache_key: Callable[[str], str] = lambda spec: spec
+    argument: str = ""
+
+
+def _imagefolder_root(spec: str) -> Path:
+    root = Path(spec.split(":", 1)[1]).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"image folder {root} does not exist")
+    return root
+
+
+def _imagefolder_key(spec: str) -> str:
+    root = _imagefolder_root(spec)
+    return f"imagefolder-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}-{_folder_fingerprint(root)}"
+
+
+DATASETS: dict[str, DatasetSource] = {
+    "digits": DatasetSource(lambda _spec, size, _root, _progress: _load_digits(size)),
+    "cifar10": DatasetSource(_under_root(_torchvision_pair("CIFAR10", {"train": True}, {"train": False}))),
+    "stl10": DatasetSource(_under_root(_torchvision_pair("STL10", {"split": "train"}, {"split": "test"}))),
+    "svhn": DatasetSource(_under_root(_torchvision_pair("SVHN", {"split": "train"}, {"split": "test"}))),
+    "eurosat": DatasetSource(_under_root(_load_eurosat)),
+    "gtsrb": DatasetSource(_under_root(_load_gtsrb)),
+    "fashion-mnist": DatasetSource(_under_root(_load_fashion_mnist)),
+    "imagefolder": DatasetSource(lambda spec, size, _root, progress: _load_imagefolder(_imagefolder_root(spec), size, progress),
+                                 _imagefolder_key, argument="PATH"),
+}
+"""Datasets by name (``pretrain_data.dataset``, ``tasks[].dataset``). Adding one: a loader and a line here."""
+
+
+def dataset_names() -> list[str]:
+    """The names a config may give, as the user writes them (``imagefolder:PATH``)."""
+    return [f"{n}:{s.argument}" if s.argument else n for n, s in DATASETS.items()]
+
+
+def dataset_source(spec: object, where: str = "dataset") -> DatasetSource:
+    """The registry entry of ``spec``; a one-line :class:`UserError` if there is none."""
+    if isinstance(spec, str):
+        name, sep, _ = spec.partition(":")
+        s = DATASETS.get(name)
+        if s is not None and bool(s.argument) == bool(sep):
+            return s
+    raise UserError(f"{where}: unknown dataset {spec!r}; choose one of: {', '.join(dataset_names())}")
+
+
+def check_dataset(spec: object, where: str = "dataset") -> None:
+    dataset_source(spec, where)
 
 
 def _save_npz(path: Path, ds: ImageDataset) -> None:
@@ -312,26 +370,13 @@ def load_dataset(spec: str, image_size: int = 32, data_root: str | Path | None =
     """
     cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
     data_root = Path(data_root).expanduser() if data_root else DEFAULT_DATA_ROOT
-    if spec.startswith("imagefolder:"):
-        root = Path(spec.split(":", 1)[1]).expanduser().resolve()
-        if not root.is_dir():
-            raise UserError(f"image folder {root} does not exist")
-        key = f"imagefolder-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}-{_folder_fingerprint(root)}"
-    elif spec in ("digits",) + TORCHVISION:
-        key = spec
-    else:
-        raise UserError(f"unknown dataset {spec!r}; choose one of: {', '.join(DATASETS)}")
-    cache = cache_dir / "datasets" / f"{key}-{image_size}px.npz"
+    source = dataset_source(spec)
+    cache = cache_dir / "datasets" / f"{source.cache_key(spec)}-{image_size}px.npz"
     if cache.exists():
         ds = _load_npz(cache, spec)
         if ds is not None:
             return ds
-    if spec == "digits":
-        classes, tr, te = _load_digits(image_size)
-    elif spec.startswith("imagefolder:"):
-        classes, tr, te = _load_imagefolder(root, image_size, progress)
-    else:
-        classes, tr, te = _load_torchvision(spec, data_root, image_size)
+    classes, tr, te = source.load(spec, image_size, data_root, progress)
     ds = ImageDataset(spec, classes, tr, te)
     try:
         _save_npz(cache, ds)

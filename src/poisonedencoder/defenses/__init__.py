@@ -1,6 +1,6 @@
 """Defenses against poisoning of contrastive pre-training, by name (``defense.name``): one
 pre-processing filter, three in-processing changes to pre-training, one post-processing step."""
-from .base import Defense, DefenseReport, score_verdicts
+from .base import Defense, DefenderData, DefenseReport, score_verdicts
 from .finetune import FineTune
 from .in_training import DropDisagreeing, LargeCrops, OverlappingViews
 from .part_hash import PartHashFilter
@@ -12,6 +12,7 @@ class NoDefense(Defense):
 
 DEFENSES: dict[str, type[Defense]] = {d.name: d for d in (NoDefense, PartHashFilter, LargeCrops, OverlappingViews,
                                                            DropDisagreeing, FineTune)}
+"""Defenses by name. Adding one: a module with a :class:`Defense` subclass (its stage's hook) and a line here."""
 
 
 def build_defense(d: dict) -> Defense:
@@ -22,5 +23,5 @@ def build_defense(d: dict) -> Defense:
     return DEFENSES[d["name"]](**d.get(d["name"], {}))
 
 
-__all__ = ["DEFENSES", "Defense", "DefenseReport", "DropDisagreeing", "FineTune", "LargeCrops", "NoDefense",
+__all__ = ["DEFENSES", "Defense", "DefenderData", "DefenseReport", "DropDisagreeing", "FineTune", "LargeCrops", "NoDefense",
            "OverlappingViews", "PartHashFilter", "build_defense", "score_verdicts"]

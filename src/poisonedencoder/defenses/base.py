@@ -4,7 +4,8 @@ inputs are poisoning inputs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,18 +32,46 @@ class DefenseReport:
         return d
 
 
+@dataclass
+class DefenderData:
+    """What a post-processing defense may use besides the encoder: the pre-training settings, the
+    seed, the device, where to write, and the clean inputs the defender owns (train-split inputs of
+    the pre-training dataset that pre-training did not use: ``images[spare]``)."""
+
+    pretrain: dict
+    seed: int
+    device: str
+    out: Path
+    images: np.ndarray
+    spare: np.ndarray
+    log: Callable[[str], None] = print
+
+
 class Defense:
     """Base of the defenses. A defense declares its settings (``defaults``, config section
-    ``defense.<name>``) and checks them, and acts at one stage:
+    ``defense.<name>``, described in ``doc``) and checks them, and acts at one stage, through the
+    hook of that stage (a subclass with a ``name`` that lacks it is an error when it is defined):
 
     * ``pre``: :meth:`filter` judges every pre-training input before pre-training;
     * ``in``: :meth:`adjust_pretrain` changes how the (poisoned) encoder is pre-trained;
-    * ``post``: the pipeline fine-tunes the pre-trained encoder on clean data (``finetune``).
+    * ``post``: :meth:`after_pretrain` turns the pre-trained encoder into the defended one.
     """
 
     name = ""
     stage = ""
     defaults: dict[str, Any] = {}
+    doc: dict[str, str] = {}
+    _HOOKS = {"pre": "filter", "in": "adjust_pretrain", "post": "after_pretrain"}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.name or cls.stage == "none":
+            return
+        hook = cls._HOOKS.get(cls.stage)
+        if hook is None:
+            raise TypeError(f"defense {cls.name!r}: stage must be one of {', '.join(cls._HOOKS)}, got {cls.stage!r}")
+        if getattr(cls, hook) is getattr(Defense, hook):
+            raise TypeError(f"defense {cls.name!r} ({cls.__qualname__}) acts at stage {cls.stage!r} and must implement {hook}()")
 
     def __init__(self, **settings):
         from ..errors import UserError
@@ -57,10 +86,17 @@ class Defense:
         """Raise :class:`UserError` for a bad setting."""
 
     def filter(self, images) -> DefenseReport | None:  # noqa: ARG002 (the default: a defense that filters nothing)
+        """``pre``: a verdict per pre-training input (True: remove it)."""
         return None
 
     def adjust_pretrain(self, p: dict) -> dict:
+        """``in``: the pre-training settings the poisoned encoder trains with."""
         return p
+
+    def after_pretrain(self, encoder_dir: Path, data: DefenderData) -> tuple[Path, DefenseReport]:  # noqa: ARG002 (the default: none)
+        """``post``: the defended encoder (a path to its ``encoder.pt``) made from the one in
+        ``encoder_dir``, and the report of the cost."""
+        return encoder_dir / "encoder.pt", DefenseReport(self.name, self.stage)
 
 
 def _positive(s: dict, key: str, name: str, hi: float, integer: bool = False) -> None:

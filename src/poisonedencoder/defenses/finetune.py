@@ -1,18 +1,48 @@
 """Post-processing defense: fine-tune the pre-trained (possibly poisoned) encoder on a clean data
 set that the defender owns, with the same method and augmentation, for ``epochs`` epochs on
-``num_clean`` inputs. The pipeline draws them from the pre-training data set's train split,
-disjoint from the inputs that pre-training used. ASR and PA are then measured on the fine-tuned
-encoder; sweep ``defense.finetune.num_clean`` to see the price in clean data.
+``num_clean`` inputs, drawn from the pre-training data set's train split, disjoint from the inputs
+that pre-training used. ASR and PA are then measured on the fine-tuned encoder; sweep
+``defense.finetune.num_clean`` to see the price in clean data.
 """
 from __future__ import annotations
 
-from .base import Defense, _positive
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..io import write_json
+from .base import Defense, DefenderData, DefenseReport, _positive
 
 
 class FineTune(Defense):
     name, stage = "finetune", "post"
     defaults = {"num_clean": 5000, "epochs": 20}
+    doc = {"num_clean": "clean train inputs that pre-training did not use", "epochs": "fine-tuning epochs"}
 
     def check(self, s: dict) -> None:
         _positive(s, "num_clean", self.name, 10**9, integer=True)
         _positive(s, "epochs", self.name, 100000, integer=True)
+
+    def after_pretrain(self, encoder_dir: Path, data: DefenderData) -> tuple[Path, DefenseReport]:
+        """Fine-tune the encoder of ``encoder_dir`` (from its last checkpoint) into
+        ``data.out / "encoders" / "finetuned"``; reuses a finished one."""
+        from ..ssl.pretrain import PretrainSet, pretrain
+
+        s, d = self.settings, data.out / "encoders" / "finetuned"
+        report = DefenseReport(self.name, self.stage, 0.0, clean_data_used=s["num_clean"], details={"epochs": s["epochs"]})
+        if (d / "encoder.pt").exists():
+            return d / "encoder.pt", report
+        t0 = time.time()
+        if s["num_clean"] > len(data.spare):
+            raise UserError(f"defense.finetune.num_clean {s['num_clean']} exceeds the {len(data.spare)} train inputs "
+                            "that pre-training did not use")
+        idx = np.sort(np.random.default_rng([data.seed, 5]).choice(data.spare, s["num_clean"], replace=False))
+        p = dict(data.pretrain, epochs=s["epochs"], batch_size=min(data.pretrain["batch_size"], s["num_clean"]))
+        data.log(f"defense finetune: {s['num_clean']} clean inputs, {s['epochs']} epochs -> {d}")
+        pretrain(PretrainSet.from_images(data.images[idx]), p, d, data.seed, data.device, desc="finetune", log=data.log,
+                 init=encoder_dir / "checkpoint.pt")
+        report.seconds = time.time() - t0
+        write_json(data.out / "defense.json", report.to_dict())
+        return d / "encoder.pt", report

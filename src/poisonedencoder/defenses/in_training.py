@@ -21,6 +21,7 @@ from .base import Defense, _positive
 class LargeCrops(Defense):
     name, stage = "large_crops", "in"
     defaults = {"min_scale": 0.4}
+    doc = {"min_scale": "minimum crop scale of pre-training"}
 
     def check(self, s: dict) -> None:
         _positive(s, "min_scale", self.name, 1.0)
@@ -32,6 +33,7 @@ class LargeCrops(Defense):
 class OverlappingViews(Defense):
     name, stage = "overlapping_views", "in"
     defaults = {"min_overlap": 0.5}
+    doc = {"min_overlap": "the views' crops share at least this fraction of the smaller one"}
 
     def check(self, s: dict) -> None:
         _positive(s, "min_overlap", self.name, 1.0)
@@ -43,9 +45,10 @@ class OverlappingViews(Defense):
 class DropDisagreeing(Defense):
     name, stage = "drop_disagreeing", "in"
     defaults = {"fraction": 0.1}
+    doc = {"fraction": "positive pairs left out of the loss per batch (the least agreeing; simclr)"}
 
     def check(self, s: dict) -> None:
         _positive(s, "fraction", self.name, 0.9)
 
-    def adjust_pretrain(self, p: dict) -> dict:  # SimCLR only: config.validate checks the algorithm
+    def adjust_pretrain(self, p: dict) -> dict:  # methods with drops_pairs only: config.validate checks it
         return {**p, "drop_disagreeing": self.settings["fraction"]}

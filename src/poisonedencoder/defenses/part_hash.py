@@ -59,6 +59,8 @@ class _UnionFind:
 class PartHashFilter(Defense):
     name, stage = "part_hash", "pre"
     defaults = {"max_distance": 4, "min_group": 5, "min_std": 12.0}
+    doc = {"max_distance": "pHash bits within which two parts match", "min_group": "remove inputs whose part at least this many inputs share",
+           "min_std": "skip near-flat parts (pixel standard deviation below this)"}
 
     def check(self, s: dict) -> None:
         m, g = s["max_distance"], s["min_group"]

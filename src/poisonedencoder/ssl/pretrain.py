@@ -289,7 +289,9 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
             log(f"{desc}: epoch {epoch + 1}/{p['epochs']} loss {history[-1]:.4f} ({time.time() - t0:.1f}s)")
     if env.is_main:
         save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history,
-                                            "precision": precision, "augmentation": "per_sample" if per_sample else "batched"})
+                                            "precision": precision, "augmentation": "per_sample" if per_sample else "batched",
+                                            # what the views were (an in-processing defense changes them)
+                                            "views": {k: p[k] for k in ("crop_scale", "view_overlap", "drop_disagreeing")}})
     D.barrier()
     return model
 

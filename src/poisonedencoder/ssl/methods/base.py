@@ -12,10 +12,26 @@ from ..models import build_backbone
 
 class SSLMethod(nn.Module):
     """Base of the pre-training methods. Subclasses set ``name`` and ``defaults`` (their own config
-    section, ``pretrain.<name>``; empty when they use only shared keys) and implement ``loss``."""
+    section, ``pretrain.<name>``; empty when they use only shared keys; ``doc`` describes them),
+    check that section in the classmethod :meth:`check`, and implement ``loss``. A subclass with a
+    ``name`` but no ``loss`` of its own is an error when it is defined.
+
+    ``drops_pairs``: the method's loss can leave out the least-agreeing positive pairs
+    (``pretrain.drop_disagreeing``, the defense ``drop_disagreeing``)."""
 
     name: str = ""
     defaults: dict = {}
+    doc: dict[str, str] = {}
+    drops_pairs: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name and cls.loss is SSLMethod.loss:
+            raise TypeError(f"SSL method {cls.name!r} ({cls.__qualname__}) must implement loss(x1, x2)")
+
+    @classmethod
+    def check(cls, s: dict) -> None:
+        """Raise :class:`UserError` for a bad setting of ``pretrain.<name>`` (``s``)."""
 
     def __init__(self, p: dict):
         super().__init__()
@@ -38,6 +54,13 @@ class SSLMethod(nn.Module):
         returned in fp32 also under bf16 autocast."""
         z = head(self.backbone(torch.cat([x1, x2], 0))).float()
         return z.chunk(2)
+
+
+def positive(s: dict, key: str, name: str, hi: float = 100, integer: bool = False) -> None:
+    """``pretrain.<name>.<key>`` is in (0, hi] (an integer >= 1 if ``integer``)."""
+    from ...errors import check_number
+
+    check_number(s[key], f"pretrain.{name}.{key}", 0, hi, integer, lo_open=True)
 
 
 def mlp(dims: list[int], last_bn: bool = False) -> nn.Sequential:

@@ -12,7 +12,7 @@ import math
 import torch
 
 from ..losses import negative_cosine
-from .base import SSLMethod, ema_update, frozen_copy, mlp
+from .base import SSLMethod, ema_update, frozen_copy, mlp, positive
 
 
 def byol_momentum(base: float, progress: float) -> float:
@@ -23,6 +23,14 @@ def byol_momentum(base: float, progress: float) -> float:
 class BYOL(SSLMethod):
     name = "byol"
     defaults = {"hidden_dim": 512, "output_dim": 128, "ema_base": 0.99}
+    doc = {"hidden_dim": "projector and predictor hidden width (BYOL: 4096)", "output_dim": "projection size (BYOL: 256)",
+           "ema_base": "target EMA rate at the start; cosine schedule to 1"}
+
+    @classmethod
+    def check(cls, s: dict) -> None:
+        positive(s, "hidden_dim", cls.name, 1 << 20, integer=True)
+        positive(s, "output_dim", cls.name, 1 << 20, integer=True)
+        positive(s, "ema_base", cls.name, 1)
 
     def __init__(self, p: dict):
         super().__init__(p)

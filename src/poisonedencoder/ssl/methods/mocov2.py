@@ -12,13 +12,21 @@ import torch.nn.functional as F
 
 from ..distributed import all_gather_with_grad, current
 from ..losses import info_nce_queue
-from .base import SSLMethod, ema_update, frozen_copy
+from .base import SSLMethod, ema_update, frozen_copy, positive
 from .simclr import projector
 
 
 class MoCoV2(SSLMethod):
     name = "mocov2"
     defaults = {"temperature": 0.2, "momentum": 0.99, "queue_size": 4096}
+    doc = {"": "used when algorithm: mocov2 (projector / projection_dim as for SimCLR)",
+           "momentum": "key encoder EMA rate", "queue_size": "negatives kept from past batches"}
+
+    @classmethod
+    def check(cls, s: dict) -> None:
+        positive(s, "temperature", cls.name)
+        positive(s, "momentum", cls.name, 1)
+        positive(s, "queue_size", cls.name, 1 << 24, integer=True)
 
     def __init__(self, p: dict):
         super().__init__(p)

@@ -23,6 +23,7 @@ def projector(kind: str, d: int, out: int) -> nn.Module:
 
 class SimCLR(SSLMethod):
     name = "simclr"
+    drops_pairs = True  # pretrain.drop_disagreeing
 
     def __init__(self, p: dict):
         super().__init__(p)

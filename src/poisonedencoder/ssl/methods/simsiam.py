@@ -9,12 +9,18 @@ from __future__ import annotations
 import torch
 
 from ..losses import negative_cosine
-from .base import SSLMethod, mlp
+from .base import SSLMethod, mlp, positive
 
 
 class SimSiam(SSLMethod):
     name = "simsiam"
     defaults = {"output_dim": 512, "hidden_dim": 128}
+    doc = {"output_dim": "projection size (SimSiam: 2048)", "hidden_dim": "predictor bottleneck (SimSiam: 512)"}
+
+    @classmethod
+    def check(cls, s: dict) -> None:
+        positive(s, "output_dim", cls.name, 1 << 20, integer=True)
+        positive(s, "hidden_dim", cls.name, 1 << 20, integer=True)
 
     def __init__(self, p: dict):
         super().__init__(p)

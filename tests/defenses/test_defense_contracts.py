@@ -1,0 +1,49 @@
+"""The contract of every registered defense: it acts through the hook of its stage and reports
+its cost (time, inputs removed, clean data used); a defense without its hook fails when defined."""
+import numpy as np
+import pytest
+
+from poisonedencoder import config as C
+from poisonedencoder.defenses import DEFENSES, Defense, DefenderData, DefenseReport
+from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
+
+SMALL = {"finetune": {"num_clean": 16, "epochs": 1}}
+
+
+def _pretrain_settings():
+    p = C.resolve({"preset": "demo"})["pretrain"]
+    p.update(width=4, image_size=8, batch_size=16, epochs=1, threads=1, crop_scale=[0.08, 1.0])
+    return p
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES))
+def test_every_defense_acts_at_its_stage_and_reports_its_cost(name, toy_dataset, tmp_path):
+    d = DEFENSES[name](**SMALL.get(name, {}))
+    p = _pretrain_settings()
+    images = list(toy_dataset.train.images)
+    if d.stage == "pre":
+        report = d.filter(images)
+        assert isinstance(report, DefenseReport) and len(report.verdicts) == len(images)
+        assert report.removed == int(report.verdicts.sum()) and report.seconds >= 0
+        assert set(report.to_dict(np.zeros(len(images), bool))) >= {"seconds", "removed", "clean_data_used", "precision"}
+    elif d.stage == "in":
+        changed = d.adjust_pretrain(dict(p))
+        assert changed != p and set(changed) == set(p)  # it changes pre-training, through its settings only
+    elif d.stage == "post":
+        pretrain(PretrainSet.from_images(toy_dataset.train.images[:20]), p, tmp_path / "enc", seed=0, log=lambda _: None)
+        data = DefenderData(p, 0, "cpu", tmp_path, toy_dataset.train.images, np.arange(20, 40), log=lambda _: None)
+        path, report = d.after_pretrain(tmp_path / "enc", data)
+        assert path.exists() and path != tmp_path / "enc" / "encoder.pt"
+        assert report.clean_data_used == SMALL[name]["num_clean"] and report.seconds > 0
+        assert (tmp_path / "defense.json").exists()
+    else:
+        assert name == "none" and d.adjust_pretrain(dict(p)) == p and d.filter(images) is None
+
+
+def test_a_defense_without_the_hook_of_its_stage_fails_when_it_is_defined():
+    with pytest.raises(TypeError, match="must implement filter"):
+        class NoFilter(Defense):  # noqa: F841 (defining it is the test)
+            name, stage = "nofilter", "pre"
+    with pytest.raises(TypeError, match="must implement after_pretrain"):
+        class NoHook(Defense):  # noqa: F841
+            name, stage = "nohook", "post"
