@@ -247,7 +247,7 @@ def plot(rows: list[dict], x: str, path: Path, fits: dict | None = None, points:
                     fmt="o", capsize=3)
         a1.annotate(r["setting"], (xv, asr["value"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         m = r["margin_poisoned"]
-        if m.get("mean") is not None:
+        if m.get("mean") is not None and r["classifier"] == "mlp":  # other classifiers' logits: other scales
             err = [[m["mean"] - m["ci95"][0]], [m["ci95"][1] - m["mean"]]] if m.get("ci95") else None
             a2.errorbar([xv], [m["mean"]], yerr=err, fmt="o", capsize=3)
             a2.annotate(r["setting"], (xv, m["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -255,14 +255,14 @@ def plot(rows: list[dict], x: str, path: Path, fits: dict | None = None, points:
 
     for fam, pts in (points or {}).items():
         xs = [p[0] for p in pts]
-        a1.scatter(xs, [p[1] / p[2] for p in pts], marker="x", s=18, alpha=0.6, label=f"{fam} (x: snapshots)")
+        a1.scatter(xs, [p[1] / p[2] for p in pts], marker="x", s=18, alpha=0.6, label=f"{fam}: snapshots")
         f = (fits or {}).get(fam)
         if f:
             grid = np.geomspace(min(xs) / 2, max(max(xs) * 2, f["x_goal"] or 0), 100)
             a1.plot(grid, 1 / (1 + np.exp(-(f["a"] + f["b"] * np.log2(grid)))), lw=1, label=f"{fam} logistic fit")
     if points:
         a1.legend(fontsize=7)
-    for a, label in ((a1, "ASR (95% Wilson)"), (a2, "poisoned encoder's margin (95% t)")):
+    for a, label in ((a1, "ASR (95% Wilson)"), (a2, "poisoned encoder's margin, MLP (95% t)")):
         a.set_xlabel(x.replace("_", " "))
         a.set_ylabel(label)
         if all(r[x] and r[x] > 0 for r in rows) and (fits or max(r[x] for r in rows) / max(1e-9, min(r[x] for r in rows)) > 20):
