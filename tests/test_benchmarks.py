@@ -39,3 +39,19 @@ def test_augmentation_equality_compares_both_pipelines_per_seed(tmp_path):
     diff = r["summary"]["per_sample_minus_batched"]["CA"]
     want = sum(runs["per_sample", s]["CA"]["value"] - runs["batched", s]["CA"]["value"] for s in (0, 1)) / 2
     assert abs(diff["mean"] - want) < 1e-12 and diff["n"] == 2
+
+
+def test_backbone_cost_reports_each_spec_with_its_size_and_parameters(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("backbone_cost", BENCH.parent / "backbone_cost.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "c.json"
+    assert mod.main(["cnn7:4:16", "cnn7:8:8", "--batch-size", "4", "--steps", "1", "--precision", "fp32",
+                     "--json", str(out)]) == 0
+    a, b = json.loads(out.read_text())
+    assert (a["width"], a["size"], b["width"], b["size"]) == (4, 16, 8, 8)
+    # CNN7's parameters grow with the square of its width: 8 has about 4 times those of 4
+    assert 3.5 < b["params"] / a["params"] < 4.1
+    assert a["inputs_per_second"] > 0 and b["inputs_per_second"] > 0
+    assert "cost x1.0 of cnn7:4:16" in capsys.readouterr().out
+    assert mod.main(["cnn7:4"]) == 2 and mod.main(["mlp:4:16"]) == 2
