@@ -412,6 +412,7 @@ def validate(cfg: dict) -> None:
     from .defenses import DEFENSES, build_defense
     from .ssl.methods import METHODS
     from .ssl.models import BACKBONES
+    from .ssl.pretrain import check_view_settings
 
     check_types(cfg)
     check_dataset(cfg["pretrain_data"]["dataset"], "pretrain_data.dataset")
@@ -452,9 +453,7 @@ def validate(cfg: dict) -> None:
         if defense.defaults and name != cfg["defense"]["name"]:
             build_defense({**cfg["defense"], "name": name})
     effective = chosen.adjust_pretrain(dict(p))  # what the poisoned encoder trains with
-    if effective["augmentation"] == "per_sample" and effective["view_overlap"]:  # set directly or by the defense
-        raise UserError("view_overlap (defense overlapping_views) needs pretrain.augmentation batched: "
-                        "per_sample draws the two views independently")
+    check_view_settings(effective)  # set directly or by the defense
     if effective["drop_disagreeing"] and not METHODS[effective["algorithm"]].drops_pairs:  # set directly or by the defense
         raise UserError(f"drop_disagreeing works with pretrain.algorithm "
                         f"{' or '.join(n for n, m in METHODS.items() if m.drops_pairs)} only, got {effective['algorithm']!r}")

@@ -205,9 +205,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     per_sample = p.get("augmentation") == "per_sample"
     if per_sample and env.active:
         raise UserError("pretrain.augmentation: per_sample (the per-sample torchvision pipeline) runs in one process only")
-    if per_sample and p.get("view_overlap", 0.0) > 0:
-        raise UserError("pretrain.augmentation: per_sample draws the two views independently; "
-                        "view_overlap (defense overlapping_views) needs augmentation batched")
+    check_view_settings(p)
     precision = resolve_precision(p.get("precision", "auto"), device, warn=stderr_warning if env.is_main else None)
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
@@ -303,6 +301,16 @@ def _fmt3(t: torch.Tensor) -> str:
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def check_view_settings(p: dict) -> None:
+    """The views' settings work together: ``view_overlap`` (set directly or by the defense
+    ``overlapping_views``) needs the batched augmentation, which draws the second view's crop from
+    the first's; per_sample draws the two views independently. Checked when a config is validated
+    (before any work) and when :func:`pretrain` is called directly."""
+    if p.get("augmentation") == "per_sample" and p.get("view_overlap", 0.0) > 0:
+        raise UserError("view_overlap (defense overlapping_views) needs pretrain.augmentation batched: "
+                        "per_sample draws the two views independently")
 
 
 def load_backbone(path: str | Path, p: dict) -> torch.nn.Module:
