@@ -50,7 +50,7 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
     from poisonedencoder import stats
     from poisonedencoder.downstream import extract_features, predict, train_classifier
     from poisonedencoder.evaluation import train_subset
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.pipeline import Experiment, pretrain_seconds
     from poisonedencoder.ssl.pretrain import load_backbone
 
     cfg = C.resolve({"preset": "cpu", "seed": seed, "pretrain_data": {"dataset": args.dataset},
@@ -67,7 +67,7 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
     cached = (enc_dir / "encoder.pt").exists()
     t0 = time.time()
     path = exp.pretrain("clean")["clean"]
-    seconds = float((enc_dir / "seconds.txt").read_text()) if cached else time.time() - t0
+    seconds = pretrain_seconds(enc_dir) if cached else time.time() - t0
     p, d = cfg["pretrain"], cfg["downstream"]
     ds = exp.dataset(args.dataset)
     tr_idx = train_subset(ds, d["num_train"], seed, 0)  # the downstream training subset, as the pipeline draws it

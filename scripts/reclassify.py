@@ -58,6 +58,7 @@ def reclassify(run: Path, out: Path, overrides: list[str], snapshots: bool) -> d
 
 def main(argv: list[str] | None = None) -> int:
     from poisonedencoder.errors import UserError
+    from poisonedencoder.seeds import finished_seed_dirs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="finished run directories (or outputs of run --seeds)")
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for spec in args.runs:
             run = Path(spec)
-            seeds = sorted(p for p in run.glob("seed_*") if (p / "metrics.json").is_file())
+            seeds = finished_seed_dirs(run)
             for name, overrides in variants:
                 sib = run.parent / f"{run.name}_{args.suffix or name}"
                 for r, o in ([(s, sib / s.name) for s in seeds] if seeds else [(run, sib)]):

@@ -23,10 +23,12 @@ from pathlib import Path
 
 def run_dirs(spec: str) -> list[tuple[Path, Path, Path]]:
     """(metrics.json, config.yaml, run directory) of each finished run that ``spec`` names."""
+    from poisonedencoder.seeds import finished_seed_dirs
+
     out = []
     for part in spec.split(","):
         d = Path(part)
-        seeds = sorted(p for p in d.glob("seed_*") if (p / "metrics.json").is_file())
+        seeds = finished_seed_dirs(d)
         copied = sorted(d.glob("metrics_seed*.json"))
         if seeds:  # the output of run --seeds: its per-seed runs (its own metrics.json pools them)
             out.extend((p / "metrics.json", p / "config.yaml", p) for p in seeds)
@@ -53,15 +55,12 @@ def _params(m: dict, p: dict) -> int | None:
         return None
 
 
-def _seconds(path: Path) -> float | None:
-    return float(path.read_text().split()[0]) if path.is_file() else None
-
-
 def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     """The pooled row of one setting and its per-target records (for the paired comparisons)."""
     import yaml
 
-    from poisonedencoder.stats import mean_ci, mean_of_rates, pool_rates, rate
+    from poisonedencoder.pipeline import pretrain_seconds
+    from poisonedencoder.stats import mean_ci, mean_of_rates, rate
 
     targets, cas, pas, secs, cfgs, metrics, snaps = [], [], [], [], [], [], {}
     for metrics_path, config_path, run in runs:
@@ -75,7 +74,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
             else:  # metrics written before intervals existed: the count from the rate and the test inputs
                 n = m["tasks"][0]["num_test_inputs"]
                 acc.append(rate(round(m[key] * n), n))
-        secs.append(_seconds(run / "encoders" / "poisoned" / "seconds.txt"))
+        secs.append(pretrain_seconds(run / "encoders" / "poisoned"))
         for ti, task in enumerate(m["tasks"]):
             for t in task["targets"]:
                 targets.append({"key": (cfg["seed"], ti, t["test_index"]), **t})
@@ -92,7 +91,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     clean_succ = [t["clean_prediction"] == t["target_class"] for t in targets]
     margins = [t["poisoned_margin"] for t in targets if "poisoned_margin" in t]
     clean_margins = [t["clean_margin"] for t in targets if "clean_margin" in t]
-    ca, pa = mean_of_rates(cas) if len(cas) > 1 else cas[0], mean_of_rates(pas) if len(pas) > 1 else pas[0]
+    ca, pa = mean_of_rates(cas), mean_of_rates(pas)  # one seed: its own rate
     gap = mean_ci([c["value"] - q["value"] for c, q in zip(cas, pas, strict=True)])
     return {
         "setting": name,
@@ -108,8 +107,8 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
         "classifier": cfg["downstream"]["classifier"],
         "layout": cfg["attack"].get("layout"),
         "pretrain_poisoned_s": (sum(s for s in secs if s) / len([s for s in secs if s])) if any(secs) else None,
-        "ASR": pool_rates([{"k": int(s), "n": 1} for s in succ]) if succ else None,
-        "clean_ASR": pool_rates([{"k": int(s), "n": 1} for s in clean_succ]) if clean_succ else None,
+        "ASR": rate(sum(succ), len(succ)) if succ else None,
+        "clean_ASR": rate(sum(clean_succ), len(clean_succ)) if clean_succ else None,
         "CA": ca, "PA": pa, "CA_minus_PA": gap,
         "margin_poisoned": mean_ci(margins), "margin_clean": mean_ci(clean_margins),
         "_targets": targets,

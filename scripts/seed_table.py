@@ -20,15 +20,13 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _seconds(path: Path) -> float | None:
-    return float(path.read_text().split()[0]) if path.is_file() else None
-
-
 def _stage_seconds(run: Path, m: dict) -> dict:
+    from poisonedencoder.pipeline import pretrain_seconds
+
     timing = _read(run / "poisons" / "timing.json") or {}
     return {"craft": timing.get("craft_seconds"),
-            "pretrain_clean": _seconds(Path(m["encoders"]["clean"]).parent / "seconds.txt"),
-            "pretrain_poisoned": _seconds(run / "encoders" / "poisoned" / "seconds.txt"),
+            "pretrain_clean": pretrain_seconds(Path(m["encoders"]["clean"]).parent),
+            "pretrain_poisoned": pretrain_seconds(run / "encoders" / "poisoned"),
             "evaluate": m.get("evaluate_seconds")}
 
 

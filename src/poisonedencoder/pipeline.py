@@ -129,6 +129,12 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
     return enc
 
 
+def pretrain_seconds(d: str | Path) -> float | None:
+    """The wall time :func:`pretrain_encoder` recorded for the encoder in ``d`` (None if none was recorded)."""
+    path = Path(d) / "seconds.txt"
+    return float(path.read_text().split()[0]) if path.is_file() else None
+
+
 # ---------------------------------------------------------------------------------------------- the run
 class Experiment:
     """The run directory ``out`` of configuration ``cfg``, and the stages in order. Each method runs

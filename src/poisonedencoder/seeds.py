@@ -150,6 +150,11 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict:
     }
 
 
+def finished_seed_dirs(out: str | Path) -> list[Path]:
+    """The finished single-seed runs (``seed_<s>/`` holding a ``metrics.json``) of a run over seeds."""
+    return sorted(p for p in Path(out).glob("seed_*") if (p / "metrics.json").is_file())
+
+
 def load_seed_metrics(out: str | Path, seeds: list[int]) -> list[dict]:
     return [json.loads((Path(out) / f"seed_{s}" / "metrics.json").read_text()) for s in seeds]
 
