@@ -28,9 +28,12 @@ def measure(name: str, width: int, size: int, batch: int, steps: int, precision:
     opt = torch.optim.Adam([*model.parameters(), *head.parameters()], 1e-3)
     x = torch.rand(2 * batch, 3, size, size).to(memory_format=torch.channels_last)  # two views per input
 
+    seen = {"steps": 0}
+
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             z = head(model(x))
+        seen["steps"], seen["dtype"] = seen["steps"] + 1, str(z.dtype).replace("torch.", "")
         loss = z.float().pow(2).mean()
         opt.zero_grad()
         loss.backward()
@@ -43,6 +46,7 @@ def measure(name: str, width: int, size: int, batch: int, steps: int, precision:
         step()
     dt = (time.perf_counter() - t0) / steps
     return {"backbone": name, "width": width, "size": size, "params": sum(p.numel() for p in model.parameters()),
+            "batch_size": batch, "timed_steps": seen["steps"] - 2, "compute_dtype": seen["dtype"],
             "seconds_per_step": dt, "inputs_per_second": batch / dt}
 
 

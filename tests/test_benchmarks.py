@@ -3,6 +3,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "pretrain_throughput.py"
 
 
@@ -55,3 +57,9 @@ def test_backbone_cost_reports_each_spec_with_its_size_and_parameters(tmp_path, 
     assert a["inputs_per_second"] > 0 and b["inputs_per_second"] > 0
     assert "cost x1.0 of cnn7:4:16" in capsys.readouterr().out
     assert mod.main(["cnn7:4"]) == 2 and mod.main(["mlp:4:16"]) == 2
+    # --precision reaches autocast, --batch-size the inputs per step, --steps the timed steps
+    assert (a["compute_dtype"], a["batch_size"], a["timed_steps"]) == ("float32", 4, 1)
+    assert mod.main(["cnn7:4:16", "--batch-size", "6", "--steps", "2", "--precision", "bf16", "--json", str(out)]) == 0
+    (c,) = json.loads(out.read_text())
+    assert (c["compute_dtype"], c["batch_size"], c["timed_steps"]) == ("bfloat16", 6, 2)
+    assert c["inputs_per_second"] * c["seconds_per_step"] == pytest.approx(6)

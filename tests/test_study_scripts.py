@@ -114,3 +114,45 @@ def test_logistic_fit_recovers_a_known_curve_and_where_it_reaches_the_goal():
     # a falling curve has no crossing to report; one value of x has no fit
     assert rt.logistic_fit([(100, 9, 10), (1000, 5, 10), (10000, 1, 10)])["x_goal"] is None
     assert rt.logistic_fit([(100, 9, 10), (100, 1, 10)]) is None
+
+
+def test_regime_table_fit_options_change_what_is_fitted(finished_run, tmp_path):
+    rt = _script("regime_table")
+
+    def fits(*extra):
+        out = tmp_path / "f.json"
+        assert rt.main([f"mlp={finished_run}", "--json", str(out), *extra]) == 0
+        return json.loads(out.read_text())["fits"]
+
+    # one setting is one value of x: --point adds recorded results, so three values can be fitted
+    assert fits("--fit")["cnn7/8"] is None
+    pts = ["--point", "cnn7/8=5:1/10", "--point", "cnn7/8=500:9/10"]
+    f8, f5 = fits("--fit", *pts)["cnn7/8"], fits("--fit", "--goal", "0.5", *pts)["cnn7/8"]
+    assert f8["points"] == 3 and f8["x_goal"] > f5["x_goal"]  # --goal: a higher ASR is reached later
+    assert f8["goal"] == 0.8 and f5["goal"] == 0.5
+    # --x: the same points against another column (clean inputs 300, not 15 presentations)
+    assert fits("--fit", "--x", "clean_inputs", *pts)["cnn7/8"]["a"] != f8["a"]
+    with pytest.raises(SystemExit, match="FAMILY=X:K/N"):
+        rt.main([f"mlp={finished_run}", "--fit", "--point", "cnn7/8=5:1"])
+    # --snapshots: a row's snapshot ASRs become points of its family (x scaled by epoch / epochs)
+    row = rt.setting_row("r", rt.run_dirs(str(finished_run)))
+    row["_snapshots"] = {0: [0, 6]}  # as if a snapshot had been evaluated half-way
+    row["epochs"], row["presentations"] = 2, 30.0
+    assert rt.fit_points([row], "presentations", snapshots=False) == {"cnn7/8": [(30.0, row["ASR"]["k"], 6)]}
+    assert rt.fit_points([row], "presentations", snapshots=True) == {"cnn7/8": [(0.0, 0, 6), (30.0, row["ASR"]["k"], 6)]}
+
+
+def test_reclassify_snapshots_option_evaluates_the_snapshots(finished_run, tmp_path):
+    import shutil
+
+    rc = _script("reclassify")
+    run = tmp_path / "one"
+    shutil.copytree(finished_run / "seed_0", run)
+    snap = run / "encoders" / "poisoned" / "snapshots"
+    snap.mkdir()
+    shutil.copy(run / "encoders" / "poisoned" / "encoder.pt", snap / "epoch_0.pt")  # a stand-in snapshot
+    assert rc.main([str(run), "--classifier", "linear"]) == 0
+    assert "over_training" not in json.loads((tmp_path / "one_linear" / "metrics.json").read_text())["tasks"][0]
+    assert rc.main([str(run), "--classifier", "linear", "--suffix", "snap", "--snapshots"]) == 0
+    over = json.loads((tmp_path / "one_snap" / "metrics.json").read_text())["tasks"][0]["over_training"]
+    assert [o["epoch"] for o in over] == [0, 1]
