@@ -8,7 +8,7 @@ measures those). Example (docs/RESULTS.md, "Why the attack stops short at CPU sc
 
     python benchmarks/backbone_cost.py cnn7:16:32 cnn7:32:32 cnn7:64:32 cnn7:64:16 resnet18:64:32 resnet18:64:16
 
-WIDTH is CNN7's base width (ignored for resnet18); SIZE the side of the square view.
+WIDTH is the base width of cnn7 and resnet18w (ignored for resnet18); SIZE the side of the square view.
 """
 from __future__ import annotations
 

@@ -70,14 +70,32 @@ class CNN7(InputNorm):
 
 
 class CifarResNet18(InputNorm, ResNet):
-    """torchvision ResNet18 with the CIFAR stem (3x3 conv, stride 1, no max-pool); 512-d feature."""
+    """torchvision ResNet18 with the CIFAR stem (3x3 conv, stride 1, no max-pool).
 
-    def __init__(self):
+    ``width`` is the first stage's channels (stages w, 2w, 4w, 8w; feature 8w): 64 is the
+    paper's ResNet18 (512-d feature, 11.2M parameters), 16 a sixteenth of its compute."""
+
+    def __init__(self, width: int = 64):
         super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=10)
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        w = width
+        if w != 64:  # rebuild the stages at this width (torchvision fixes 64-128-256-512)
+            self.inplanes = w
+            self.bn1 = nn.BatchNorm2d(w)
+            self.layer1 = self._make_layer(BasicBlock, w, 2)
+            self.layer2 = self._make_layer(BasicBlock, 2 * w, 2, stride=2)
+            self.layer3 = self._make_layer(BasicBlock, 4 * w, 2, stride=2)
+            self.layer4 = self._make_layer(BasicBlock, 8 * w, 2, stride=2)
+        self.conv1 = nn.Conv2d(3, w, 3, 1, 1, bias=False)
+        if w != 64:  # torchvision's initialisation, as the 64-wide layers got it
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.constant_(m.weight, 1)
+                    nn.init.constant_(m.bias, 0)
         self.maxpool = nn.Identity()
         self.fc = nn.Identity()
-        self.feature_dim = 512
+        self.feature_dim = 8 * w
         self._init_input_norm()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +108,8 @@ def resnet18_cifar() -> nn.Module:
 
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {
     "cnn7": CNN7,                            # width: the base width
-    "resnet18": lambda _width: CifarResNet18(),  # fixed widths
+    "resnet18": lambda _width: CifarResNet18(),  # the paper's widths (64-512), pretrain.width ignored
+    "resnet18w": CifarResNet18,              # width: the first stage's channels (64 = resnet18)
 }
 """Backbones by name (``pretrain.backbone``), each built from ``pretrain.width``. Adding one: a class and a line here."""
 
