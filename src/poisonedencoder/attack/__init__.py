@@ -3,11 +3,12 @@ baselines behind one interface (:class:`Attack`), by name (``attack.name``)."""
 from .base import Attack, PoisoningInput, craft_rng, poisons_per_target
 from .duplication import Duplication
 from .icp import ICP
+from .noisy_copy import NoisyCopy
 from .poisonedencoder import PoisonedEncoder, compose
 from .targets import Target, choose_references, select_references, select_targets
 from .witches_brew import WitchesBrew
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, WitchesBrew, Duplication)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, WitchesBrew, Duplication, NoisyCopy)}
 """Attacks by name. Adding one: a module with an :class:`Attack` subclass and a line here."""
 
 

@@ -1,5 +1,6 @@
 """Defenses against poisoning of contrastive pre-training, by name (``defense.name``): one
 pre-processing filter, three in-processing changes to pre-training, one post-processing step."""
+from .aspect_ratio import AspectRatio
 from .base import Defense, DefenderData, DefenseReport, score_verdicts
 from .finetune import FineTune
 from .in_training import DropDisagreeing, LargeCrops, OverlappingViews
@@ -11,7 +12,7 @@ class NoDefense(Defense):
 
 
 DEFENSES: dict[str, type[Defense]] = {d.name: d for d in (NoDefense, PartHashFilter, LargeCrops, OverlappingViews,
-                                                           DropDisagreeing, FineTune)}
+                                                           DropDisagreeing, FineTune, AspectRatio)}
 """Defenses by name. Adding one: a module with a :class:`Defense` subclass (its stage's hook) and a line here."""
 
 

@@ -1,0 +1,29 @@
+"""Aspect-ratio filter (a toy pre-processing defense, to show what adding one takes): removes
+every pre-training input whose width / height differs from the most common one by more than
+``tolerance``. PoisonedEncoder's side-by-side poisoning inputs (32x64 beside 32x32 clean inputs)
+are all caught where the clean inputs share one shape; a real crawl's mixed shapes defeat it."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import numpy as np
+
+from .base import Defense, DefenseReport, _positive
+
+
+class AspectRatio(Defense):
+    name, stage = "aspect_ratio", "pre"
+    defaults = {"tolerance": 0.1}
+    doc = {"tolerance": "largest |log(width/height) - log(usual ratio)| kept"}
+
+    def check(self, s: dict) -> None:
+        _positive(s, "tolerance", self.name, 10.0)
+
+    def filter(self, images) -> DefenseReport:
+        t0 = time.time()
+        ratios = np.array([np.log(img.shape[1] / img.shape[0]) for img in images])
+        usual = Counter(np.round(ratios, 6)).most_common(1)[0][0]
+        verdicts = np.abs(ratios - usual) > self.settings["tolerance"]
+        return DefenseReport(self.name, self.stage, time.time() - t0, int(verdicts.sum()), 0,
+                             {"usual_log_ratio": float(usual)}, verdicts)
