@@ -3,12 +3,11 @@ baselines behind one interface (:class:`Attack`), by name (``attack.name``)."""
 from .base import Attack, PoisoningInput, craft_rng, poisons_per_target
 from .duplication import Duplication
 from .icp import ICP
-from .noisy_copy import NoisyCopy
 from .poisonedencoder import PoisonedEncoder, compose
 from .targets import Target, choose_references, select_references, select_targets
 from .witches_brew import WitchesBrew
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, WitchesBrew, Duplication, NoisyCopy)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, WitchesBrew, Duplication)}
 """Attacks by name. Adding one: a module with an :class:`Attack` subclass and a line here."""
 
 

@@ -313,7 +313,6 @@ def _imagefolder_key(spec: str) -> str:
 
 DATASETS: dict[str, DatasetSource] = {
     "digits": DatasetSource(lambda _spec, size, _root, _progress: _load_digits(size)),
-    "stripes": DatasetSource(lambda _spec, size, _root, _progress: __import__("poisonedencoder.data.stripes", fromlist=["x"]).load_stripes(size)),
     "cifar10": DatasetSource(_under_root(_torchvision_pair("CIFAR10", {"train": True}, {"train": False}))),
     "stl10": DatasetSource(_under_root(_torchvision_pair("STL10", {"split": "train"}, {"split": "test"}))),
     "svhn": DatasetSource(_under_root(_torchvision_pair("SVHN", {"split": "train"}, {"split": "test"}))),

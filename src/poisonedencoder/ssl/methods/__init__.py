@@ -2,14 +2,13 @@
 an :class:`SSLMethod` subclass and listing it here."""
 from __future__ import annotations
 
-from .align_uniform import AlignUniform
 from .base import SSLMethod
 from .byol import BYOL
 from .mocov2 import MoCoV2
 from .simclr import SimCLR
 from .simsiam import SimSiam
 
-METHODS: dict[str, type[SSLMethod]] = {m.name: m for m in (SimCLR, MoCoV2, BYOL, SimSiam, AlignUniform)}
+METHODS: dict[str, type[SSLMethod]] = {m.name: m for m in (SimCLR, MoCoV2, BYOL, SimSiam)}
 
 
 def build_method(p: dict) -> SSLMethod:
