@@ -96,7 +96,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     return {
         "setting": name,
         "seeds": ",".join(str(c["seed"]) for c in cfgs),
-        "algorithm": p["algorithm"], "backbone": p["backbone"], "width": p["width"],
+        "algorithm": p["algorithm"], "backbone": p["backbone"], "width": FIXED_WIDTH.get(p["backbone"], p["width"]),
         "clean_inputs": m["num_clean_inputs"], "targets_per_run": n_targets,
         "poisons_per_target": per_target, "rate_per_target": per_target / m["num_clean_inputs"],
         "epochs": p["epochs"], "batch_size": p["batch_size"],
@@ -136,10 +136,19 @@ def compare(ref: dict, other: dict) -> dict | None:
     return {"setting": other["setting"], "ref": ref["setting"], "n": len(keys), "ASR_diff": asr, "margin_diff": margin}
 
 
+FIXED_WIDTH = {"resnet18": 64}
+"""Backbones that ignore ``pretrain.width``: the width they have."""
+
+
+def encoder_name(r: dict) -> str:
+    """``cnn7/16``, ``resnet18w/16``; ``resnet18`` (the paper's widths) as it is."""
+    return r["backbone"] + ("" if r["backbone"] in FIXED_WIDTH else f"/{r['width']}")
+
+
 def family(r: dict) -> str:
-    """The encoder family a row's points are fitted in: backbone (with CNN7's width), and the
+    """The encoder family a row's points are fitted in: backbone (with its width where pretrain.width sets it), and the
     downstream classifier when it is not the MLP (the same encoders judged twice are not two points)."""
-    return r["backbone"] + (f"/{r['width']}" if r["backbone"] == "cnn7" else "") + \
+    return encoder_name(r) + \
         ("" if r["classifier"] == "mlp" else f" ({r['classifier']})")
 
 
@@ -214,8 +223,7 @@ def markdown(rows: list[dict], comps: list[dict]) -> str:
              "poisoned pre-train s | ASR | clean ASR | CA | PA | margin clean -> poisoned |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['setting']} | {r['seeds']} | {r['clean_inputs']} | {r['backbone']}"
-                     f"{'/' + str(r['width']) if r['backbone'] == 'cnn7' else ''} | {r['epochs']} | "
+        lines.append(f"| {r['setting']} | {r['seeds']} | {r['clean_inputs']} | {encoder_name(r)} | {r['epochs']} | "
                      f"{r['poisons_per_target']:.0f} ({100 * r['rate_per_target']:.1f}%) | {r['presentations']:.0f} | "
                      f"{r['copies_per_batch']:.1f} | {_f(r['pretrain_poisoned_s'], 0) if r['pretrain_poisoned_s'] else '-'} | "
                      f"{_r(r['ASR'])} | {_r(r['clean_ASR'])} | {r['CA']['value']:.3f} | {r['PA']['value']:.3f} | "

@@ -156,3 +156,13 @@ def test_reclassify_snapshots_option_evaluates_the_snapshots(finished_run, tmp_p
     assert rc.main([str(run), "--classifier", "linear", "--suffix", "snap", "--snapshots"]) == 0
     over = json.loads((tmp_path / "one_snap" / "metrics.json").read_text())["tasks"][0]["over_training"]
     assert [o["epoch"] for o in over] == [0, 1]
+
+
+def test_regime_table_names_encoders_by_the_width_they_have():
+    rt = _script("regime_table")
+    row = {"classifier": "mlp"}
+    assert rt.family({**row, "backbone": "cnn7", "width": 16}) == "cnn7/16"
+    assert rt.family({**row, "backbone": "resnet18w", "width": 16}) == "resnet18w/16"
+    # resnet18 ignores pretrain.width: its name carries no width, its row says 64
+    assert rt.family({**row, "backbone": "resnet18", "width": 32}) == "resnet18"
+    assert rt.FIXED_WIDTH["resnet18"] == 64
