@@ -84,7 +84,7 @@ CORE_DEFAULTS: dict[str, Any] = {
 DESCRIPTIONS: dict[str, str] = {
     "preset": "paper | cpu | gpu | demo",
     "seeds": "[0, 1, 2] (or --seeds 0,1,2): one run per seed in OUT/seed_<s>/, pooled result in OUT/",
-    "data_root": "torchvision datasets live (or are downloaded) here; --data-root",
+    "data_root": "datasets are read from here (torchvision ones downloaded here); --data-root",
     "cache_dir": "decoded datasets and shared clean encoders (~/.cache/poisonedencoder)",
     "device": "cpu | cuda[:N]",
     "pretrain_data.dataset": "see \"Datasets\"",

@@ -1,8 +1,10 @@
 """Load a dataset by name into uint8 arrays ``(N, H, W, 3)`` plus int64 labels.
 
 Names (the registry :data:`DATASETS`): ``digits`` (embedded in scikit-learn, no download),
-``cifar10``, ``stl10``, ``svhn``, ``eurosat``, ``gtsrb``, ``fashion-mnist`` (torchvision, under
-``--data-root``) and ``imagefolder:PATH`` (``PATH/train/<class>/*`` and ``PATH/test/<class>/*``).
+``cifar10``, ``svhn``, ``gtsrb``, ``fashion-mnist`` (torchvision, under ``--data-root``),
+``stl10``, ``eurosat``, ``tiny-imagenet``, ``facemask`` (read from their files under
+``--data-root``, never downloaded: :mod:`.ondisk`) and ``imagefolder:PATH``
+(``PATH/train/<class>/*`` and ``PATH/test/<class>/*``).
 
 Every image is converted to RGB and resized to ``image_size`` once; the decoded
 arrays are cached as ``.npz`` under the cache directory (never pickled).
@@ -270,17 +272,6 @@ def _load_fashion_mnist(name: str, root: Path, size: int) -> tuple[list[str], Im
     return _torchvision_pair("FashionMNIST", {"train": True}, {"train": False})(name, root, size)
 
 
-def _load_eurosat(name: str, root: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
-    import torchvision.datasets as tvd
-
-    full = _tv(name, root, lambda dl: tvd.EuroSAT(str(root), download=dl))
-    imgs, labels = _tv_arrays(full)
-    imgs = _resize_any(imgs, size)
-    perm = np.random.default_rng(0).permutation(len(labels))
-    cut = int(0.8 * len(labels))  # a fixed 80/20 split
-    return list(full.classes), ImageSplit(imgs[perm[:cut]], labels[perm[:cut]]), ImageSplit(imgs[perm[cut:]], labels[perm[cut:]])
-
-
 def _under_root(load: Callable[[str, Path, int], tuple]) -> Callable:
     def run(spec: str, size: int, data_root: Path, progress: bool) -> tuple:  # noqa: ARG001 (DatasetSource.load signature)
         data_root.mkdir(parents=True, exist_ok=True)
@@ -291,11 +282,12 @@ def _under_root(load: Callable[[str, Path, int], tuple]) -> Callable:
 @dataclass(frozen=True)
 class DatasetSource:
     """One entry of :data:`DATASETS`. ``load(spec, image_size, data_root, progress)`` returns
-    ``(classes, train, test)``; ``cache_key(spec)`` names its decoded ``.npz``. A source with
-    ``argument`` (``imagefolder``) is written ``name:ARGUMENT``."""
+    ``(classes, train, test)``; ``cache_key(spec, data_root)`` names its decoded ``.npz`` (a
+    dataset read from files puts what changes with them in it). A source with ``argument``
+    (``imagefolder``) is written ``name:ARGUMENT``."""
 
     load: Callable[[str, int, Path, bool], tuple[list[str], ImageSplit, ImageSplit]]
-    cache_key: Callable[[str], str] = lambda spec: spec
+    cache_key: Callable[[str, Path], str] = lambda spec, _data_root: spec
     argument: str = ""
 
 
@@ -306,19 +298,34 @@ def _imagefolder_root(spec: str) -> Path:
     return root
 
 
-def _imagefolder_key(spec: str) -> str:
+def _imagefolder_key(spec: str, _data_root: Path) -> str:
     root = _imagefolder_root(spec)
     return f"imagefolder-{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:8]}-{_folder_fingerprint(root)}"
+
+
+def _on_disk(name: str) -> DatasetSource:
+    """The registry entry of a dataset of :mod:`.ondisk` (imported when used: it imports this module)."""
+    def load(_spec: str, size: int, data_root: Path, progress: bool) -> tuple[list[str], ImageSplit, ImageSplit]:
+        from .ondisk import ON_DISK
+        return ON_DISK[name].load(data_root, size, progress)
+
+    def key(_spec: str, data_root: Path) -> str:
+        from .ondisk import ON_DISK
+        return ON_DISK[name].cache_key(data_root)
+
+    return DatasetSource(load, key)
 
 
 DATASETS: dict[str, DatasetSource] = {
     "digits": DatasetSource(lambda _spec, size, _root, _progress: _load_digits(size)),
     "cifar10": DatasetSource(_under_root(_torchvision_pair("CIFAR10", {"train": True}, {"train": False}))),
-    "stl10": DatasetSource(_under_root(_torchvision_pair("STL10", {"split": "train"}, {"split": "test"}))),
     "svhn": DatasetSource(_under_root(_torchvision_pair("SVHN", {"split": "train"}, {"split": "test"}))),
-    "eurosat": DatasetSource(_under_root(_load_eurosat)),
     "gtsrb": DatasetSource(_under_root(_load_gtsrb)),
     "fashion-mnist": DatasetSource(_under_root(_load_fashion_mnist)),
+    "stl10": _on_disk("stl10"),
+    "eurosat": _on_disk("eurosat"),
+    "tiny-imagenet": _on_disk("tiny-imagenet"),
+    "facemask": _on_disk("facemask"),
     "imagefolder": DatasetSource(lambda spec, size, _root, progress: _load_imagefolder(_imagefolder_root(spec), size, progress),
                                  _imagefolder_key, argument="PATH"),
 }
@@ -371,7 +378,7 @@ def load_dataset(spec: str, image_size: int = 32, data_root: str | Path | None =
     cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
     data_root = Path(data_root).expanduser() if data_root else DEFAULT_DATA_ROOT
     source = dataset_source(spec)
-    cache = cache_dir / "datasets" / f"{source.cache_key(spec)}-{image_size}px.npz"
+    cache = cache_dir / "datasets" / f"{source.cache_key(spec, data_root)}-{image_size}px.npz"
     if cache.exists():
         ds = _load_npz(cache, spec)
         if ds is not None:
