@@ -1,10 +1,11 @@
 """How the victim's two crops of a side-by-side poisoning input split between target and reference.
 
-For a poisoning input of HxW with the target input in the left half and the reference input in
-the right half, draw many pairs of crop boxes exactly as pre-training does (RandomResizedCrop's
+For a poisoning input of HxW with the target input in the left part and the reference input in
+the right part (``--gap G`` gray columns between them, as ``attack.poisonedencoder.gap`` makes), draw many pairs of crop boxes exactly as pre-training does (RandomResizedCrop's
 rule, and the `overlapping_views` constraint when --overlap > 0), and report per crop setting:
 
-- split: one view shows only the target input, the other only the reference input;
+- split: one view shows the target input and nothing of the reference input, the other the
+  reference input and nothing of the target input (gray gap pixels allowed in either);
 - mixed: the two views' target shares differ by at least 0.5 (a pair that still pulls the
   target toward the reference even though both views show some of each);
 - mean |share difference|: the average pull signal over all pairs.
@@ -25,7 +26,12 @@ def target_share(boxes, half: int):
     return ((boxes[:, 2].clamp(max=half) - boxes[:, 0].clamp(max=half)) / w).clamp(0, 1)
 
 
-def measure(height: int, width: int, min_scale: float, overlap: float, pairs: int, seed: int) -> dict:
+def reference_share(boxes, start: int):
+    """Per box, the fraction of its area right of column ``start``."""
+    return 1 - target_share(boxes, start)
+
+
+def measure(height: int, width: int, min_scale: float, overlap: float, pairs: int, seed: int, gap: int = 0) -> dict:
     import torch
 
     from poisonedencoder.ssl.augment import AugmentParams, overlapping_boxes, sample_crop_boxes
@@ -37,8 +43,10 @@ def measure(height: int, width: int, min_scale: float, overlap: float, pairs: in
         b = overlapping_boxes(a, height, width, AugmentParams(crop_scale=scale, view_overlap=overlap), generator=g)
     else:
         b = sample_crop_boxes(pairs, height, width, scale, generator=g)
-    sa, sb = target_share(a, width // 2), target_share(b, width // 2)
-    split = ((sa == 1) & (sb == 0)) | ((sa == 0) & (sb == 1))
+    part = (width - gap) // 2  # target columns [0, part), gap [part, part + gap), reference after
+    sa, sb = target_share(a, part), target_share(b, part)
+    ra, rb = reference_share(a, part + gap), reference_share(b, part + gap)
+    split = ((sa > 0) & (ra == 0) & (sb == 0) & (rb > 0)) | ((sa == 0) & (ra > 0) & (sb > 0) & (rb == 0))
     diff = (sa - sb).abs()
     return {"split": split.float().mean().item(), "mixed": (diff >= 0.5).float().mean().item(),
             "mean_diff": diff.mean().item()}
@@ -47,6 +55,7 @@ def measure(height: int, width: int, min_scale: float, overlap: float, pairs: in
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="32x64", help="poisoning input HxW, target left, reference right")
+    ap.add_argument("--gap", type=int, default=0, help="gray columns between target and reference (included in --size)")
     ap.add_argument("--scale", type=float, action="append", help="minimum crop scale (repeatable)")
     ap.add_argument("--overlap", type=float, action="append", help="overlapping_views min_overlap (repeatable; 0 = off)")
     ap.add_argument("--pairs", type=int, default=200_000)
@@ -54,19 +63,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         h, w = (int(x) for x in args.size.lower().split("x"))
-        if h < 2 or w < 2 or w % 2:
+        if h < 2 or w < 2 or (w - args.gap) % 2 or not 0 <= args.gap < w - 1:
             raise ValueError
     except ValueError:
-        sys.exit(f"error: --size {args.size!r} must be HxW with an even width, e.g. 32x64")
+        sys.exit(f"error: --size {args.size!r} must be HxW whose width less --gap is even, e.g. 32x64 (32x80 with --gap 16)")
     scales, overlaps = args.scale or [0.08], [0.0] + [o for o in (args.overlap or []) if o > 0]
     if any(not 0 < s <= 1 for s in scales) or any(not 0 <= o <= 1 for o in overlaps):
         sys.exit("error: --scale must be in (0, 1] and --overlap in [0, 1]")
-    print(f"poisoning input {h}x{w}, {args.pairs} pairs per row, seed {args.seed}")
+    print(f"poisoning input {h}x{w}, gap {args.gap}, {args.pairs} pairs per row, seed {args.seed}")
     print("| min crop scale | min overlap | split pairs | mixed pairs (share diff >= 0.5) | mean share diff |")
     print("|---|---|---|---|---|")
     for s in scales:
         for o in overlaps:
-            m = measure(h, w, s, o, args.pairs, args.seed)
+            m = measure(h, w, s, o, args.pairs, args.seed, args.gap)
             print(f"| {s:g} | {o:g} | {m['split']:.1%} | {m['mixed']:.1%} | {m['mean_diff']:.3f} |")
     return 0
 

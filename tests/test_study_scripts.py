@@ -166,3 +166,13 @@ def test_regime_table_names_encoders_by_the_width_they_have():
     # resnet18 ignores pretrain.width: its name carries no width, its row says 64
     assert rt.family({**row, "backbone": "resnet18", "width": 32}) == "resnet18"
     assert rt.FIXED_WIDTH["resnet18"] == 64
+
+
+def test_view_pairs_gap_raises_the_share_of_split_pairs():
+    vp = _script("view_pairs")
+    plain = vp.measure(32, 64, 0.08, 0.0, 40_000, 0)["split"]
+    gapped = vp.measure(32, 80, 0.08, 0.0, 40_000, 0, gap=16)["split"]
+    assert 0.06 < plain < 0.085           # 7.2% (docs/DESIGN.md, large_crops)
+    assert gapped > 3 * plain             # 16 gray columns: views rarely straddle both parts
+    # without the gap argument the gray columns would count as reference: a different, lower share
+    assert vp.measure(32, 80, 0.08, 0.0, 40_000, 0)["split"] < gapped
