@@ -91,14 +91,15 @@ def summarize(per_task: list[dict]) -> dict:
     all_t = [t for r in per_task for t in r["targets"]]
     hits = {"ASR": sum(t["poisoned_prediction"] == t["target_class"] for t in all_t),
             "clean_ASR": sum(t["clean_prediction"] == t["target_class"] for t in all_t)}
+    intervals = {"CA": mean_of_rates([r["intervals"]["CA"] for r in per_task]),
+                 "PA": mean_of_rates([r["intervals"]["PA"] for r in per_task]),
+                 "ASR": rate(hits["ASR"], len(all_t)), "clean_ASR": rate(hits["clean_ASR"], len(all_t))}
     return {
         "CA": float(np.mean([r["CA"] for r in per_task])),
         "PA": float(np.mean([r["PA"] for r in per_task])),
-        "ASR": float(np.mean([t["poisoned_prediction"] == t["target_class"] for t in all_t])),
-        "clean_ASR": float(np.mean([t["clean_prediction"] == t["target_class"] for t in all_t])),
+        "ASR": intervals["ASR"]["value"],     # one count: the interval's
+        "clean_ASR": intervals["clean_ASR"]["value"],
         "num_targets": len(all_t),
-        "intervals": {"CA": mean_of_rates([r["intervals"]["CA"] for r in per_task]),
-                      "PA": mean_of_rates([r["intervals"]["PA"] for r in per_task]),
-                      "ASR": rate(hits["ASR"], len(all_t)), "clean_ASR": rate(hits["clean_ASR"], len(all_t))},
+        "intervals": intervals,
         "margins": margin_summary(all_t),  # per-target pull toward the target class, on both encoders
     }
