@@ -48,7 +48,7 @@ def test_backbone_cost_reports_each_spec_with_its_size_and_parameters(tmp_path, 
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "c.json"
-    assert mod.main(["cnn7:4:16", "cnn7:8:8", "--batch-size", "4", "--steps", "1", "--precision", "fp32",
+    assert mod.main(["cnn7:4:16", "cnn7:8:8", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--precision", "fp32",
                      "--json", str(out)]) == 0
     a, b = json.loads(out.read_text())
     assert (a["width"], a["size"], b["width"], b["size"]) == (4, 16, 8, 8)
@@ -57,9 +57,11 @@ def test_backbone_cost_reports_each_spec_with_its_size_and_parameters(tmp_path, 
     assert a["inputs_per_second"] > 0 and b["inputs_per_second"] > 0
     assert "cost x1.0 of cnn7:4:16" in capsys.readouterr().out
     assert mod.main(["cnn7:4"]) == 2 and mod.main(["mlp:4:16"]) == 2
-    # --precision reaches autocast, --batch-size the inputs per step, --steps the timed steps
-    assert (a["compute_dtype"], a["batch_size"], a["timed_steps"]) == ("float32", 4, 1)
-    assert mod.main(["cnn7:4:16", "--batch-size", "6", "--steps", "2", "--precision", "bf16", "--json", str(out)]) == 0
+    # --precision reaches autocast, --batch-size the inputs per step, --steps x --rounds the timed steps
+    assert (a["compute_dtype"], a["batch_size"], a["timed_steps"], a["rounds"]) == ("float32", 4, 1, 1)
+    assert mod.main(["cnn7:4:16", "--batch-size", "6", "--steps", "2", "--rounds", "3", "--precision", "bf16",
+                     "--json", str(out)]) == 0
     (c,) = json.loads(out.read_text())
-    assert (c["compute_dtype"], c["batch_size"], c["timed_steps"]) == ("bfloat16", 6, 2)
+    assert (c["compute_dtype"], c["batch_size"], c["timed_steps"], c["rounds"]) == ("bfloat16", 6, 6, 3)
+    assert mod.main(["cnn7:4:16", "--rounds", "0"]) == 2
     assert c["inputs_per_second"] * c["seconds_per_step"] == pytest.approx(6)
