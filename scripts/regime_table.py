@@ -44,14 +44,15 @@ def run_dirs(spec: str) -> list[tuple[Path, Path, Path]]:
     return out
 
 
-def _params(m: dict, p: dict) -> int | None:
-    if not Path(m["encoders"].get("poisoned", "")).is_file():  # results copied without their encoders
-        return None
-    try:
-        from poisonedencoder.ssl.pretrain import load_backbone
+def _params(p: dict) -> int | None:
+    """The backbone's parameters, counted on the architecture the config names (no weights loaded,
+    so results copied without their encoders have it too)."""
+    from poisonedencoder.errors import UserError
+    from poisonedencoder.ssl.models import build_backbone
 
-        return sum(t.numel() for t in load_backbone(m["encoders"]["poisoned"], p).parameters())
-    except (OSError, KeyError, RuntimeError):
+    try:
+        return sum(t.numel() for t in build_backbone(p["backbone"], p["width"]).parameters())
+    except (UserError, KeyError):
         return None
 
 
@@ -103,7 +104,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
         "presentations": per_target * p["epochs"],
         "copies_per_batch": p["batch_size"] * per_target / n_inputs,
         "image_epochs": n_inputs * p["epochs"],
-        "params": _params(m, p),
+        "params": _params(p),
         "classifier": cfg["downstream"]["classifier"],
         "layout": cfg["attack"].get("layout"),
         "pretrain_poisoned_s": (sum(s for s in secs if s) / len([s for s in secs if s])) if any(secs) else None,

@@ -176,3 +176,7 @@ def test_view_pairs_gap_raises_the_share_of_split_pairs():
     assert gapped > 3 * plain             # 16 gray columns: views rarely straddle both parts
     # without the gap argument the gray columns would count as reference: a different, lower share
     assert vp.measure(32, 80, 0.08, 0.0, 40_000, 0)["split"] < gapped
+    # parameters counted on the architecture, without weights: a GPU result copied back without encoders has them too
+    assert rt._params({"backbone": "resnet18", "width": 32}) == 11_168_832
+    assert rt._params({"backbone": "cnn7", "width": 16}) == 146_288
+    assert rt._params({"backbone": "nope", "width": 16}) is None
