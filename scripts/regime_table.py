@@ -78,7 +78,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
         secs.append(pretrain_seconds(run / "encoders" / "poisoned"))
         for ti, task in enumerate(m["tasks"]):
             for t in task["targets"]:
-                targets.append({"key": (cfg["seed"], ti, t["test_index"]), **t})
+                targets.append({"key": (cfg["seed"], ti, t["test_index"], t["target_class"]), **t})
             for o in task.get("over_training") or []:
                 k = o.get("intervals", {}).get("ASR", {}).get("k", round(o["ASR"] * len(task["targets"])))
                 snaps.setdefault(o["epoch"], [0, 0])
@@ -171,7 +171,9 @@ def fit_points(rows: list[dict], x: str, snapshots: bool) -> dict[str, list[tupl
 def logistic_fit(points: list[tuple[float, int, int]], goal: float = 0.8) -> dict | None:
     """Binomial maximum-likelihood fit of ASR = 1 / (1 + exp(-(a + b log2 x))) to (x, k, n) points;
     the x where the fitted ASR reaches ``goal``, with a 95% interval by the delta method on
-    log2 x (covariance: the inverse Fisher information). ``None`` with fewer than 3 distinct x."""
+    log2 x (covariance: the inverse Fisher information). ``None`` with fewer than 3 distinct x.
+    The crossing is reported only where the slope's 95% interval lies above 0: where ASR does not
+    rise measurably with x, the data do not say where it would reach the goal."""
     import numpy as np
     from scipy.optimize import minimize
 
@@ -190,16 +192,18 @@ def logistic_fit(points: list[tuple[float, int, int]], goal: float = 0.8) -> dic
     q = 1 / (1 + np.exp(-(a + b * lx)))
     w = n * q * (1 - q)
     info = np.array([[w.sum(), (w * lx).sum()], [(w * lx).sum(), (w * lx * lx).sum()]])
-    out = {"a": float(a), "b": float(b), "points": len(points), "goal": goal, "x_goal": None, "x_goal_ci95": None}
-    if b <= 0:
-        return out  # ASR does not rise with x in these data: no crossing to report
     cov = np.linalg.pinv(info)
+    se_b = float(np.sqrt(max(0.0, cov[1, 1])))
+    out = {"a": float(a), "b": float(b), "b_ci95": [float(b - 1.96 * se_b), float(b + 1.96 * se_b)],
+           "points": len(points), "goal": goal, "x_goal": None, "x_goal_ci95": None}
+    if b - 1.96 * se_b <= 0:
+        return out  # ASR does not rise measurably with x in these data: no crossing to report
     t = np.log(goal / (1 - goal))
     l_goal = (t - a) / b
     grad = np.array([-1 / b, -(t - a) / b ** 2])
     se = float(np.sqrt(max(0.0, grad @ cov @ grad)))
-    out["x_goal"] = float(2 ** l_goal)
-    out["x_goal_ci95"] = [float(2 ** (l_goal - 1.96 * se)), float(2 ** (l_goal + 1.96 * se))]
+    out["x_goal"] = float(np.exp2(min(l_goal, 1023.0)))
+    out["x_goal_ci95"] = [float(np.exp2(min(v, 1023.0))) for v in (l_goal - 1.96 * se, l_goal + 1.96 * se)]
     return out
 
 
@@ -333,9 +337,9 @@ def main(argv: list[str] | None = None) -> int:
             if f is None:
                 print(f"| {fam} | {len(pts)} | - (fewer than 3 values of {args.x}) | - |")
                 continue
-            at = "- (ASR does not rise)" if f["x_goal"] is None else \
+            at = "- (ASR does not rise measurably: slope interval includes 0)" if f["x_goal"] is None else \
                 f"{f['x_goal']:.0f} [{f['x_goal_ci95'][0]:.0f}, {f['x_goal_ci95'][1]:.0f}]"
-            print(f"| {fam} | {len(pts)} | a = {f['a']:.2f}, b = {f['b']:.2f} | {at} |")
+            print(f"| {fam} | {len(pts)} | a = {f['a']:.2f}, b = {f['b']:.2f} [{f['b_ci95'][0]:.2f}, {f['b_ci95'][1]:.2f}] | {at} |")
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     if args.csv:
         from poisonedencoder.io import write_text

@@ -114,6 +114,10 @@ def test_logistic_fit_recovers_a_known_curve_and_where_it_reaches_the_goal():
     # a falling curve has no crossing to report; one value of x has no fit
     assert rt.logistic_fit([(100, 9, 10), (1000, 5, 10), (10000, 1, 10)])["x_goal"] is None
     assert rt.logistic_fit([(100, 9, 10), (100, 1, 10)]) is None
+    # a flat curve whose slope comes out positive by chance: no crossing either (slope interval includes 0)
+    flat = rt.logistic_fit([(3000, 1, 10), (6000, 2, 10), (12000, 1, 10), (24000, 2, 10)])
+    assert flat["b"] > 0 and flat["b_ci95"][0] < 0 < flat["b_ci95"][1] and flat["x_goal"] is None
+    assert f["b_ci95"][0] < b < f["b_ci95"][1]
 
 
 def test_regime_table_fit_options_change_what_is_fitted(finished_run, tmp_path):
@@ -166,6 +170,10 @@ def test_regime_table_names_encoders_by_the_width_they_have():
     # resnet18 ignores pretrain.width: its name carries no width, its row says 64
     assert rt.family({**row, "backbone": "resnet18", "width": 32}) == "resnet18"
     assert rt.FIXED_WIDTH["resnet18"] == 64
+    # parameters counted on the architecture, without weights: a GPU result copied back without encoders has them too
+    assert rt._params({"backbone": "resnet18", "width": 32}) == 11_168_832
+    assert rt._params({"backbone": "cnn7", "width": 16}) == 146_288
+    assert rt._params({"backbone": "nope", "width": 16}) is None
 
 
 def test_view_pairs_gap_raises_the_share_of_split_pairs():
@@ -176,7 +184,3 @@ def test_view_pairs_gap_raises_the_share_of_split_pairs():
     assert gapped > 3 * plain             # 16 gray columns: views rarely straddle both parts
     # without the gap argument the gray columns would count as reference: a different, lower share
     assert vp.measure(32, 80, 0.08, 0.0, 40_000, 0)["split"] < gapped
-    # parameters counted on the architecture, without weights: a GPU result copied back without encoders has them too
-    assert rt._params({"backbone": "resnet18", "width": 32}) == 11_168_832
-    assert rt._params({"backbone": "cnn7", "width": 16}) == 146_288
-    assert rt._params({"backbone": "nope", "width": 16}) is None
