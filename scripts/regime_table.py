@@ -274,11 +274,14 @@ def plot(rows: list[dict], x: str, path: Path, fits: dict | None = None, points:
             a1.plot(grid, 1 / (1 + np.exp(-(f["a"] + f["b"] * np.log2(grid)))), lw=1, label=f"{fam} logistic fit")
     if points:
         a1.legend(fontsize=7)
+    from matplotlib.ticker import NullFormatter
+
     for a, label in ((a1, "ASR (95% Wilson)"), (a2, "poisoned encoder's margin, MLP (95% t)")):
         a.set_xlabel(x.replace("_", " "))
         a.set_ylabel(label)
         if all(r[x] and r[x] > 0 for r in rows) and (fits or max(r[x] for r in rows) / max(1e-9, min(r[x] for r in rows)) > 20):
             a.set_xscale("log")
+            a.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
         a.grid(alpha=0.3)
     a1.set_ylim(-0.02, 1.02)
     a2.axhline(0, color="k", lw=0.8)
