@@ -198,3 +198,17 @@ def test_shipped_config_finds_the_shared_cifar10_from_any_directory(tmp_path, mo
     cfg = C.resolve(C.load_yaml(ROOT / "configs" / "cifar10_cpu.yaml"))
     spec = cfg["pretrain_data"]["dataset"]
     assert spec == f"imagefolder:{ROOT.parent / 'shared' / 'datasets' / 'cifar10'}"
+
+
+def test_digits_works_config_is_three_percent_per_target_over_three_seeds(tmp_path):
+    # the row docs/RESULTS.md reports for this file rests on these numbers
+    from poisonedencoder.attack import poisons_per_target
+    from poisonedencoder.data import load_dataset
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "digits_works.yaml"
+    cfg = C.resolve(C.load_yaml(path), [])
+    n_clean = len(load_dataset("digits", image_size=cfg["pretrain"]["image_size"], cache_dir=tmp_path).train.labels)
+    per = poisons_per_target(cfg["attack"]["poisoning_rate"], n_clean, cfg["tasks"][0]["num_targets"])
+    assert cfg["seeds"] == [0, 1, 2] and cfg["tasks"][0]["num_targets"] == 10
+    assert per / n_clean <= 0.03 and cfg["attack"]["num_references"] >= per
+    assert (cfg["pretrain"]["epochs"], cfg["pretrain"]["backbone"], cfg["pretrain"]["width"]) == (500, "cnn7", 16)
