@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p)
         if name == "pretrain":
             p.add_argument("--which", choices=("both", "clean", "poisoned"), default="both")
+        if name == "craft":
+            p.add_argument("--export-imagefolder", metavar="DIR",
+                           help="also write the clean pre-training inputs and the poisoning inputs as PNGs in "
+                                "DIR/unlabeled/ (torchvision ImageFolder layout) with manifest.json in DIR; "
+                                "DIR must be new or empty (docs/AUDIT.md)")
     p = sub.add_parser("sweep", help="one run per value of a config key; sweep.csv and sweep.png")
     _add_common(p)
     p.add_argument("--param", required=True, help="config key, e.g. attack.poisoning_rate")
@@ -97,17 +102,30 @@ def main(argv: list[str] | None = None) -> int:
             run_sweep(user, over, args.param, parse_values(args.values), out, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
+        export = getattr(args, "export_imagefolder", None)
+        if export:
+            from .attack.export import check_export_dir
+
+            export = check_export_dir(export)
+        if cfg["seeds"] and export and len(cfg["seeds"]) > 1:
+            raise UserError(f"--export-imagefolder works on one run: give one seed (--seeds {cfg['seeds'][0]}), "
+                            f"got {len(cfg['seeds'])}")
         if cfg["seeds"]:
             from .seeds import SeedRuns
 
             exp = SeedRuns(cfg, out, log=say)
+            if export:
+                exp = exp.runs[0]
         else:
             exp = Experiment(cfg, out, log=say)
         if args.command in ("demo", "run"):
             exp.run()
             say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
         elif args.command == "craft":
-            exp.craft()
+            if export:
+                exp.export_imagefolder(export)  # crafts first (or reuses the craft)
+            else:
+                exp.craft()
         elif args.command == "pretrain":
             exp.pretrain(args.which)
         elif args.command == "evaluate":

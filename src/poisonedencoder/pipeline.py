@@ -209,6 +209,22 @@ class Experiment:
         D.barrier()
         return load_poisons(self.poison_dir)[0]
 
+    def export_imagefolder(self, dest: str | Path) -> Path:
+        """Craft (or reuse the craft) and write the pre-training set, clean inputs and poisoning inputs,
+        as one plain image folder ``dest/unlabeled/*.png`` with the manifest in ``dest/manifest.json``
+        (:func:`~poisonedencoder.attack.export.export_imagefolder`), for a pre-training pipeline of
+        one's own. No defense is applied: the folder is what the victim would collect."""
+        from .attack.export import check_export_dir, export_imagefolder
+
+        dest = check_export_dir(dest)  # before any work
+        manifest = self.craft()
+        if _is_main():
+            _, poisons = load_poisons(self.poison_dir)
+            export_imagefolder(self.clean_pretrain_images(), self._clean_indices(), manifest, poisons, dest)
+            self.log(f"export: {len(self._clean_indices())} clean inputs and {len(poisons)} poisoning inputs "
+                     f"-> {dest}/unlabeled/ (manifest.json beside it)")
+        return dest
+
     # -------------------------------------------------------------------------------- pre-train
     @contextmanager
     def _cache_lock(self, d: Path):
