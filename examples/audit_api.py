@@ -7,7 +7,7 @@
    your trainer;
 3. measures them on the run's target inputs: CA, PA, ASR, clean ASR, the target inputs' margins.
 
-    python examples/audit_api.py                                  # about 2 minutes on 2 CPU cores
+    python examples/audit_api.py             # 75 s on an idle 2-core Xeon: ASR 3/3, clean ASR 0/3
     python examples/audit_api.py --epochs 1 --num-images 300      # a smoke test, seconds
     python examples/audit_api.py --out runs/audit --export-imagefolder exported/ \\
         --encoder poisoned.pt --clean-encoder clean.pt --arch resnet18   # your encoders (docs/AUDIT.md)

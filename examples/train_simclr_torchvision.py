@@ -48,19 +48,15 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 
 
 def parse(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="SimCLR (torchvision ResNet) on an image folder")
+    ap = argparse.ArgumentParser(description="SimCLR (torchvision ResNet18) on an image folder")
     ap.add_argument("folder", help="an image folder (FOLDER/<class>/*.png), e.g. from craft --export-imagefolder")
     ap.add_argument("--out", required=True, help="where to save the backbone's state_dict")
-    ap.add_argument("--arch", default="resnet18", choices=("resnet18", "resnet50"))
     ap.add_argument("--exclude-poisons", action="store_true",
                     help="leave out the files FOLDER/manifest.json lists as poisoning inputs (the clean encoder)")
     ap.add_argument("--size", type=int, default=16, help="crop size = the toolkit config's pretrain.image_size")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--temperature", type=float, default=0.5)
-    ap.add_argument("--min-scale", type=float, default=0.08, help="RandomResizedCrop's smallest area fraction")
-    ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--torchscript", help="also save the backbone as TorchScript here")
     return ap.parse_args(argv)
@@ -75,7 +71,7 @@ def main(argv=None) -> Path:
         manifest = json.loads((folder / "manifest.json").read_text())
         skip = {str((folder / e["file"]).resolve()) for e in manifest["poisoning_inputs"]}
     augment = T.Compose([
-        T.RandomResizedCrop(args.size, scale=(args.min_scale, 1.0)),  # a box of the whole image, any aspect
+        T.RandomResizedCrop(args.size),  # a box of the whole image (8-100% of its area), any aspect, resized
         T.RandomHorizontalFlip(),
         T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         T.RandomGrayscale(0.2),
@@ -85,8 +81,8 @@ def main(argv=None) -> Path:
     data = torchvision.datasets.ImageFolder(str(folder), transform=TwoViews(augment),
                                             is_valid_file=lambda p: str(Path(p).resolve()) not in skip)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=len(data) > args.batch_size,
-                                         num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed))
-    backbone = getattr(torchvision.models, args.arch)(weights=None)
+                                         generator=torch.Generator().manual_seed(args.seed))
+    backbone = torchvision.models.resnet18(weights=None)
     dim = backbone.fc.in_features
     backbone.fc = nn.Identity()
     head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, 128))
@@ -98,7 +94,7 @@ def main(argv=None) -> Path:
         model.train()
         total = 0.0
         for (x1, x2), _ in loader:
-            loss = nt_xent(model(x1), model(x2), args.temperature)
+            loss = nt_xent(model(x1), model(x2), temperature=0.5)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -1,4 +1,5 @@
 """The Python API (``import poisonedencoder as pe``) and examples/audit_api.py, which uses it."""
+import hashlib
 import importlib.util
 import json
 import subprocess
@@ -60,8 +61,15 @@ def test_the_audit_example_measures_what_the_pipeline_measures(tmp_path, capsys)
     assert {k: m[k] for k in NUMBERS} == {k: m0[k] for k in NUMBERS}
     assert m["margins"]["poisoned"]["margin"]["mean"] == pytest.approx(m0["margins"]["poisoned"]["margin"]["mean"], abs=1e-4)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["CA"] == m0["CA"]
-    # evaluate_encoder without a run directory: the same target inputs, crafted in a temporary folder
+    # the example on encoder files (as if trained elsewhere): the same numbers
     paths = pe.pretrain(cfg, tmp_path / "run", log=lambda _: None)
+    again = ex.main(argv[:-2] + ["--encoder", str(paths["poisoned"]), "--clean-encoder", str(paths["clean"]), "--arch", "cnn7"])
+    assert {k: again[k] for k in NUMBERS} == {k: m0[k] for k in NUMBERS}
+    assert again["encoder_files"]["poisoned"]["sha256"] == hashlib.sha256(Path(paths["poisoned"]).read_bytes()).hexdigest()
+    assert set(pe.pretrain(cfg, tmp_path / "run", which="clean", log=lambda _: None)) == {"clean"}
+    with pytest.raises(UserError, match="which must be"):
+        pe.pretrain(cfg, tmp_path / "run", which="poison")
+    # evaluate_encoder without a run directory: the same target inputs, crafted in a temporary folder
     enc = pe.load_encoder(paths["poisoned"], arch="cnn7", width=8, image_size=16)[0]
     alone = pe.evaluate_encoder(enc, cfg, log=lambda _: None)
     assert (alone["PA"], alone["ASR"], alone["CA"]) == (m0["PA"], m0["ASR"], None)

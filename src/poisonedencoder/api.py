@@ -103,7 +103,8 @@ def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None
 
     ``out``: the run directory whose craft (target inputs) to use, crafted there if absent, and where
     metrics.json and report.md are written; ``None``: a temporary folder, deleted afterwards (the
-    craft of a configuration is deterministic, so the target inputs are the same). Returns the
+    craft of a configuration is deterministic, so the target inputs are the same). An encoder from
+    :func:`load_encoder` has its file's path and sha256 recorded (``encoder_files``). Returns the
     metrics as a plain dict (``CA``, ``PA``, ``ASR``, ``clean_ASR``, ``intervals``, ``margins``, ``tasks``).
     """
     import torch
@@ -111,10 +112,11 @@ def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None
     for name, e in (("encoder", encoder), ("clean_encoder", clean_encoder)):
         if e is not None and not isinstance(e, torch.nn.Module):
             raise UserError(f"{name} must be a torch.nn.Module, got {type(e).__name__} (for a file: pe.load_encoder)")
+    files = {k: e.source for k, e in (("poisoned", encoder), ("clean", clean_encoder)) if hasattr(e, "source")}
     if out is None:
         with tempfile.TemporaryDirectory(prefix="poisonedencoder-") as tmp:
-            return _one_run(config, tmp, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder)
-    return _one_run(config, out, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder)
+            return _one_run(config, tmp, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
+    return _one_run(config, out, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
 
 
 def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, prefix: str | None = None,

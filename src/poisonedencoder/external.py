@@ -207,7 +207,8 @@ def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, pre
     normalization (:class:`OutsideEncoder`) and check it on a batch of ``image_size`` images.
 
     Returns the module (eval mode) and what was loaded: ``path``, ``sha256``, ``format``, ``arch``,
-    ``prefix``, ``normalize``, ``feature_dim``. Every problem is a one-line :class:`UserError`."""
+    ``prefix``, ``normalize``, ``feature_dim`` (also kept as the module's ``source``, which
+    :func:`poisonedencoder.api.evaluate_encoder` records). Every problem is a one-line :class:`UserError`."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"encoder file {p} does not exist")
@@ -232,5 +233,6 @@ def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, pre
                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
     if f.ndim != 2 or f.shape[0] != 2:
         raise UserError(f"encoder {p} returned features of shape {tuple(f.shape)} for 2 images")
-    return enc, {"path": str(p.absolute()), "sha256": sha256(p), **info, "normalize": chosen,
-                 "feature_dim": int(f.shape[1])}
+    enc.source = {"path": str(p.absolute()), "sha256": sha256(p), **info, "normalize": chosen,
+                  "feature_dim": int(f.shape[1])}  # recorded by evaluate_encoder
+    return enc, enc.source
