@@ -1,2 +1,31 @@
-"""poisonedencoder: the PoisonedEncoder data-poisoning attack on contrastive pre-training."""
+"""poisonedencoder: the PoisonedEncoder data-poisoning attack on contrastive pre-training.
+
+The Python API (``import poisonedencoder as pe``; :mod:`poisonedencoder.api`):
+``pe.load_config``, the stages ``pe.craft``, ``pe.pretrain``, ``pe.evaluate``, encoders trained
+elsewhere with ``pe.load_encoder`` and ``pe.evaluate_encoder``, and ``pe.Experiment`` for the
+stages one by one. They are imported on first use, so ``import poisonedencoder`` (and
+``import poisonedencoder.config``) stays cheap: no torch until a stage needs it.
+"""
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_config": "api", "craft": "api", "pretrain": "api", "evaluate": "api", "evaluate_encoder": "api",
+    "load_encoder": "api", "Experiment": "pipeline", "UserError": "errors",
+}
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

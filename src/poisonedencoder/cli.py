@@ -40,6 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p)
         if name == "pretrain":
             p.add_argument("--which", choices=("both", "clean", "poisoned"), default="both")
+        if name == "craft":
+            p.add_argument("--export-imagefolder", metavar="DIR",
+                           help="also write the clean pre-training inputs and the poisoning inputs as PNGs in "
+                                "DIR/unlabeled/ (torchvision ImageFolder layout) with manifest.json in DIR; "
+                                "DIR must be new or empty (docs/AUDIT.md)")
+        if name == "evaluate":
+            g = p.add_argument_group("encoders trained elsewhere (docs/AUDIT.md)")
+            g.add_argument("--encoder", metavar="PATH",
+                           help="evaluate this poisoned encoder instead of the toolkit's: a TorchScript file or a "
+                                "state_dict (with --arch)")
+            g.add_argument("--clean-encoder", metavar="PATH",
+                           help="the clean encoder to compare with (CA, clean ASR, clean margins); without it they "
+                                "are reported as not measured")
+            g.add_argument("--arch", help="architecture of a state_dict: resnet18 | resnet50 (torchvision, fc "
+                                          "removed) | resnet18-cifar | cnn7 (the toolkit's) | timm:NAME")
+            g.add_argument("--width", type=int, help="cnn7's base width (default: the config's pretrain.width)")
+            g.add_argument("--prefix", help="take the state_dict's keys under this prefix, e.g. 'net.' (default: "
+                                            "strip module./backbone./encoder./model. where they fit)")
+            g.add_argument("--normalize", choices=("imagenet", "cifar10", "none"),
+                           help="normalization of the [0, 1] images before the encoder (default: none for an encoder "
+                                "that stores its own input statistics, as the toolkit's do; imagenet otherwise)")
     p = sub.add_parser("sweep", help="one run per value of a config key; sweep.csv and sweep.png")
     _add_common(p)
     p.add_argument("--param", required=True, help="config key, e.g. attack.poisoning_rate")
@@ -72,6 +93,30 @@ def _resolve(args) -> tuple[dict, Path]:
     return cfg, out
 
 
+_OUTSIDE_OPTIONS = ("clean_encoder", "arch", "width", "prefix", "normalize")
+
+
+def _outside_encoders(args, cfg: dict) -> dict:
+    """``evaluate --encoder PATH [--clean-encoder PATH]``: the loaded encoders and what was loaded,
+    ``{"poisoned": (module, info), "clean": (module, info)}``; empty without ``--encoder``."""
+    if args.command != "evaluate":
+        return {}
+    if not args.encoder:
+        given = [o for o in _OUTSIDE_OPTIONS if getattr(args, o) is not None]
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')} needs --encoder PATH")
+        return {}
+    from .external import load_encoder
+
+    p = cfg["pretrain"]
+    kw = {"arch": args.arch, "width": args.width if args.width is not None else p["width"], "prefix": args.prefix,
+          "normalize": args.normalize, "image_size": p["image_size"]}
+    out = {"poisoned": load_encoder(args.encoder, **kw)}
+    if args.clean_encoder:
+        out["clean"] = load_encoder(args.clean_encoder, **kw)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -97,19 +142,37 @@ def main(argv: list[str] | None = None) -> int:
             run_sweep(user, over, args.param, parse_values(args.values), out, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
+        outside = _outside_encoders(args, cfg)  # loaded and checked before any work
+        export = getattr(args, "export_imagefolder", None)
+        if export:
+            from .attack.export import check_export_dir
+
+            export = check_export_dir(export)
+        if cfg["seeds"] and (outside or export) and len(cfg["seeds"]) > 1:
+            raise UserError(f"{'--encoder' if outside else '--export-imagefolder'} works on one run: give one seed "
+                            f"(--seeds {cfg['seeds'][0]}), got {len(cfg['seeds'])}")
         if cfg["seeds"]:
             from .seeds import SeedRuns
 
             exp = SeedRuns(cfg, out, log=say)
+            if outside or export:
+                exp = exp.runs[0]
         else:
             exp = Experiment(cfg, out, log=say)
         if args.command in ("demo", "run"):
             exp.run()
             say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
         elif args.command == "craft":
-            exp.craft()
+            if export:
+                exp.export_imagefolder(export)  # crafts first (or reuses the craft)
+            else:
+                exp.craft()
         elif args.command == "pretrain":
             exp.pretrain(args.which)
+        elif args.command == "evaluate" and outside:
+            exp.evaluate_encoders(outside["poisoned"][0], outside["clean"][0] if "clean" in outside else None,
+                                  {k: v[1] for k, v in outside.items()})
+            say(f"done in {time.time() - t0:.0f}s: {exp.out / 'metrics.json'}, {exp.out / 'report.md'}")
         elif args.command == "evaluate":
             exp.evaluate()
         D.shutdown()

@@ -25,7 +25,9 @@ def train_subset(ds: ImageDataset, num_train: int | None, seed: int, task: int) 
 def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.Module]], ds: ImageDataset, task: int,
                   targets: list[Target], pretrain: dict, downstream: dict, seed: int, device: str = "cpu") -> dict:
     """One task on the ``clean`` and ``poisoned`` encoders (and the poisoned one's ``snapshots``,
-    ``(epoch, backbone)``): its metrics, with every target input of the task."""
+    ``(epoch, backbone)``): its metrics, with every target input of the task. Without a ``clean``
+    encoder (an outside poisoned encoder evaluated alone) CA, clean ASR and the clean encoder's
+    per-target values are ``None``: not measured."""
     tt = [t for t in targets if t.task == task]
     tr_idx = train_subset(ds, downstream["num_train"], seed, task)
     target_idx = np.array([t.test_index for t in tt], dtype=int)
@@ -45,6 +47,11 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
 
     res = {"dataset": ds.name, "num_classes": ds.num_classes, "num_test_inputs": int(test_mask.sum())}
     preds, cos, cos_true, scores, intervals = {}, {}, {}, {}, {}
+    if "clean" not in encoders:  # not measured
+        res["CA"], intervals["CA"], res["clean_ASR"], intervals["clean_ASR"] = None, None, None, None
+        preds["clean"] = [None] * len(tt)
+        cos["clean"] = cos_true["clean"] = [None] * len(tt)
+        scores["clean"] = {m: [None] * len(tt) for m in ("target_prob", "target_rank", "margin")}
     for name, enc in encoders.items():
         pred, ftr, fte, lg = run(enc)
         acc, asr, acc_ci, asr_ci = accuracy_and_asr(pred)
@@ -65,7 +72,8 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
                                      "intervals": {"PA": intervals["PA"], "ASR": intervals["ASR"]}})
     res["targets"] = [{"test_index": t.test_index, "true_class": t.true_class, "target_class": t.target_class,
                        "true_class_name": ds.classes[t.true_class], "target_class_name": ds.classes[t.target_class],
-                       "clean_prediction": int(preds["clean"][k]), "poisoned_prediction": int(preds["poisoned"][k]),
+                       "clean_prediction": None if preds["clean"][k] is None else int(preds["clean"][k]),
+                       "poisoned_prediction": int(preds["poisoned"][k]),
                        "clean_cosine": cos["clean"][k], "poisoned_cosine": cos["poisoned"][k],
                        "clean_cosine_true_class": cos_true["clean"][k],
                        "poisoned_cosine_true_class": cos_true["poisoned"][k],
@@ -74,6 +82,6 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
                       for k, t in enumerate(tt)]
     res["intervals"] = intervals
     res["margins"] = margin_summary(res["targets"])
-    res["mean_cosine_clean"] = float(np.mean(cos["clean"])) if tt else None
+    res["mean_cosine_clean"] = float(np.mean(cos["clean"])) if tt and "clean" in encoders else None
     res["mean_cosine_poisoned"] = float(np.mean(cos["poisoned"])) if tt else None
     return res

@@ -78,27 +78,30 @@ def margin_summary(targets: list[dict]) -> dict:
             out["ci95"] = [max(lo, out["ci95"][0]), min(hi, out["ci95"][1])]
         return out
 
-    return {e: {m: summary([t[f"{e}_{m}"] for t in targets if f"{e}_{m}" in t], m) for m in SCORES}
+    return {e: {m: summary([t[f"{e}_{m}"] for t in targets if t.get(f"{e}_{m}") is not None], m) for m in SCORES}
             for e in ("clean", "poisoned")}
 
 
 def summarize(per_task: list[dict]) -> dict:
     """The run's numbers from its tasks' (:func:`poisonedencoder.evaluation.evaluate_task`): CA and
     PA the mean over tasks, ASR and clean ASR over all target inputs of all tasks, with counts and
-    95% intervals (Wilson; CA / PA of several tasks: their mean), and the margins over targets."""
+    95% intervals (Wilson; CA / PA of several tasks: their mean), and the margins over targets.
+    Without a clean encoder (``CA`` of the tasks ``None``) CA and clean ASR are ``None``."""
     from .stats import mean_of_rates, rate
 
     all_t = [t for r in per_task for t in r["targets"]]
+    clean = all(r["CA"] is not None for r in per_task)
     hits = {"ASR": sum(t["poisoned_prediction"] == t["target_class"] for t in all_t),
             "clean_ASR": sum(t["clean_prediction"] == t["target_class"] for t in all_t)}
-    intervals = {"CA": mean_of_rates([r["intervals"]["CA"] for r in per_task]),
+    intervals = {"CA": mean_of_rates([r["intervals"]["CA"] for r in per_task]) if clean else None,
                  "PA": mean_of_rates([r["intervals"]["PA"] for r in per_task]),
-                 "ASR": rate(hits["ASR"], len(all_t)), "clean_ASR": rate(hits["clean_ASR"], len(all_t))}
+                 "ASR": rate(hits["ASR"], len(all_t)),
+                 "clean_ASR": rate(hits["clean_ASR"], len(all_t)) if clean else None}
     return {
-        "CA": float(np.mean([r["CA"] for r in per_task])),
+        "CA": float(np.mean([r["CA"] for r in per_task])) if clean else None,
         "PA": float(np.mean([r["PA"] for r in per_task])),
         "ASR": intervals["ASR"]["value"],     # one count: the interval's
-        "clean_ASR": intervals["clean_ASR"]["value"],
+        "clean_ASR": intervals["clean_ASR"]["value"] if clean else None,
         "num_targets": len(all_t),
         "intervals": intervals,
         "margins": margin_summary(all_t),  # per-target pull toward the target class, on both encoders

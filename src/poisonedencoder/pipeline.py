@@ -209,6 +209,22 @@ class Experiment:
         D.barrier()
         return load_poisons(self.poison_dir)[0]
 
+    def export_imagefolder(self, dest: str | Path) -> Path:
+        """Craft (or reuse the craft) and write the pre-training set, clean inputs and poisoning inputs,
+        as one plain image folder ``dest/unlabeled/*.png`` with the manifest in ``dest/manifest.json``
+        (:func:`~poisonedencoder.attack.export.export_imagefolder`), for a pre-training pipeline of
+        one's own. No defense is applied: the folder is what the victim would collect."""
+        from .attack.export import check_export_dir, export_imagefolder
+
+        dest = check_export_dir(dest)  # before any work
+        manifest = self.craft()
+        if _is_main():
+            _, poisons = load_poisons(self.poison_dir)
+            export_imagefolder(self.clean_pretrain_images(), self._clean_indices(), manifest, poisons, dest)
+            self.log(f"export: {len(self._clean_indices())} clean inputs and {len(poisons)} poisoning inputs "
+                     f"-> {dest}/unlabeled/ (manifest.json beside it)")
+        return dest
+
     # -------------------------------------------------------------------------------- pre-train
     @contextmanager
     def _cache_lock(self, d: Path):
@@ -276,10 +292,6 @@ class Experiment:
     # -------------------------------------------------------------------------------- evaluate
     def evaluate(self) -> dict:
         """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines -> metrics.json, report.md."""
-        import torch
-
-        from .evaluation import evaluate_task
-        from .metrics import summarize
         from .ssl.pretrain import load_backbone
 
         manifest = self.craft()
@@ -287,25 +299,55 @@ class Experiment:
         if not _is_main():
             return {}  # under torchrun, rank 0 evaluates
         p = self.cfg["pretrain"]
-        if p.get("threads"):
-            torch.set_num_threads(int(p["threads"]))
-        t0 = time.time()
         encoders = {k: load_backbone(v, p) for k, v in paths.items()}
         snapshots = [(int(s.stem.split("_")[1]), load_backbone(s, p))
                      for s in sorted((self.out / "encoders" / "poisoned" / "snapshots").glob("epoch_*.pt"))]
+        defense_json = self.out / "defense.json"
+        return self._measure(manifest, encoders, snapshots, {"encoders": {k: str(v) for k, v in paths.items()}}, {
+            "defense": json.loads(defense_json.read_text()) if defense_json.exists() else {"name": self.cfg["defense"]["name"]},
+        })
+
+    def evaluate_encoders(self, poisoned, clean=None, files: dict | None = None) -> dict:
+        """Downstream classifiers on encoders trained anywhere, for this run's target inputs (crafted
+        here, or reused): ``poisoned`` and optionally ``clean`` are modules that take images in [0, 1]
+        and return features (:func:`poisonedencoder.external.load_encoder` makes one from a file).
+        Without ``clean``, CA, clean ASR and the clean margins are ``None`` (not measured).
+        ``files``: what was loaded per encoder (path, sha256, ...), recorded as ``encoder_files``.
+        Writes metrics.json and report.md like :meth:`evaluate` (replacing a previous evaluation's)."""
+        manifest = self.craft()
+        if not _is_main():
+            return {}
+        encoders = {"clean": clean, "poisoned": poisoned} if clean is not None else {"poisoned": poisoned}
+        files = files or {}
+        return self._measure(manifest, encoders, [], {
+            "encoders": {k: files[k]["path"] if k in files else "(module)" for k in encoders},
+            "encoder_files": {k: files.get(k) for k in encoders},
+            "outside_encoders": True,
+        }, {})
+
+    def _measure(self, manifest: dict, encoders: dict, snapshots: list, extra: dict, after: dict) -> dict:
+        """Every task on ``encoders`` (``clean``, ``poisoned``), the summary -> metrics.json, report.md."""
+        import torch
+
+        from .evaluation import evaluate_task
+        from .metrics import summarize
+
+        p = self.cfg["pretrain"]
+        if p.get("threads"):
+            torch.set_num_threads(int(p["threads"]))
+        t0 = time.time()
         targets = [Target(**t) for t in manifest["targets"]]
         per_task = [evaluate_task(encoders, snapshots, ds, ti, targets, p, self.cfg["downstream"], self.cfg["seed"],
                                   self.cfg["device"]) for ti, ds in enumerate(self.tasks())]
-        defense_json = self.out / "defense.json"
         metrics = {
             **summarize(per_task),
             "num_poisoning_inputs": manifest["num_poisoning_inputs"],
             "num_clean_inputs": manifest["num_clean_inputs"],
             "poisoning_rate": manifest["poisoning_rate"],
             "tasks": per_task,
-            "encoders": {k: str(v) for k, v in paths.items()},
+            **extra,
             "evaluate_seconds": round(time.time() - t0, 1),
-            "defense": json.loads(defense_json.read_text()) if defense_json.exists() else {"name": self.cfg["defense"]["name"]},
+            **after,
             "config_fingerprint": C.experiment_fingerprint(self.cfg),
         }
         write_json(self.out / "metrics.json", metrics)

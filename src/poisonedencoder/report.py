@@ -31,7 +31,8 @@ def _margins_cell(mg: dict | None) -> str:
     """Mean margin on the clean encoder -> on the poisoned one (with its t interval)."""
     if not mg or mg["poisoned"]["margin"]["mean"] is None:
         return "-"
-    return f"{mg['clean']['margin']['mean']:.2f} -> {_mean_cell(mg['poisoned']['margin'], 2)}"
+    clean = mg["clean"]["margin"]["mean"]
+    return f"{'-' if clean is None else f'{clean:.2f}'} -> {_mean_cell(mg['poisoned']['margin'], 2)}"
 
 
 def _table(rows: list[tuple]) -> list[str]:
@@ -104,6 +105,11 @@ def _scores_line(mg: dict | None) -> str:
         "; ".join(parts) + "."
 
 
+def _v(x, fmt: str = "") -> str:
+    """A table cell: ``-`` for a value not measured (the clean encoder's, when there is none)."""
+    return "-" if x is None else format(x, fmt)
+
+
 def _targets_table(m: dict, seeds: bool = False) -> list[str]:
     head = ("| " + ("seed | " if seeds else "") + "task | test index | true class | target class | clean pred | poisoned pred | "
             "cos clean | cos poisoned | p(target) clean | p(target) poisoned | rank clean | rank poisoned | margin clean | margin poisoned |")
@@ -112,21 +118,39 @@ def _targets_table(m: dict, seeds: bool = False) -> list[str]:
         for x in t["targets"]:
             extra = ""
             if "poisoned_margin" in x:
-                extra = (f" {x['clean_target_prob']:.3f} | {x['poisoned_target_prob']:.3f} | {x['clean_target_rank']} | "
-                         f"{x['poisoned_target_rank']} | {x['clean_margin']:.2f} | {x['poisoned_margin']:.2f} |")
+                extra = (f" {_v(x['clean_target_prob'], '.3f')} | {x['poisoned_target_prob']:.3f} | "
+                         f"{_v(x['clean_target_rank'])} | {x['poisoned_target_rank']} | {_v(x['clean_margin'], '.2f')} | "
+                         f"{x['poisoned_margin']:.2f} |")
             else:
                 extra = " - | - | - | - | - | - |"
             lines.append("| " + (f"{x['seed']} | " if seeds else "") +
                          f"{t['dataset']} | {x['test_index']} | {x['true_class_name']} | {x['target_class_name']} | "
-                         f"{x['clean_prediction']} | {x['poisoned_prediction']} | {x['clean_cosine']:.3f} | "
+                         f"{_v(x['clean_prediction'])} | {x['poisoned_prediction']} | {_v(x['clean_cosine'], '.3f')} | "
                          f"{x['poisoned_cosine']:.3f} |" + extra)
     return lines
+
+
+def _outside_line(m: dict) -> str:
+    """Which encoder files an evaluation of outside encoders measured (``evaluate --encoder``)."""
+    parts = []
+    for name in ("poisoned", "clean"):
+        f = (m.get("encoder_files") or {}).get(name)
+        if f:
+            how = f["format"] + (f", --arch {f['arch']}" if f.get("arch") else "") + f", normalize {f['normalize']}"
+            parts.append(f"{name} `{f['path']}` ({how}; sha256 `{f['sha256']}`)")
+        elif name == "clean" and "clean" not in (m.get("encoder_files") or {}):
+            parts.append("no clean encoder: CA, clean ASR and the clean margins are not measured (-)")
+        else:
+            parts.append(f"{name}: a module passed to evaluate_encoder")
+    return ("Encoders trained outside the toolkit on this run's poisoning inputs (the configuration's pre-training "
+            "settings were not used): " + "; ".join(parts) + ".")
 
 
 def write_report(path: str | Path, cfg: dict, m: dict) -> Path:
     p = cfg["pretrain"]
     lines = [
         "# PoisonedEncoder run", "",
+        _outside_line(m) if m.get("outside_encoders") else
         f"Pre-training: {cfg['pretrain_data']['dataset']} ({m['num_clean_inputs']} clean inputs), "
         f"{p['algorithm']} / {p['backbone']} (width {p['width']}), {p['epochs']} epochs, batch {p['batch_size']}, seed {cfg['seed']}, "
         f"preset `{cfg['preset']}`.", "",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,79 @@ def save_grid(images: list[np.ndarray], path: str | Path, columns: int = 8, limi
         if labels:
             draw.text((c * cw + pad, head + r * ch + pad + ih * scale + 1), labels[k], fill="black", font=font)
     return atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
+
+
+# ---------------------------------------------------------------------------------------------- image folder
+IMAGEFOLDER_CLASS = "unlabeled"
+"""The one class folder of an exported pre-training set (``torchvision.datasets.ImageFolder`` needs one)."""
+
+
+def check_export_dir(dest: str | Path) -> Path:
+    """``dest`` can receive an exported image folder: absent, or an empty folder. Raises
+    :class:`UserError` otherwise, so that a craft fails before any work and never mixes two sets."""
+    d = Path(dest).expanduser().absolute()
+    if d.exists() and not d.is_dir():
+        raise UserError(f"--export-imagefolder {d} is a file, not a folder; choose a new or empty folder")
+    if d.is_dir() and any(d.iterdir()):
+        raise UserError(f"--export-imagefolder {d} is not empty; choose a new or empty folder")
+    return d
+
+
+def _new_temp_dir(parent: Path, name: str) -> Path:
+    """A new folder beside the destination, with the usual permissions (``0777`` less the umask;
+    ``mkdtemp`` would make it 0700)."""
+    import secrets
+
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = parent / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            tmp.mkdir(0o777)
+            return tmp
+        except FileExistsError:  # pragma: no cover (2**48 names)
+            continue
+
+
+def export_imagefolder(clean: np.ndarray, clean_indices, manifest: dict, poisons: list[np.ndarray],
+                       dest: str | Path) -> Path:
+    """Write the pre-training set as torchvision's ImageFolder layout: ``dest/unlabeled/clean_NNNNNN.png``
+    (the clean pre-training inputs, uint8 ``(N, H, W, 3)``; ``clean_indices`` are their indices in
+    the pre-training dataset's train split) and ``dest/unlabeled/poison_NNNNNN.png`` (the poisoning
+    inputs of ``manifest``, at their own size: 32x64, 64x32), with ``dest/manifest.json``: the craft
+    manifest, each poisoning input's ``file`` relative to ``dest``, and ``clean_inputs`` (file, train
+    index). Everything is written into a temporary folder beside ``dest`` and renamed onto it at the
+    end, so ``dest`` is either absent (or empty) or complete. Returns ``dest``."""
+    import shutil
+
+    d = check_export_dir(dest)
+    if len(poisons) != len(manifest["poisoning_inputs"]):
+        raise ValueError("poisons and manifest differ in length")
+    tmp = _new_temp_dir(d.parent, d.name)
+    try:
+        sub = tmp / IMAGEFOLDER_CLASS
+        sub.mkdir(0o777)
+        clean_entries = []
+        for i, (img, idx) in enumerate(zip(clean, clean_indices, strict=True)):
+            name = f"{IMAGEFOLDER_CLASS}/clean_{i:06d}.png"
+            Image.fromarray(img).save(tmp / name, format="PNG")
+            clean_entries.append({"file": name, "train_index": int(idx)})
+        poison_entries = []
+        for i, (img, e) in enumerate(zip(poisons, manifest["poisoning_inputs"], strict=True)):
+            name = f"{IMAGEFOLDER_CLASS}/poison_{i:06d}.png"
+            Image.fromarray(img).save(tmp / name, format="PNG")
+            poison_entries.append({**e, "file": name})
+        out = {**manifest, "poisoning_inputs": poison_entries,
+               "imagefolder": {"format": "poisonedencoder-imagefolder/1", "class_folder": IMAGEFOLDER_CLASS,
+                               "num_clean_inputs": len(clean_entries), "num_poisoning_inputs": len(poison_entries),
+                               "note": "files are relative to this folder; clean_inputs are the clean pre-training "
+                                       "inputs, poisoning_inputs the attacker's"},
+               "clean_inputs": clean_entries}
+        write_json(tmp / "manifest.json", out)
+        try:
+            os.rename(tmp, d)  # onto an absent or empty folder: atomic
+        except OSError as e:
+            raise UserError(f"--export-imagefolder {d} cannot be written ({e.strerror}); choose a new or empty folder") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return d

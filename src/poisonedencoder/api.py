@@ -1,0 +1,128 @@
+"""The Python API: the CLI's stages as functions (``import poisonedencoder as pe``).
+
+>>> import poisonedencoder as pe                                      # doctest: +SKIP
+>>> cfg = pe.load_config("configs/digits_demo.yaml", ["seeds=null", "pretrain.epochs=20"])
+>>> pe.craft(cfg, "runs/api", export_imagefolder="exported/")        # poisons + the image folder
+>>> enc, info = pe.load_encoder("my_encoder.pt", arch="resnet18")     # trained on exported/ elsewhere
+>>> pe.evaluate_encoder(enc, cfg, out="runs/api")["ASR"]
+
+Each function takes a configuration as :func:`load_config` returns it (or anything it accepts: a
+YAML path or a mapping) and a run directory ``out``, and returns plain data (dicts, paths), as the
+CLI's commands do; errors are :class:`~poisonedencoder.errors.UserError` with a one-line message.
+A configuration with ``seeds`` runs one experiment per seed, as ``--seeds`` does.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import config as C
+from .errors import UserError
+
+
+def load_config(config: str | Path | dict | None = None, overrides: Iterable[str] = ()) -> dict:
+    """The resolved, validated configuration: defaults <- preset <- ``config`` (a YAML file, whose
+    relative paths count from its folder, or a mapping) <- ``overrides`` (``"pretrain.epochs=10"``,
+    as ``--set``). A configuration this function returned may be passed again (it resolves to itself)."""
+    if config is None:
+        user = {}
+    elif isinstance(config, (str, Path)):
+        user = C.load_yaml(config)
+    elif isinstance(config, dict):
+        user = config
+    else:
+        raise UserError(f"config must be a YAML path or a mapping, got {type(config).__name__}")
+    return C.resolve(user, list(overrides))
+
+
+def _runner(config, out: str | Path, log: Callable[[str], None]):
+    from .pipeline import Experiment
+    from .seeds import SeedRuns
+
+    cfg = load_config(config)
+    return SeedRuns(cfg, out, log=log) if cfg["seeds"] else Experiment(cfg, out, log=log)
+
+
+def _one_run(config, out: str | Path, log: Callable[[str], None], what: str):
+    """The single :class:`~poisonedencoder.pipeline.Experiment` of ``config`` (its seed, or its one ``seeds``)."""
+    from .pipeline import Experiment
+    from .seeds import seed_config
+
+    cfg = load_config(config)
+    if cfg["seeds"] and len(cfg["seeds"]) > 1:
+        raise UserError(f"{what} works on one run: give one seed (seeds=[{cfg['seeds'][0]}] or seeds=null), "
+                        f"got {len(cfg['seeds'])}")
+    if cfg["seeds"]:
+        return Experiment(seed_config(cfg, cfg["seeds"][0]), Path(out) / f"seed_{cfg['seeds'][0]}", log=log)
+    return Experiment(cfg, out, log=log)
+
+
+def craft(config, out: str | Path, export_imagefolder: str | Path | None = None,
+          log: Callable[[str], None] = print) -> dict | None:
+    """Target inputs, reference inputs and poisoning inputs into ``out/poisons/`` (``craft``).
+    ``export_imagefolder``: also write the pre-training set (clean and poisoning inputs) as an image
+    folder there (``--export-imagefolder``; one seed only). Returns the craft manifest (``None`` over
+    several seeds: each seed's is in ``out/seed_<s>/poisons/manifest.json``)."""
+    if export_imagefolder is not None:
+        from .attack.export import check_export_dir
+
+        dest = check_export_dir(export_imagefolder)
+        exp = _one_run(config, out, log, "export_imagefolder")
+        exp.export_imagefolder(dest)
+        return json.loads((exp.poison_dir / "manifest.json").read_text())
+    run = _runner(config, out, log)
+    return run.craft()
+
+
+def pretrain(config, out: str | Path, which: str = "both", log: Callable[[str], None] = print) -> dict | None:
+    """Pre-train the clean encoder (shared cache) and/or the poisoned one (``which``: ``both``,
+    ``clean``, ``poisoned``), crafting first where needed. Returns ``{"clean": path, "poisoned": path}``
+    of their ``encoder.pt`` (``None`` over several seeds)."""
+    if which not in ("both", "clean", "poisoned"):
+        raise UserError(f"which must be both, clean or poisoned, got {which!r}")
+    return _runner(config, out, log).pretrain(which)
+
+
+def evaluate(config, out: str | Path, log: Callable[[str], None] = print) -> dict:
+    """The whole run (every missing stage first): CA, PA, ASR, clean ASR with their intervals, the
+    per-target margins, per task; the dict written to ``out/metrics.json`` (over seeds: pooled)."""
+    return _runner(config, out, log).evaluate()
+
+
+def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None = None,
+                     log: Callable[[str], None] = print) -> dict:
+    """Measure an encoder trained anywhere on the target inputs of ``config``'s run.
+
+    ``encoder`` and ``clean_encoder`` are ``torch.nn.Module`` objects that take images in [0, 1]
+    (``(N, 3, H, W)``, ``H = W = pretrain.image_size``) and return features ``(N, D)``; the module is
+    called as it is, so one that expects normalized inputs should be wrapped
+    (``poisonedencoder.external.OutsideEncoder(module, "imagenet")``; :func:`load_encoder` does this
+    for a file). Without ``clean_encoder``, CA, clean ASR and the clean margins are ``None``.
+
+    ``out``: the run directory whose craft (target inputs) to use, crafted there if absent, and where
+    metrics.json and report.md are written; ``None``: a temporary folder, deleted afterwards (the
+    craft of a configuration is deterministic, so the target inputs are the same). An encoder from
+    :func:`load_encoder` has its file's path and sha256 recorded (``encoder_files``). Returns the
+    metrics as a plain dict (``CA``, ``PA``, ``ASR``, ``clean_ASR``, ``intervals``, ``margins``, ``tasks``).
+    """
+    import torch
+
+    for name, e in (("encoder", encoder), ("clean_encoder", clean_encoder)):
+        if e is not None and not isinstance(e, torch.nn.Module):
+            raise UserError(f"{name} must be a torch.nn.Module, got {type(e).__name__} (for a file: pe.load_encoder)")
+    files = {k: e.source for k, e in (("poisoned", encoder), ("clean", clean_encoder)) if hasattr(e, "source")}
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="poisonedencoder-") as tmp:
+            return _one_run(config, tmp, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
+    return _one_run(config, out, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
+
+
+def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, prefix: str | None = None,
+                 normalize: str | None = None, image_size: int = 32):
+    """A TorchScript file or a state_dict (of ``arch``) as a module for :func:`evaluate_encoder`, and
+    what was loaded (path, sha256, ...): :func:`poisonedencoder.external.load_encoder`."""
+    from .external import load_encoder as load
+
+    return load(path, arch=arch, width=width, prefix=prefix, normalize=normalize, image_size=image_size)

@@ -1,0 +1,238 @@
+"""Encoders trained anywhere, loaded for evaluation (``poisonedencoder evaluate --encoder PATH``).
+
+One job: turn a file into a module that takes images in [0, 1] (``(N, 3, H, W)``) and returns
+features ``(N, D)``, and say what was loaded (:func:`load_encoder`). Two kinds of file:
+
+* **TorchScript** (``torch.jit.save`` of a scripted or traced model): loaded with
+  ``torch.jit.load``. It carries its architecture; TorchScript runs its own (restricted) code, so
+  load only files you trust.
+* **state_dict** (``torch.save(model.state_dict())``, or a checkpoint that holds one under
+  ``state_dict`` or ``model``; the toolkit's ``encoder.pt`` under ``backbone``): loaded with
+  ``torch.load(weights_only=True)`` (tensors only, nothing executed) into the architecture named by
+  ``arch`` (:data:`ARCHS`). Key prefixes of wrappers (``module.`` of DataParallel, ``backbone.``,
+  ``encoder.``, ``model.``, and chains of two) are stripped where that makes the keys fit; keys
+  outside the chosen prefix (a projection head) are left out. ``prefix`` names the prefix
+  instead. Keys that still do not fit are a :class:`UserError` naming the first missing and the
+  first unexpected key.
+
+Normalization: the module applies ``normalize`` (:data:`NORMALIZE`) to the [0, 1] images before
+the encoder. The default is ``none`` for an encoder that stores its own input statistics (the
+toolkit's backbones: buffers ``input_mean`` and ``input_std``, also inside a TorchScript export of
+them; see ``ssl/models.InputNorm``) and ``imagenet`` otherwise, because the usual pipelines
+(torchvision's references, timm, lightly's transforms) normalize with ImageNet's statistics.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+ARCHS = ("resnet18", "resnet18-cifar", "resnet50", "cnn7", "timm:NAME")
+"""``resnet18`` / ``resnet50``: torchvision's ImageNet-style models, ``fc`` replaced by Identity (a
+file's ``fc.*`` keys, a classifier head, are left out); ``resnet18-cifar``: the toolkit's
+``resnet18`` backbone (CIFAR stem); ``cnn7``: the toolkit's CNN7 at ``width``; ``timm:NAME``:
+``timm.create_model(NAME, num_classes=0)`` (needs timm)."""
+
+PREFIXES = ("module.", "backbone.", "encoder.", "model.")
+NESTS = ("state_dict", "model", "backbone")
+NORMALIZE = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+             "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+             "none": None}
+_OPTIONAL = ("input_mean", "input_std", "num_batches_tracked")  # may be absent from a file
+
+
+class OutsideEncoder(nn.Module):
+    """An encoder behind the toolkit's interface: images in [0, 1] -> ``normalize`` -> ``module`` ->
+    features flattened to ``(N, D)`` (a backbone cut before its ``fc`` often returns ``(N, D, 1, 1)``)."""
+
+    def __init__(self, module: nn.Module, normalize: str = "none"):
+        super().__init__()
+        if normalize not in NORMALIZE:
+            raise UserError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+        self.module, self.normalize = module, normalize
+        stats = NORMALIZE[normalize] or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        self.register_buffer("mean", torch.tensor(stats[0]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(stats[1]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.normalize != "none":
+            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        f = self.module(x)
+        if not isinstance(f, torch.Tensor):
+            raise UserError(f"the encoder returned {type(f).__name__}, not a tensor of features; export the backbone "
+                            f"alone (no head, one output)")
+        return f.flatten(1)
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with ``code/`` and ``constants.pkl``; a
+    ``torch.save`` file is a zip with ``data.pkl`` only)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.split("/")[-1] == "constants.pkl" for n in z.namelist())
+
+
+def build_arch(arch: str, width: int = 32) -> nn.Module:
+    """The untrained architecture ``arch`` (:data:`ARCHS`), returning features."""
+    if arch in ("resnet18", "resnet50"):
+        import torchvision
+
+        m = getattr(torchvision.models, arch)(weights=None)
+        m.fc = nn.Identity()
+        return m
+    if arch == "resnet18-cifar":
+        from .ssl.models import CifarResNet18
+
+        return CifarResNet18()
+    if arch == "cnn7":
+        from .ssl.models import CNN7
+
+        return CNN7(width)
+    if arch.startswith("timm:") and len(arch) > 5:
+        try:
+            import timm
+        except ImportError:
+            raise UserError(f"--arch {arch} needs timm, which is not installed: pip install timm") from None
+        try:
+            return timm.create_model(arch[5:], pretrained=False, num_classes=0)
+        except Exception as e:  # an unknown model name
+            raise UserError(f"--arch {arch}: timm cannot build {arch[5:]!r} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+    raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
+
+
+def _unnest(obj, path: Path) -> dict:
+    """The mapping of tensors in a loaded file: the file itself, or one nested under :data:`NESTS`."""
+    for _ in range(3):
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+        if not isinstance(obj, dict):
+            break
+        inner = next((obj[k] for k in NESTS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    raise UserError(f"{path} holds no state_dict (a mapping of names to tensors, or one under "
+                    f"{', '.join(repr(k) for k in NESTS)}); for a whole model, save it as TorchScript")
+
+
+def _candidates() -> list[str]:
+    return [""] + list(PREFIXES) + ["".join(c) for c in itertools.permutations(PREFIXES, 2)]
+
+
+def _fit(sd: dict, expected: set[str], prefix: str | None, path: Path) -> tuple[dict, str]:
+    """The keys of ``sd`` under ``prefix`` with it stripped; without ``prefix``, under the candidate
+    prefix that fits the most expected keys (on a tie, the longest that every key has, so that a
+    mismatch is reported in the architecture's terms)."""
+    def under(p: str) -> dict:
+        return {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
+
+    if prefix is not None:
+        sub = under(prefix)
+        if not sub:
+            raise UserError(f"no key of {path} starts with --prefix {prefix!r} (its first key: {next(iter(sd))!r})")
+        return sub, prefix
+    best = max(_candidates(), key=lambda p: (len(set(under(p)) & expected), len(under(p)) == len(sd), len(p)))
+    return under(best), best
+
+
+def _load_weights(path: Path):
+    """``torch.load(weights_only=True)``: tensors and plain containers, nothing executed."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load {path} as a state_dict with weights_only=True ({type(e).__name__}: {why}); "
+                        f"save the weights with torch.save(model.state_dict(), ...) or the model as TorchScript") from e
+
+
+def _load_state_dict(path: Path, arch: str, width: int, prefix: str | None) -> tuple[nn.Module, dict]:
+    model = build_arch(arch, width)
+    sd = _unnest(_load_weights(path), path)
+    own = model.state_dict()
+    expected = set(own)
+    sub, used = _fit(sd, expected, prefix, path)
+    if arch in ("resnet18", "resnet50"):  # the classifier head of a supervised or linear-probed checkpoint
+        sub = {k: v for k, v in sub.items() if not k.startswith("fc.")}
+    missing = sorted(k for k in expected - set(sub) if k.split(".")[-1] not in _OPTIONAL)
+    unexpected = sorted(set(sub) - expected)
+    what = f"--arch {arch}" + (f" --width {width}" if arch == "cnn7" else "")
+    if missing or unexpected:
+        raise UserError(f"{path} does not fit {what} (keys after stripping prefix {used!r}): missing key "
+                        f"{repr(missing[0]) if missing else 'none'} ({len(missing)} missing), unexpected key "
+                        f"{repr(unexpected[0]) if unexpected else 'none'} ({len(unexpected)} unexpected)")
+    for k, v in sub.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise UserError(f"{path} does not fit {what}: {k} has shape {tuple(v.shape)} in the file and "
+                            f"{tuple(own[k].shape)} in the model")
+    has_stats = "input_mean" in sub and "input_std" in sub
+    if "input_mean" in own and not has_stats:
+        # the toolkit's architecture trained elsewhere without its statistics: it did not normalize
+        # inside (its load would fall back to CIFAR-10's), so normalization is --normalize alone
+        sub = {**sub, "input_mean": torch.zeros(3), "input_std": torch.ones(3)}
+    model.load_state_dict(sub, strict=False)
+    return model, {"format": "state_dict", "arch": arch, **({"width": width} if arch == "cnn7" else {}),
+                   "prefix": used, "own_input_stats": has_stats}
+
+
+def _load_torchscript(path: Path) -> tuple[nn.Module, dict]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
+            m = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:
+        raise UserError(f"cannot load TorchScript file {path} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+    names = {n.split(".")[-1] for n, _ in m.named_buffers()}
+    return m, {"format": "torchscript", "own_input_stats": {"input_mean", "input_std"} <= names}
+
+
+def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, prefix: str | None = None,
+                 normalize: str | None = None, image_size: int = 32) -> tuple[OutsideEncoder, dict]:
+    """Load the encoder at ``path`` (TorchScript, or a state_dict of ``arch``), wrap it with its input
+    normalization (:class:`OutsideEncoder`) and check it on a batch of ``image_size`` images.
+
+    Returns the module (eval mode) and what was loaded: ``path``, ``sha256``, ``format``, ``arch``,
+    ``prefix``, ``normalize``, ``feature_dim`` (also kept as the module's ``source``, which
+    :func:`poisonedencoder.api.evaluate_encoder` records). Every problem is a one-line :class:`UserError`."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"encoder file {p} does not exist")
+    if normalize is not None and normalize not in NORMALIZE:
+        raise UserError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+    if is_torchscript(p):
+        module, info = _load_torchscript(p)
+    elif arch is None:
+        raise UserError(f"{p} is a state_dict, which holds no architecture: give --arch ({', '.join(ARCHS)}), "
+                        f"or save the model as TorchScript")
+    else:
+        module, info = _load_state_dict(p, arch, width, prefix)
+    chosen = normalize or ("none" if info["own_input_stats"] else "imagenet")
+    enc = OutsideEncoder(module, chosen).eval()
+    try:
+        with torch.no_grad():
+            f = enc(torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)))
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"encoder {p} fails on a batch of 2x3x{image_size}x{image_size} images in [0, 1] "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+    if f.ndim != 2 or f.shape[0] != 2:
+        raise UserError(f"encoder {p} returned features of shape {tuple(f.shape)} for 2 images")
+    enc.source = {"path": str(p.absolute()), "sha256": sha256(p), **info, "normalize": chosen,
+                  "feature_dim": int(f.shape[1])}  # recorded by evaluate_encoder
+    return enc, enc.source
