@@ -117,6 +117,27 @@ def _decode(path: Path, size: int) -> np.ndarray:
         raise UserError(f"cannot read image {path}: {type(e).__name__}") from e
 
 
+def _bar(progress: bool, **kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(disable=not (progress and sys.stderr.isatty()), leave=False, **kw)
+
+
+def _decode_files(paths: list[Path], size: int, progress: bool, desc: str) -> np.ndarray:
+    """Decode image files into one preallocated uint8 (N, size, size, 3) array."""
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    with _bar(progress, total=len(paths), desc=desc) as bar:
+        for i, p in enumerate(paths):
+            out[i] = _decode(p, size)
+            bar.update(1)
+    return out
+
+
+def _split(classes: list[str], files: list[tuple[Path, str]], size: int, progress: bool, desc: str) -> ImageSplit:
+    labels = np.array([classes.index(c) for _, c in files], dtype=np.int64)
+    return ImageSplit(_decode_files([f for f, _ in files], size, progress, desc), labels)
+
+
 def _folder_fingerprint(root: Path) -> str:
     h = hashlib.sha1()
     for split in ("train", "test"):
@@ -130,19 +151,12 @@ def _folder_fingerprint(root: Path) -> str:
 
 
 def _load_imagefolder(root: Path, size: int, progress: bool = True) -> tuple[list[str], ImageSplit, ImageSplit]:
-    from tqdm.auto import tqdm
-
     classes, train_files = _list_folder(root / "train")
     test_classes, test_files = _list_folder(root / "test")
     if test_classes != classes:
         raise UserError(f"image folder {root}: train classes {classes} differ from test classes {test_classes}")
-    out = []
-    for split, files in (("train", train_files), ("test", test_files)):
-        it = tqdm(files, desc=f"decode {root.name}/{split}", disable=not (progress and sys.stderr.isatty()), leave=False)
-        imgs = np.stack([_decode(f, size) for f, _ in it])
-        labels = np.array([classes.index(c) for _, c in files], dtype=np.int64)
-        out.append(ImageSplit(imgs, labels))
-    return classes, out[0], out[1]
+    return (classes, _split(classes, train_files, size, progress, f"decode {root.name}/train"),
+            _split(classes, test_files, size, progress, f"decode {root.name}/test"))
 
 
 # --------------------------------------------------------------------------- IDX files (Fashion-MNIST)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -32,29 +31,13 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .datasets import IMAGE_SUFFIXES, ImageSplit, _decode, _to_rgb_array
+from .datasets import IMAGE_SUFFIXES, ImageSplit, _bar, _split, _to_rgb_array
 
 Loaded = tuple[list[str], ImageSplit, ImageSplit]
 
 
 def _missing(name: str, what: str, where: Path, layout: str) -> UserError:
     return UserError(f"{name}: no {what} under {where}; expected {layout} (pass --data-root)")
-
-
-def _bar(progress: bool, **kw):
-    from tqdm.auto import tqdm
-
-    return tqdm(disable=not (progress and sys.stderr.isatty()), leave=False, **kw)
-
-
-def _decode_files(paths: list[Path], size: int, progress: bool, desc: str) -> np.ndarray:
-    """Decode image files into one preallocated uint8 (N, size, size, 3) array."""
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    with _bar(progress, total=len(paths), desc=desc) as bar:
-        for i, p in enumerate(paths):
-            out[i] = _decode(p, size)
-            bar.update(1)
-    return out
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -78,11 +61,6 @@ def _class_files(name: str, folder: Path, layout: str) -> tuple[list[str], list[
             raise UserError(f"{name}: class folder {folder / c} holds no images; expected {layout} (pass --data-root)")
         files += [(f, c) for f in found]
     return classes, files
-
-
-def _split(classes: list[str], files: list[tuple[Path, str]], size: int, progress: bool, desc: str) -> ImageSplit:
-    labels = np.array([classes.index(c) for _, c in files], dtype=np.int64)
-    return ImageSplit(_decode_files([f for f, _ in files], size, progress, desc), labels)
 
 
 def _tree(folder: Path, depth: int) -> list[Path]:
