@@ -96,14 +96,10 @@ def build_arch(arch: str, width: int = 32) -> nn.Module:
         m = getattr(torchvision.models, arch)(weights=None)
         m.fc = nn.Identity()
         return m
-    if arch == "resnet18-cifar":
-        from .ssl.models import CifarResNet18
+    if arch in ("resnet18-cifar", "cnn7"):  # the toolkit's backbones, from their registry
+        from .ssl.models import build_backbone
 
-        return CifarResNet18()
-    if arch == "cnn7":
-        from .ssl.models import CNN7
-
-        return CNN7(width)
+        return build_backbone("resnet18" if arch == "resnet18-cifar" else "cnn7", width)
     if arch.startswith("timm:") and len(arch) > 5:
         try:
             import timm
