@@ -9,8 +9,7 @@ from torch import nn
 from .attack.targets import Target
 from .data import ImageDataset
 from .downstream import classify
-from .metrics import (accuracy, attack_success_rate, class_means, margin_summary, target_class_cosine,
-                      target_class_scores)
+from .metrics import class_means, margin_summary, target_class_cosine, target_class_scores
 from .stats import rate
 
 
@@ -41,9 +40,9 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
 
     def accuracy_and_asr(pred: np.ndarray) -> tuple[float, float | None, dict, dict]:
         ok = pred[test_mask] == ds.test.labels[test_mask]
-        return (accuracy(pred[test_mask], ds.test.labels[test_mask]),
-                attack_success_rate(pred[target_idx], tcls) if len(tt) else None,
-                rate(int(ok.sum()), int(test_mask.sum())), rate(int((pred[target_idx] == tcls).sum()), len(tt)))
+        acc_ci = rate(int(ok.sum()), int(test_mask.sum()))
+        asr_ci = rate(int((pred[target_idx] == tcls).sum()), len(tt))
+        return acc_ci["value"], asr_ci["value"], acc_ci, asr_ci  # one count each: the value is the interval's
 
     res = {"dataset": ds.name, "num_classes": ds.num_classes, "num_test_inputs": int(test_mask.sum())}
     preds, cos, cos_true, scores, intervals = {}, {}, {}, {}, {}
