@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from poisonedencoder.stats import logistic_fit
+
 
 def run_dirs(spec: str) -> list[tuple[Path, Path, Path]]:
     """(metrics.json, config.yaml, run directory) of each finished run that ``spec`` names."""
@@ -166,45 +168,6 @@ def fit_points(rows: list[dict], x: str, snapshots: bool) -> dict[str, list[tupl
                     pts.append((r[x] * e / r["epochs"], k, n))
         pts.append((r[x], r["ASR"]["k"], r["ASR"]["n"]))
     return groups
-
-
-def logistic_fit(points: list[tuple[float, int, int]], goal: float = 0.8) -> dict | None:
-    """Binomial maximum-likelihood fit of ASR = 1 / (1 + exp(-(a + b log2 x))) to (x, k, n) points;
-    the x where the fitted ASR reaches ``goal``, with a 95% interval by the delta method on
-    log2 x (covariance: the inverse Fisher information). ``None`` with fewer than 3 distinct x.
-    The crossing is reported only where the slope's 95% interval lies above 0: where ASR does not
-    rise measurably with x, the data do not say where it would reach the goal."""
-    import numpy as np
-    from scipy.optimize import minimize
-
-    if len({p[0] for p in points}) < 3:  # two values of x determine a curve exactly: nothing is fitted
-        return None
-    lx = np.log2([p[0] for p in points])
-    k = np.array([p[1] for p in points], float)
-    n = np.array([p[2] for p in points], float)
-
-    def nll(theta):
-        z = theta[0] + theta[1] * lx
-        return float(np.sum(n * np.logaddexp(0, z) - k * z))
-
-    res = minimize(nll, np.zeros(2), method="BFGS")
-    a, b = res.x
-    q = 1 / (1 + np.exp(-(a + b * lx)))
-    w = n * q * (1 - q)
-    info = np.array([[w.sum(), (w * lx).sum()], [(w * lx).sum(), (w * lx * lx).sum()]])
-    cov = np.linalg.pinv(info)
-    se_b = float(np.sqrt(max(0.0, cov[1, 1])))
-    out = {"a": float(a), "b": float(b), "b_ci95": [float(b - 1.96 * se_b), float(b + 1.96 * se_b)],
-           "points": len(points), "goal": goal, "x_goal": None, "x_goal_ci95": None}
-    if b - 1.96 * se_b <= 0:
-        return out  # ASR does not rise measurably with x in these data: no crossing to report
-    t = np.log(goal / (1 - goal))
-    l_goal = (t - a) / b
-    grad = np.array([-1 / b, -(t - a) / b ** 2])
-    se = float(np.sqrt(max(0.0, grad @ cov @ grad)))
-    out["x_goal"] = float(np.exp2(min(l_goal, 1023.0)))
-    out["x_goal_ci95"] = [float(np.exp2(min(v, 1023.0))) for v in (l_goal - 1.96 * se, l_goal + 1.96 * se)]
-    return out
 
 
 def _f(x, digits=3):

@@ -65,13 +65,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--param", required=True, help="config key, e.g. attack.poisoning_rate")
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.01,0.03,0.1")
+    p = sub.add_parser("claims", help="the paper's claims, one row each with a verdict: runs what is missing "
+                                      "(resumable), prints the table, writes OUT/claims.md and claims.json")
+    p.add_argument("config", nargs="?", default="configs/digits_works.yaml",
+                   help="the recipe every arm varies (default: configs/digits_works.yaml)")
+    _add_common(p, config=False)
+    p.add_argument("--only", help="comma-separated arms to run (see --list); the table shows every row")
+    p.add_argument("--list", action="store_true", help="print the arms, their overrides and what is finished; run nothing")
+    p.add_argument("--table", action="store_true", help="print the table of what is finished; run nothing")
+    p.add_argument("--shared-datasets", metavar="DIR",
+                   help="folder holding eurosat/ and facemask/ (their rows are not measurable without it)")
     return ap
+
+
+def _claims(args, say) -> int:
+    from .claims import plan, read_results, run_claims, text, write_table
+    from .config import resolve
+
+    user, over = _user_and_overrides(args)
+    out = Path(args.out or "runs/claims")
+    cfg = resolve(user, over)
+    shared = args.shared_datasets
+    if shared is not None and not Path(shared).is_dir():
+        raise UserError(f"--shared-datasets {shared} is not a folder")
+    if args.list:
+        res = read_results(cfg, out, shared)
+        for a in plan(cfg, shared):
+            r = res.get(a.name)
+            state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
+            print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else ""))
+        return 0
+    if args.table:
+        print(text(write_table(cfg, out, shared)))
+        return 0
+    ensure_writable_dir(out, "claims directory (--out)")
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    rows = run_claims(user, over, out, only, shared, log=say)
+    print(text(rows))
+    print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
+    return 0
 
 
 def _user_and_overrides(args) -> tuple[dict, list[str]]:
     from . import config as C
 
     user = C.load_yaml(args.config) if getattr(args, "config", None) else {}
+    if args.command == "claims" and not getattr(args, "list", False) and not getattr(args, "table", False) \
+            and not user.get("seeds") and not any(o.startswith("seeds=") for o in args.overrides):
+        raise UserError("claims needs a recipe with seeds (e.g. seeds: [0, 1, 2] or --seeds 0,1,2): every row pools seeds")
     overrides = list(args.overrides)
     if args.command == "demo":
         overrides.insert(0, "preset=demo")
@@ -132,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
         t0 = time.time()
+        if args.command == "claims":
+            return _claims(args, say)
         if args.command == "sweep":
             from .data.datasets import DEFAULT_CACHE
             from .sweep import parse_values, run_sweep

@@ -91,7 +91,8 @@ DESCRIPTIONS: dict[str, str] = {
     "pretrain_data.num_images": "clean pre-training inputs drawn from the train split (null = all)",
     "tasks": "target downstream tasks (default: one task on the pre-training dataset)",
     "tasks[].num_targets": "random target inputs from the test split, random target classes",
-    "tasks[].targets": "or explicit: [{index: 12, target_class: 3}] (class index or name)",
+    "tasks[].targets": "or explicit: [{index: 12, target_class: 3}] (class index or name); optional\n"
+                       "references: [train indices] of the target class (else drawn with the seed)",
     "attack.name": "{attacks} (DESIGN.md)",
     "attack.poisoning_rate": "poisoning inputs / clean pre-training inputs, all targets together",
     "attack.num_references": "reference inputs per target (from the task's train split)",
@@ -475,10 +476,19 @@ def validate(cfg: dict) -> None:
         if t["targets"] is None:
             if t["num_targets"] < 1:
                 raise UserError(f"tasks[{i}].num_targets must be a positive integer, got {t['num_targets']!r}")
-        elif not all(isinstance(x, dict) and set(x) == {"index", "target_class"} and _is(x["index"], "integer")
-                     and (_is(x["target_class"], "integer") or isinstance(x["target_class"], str)) for x in t["targets"]):
-            raise UserError(f"tasks[{i}].targets must be a list of {{index: integer, target_class: integer or name}} "
-                            f"mappings, got {t['targets']!r}")
+        elif not all(isinstance(x, dict) and {"index", "target_class"} <= set(x) <= {"index", "target_class", "references"}
+                     and _is(x["index"], "integer") and (_is(x["target_class"], "integer") or isinstance(x["target_class"], str))
+                     and (isinstance(x.get("references", []), list) and x.get("references", [1]) != []
+                          and all(_is(r, "integer") for r in x.get("references", [])))
+                     for x in t["targets"]):
+            raise UserError(f"tasks[{i}].targets must be a list of {{index: integer, target_class: integer or name, "
+                            f"references (optional): [train indices]}} mappings, got {_preview(t['targets'])}")
+
+
+def _preview(v: Any, limit: int = 200) -> str:
+    """``repr(v)``, cut to ``limit`` characters: an error line never echoes a whole large value."""
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} characters)"
 
 
 def _choice(section: dict, name: str, key: str, choices: tuple, registry: bool = False) -> None:

@@ -106,3 +106,32 @@ def summarize(per_task: list[dict]) -> dict:
         "intervals": intervals,
         "margins": margin_summary(all_t),  # per-target pull toward the target class, on both encoders
     }
+
+
+def threat_model(num_poisoning_inputs: float, num_clean_inputs: float, num_targets: float) -> dict:
+    """The attacker's budget as a reader of the paper weighs it: the **total** poisoning rate
+    (poisoning inputs / clean pre-training inputs, all target inputs together) and the rate **per
+    target input** (the total over the number of target inputs the run attacks)."""
+    total = num_poisoning_inputs / num_clean_inputs if num_clean_inputs else None
+    per = total / num_targets if total is not None and num_targets else None
+    return {"poisoning_rate": total, "poisoning_rate_per_target": per}
+
+
+def rates_of(m: dict) -> dict:
+    """``threat_model`` of a run's (or a run over seeds') metrics; metrics written before the
+    per-target rate was recorded get it from their counts."""
+    if m.get("poisoning_rate_per_target") is not None:
+        return {"poisoning_rate": m["poisoning_rate"], "poisoning_rate_per_target": m["poisoning_rate_per_target"]}
+    per_run_targets = m["num_targets"] / max(1, len(m.get("seeds") or [0]))
+    return threat_model(m["num_poisoning_inputs"], m["num_clean_inputs"], per_run_targets)
+
+
+def threat_line(m: dict, per_seed: bool = False) -> str:
+    """``poisoning rate 0.2970 in total (400 poisoning inputs beside 1347 clean pre-training inputs),
+    0.0297 per target input (10 target inputs)``: the line every table and report carries."""
+    r = rates_of(m)
+    per_run_targets = m["num_targets"] / max(1, len(m.get("seeds") or [0]))
+    seed = " per seed" if per_seed else ""
+    return (f"poisoning rate {r['poisoning_rate']:.4f} in total{seed} ({m['num_poisoning_inputs']:.0f} poisoning inputs "
+            f"beside {m['num_clean_inputs']:.0f} clean pre-training inputs), {r['poisoning_rate_per_target']:.4f} per "
+            f"target input ({per_run_targets:.0f} target input{'s' if per_run_targets != 1 else ''}{seed})")

@@ -330,7 +330,7 @@ class Experiment:
         import torch
 
         from .evaluation import evaluate_task
-        from .metrics import summarize
+        from .metrics import summarize, threat_model
 
         p = self.cfg["pretrain"]
         if p.get("threads"):
@@ -343,7 +343,7 @@ class Experiment:
             **summarize(per_task),
             "num_poisoning_inputs": manifest["num_poisoning_inputs"],
             "num_clean_inputs": manifest["num_clean_inputs"],
-            "poisoning_rate": manifest["poisoning_rate"],
+            **threat_model(manifest["num_poisoning_inputs"], manifest["num_clean_inputs"], len(targets)),
             "tasks": per_task,
             **extra,
             "evaluate_seconds": round(time.time() - t0, 1),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .io import write_text
+from .metrics import threat_line
 from .stats import fmt_ci, fmt_rate
 
 
@@ -62,8 +63,7 @@ def format_table(m: dict) -> str:
     if len(m["tasks"]) > 1:
         rows.append(("overall",) + _run_cells(m) + (str(m["num_targets"]),))
     lines = _table(rows)
-    lines.append(f"poisoning rate {m['poisoning_rate']:.4f} ({m['num_poisoning_inputs']} poisoning inputs, "
-                 f"{m['num_clean_inputs']} clean pre-training inputs)")
+    lines.append(threat_line(m))
     return "\n".join(lines)
 
 
@@ -79,9 +79,7 @@ def format_seeds_table(m: dict) -> str:
                    if o["poisoned_margin"]["mean"] is not None else "-",
                    f"{m['num_targets'] // max(1, len(m['seeds']))}/seed"))
     lines = _table(rows)
-    lines.append(f"poisoning rate {m['poisoning_rate']:.4f} per seed ({m['num_poisoning_inputs']:.0f} poisoning inputs, "
-                 f"{m['num_clean_inputs']:.0f} clean pre-training inputs); pooled: Wilson over all target inputs; "
-                 f"mean: t interval over seeds")
+    lines.append(threat_line(m, per_seed=True) + "; pooled: Wilson over all target inputs; mean: t interval over seeds")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import config as C
 from .errors import UserError
 from .io import ensure_writable_dir, write_json, write_text
-from .metrics import SCORES, margin_summary
+from .metrics import SCORES, margin_summary, rates_of
 from .stats import mean_ci, mean_of_rates, pool_rates, rate
 
 RATES = ("CA", "PA", "ASR", "clean_ASR")
@@ -135,13 +135,14 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict:
         "num_targets": len(all_t),
         "num_poisoning_inputs": _mean([m["num_poisoning_inputs"] for m in per_seed]),
         "num_clean_inputs": _mean([m["num_clean_inputs"] for m in per_seed]),
-        "poisoning_rate": _mean([m["poisoning_rate"] for m in per_seed]),
+        "poisoning_rate": _mean([rates_of(m)["poisoning_rate"] for m in per_seed]),
+        "poisoning_rate_per_target": _mean([rates_of(m)["poisoning_rate_per_target"] for m in per_seed]),
         "intervals": intervals,
         "margins": margin_summary(all_t),
         "over_seeds": over_seeds,
         "per_seed": [{"seed": s, "dir": f"seed_{s}", **{k: m[k] for k in RATES},
                       "intervals": {k: _rate_of(m, k) for k in RATES}, "margins": sm,
-                      "num_targets": m["num_targets"], "poisoning_rate": m["poisoning_rate"],
+                      "num_targets": m["num_targets"], **rates_of(m),
                       "config_fingerprint": m.get("config_fingerprint")}
                      for s, m, sm in zip(seeds, per_seed, seed_margins, strict=True)],
         "tasks": tasks,

@@ -171,3 +171,42 @@ def mean_of_rates(rates: Sequence[dict], confidence: float = 0.95) -> dict:
     hi = mean + math.sqrt(sum((h - p) ** 2 for p, (_, h) in zip(ps, cis, strict=True))) / m
     return {"value": mean, "k": sum(r["k"] for r in rates), "n": sum(r["n"] for r in rates),
             "ci95": [round(max(0.0, lo), 4), round(min(1.0, hi), 4)]}
+
+
+def logistic_fit(points: list[tuple[float, int, int]], goal: float = 0.8) -> dict | None:
+    """Binomial maximum-likelihood fit of ASR = 1 / (1 + exp(-(a + b log2 x))) to (x, k, n) points;
+    the x where the fitted ASR reaches ``goal``, with a 95% interval by the delta method on
+    log2 x (covariance: the inverse Fisher information). ``None`` with fewer than 3 distinct x.
+    The crossing is reported only where the slope's 95% interval lies above 0: where ASR does not
+    rise measurably with x, the data do not say where it would reach the goal."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    if len({p[0] for p in points}) < 3:  # two values of x determine a curve exactly: nothing is fitted
+        return None
+    lx = np.log2([p[0] for p in points])
+    k = np.array([p[1] for p in points], float)
+    n = np.array([p[2] for p in points], float)
+
+    def nll(theta):
+        z = theta[0] + theta[1] * lx
+        return float(np.sum(n * np.logaddexp(0, z) - k * z))
+
+    res = minimize(nll, np.zeros(2), method="BFGS")
+    a, b = res.x
+    q = 1 / (1 + np.exp(-(a + b * lx)))
+    w = n * q * (1 - q)
+    info = np.array([[w.sum(), (w * lx).sum()], [(w * lx).sum(), (w * lx * lx).sum()]])
+    cov = np.linalg.pinv(info)
+    se_b = float(np.sqrt(max(0.0, cov[1, 1])))
+    out = {"a": float(a), "b": float(b), "b_ci95": [float(b - 1.96 * se_b), float(b + 1.96 * se_b)],
+           "points": len(points), "goal": goal, "x_goal": None, "x_goal_ci95": None}
+    if b - 1.96 * se_b <= 0:
+        return out  # ASR does not rise measurably with x in these data: no crossing to report
+    t = np.log(goal / (1 - goal))
+    l_goal = (t - a) / b
+    grad = np.array([-1 / b, -(t - a) / b ** 2])
+    se = float(np.sqrt(max(0.0, grad @ cov @ grad)))
+    out["x_goal"] = float(np.exp2(min(l_goal, 1023.0)))
+    out["x_goal_ci95"] = [float(np.exp2(min(v, 1023.0))) for v in (l_goal - 1.96 * se, l_goal + 1.96 * se)]
+    return out

@@ -18,8 +18,10 @@ from pathlib import Path
 from . import config as C
 from .errors import UserError
 from .io import atomic_write, write_text
+from .compare import outcomes, paired
+from .metrics import rates_of
 from .pipeline import Experiment
-from .stats import fmt_ci, paired_mean_difference, paired_rate_difference
+from .stats import fmt_ci
 
 ALPHA = 0.05
 
@@ -59,21 +61,11 @@ def reference_index(values: list) -> int:
     return 0
 
 
-def _per_target(cfg: dict, m: dict) -> dict:
-    """``(seed, task, test index, target class) -> (flipped under the poisoned encoder, margin)``."""
-    out = {}
-    for ti, task in enumerate(m["tasks"]):
-        for t in task["targets"]:
-            out[(t.get("seed", cfg["seed"]), ti, t["test_index"], t["target_class"])] = (
-                t["poisoned_prediction"] == t["target_class"], t.get("poisoned_margin"))
-    return out
-
-
 def summarize(runs: list[tuple], key: str, ref: int = 0) -> list[dict]:
     """One flat row per value (the columns of sweep.csv) from ``(value, cfg, metrics)``; the paired
     comparison with ``runs[ref]`` where both ran on the same target inputs."""
     ref_value, ref_cfg, ref_m = runs[ref]
-    ref_t = _per_target(ref_cfg, ref_m)
+    ref_t = outcomes(ref_m, ref_cfg["seed"])
     results = []
     for v, cfg, m in runs:
         iv, mg, o = m.get("intervals", {}), m.get("margins"), m.get("over_seeds")
@@ -83,7 +75,8 @@ def summarize(runs: list[tuple], key: str, ref: int = 0) -> list[dict]:
             x = iv.get(k) or {}
             r[f"{k}_k"], r[f"{k}_n"] = x.get("k"), x.get("n")
             r[f"{k}_lo"], r[f"{k}_hi"] = (x["ci95"] if x.get("ci95") else (None, None))
-        r["poisoning_rate"], r["num_targets"] = m["poisoning_rate"], m["num_targets"]
+        r.update(rates_of(m))
+        r["num_targets"] = m["num_targets"]
         r["seeds"] = " ".join(str(s) for s in m.get("seeds", [cfg["seed"]]))
         sm = (o or {}).get("ASR") or {}
         r["ASR_seed_mean"] = sm.get("mean") if o else None
@@ -95,26 +88,11 @@ def summarize(runs: list[tuple], key: str, ref: int = 0) -> list[dict]:
         r["margin_poisoned_lo"], r["margin_poisoned_hi"] = (pm["ci95"] if pm.get("ci95") else (None, None))
         r["cosine_clean"] = _mean(t["mean_cosine_clean"] for t in m["tasks"])
         r["cosine_poisoned"] = _mean(t["mean_cosine_poisoned"] for t in m["tasks"])
-        r.update(_paired(ref_t, _per_target(cfg, m), ref_value, v is ref_value and cfg is ref_cfg))
+        r["reference"] = ref_value
+        r.update(paired(ref_t, outcomes(m, cfg["seed"])) if not (v is ref_value and cfg is ref_cfg) else paired({}, {}))
         r.update({f"defense_{k}": m.get("defense", {}).get(k) for k in ("removed", "precision", "recall", "clean_data_used")})
         results.append(r)
     return results
-
-
-def _paired(ref_t: dict, val_t: dict, ref_value, is_ref: bool) -> dict:
-    out = {"reference": ref_value, "paired_n": None, "dASR": None, "dASR_lo": None, "dASR_hi": None,
-           "dASR_p": None, "dmargin": None, "dmargin_lo": None, "dmargin_hi": None, "dmargin_p": None}
-    if is_ref or set(ref_t) != set(val_t) or not ref_t:
-        return out  # the reference itself, or no shared target inputs to pair
-    keys = sorted(ref_t, key=str)
-    d = paired_rate_difference([ref_t[k][0] for k in keys], [val_t[k][0] for k in keys])
-    out.update(paired_n=d["n"], dASR=d["diff"], dASR_lo=d["ci95"][0], dASR_hi=d["ci95"][1], dASR_p=d["p"])
-    if all(ref_t[k][1] is not None and val_t[k][1] is not None for k in keys):
-        t = paired_mean_difference([ref_t[k][1] for k in keys], [val_t[k][1] for k in keys])
-        if t["mean"] is not None:
-            out.update(dmargin=t["mean"], dmargin_lo=(t["ci95"] or [None, None])[0],
-                       dmargin_hi=(t["ci95"] or [None, None])[1], dmargin_p=t["p"])
-    return out
 
 
 def _ci(r: dict, k: str, nd: int = 3) -> str:

@@ -25,7 +25,9 @@ class Target:
 
 def select_targets(ds: ImageDataset, task: int, num_targets: int | None = None, explicit: list[dict] | None = None,
                    seed: int = 0) -> list[Target]:
-    """Random target inputs with a random target class other than the true one, or the explicit list."""
+    """Random target inputs with a random target class other than the true one, or the explicit list
+    (``[{index, target_class, references?}]``: with ``references``, the reference inputs are those
+    train-split indices, as the attacker of another run chose them; without, they are drawn)."""
     rng = np.random.default_rng([seed, task, 1])
     n_test = len(ds.test)
     out = []
@@ -35,7 +37,15 @@ def select_targets(ds: ImageDataset, task: int, num_targets: int | None = None, 
             if not 0 <= i < n_test:
                 raise UserError(f"target index {i} is outside the test split of {ds.name} ({n_test} inputs)")
             tc = ds.class_index(e["target_class"])
-            out.append(Target(task, ds.name, i, int(ds.test.labels[i]), tc))
+            refs = [int(r) for r in e.get("references") or []]
+            for r in refs:
+                if not 0 <= r < len(ds.train):
+                    raise UserError(f"reference input {r} of target {i} is outside the train split of {ds.name} "
+                                    f"({len(ds.train)} inputs)")
+                if int(ds.train.labels[r]) != tc:
+                    raise UserError(f"reference input {r} of target {i} is of class {int(ds.train.labels[r])}, "
+                                    f"not the target class {tc}")
+            out.append(Target(task, ds.name, i, int(ds.test.labels[i]), tc, sorted(refs)))
         return out
     if num_targets > n_test:
         raise UserError(f"num_targets {num_targets} exceeds the {n_test} test inputs of {ds.name}")

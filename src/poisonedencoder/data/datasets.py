@@ -199,6 +199,11 @@ def _idx_folder(root: Path) -> Path | None:
     return None
 
 
+def fashion_mnist_folder(root: str | Path | None) -> Path | None:
+    """Where Fashion-MNIST's IDX files are (under ``root`` or Debian's package), or None."""
+    return _idx_folder(Path(root or "."))
+
+
 def _load_fashion_idx(folder: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
     splits = []
     for split in ("train", "test"):

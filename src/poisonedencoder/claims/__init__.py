@@ -1,0 +1,138 @@
+"""The paper's claims, measured by one command: ``poisonedencoder claims [RECIPE] --out DIR``.
+
+Runs every arm of :func:`arms.plan` on the recipe (resuming what is done), then reads every
+finished run back, pairs arms on the same target inputs and writes one row per claim with a
+verdict by the rules of :mod:`.rows`: ``DIR/claims.md``, ``DIR/claims.json``, and the table on
+standard output. ``only`` restricts the runs to some arms (the table always shows every row).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..io import write_json, write_text
+from . import rows as R
+from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
+from .results import ArmResult, load
+
+__all__ = ["Arm", "plan", "run_claims", "build_rows", "markdown", "read_results"]
+
+
+def _runner(arm: Arm, cfg: dict, out: Path, log):
+    from ..seeds import SeedRuns
+
+    return SeedRuns(cfg, out / "arms" / arm.name, log=log)
+
+
+def _missing_data(arm: Arm, cfg: dict) -> str | None:
+    """Why an arm cannot run on this machine (a dataset it needs is absent), or None."""
+    from ..data.datasets import fashion_mnist_folder
+
+    if "fashion-mnist" in arm.needs and fashion_mnist_folder(cfg["data_root"]) is None:
+        return "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or under --data-root)"
+    return None
+
+
+def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
+               shared_datasets: str | Path | None = None, log: Callable[[str], None] = print) -> list[R.Row]:
+    """Run the arms (all, or ``only``) in order, each resumable; rewrite the table after each."""
+    from .. import config as C
+
+    out = Path(out)
+    cfg = C.resolve(user, overrides)
+    arms = plan(cfg, shared_datasets)
+    names = [a.name for a in arms]
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError(f"unknown claims arm(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    cfgs = {a.name: arm_config(user, overrides, a) for a in arms if not a.one_per_run}  # every arm checked first
+    for arm in arms:
+        if only and arm.name not in only:
+            continue
+        why = _missing_data(arm, cfg)
+        if why:
+            log(f"claims: skipping {arm.name}: {why}")
+            continue
+        t0 = time.time()
+        log(f"claims: arm {arm.name} ({arm.label})")
+        if arm.one_per_run:
+            ref = _runner(arms[0], cfgs["poisonedencoder"], out, log)
+            from ..pipeline import Experiment
+
+            for rel, one in one_per_run_configs(cfg, ref.runs):
+                log(f"claims: {arm.name}/{rel}")
+                Experiment(one, out / "arms" / arm.name / rel, log=log).run()
+        else:
+            _runner(arm, cfgs[arm.name], out, log).run()
+        log(f"claims: arm {arm.name} done in {time.time() - t0:.0f}s")
+        write_table(cfg, out, shared_datasets)
+    return write_table(cfg, out, shared_datasets)
+
+
+def read_results(cfg: dict, out: Path, shared_datasets=None) -> dict[str, ArmResult]:
+    """Every arm that has at least one finished run."""
+    seeds = cfg["seeds"] or [cfg["seed"]]
+    _, n = recipe_rates(cfg)
+    res = {}
+    for arm in plan(cfg, shared_datasets):
+        d = out / "arms" / arm.name
+        if d.is_dir():
+            r = load(arm, d, seeds, planned=len(seeds) * n if arm.one_per_run else 0)
+            if r.runs:
+                res[arm.name] = r
+    return res
+
+
+def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[R.Row]:
+    """Every row of the table from the arms' results (``planned``: the arms of this recipe and machine)."""
+    per_target, _ = recipe_rates(cfg)
+    rates = [(r, "poisonedencoder" if abs(r - per_target) < 1e-9 else f"rate_{r:g}") for r in PER_TARGET_RATES]
+    rows = [R.targets_per_run(res), R.high_asr(res),
+            R.beats(res, "vs_icp", "icp", "PoisonedEncoder's ASR is at least 0.2 above ICP's."),
+            R.ineffective(res, "witches_brew", "witches_brew", "Witches' Brew (gradient matching) is ineffective "
+                          "against contrastive pre-training (default budget)."),
+            R.ineffective(res, "witches_brew_paper", "witches_brew_paper", "Witches' Brew is ineffective at the budget "
+                          "of its own paper (240 steps, 8 restarts)."),
+            R.beats(res, "vs_duplication", "duplication", "(the naive floor) Pairing with reference inputs, not repeating "
+                    "the target input, makes the attack: PoisonedEncoder at least 0.2 above target duplication."),
+            R.rate_curve(res, rates)]
+    rows += [R.transfers(res, m) for m in ("mocov2", "byol", "simsiam")]
+    rows += [R.defense(res, d) for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing", "finetune")]
+    rows.append(R.two_tasks(res, planned))
+    rows += [R.dataset_row(res, f"{ds}_{px}px", f"{name} at {px}x{px}", planned) for ds, name in (("eurosat", "EuroSAT"),
+                                                                                       ("facemask", "Facemask"))
+             for px in (16, 32)]
+    return rows
+
+
+def markdown(rows: list[R.Row]) -> str:
+    head = "| claim | regime | measurement (95% intervals) | verdict |\n|---|---|---|---|\n"
+    body = "".join(f"| {r.claim} | {r.regime or '-'} | {r.measurement or '-'} | **{r.verdict}**"
+                   f"{': ' + r.why if r.why else ''} |\n" for r in rows)
+    return head + body
+
+
+def text(rows: list[R.Row]) -> str:
+    """The table for a terminal: one block per row."""
+    out = []
+    for r in rows:
+        out.append(f"[{r.verdict}] {r.key}: {r.claim}")
+        if r.regime:
+            out.append(f"    regime: {r.regime}")
+        if r.measurement:
+            out.append(f"    measured: {r.measurement}")
+        if r.why:
+            out.append(f"    why: {r.why}")
+    return "\n".join(out)
+
+
+def write_table(cfg: dict, out: Path, shared_datasets=None) -> list[R.Row]:
+    rows = build_rows(cfg, read_results(cfg, out, shared_datasets), {a.name for a in plan(cfg, shared_datasets)})
+    write_text(out / "claims.md", markdown(rows))
+    write_json(out / "claims.json", [{"key": r.key, "claim": r.claim, "arms": list(r.arms), "regime": r.regime,
+                                      "measurement": r.measurement, "verdict": r.verdict, "why": r.why,
+                                      "numbers": r.numbers} for r in rows])
+    return rows

@@ -1,0 +1,101 @@
+"""The settings ("arms") the claims table measures, each a variation of one recipe, and how to run them.
+
+Every arm is the recipe (a config file, e.g. ``configs/digits_works.yaml``) with a few overrides,
+run over the recipe's seeds into ``OUT/arms/<name>/`` with the stages of
+:class:`~poisonedencoder.seeds.SeedRuns`: finished stages are reused, so an interrupted table
+resumes, and arms that share pre-training settings share the cached clean encoder of each seed.
+Arms with the recipe's seeds and tasks attack the same target inputs with the same reference
+inputs (both depend on the seed only), so any two of them pair.
+
+``one_per_run`` is the exception: each target input of the recipe's run attacked alone, in a run
+of its own with the same rate per target input (so a total rate ``num_targets`` times lower),
+with the same reference inputs (passed explicitly) and the recipe run's clean encoder.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import config as C
+from ..errors import UserError
+
+PER_TARGET_RATES = (0.005, 0.01, 0.02, 0.03, 0.05)
+"""Rates per target input of the ASR-against-rate row (the recipe's own rate is one of its points)."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str                              # what the arm is, for the table
+    overrides: tuple[str, ...] = ()         # ``--set`` overrides on the recipe
+    one_per_run: bool = False               # each target input of the recipe's runs in a run of its own
+    needs: tuple[str, ...] = field(default=())  # datasets it reads beyond the recipe's (to say why it cannot run)
+
+
+def recipe_rates(cfg: dict) -> tuple[float, int]:
+    """The recipe's rate per target input and its target inputs per run (all tasks)."""
+    n = sum(len(t["targets"]) if t["targets"] else t["num_targets"] for t in cfg["tasks"])
+    return cfg["attack"]["poisoning_rate"] / n, n
+
+
+def plan(cfg: dict, shared_datasets: str | Path | None = None) -> list[Arm]:
+    """Every arm of the claims table for the resolved recipe ``cfg``, in the order they run
+    (the rows a user most needs first; the costliest last)."""
+    per_target, n = recipe_rates(cfg)
+    arms = [Arm("poisonedencoder", f"PoisonedEncoder, the recipe ({n} targets per run)"),
+            Arm("one_per_run", "PoisonedEncoder, one target per run", one_per_run=True),
+            Arm("icp", "ICP (image-only baseline)", ("attack.name=icp",)),
+            Arm("duplication", "target duplication (naive floor)", ("attack.name=duplication",)),
+            Arm("witches_brew", "Witches' Brew, default budget (40 steps, 1 restart)", ("attack.name=witches_brew",))]
+    for r in PER_TARGET_RATES:
+        if abs(r - per_target) > 1e-9:
+            arms.append(Arm(f"rate_{r:g}", f"PoisonedEncoder at {100 * r:g}% per target", (f"attack.poisoning_rate={r * n:.6g}",)))
+    for m in ("mocov2", "byol", "simsiam"):
+        arms.append(Arm(f"method_{m}", f"pre-trained with {m}", (f"pretrain.algorithm={m}",)))
+    for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing", "finetune"):
+        arms.append(Arm(f"defense_{d}", f"defense {d}", (f"defense.name={d}",)))
+    base = cfg["pretrain_data"]["dataset"]
+    if base == "digits":  # a second downstream task from the same pre-training
+        arms.append(Arm("two_tasks", "targets in two downstream tasks (digits, Fashion-MNIST), one pre-training",
+                        ('tasks=[{dataset: digits, num_targets: 5}, {dataset: fashion-mnist, num_targets: 5}]',),
+                        needs=("fashion-mnist",)))
+    if shared_datasets is not None:
+        n_clean = cfg["pretrain_data"]["num_images"] or 1347
+        for ds in ("eurosat", "facemask"):
+            root = (Path(shared_datasets) / ds).absolute()
+            for px in (16, 32):
+                arms.append(Arm(f"{ds}_{px}px", f"the recipe on {ds} at {px}x{px}", (
+                    f"data_root={json.dumps(str(root))}", f"pretrain_data.dataset={ds}", f"pretrain_data.num_images={n_clean}",
+                    f"tasks=[{{dataset: {ds}, num_targets: {n}}}]", f"pretrain.image_size={px}", "downstream.num_train=5000"),
+                    needs=(ds,)))
+    arms.append(Arm("witches_brew_paper", "Witches' Brew, its paper's budget (240 steps, 8 restarts)",
+                    ("attack.name=witches_brew", "attack.witches_brew.steps=240", "attack.witches_brew.restarts=8")))
+    return arms
+
+
+def arm_config(user: dict, overrides: list[str], arm: Arm) -> dict:
+    """The arm's resolved config. Arms other than the recipe itself keep no snapshots (ASR over
+    training is the recipe's curve; a snapshot costs a downstream evaluation, and changes no result)."""
+    quiet = [] if arm.name == "poisonedencoder" else ["pretrain.snapshot_every=0"]
+    return C.resolve(user, list(overrides) + quiet + list(arm.overrides))
+
+
+def one_per_run_configs(cfg: dict, reference_runs: list) -> list[tuple[str, dict]]:
+    """``(relative run directory, single-seed config)`` of each target input of the recipe's runs
+    (``reference_runs``: its :class:`~poisonedencoder.pipeline.Experiment` per seed, crafted)."""
+    per_target, _ = recipe_rates(cfg)
+    out = []
+    for exp in reference_runs:
+        manifest = exp.craft()
+        for t in manifest["targets"]:
+            task = dict(cfg["tasks"][t["task"]])
+            task.update(num_targets=1, targets=[{"index": t["test_index"], "target_class": t["target_class"],
+                                                 "references": list(t["reference_indices"])}])
+            one = {**exp.cfg, "tasks": [task], "attack": {**exp.cfg["attack"], "poisoning_rate": per_target},
+                   "pretrain": {**exp.cfg["pretrain"], "snapshot_every": 0}}
+            if len(cfg["tasks"]) > 1:
+                raise UserError("one target per run needs a recipe with one downstream task")
+            C.validate(one)
+            out.append((f"seed_{exp.cfg['seed']}/target_{t['test_index']}_to_{t['target_class']}", one))
+    return out

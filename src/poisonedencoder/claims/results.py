@@ -1,0 +1,107 @@
+"""What a finished (or partly finished) arm measured, read back from its run directories."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..compare import Outcome, outcomes, pool
+from ..metrics import rates_of
+from ..stats import mean_ci, paired_mean_difference
+from .arms import Arm
+
+
+@dataclass
+class ArmResult:
+    arm: Arm
+    outcomes: dict[tuple, Outcome]       # every finished target input
+    runs: list[dict]                     # the finished single-seed metrics (one per seed, or per target)
+    planned_runs: int                    # runs the arm needs (0: not known yet)
+    config: dict | None                  # one run's resolved config (for the regime)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.runs) and len(self.runs) >= self.planned_runs
+
+    @property
+    def n(self) -> int:
+        return len(self.outcomes)
+
+    def threat(self) -> dict:
+        """Total and per-target poisoning rate (the mean over runs: equal by construction)."""
+        r = [rates_of(m) for m in self.runs]
+        return {k: sum(x[k] for x in r) / len(r) for k in ("poisoning_rate", "poisoning_rate_per_target")}
+
+    def targets_per_run(self) -> float:
+        return sum(m["num_targets"] for m in self.runs) / len(self.runs)
+
+    def seeds(self) -> list[int]:
+        return sorted({k[0] for k in self.outcomes})
+
+    def by_seed(self, key: str) -> dict[int, float]:
+        """``CA`` or ``PA`` per seed (the mean over a seed's runs where it has several)."""
+        vals: dict[int, list[float]] = {}
+        for m in self.runs:
+            if m.get(key) is not None:
+                vals.setdefault(m["_seed"], []).append(m[key])
+        return {s: sum(v) / len(v) for s, v in vals.items()}
+
+    def mean_over_seeds(self, key: str) -> dict:
+        """The mean over seeds of a rate (CA, PA) with its t interval, cut to [0, 1]."""
+        m = mean_ci(list(self.by_seed(key).values()))
+        if m.get("ci95"):
+            m["ci95"] = [max(0.0, m["ci95"][0]), min(1.0, m["ci95"][1])]
+        return m
+
+    def seconds(self, what: str) -> dict:
+        """Per run: ``pretrain`` (the poisoned encoder's wall time), ``craft`` or ``evaluate``; mean with t interval."""
+        return mean_ci([m["_seconds"][what] for m in self.runs if m["_seconds"].get(what) is not None])
+
+    def defense(self) -> dict:
+        """The defense's report per run (removed inputs, precision, recall, clean data used)."""
+        keys = ("removed", "precision", "recall", "clean_data_used")
+        ds = [m.get("defense") or {} for m in self.runs]
+        return {k: mean_ci([d[k] for d in ds if d.get(k) is not None]) for k in keys}
+
+
+def gap(a: ArmResult, clean_key: str = "CA", poisoned_key: str = "PA", other: ArmResult | None = None) -> dict:
+    """``clean_key`` of ``a`` minus ``poisoned_key`` of ``other`` (default ``a``) over the seeds both
+    ran, with the paired t interval over seeds (e.g. CA - PA)."""
+    other = other or a
+    x, y = a.by_seed(clean_key), other.by_seed(poisoned_key)
+    seeds = sorted(set(x) & set(y))
+    return paired_mean_difference([y[s] for s in seeds], [x[s] for s in seeds])
+
+
+def _run_metrics(d: Path, seed: int) -> dict | None:
+    f = d / "metrics.json"
+    if not f.is_file():
+        return None
+    m = json.loads(f.read_text())
+    sec = {}
+    for what, path in (("pretrain", d / "encoders" / "poisoned" / "seconds.txt"), ("craft", d / "poisons" / "timing.json")):
+        if path.is_file():
+            text = path.read_text()
+            sec[what] = json.loads(text)["craft_seconds"] if what == "craft" else float(text.split()[0])
+    sec["evaluate"] = m.get("evaluate_seconds")
+    return {**m, "_seed": seed, "_seconds": sec}
+
+
+def load(arm: Arm, d: Path, seeds: list[int], planned: int = 0) -> ArmResult:
+    """The finished runs of ``arm`` in ``d`` (``seed_<s>/``, or ``seed_<s>/target_*/`` for one per run)."""
+    runs, parts = [], []
+    for s in seeds:
+        dirs = sorted((d / f"seed_{s}").glob("target_*")) if arm.one_per_run else [d / f"seed_{s}"]
+        for rd in dirs:
+            m = _run_metrics(rd, s)
+            if m is not None:
+                runs.append(m)
+                parts.append(outcomes(m, s))
+    cfg = None
+    if runs:
+        import yaml
+
+        first = d / f"seed_{runs[0]['_seed']}"
+        cfg_file = next(iter(sorted(first.glob("target_*/config.yaml")))) if arm.one_per_run else first / "config.yaml"
+        cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else None
+    return ArmResult(arm, pool(parts), runs, planned or (len(seeds) if not arm.one_per_run else 0), cfg)

@@ -1,0 +1,288 @@
+"""The rows of the claims table: the paper's statement, what was measured, and a verdict by a rule
+fixed before the data (docs/CLAIMS.md, "How a verdict is reached").
+
+Rules. An ASR is *high* when its 95% Wilson interval's lower end is at least 0.65; the CA - PA
+gap is *small* when its 95% interval (paired t over seeds) lies below 0.02; one setting *beats*
+another by 0.2 when the paired difference's 95% interval (Newcombe) lies above 0.2, and *differs*
+from it when that interval excludes 0. Inside the noise a row says "no difference measured".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..compare import asr, flips_over_clean, paired
+from .results import ArmResult, gap
+
+REPRODUCED, IN_PART, NOT, NOT_MEASURABLE, PENDING = (
+    "reproduced", "reproduced in part", "not reproduced", "not measurable here", "not measured yet")
+HIGH, SMALL_GAP, MARGIN = 0.65, 0.02, 0.2
+
+
+@dataclass
+class Row:
+    key: str
+    claim: str                       # the paper's statement (or what a row beyond the paper asks)
+    arms: tuple[str, ...]            # the arms it needs, the first its headline
+    regime: str = ""
+    measurement: str = ""
+    verdict: str = PENDING
+    why: str = ""
+    numbers: dict = field(default_factory=dict)
+
+
+def fmt_rate(r: dict) -> str:
+    if r.get("value") is None:
+        return "-"
+    return f"{r['k']}/{r['n']} = {r['value']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+
+
+def fmt_diff(d: dict, key: str = "dASR", nd: int = 2) -> str:
+    if d.get(key) is None:
+        return "-"
+    p = d.get(f"{key}_p")
+    return (f"{d[key]:+.{nd}f} [{d[key + '_lo']:+.{nd}f}, {d[key + '_hi']:+.{nd}f}]"
+            + (f", McNemar p = {p:.3g}" if p is not None and key == "dASR" else ""))
+
+
+def fmt_mean(m: dict, nd: int = 3, signed: bool = False) -> str:
+    if m.get("mean") is None:
+        return "-"
+    f = f"+.{nd}f" if signed else f".{nd}f"
+    ci = f" [{m['ci95'][0]:{f}}, {m['ci95'][1]:{f}}]" if m.get("ci95") else ""
+    return f"{m['mean']:{f}}{ci}"
+
+
+def regime(a: ArmResult) -> str:
+    """Dataset, encoder, epochs, clean inputs, total and per-target rate, targets per run, seeds."""
+    c, t = a.config or {}, a.threat()
+    p, data = c.get("pretrain", {}), c.get("pretrain_data", {})
+    return (f"{data.get('dataset')} {p.get('image_size')}px, {p.get('algorithm')} / {p.get('backbone')}"
+            f"{'/' + str(p.get('width')) if p.get('backbone') != 'resnet18' else ''}, {p.get('epochs')} epochs, "
+            f"{a.runs[0]['num_clean_inputs']} clean inputs; poisoning rate {100 * t['poisoning_rate']:.1f}% total, "
+            f"{100 * t['poisoning_rate_per_target']:.1f}% per target ({a.targets_per_run():g} target"
+            f"{'s' if a.targets_per_run() != 1 else ''} per run); seeds {', '.join(map(str, a.seeds()))}")
+
+
+def _ready(row: Row, res: dict[str, ArmResult], min_targets: int = 30) -> bool:
+    """Every arm of the row has finished runs; otherwise the row says what is missing."""
+    missing = [a for a in row.arms if a not in res or not res[a].runs]
+    if missing:
+        row.why = "to run: " + ", ".join(missing)
+        return False
+    head = res[row.arms[0]]
+    row.regime = regime(head)
+    partial = [a for a in row.arms if not res[a].done]
+    if partial:
+        row.why = "partial: " + ", ".join(f"{a} {len(res[a].runs)}/{res[a].planned_runs or '?'} runs" for a in partial) + "; "
+    if head.n < min_targets:
+        row.why += f"{head.n} target inputs, fewer than the {min_targets} a verdict needs; "
+    return True
+
+
+def _same_targets(ref: ArmResult, val: ArmResult) -> dict:
+    """``paired`` on the target inputs both arms finished."""
+    keys = set(ref.outcomes) & set(val.outcomes)
+    return paired({k: ref.outcomes[k] for k in keys}, {k: val.outcomes[k] for k in keys})
+
+
+def _final(row: Row, verdict: str, why: str) -> None:
+    row.verdict = PENDING if row.why.startswith("partial") or "fewer than" in row.why else verdict
+    row.why = row.why + why
+
+
+def targets_per_run(res: dict[str, ArmResult]) -> Row:
+    row = Row("targets_per_run", "(threat model) Does attacking 10 targets per run (about 30% in total) instead of one "
+              "(about 3%) change ASR at the same rate per target?", ("one_per_run", "poisonedencoder"))
+    if not _ready(row, res):
+        return row
+    one, ten = res["one_per_run"], res["poisonedencoder"]
+    d = _same_targets(ten, one)
+    row.numbers = {"one_per_run": asr(one.outcomes), "ten_per_run": asr(ten.outcomes), "difference": d}
+    row.measurement = (f"one per run ({100 * one.threat()['poisoning_rate']:.1f}% total): ASR {fmt_rate(asr(one.outcomes))}; "
+                       f"{ten.targets_per_run():g} per run ({100 * ten.threat()['poisoning_rate']:.1f}% total): "
+                       f"{fmt_rate(asr({k: ten.outcomes[k] for k in one.outcomes if k in ten.outcomes}))} on the same "
+                       f"targets; one - ten: {fmt_diff(d)}; PA one per run {fmt_mean(one.mean_over_seeds('PA'))}")
+    differs = d["dASR"] is not None and (d["dASR_lo"] > 0 or d["dASR_hi"] < 0)
+    _final(row, "difference measured" if differs else "no difference measured",
+           "the 95% interval of the paired difference " + ("excludes 0" if differs else "includes 0"))
+    return row
+
+
+def headline(res: dict[str, ArmResult]) -> str:
+    """The arm of the headline row: one target per run where it measurably differs from the recipe."""
+    tp = targets_per_run(res)
+    return "one_per_run" if tp.verdict == "difference measured" else "poisonedencoder"
+
+
+def high_asr(res: dict[str, ArmResult]) -> Row:
+    arm = headline(res)
+    row = Row("high_asr", "PoisonedEncoder achieves high ASR while the poisoned encoder keeps its utility "
+              "(small CA - PA gap).", (arm,))
+    if not _ready(row, res):
+        return row
+    a, ref = res[arm], res["poisonedencoder"]
+    r, g = asr(a.outcomes), gap(ref, "CA", "PA", a)
+    row.numbers = {"ASR": r, "clean_ASR": asr(a.outcomes, clean=True), "CA_minus_PA": g}
+    row.measurement = (f"ASR {fmt_rate(r)}, clean ASR {fmt_rate(asr(a.outcomes, clean=True))}; CA "
+                       f"{fmt_mean(ref.mean_over_seeds('CA'))}, PA {fmt_mean(a.mean_over_seeds('PA'))}, "
+                       f"CA - PA {fmt_mean(g, signed=True)} (t over {g['n']} seeds)")
+    high = r["ci95"][0] >= HIGH
+    small = g.get("ci95") is not None and g["ci95"][1] < SMALL_GAP
+    verdict = REPRODUCED if high and small else IN_PART if high or small else NOT
+    _final(row, verdict, f"ASR {'is' if high else 'is not'} high (lower end {'>=' if high else '<'} {HIGH}); the gap "
+                         f"{'lies' if small else 'does not lie'} below {SMALL_GAP}")
+    return row
+
+
+def beats(res: dict[str, ArmResult], key: str, other: str, claim: str) -> Row:
+    """PoisonedEncoder against another attack on the same target inputs: ``claim`` holds when it
+    is higher by 0.2 (the interval above 0.2), in part when the point is."""
+    arm = headline(res)
+    row = Row(key, claim, (other, arm))
+    if not _ready(row, res):
+        return row
+    pe, o = res[arm], res[other]
+    d = _same_targets(o, pe)
+    row.numbers = {"ASR": asr(o.outcomes), "difference": d, "craft_seconds": o.seconds("craft")}
+    row.measurement = (f"{o.arm.label}: ASR {fmt_rate(asr(o.outcomes))}, PA {fmt_mean(o.mean_over_seeds('PA'))}, crafting "
+                       f"{fmt_mean(o.seconds('craft'), 1)} s per run; PoisonedEncoder - it: {fmt_diff(d)}")
+    if d["dASR"] is None:
+        _final(row, NOT_MEASURABLE, "no target inputs in common")
+    elif d["dASR_lo"] >= MARGIN:
+        _final(row, REPRODUCED, f"the difference's interval lies above {MARGIN}")
+    elif d["dASR"] >= MARGIN:
+        _final(row, IN_PART, f"the difference is {MARGIN} or more but its interval reaches below {MARGIN}")
+    else:
+        _final(row, NOT, f"the difference is below {MARGIN}")
+    return row
+
+
+def ineffective(res: dict[str, ArmResult], key: str, other: str, claim: str) -> Row:
+    """Witches' Brew is ineffective: no ASR measured above the clean encoder's on the same targets."""
+    row = beats(res, key, other, claim)
+    if row.verdict == PENDING or row.verdict == NOT_MEASURABLE:
+        return row
+    o = res[other]
+    over = flips_over_clean(o.outcomes)
+    row.numbers["over_clean"] = over
+    row.measurement += f"; it - clean encoder: {fmt_diff(over)}"
+    none = over["dASR"] is None or over["dASR_lo"] <= 0
+    row.verdict = REPRODUCED if none else IN_PART
+    row.why = ("partial; " if "partial" in row.why else "") + (
+        "no ASR measured above the clean encoder's" if none else "it flips measurably more targets than the clean encoder")
+    return row
+
+
+def transfers(res: dict[str, ArmResult], method: str) -> Row:
+    arm = f"method_{method}"
+    row = Row(arm, f"The attack works when the victim pre-trains with {method} (the paper: contrastive methods; "
+              f"{'beyond the paper: a non-contrastive method' if method in ('byol', 'simsiam') else 'MoCo v2 is contrastive'}).",
+              (arm, "poisonedencoder"))
+    if not _ready(row, res):
+        return row
+    m, ref = res[arm], res["poisonedencoder"]
+    over, d = flips_over_clean(m.outcomes), _same_targets(ref, m)
+    row.numbers = {"ASR": asr(m.outcomes), "over_clean": over, "vs_simclr": d,
+                   "CA_minus_PA": gap(m, "CA", "PA")}
+    row.measurement = (f"ASR {fmt_rate(asr(m.outcomes))}, clean ASR {fmt_rate(asr(m.outcomes, clean=True))}, CA - PA "
+                       f"{fmt_mean(gap(m), signed=True)}; - SimCLR: {fmt_diff(d)}")
+    works = over["dASR"] is not None and over["dASR_lo"] >= MARGIN
+    as_simclr = d["dASR"] is not None and d["dASR_lo"] <= 0 <= d["dASR_hi"]
+    verdict = REPRODUCED if works and as_simclr else IN_PART if works else NOT
+    _final(row, verdict, ("ASR above the clean encoder's by more than 0.2" if works else
+                          "ASR not measured 0.2 above the clean encoder's") +
+           ("; no difference from SimCLR measured" if as_simclr else "; it differs from SimCLR"))
+    return row
+
+
+def defense(res: dict[str, ArmResult], name: str) -> Row:
+    arm = f"defense_{name}"
+    row = Row(arm, f"Defense {name} lowers ASR only at a cost in utility or clean data.", (arm, "poisonedencoder"))
+    if not _ready(row, res):
+        return row
+    dres, ref = res[arm], res["poisonedencoder"]
+    d = _same_targets(ref, dres)
+    pa = gap(dres, "PA", "PA", ref)  # PA with the defense - PA without
+    rep = dres.defense()
+    row.numbers = {"ASR": asr(dres.outcomes), "difference": d, "PA_change": pa, "defense": rep}
+    cost = []
+    if rep["removed"].get("mean") is not None:
+        cost.append(f"removed {rep['removed']['mean']:.0f} inputs (precision {fmt_mean(rep['precision'], 2)}, "
+                    f"recall {fmt_mean(rep['recall'], 2)})")
+    if rep["clean_data_used"].get("mean"):
+        cost.append(f"{rep['clean_data_used']['mean']:.0f} clean inputs used")
+    row.measurement = (f"ASR {fmt_rate(asr(dres.outcomes))} (none: {fmt_rate(asr(ref.outcomes))}); with - without: "
+                       f"{fmt_diff(d)}; PA change {fmt_mean(pa, signed=True)}; " + "; ".join(cost)
+                       + f"; pre-training {fmt_mean(dres.seconds('pretrain'), 0)} s (none: "
+                         f"{fmt_mean(ref.seconds('pretrain'), 0)} s)")
+    lowers = d["dASR"] is not None and d["dASR_hi"] < 0
+    pa_cost = pa.get("ci95") is not None and pa["ci95"][1] < 0
+    data_cost = bool(rep["clean_data_used"].get("mean"))
+    if lowers and (pa_cost or data_cost):
+        _final(row, REPRODUCED, "it lowers ASR, at a " + ("utility" if pa_cost else "clean-data") + " cost")
+    elif lowers:
+        _final(row, NOT, "it lowers ASR with no PA loss measured and no clean data")
+    else:
+        _final(row, IN_PART, "no ASR reduction measured (consistent with an insufficient defense)")
+    return row
+
+
+def rate_curve(res: dict[str, ArmResult], per_target_arms: list[tuple[float, str]]) -> Row:
+    """ASR against the rate per target input, pooled per rate, and the logistic fit's rate at ASR 0.8."""
+    from ..stats import logistic_fit
+
+    row = Row("rate_curve", "(beyond the paper) ASR against the poisoning rate per target input; where it reaches 0.8.",
+              tuple(a for _, a in per_target_arms))
+    if not _ready(row, res, min_targets=0):
+        return row
+    pts = [(r, asr(res[a].outcomes)) for r, a in per_target_arms]
+    fit = logistic_fit([(r, x["k"], x["n"]) for r, x in pts], goal=0.8)
+    row.numbers = {"points": [{"per_target": r, **x} for r, x in pts], "fit": fit}
+    cross = (f"ASR 0.8 at {100 * fit['x_goal']:.2f}% per target [{100 * fit['x_goal_ci95'][0]:.2f}, "
+             f"{100 * fit['x_goal_ci95'][1]:.2f}]" if fit and fit.get("x_goal") else "no crossing fitted")
+    row.measurement = "; ".join(f"{100 * r:g}%: {fmt_rate(x)}" for r, x in pts) + f"; {cross}"
+    _final(row, "measured", "logistic fit on log2 rate, delta-method interval" if fit else "")
+    return row
+
+
+def dataset_row(res: dict[str, ArmResult], arm: str, label: str, planned: set[str]) -> Row:
+    row = Row(arm, f"The attack works on {label} (a dataset of the paper), with the recipe's encoder and budget.", (arm,))
+    if arm not in planned:
+        row.verdict, row.why = NOT_MEASURABLE, "the dataset is not on this machine (--shared-datasets)"
+        return row
+    if not _ready(row, res):
+        return row
+    a = res[arm]
+    r, over = asr(a.outcomes), flips_over_clean(a.outcomes)
+    row.numbers = {"ASR": r, "over_clean": over, "CA_minus_PA": gap(a)}
+    row.measurement = (f"ASR {fmt_rate(r)}, clean ASR {fmt_rate(asr(a.outcomes, clean=True))}, CA "
+                       f"{fmt_mean(a.mean_over_seeds('CA'))}, PA {fmt_mean(a.mean_over_seeds('PA'))}")
+    high = r["ci95"][0] >= HIGH
+    works = over["dASR"] is not None and over["dASR_lo"] >= MARGIN
+    _final(row, REPRODUCED if high else IN_PART if works else NOT,
+           "high ASR" if high else "ASR above chance but not high" if works else "no ASR 0.2 above chance measured")
+    return row
+
+
+def two_tasks(res: dict[str, ArmResult], planned: set[str]) -> Row:
+    row = Row("two_tasks", "Target inputs in several downstream tasks can be attacked from one pre-training.",
+              ("two_tasks",))
+    if "two_tasks" not in planned:
+        row.verdict, row.why = NOT_MEASURABLE, "the recipe is not on digits"
+        return row
+    if not _ready(row, res):
+        return row
+    a = res["two_tasks"]
+    parts = []
+    for ti in sorted({k[1] for k in a.outcomes}):
+        o = {k: v for k, v in a.outcomes.items() if k[1] == ti}
+        parts.append(f"task {ti}: ASR {fmt_rate(asr(o))}, clean {fmt_rate(asr(o, clean=True))}")
+    row.measurement = "; ".join(parts)
+    over = flips_over_clean(a.outcomes)
+    row.numbers = {"over_clean": over}
+    per_task_high = all(asr({k: v for k, v in a.outcomes.items() if k[1] == ti})["ci95"][0] >= HIGH
+                        for ti in {k[1] for k in a.outcomes})
+    _final(row, REPRODUCED if per_task_high else IN_PART if over["dASR_lo"] >= MARGIN else NOT,
+           "high ASR in every task" if per_task_high else "pooled ASR above chance but not high in every task"
+           if over["dASR_lo"] >= MARGIN else "no ASR 0.2 above chance measured")
+    return row
