@@ -7,7 +7,7 @@
 #
 #   python scripts/pack_cifar10.py                         # once, here: packed/cifar10 (about 32 MB)
 #   OUT=gpu_out bash benchmarks/gpu_attack.sh              # on the GPU machine, packed/ carried along
-#   OUT=/tmp/t DEVICE=cpu SEEDS="0 1" bash benchmarks/gpu_attack.sh --set pretrain.epochs=1   # a CPU dry run
+#   OUT=dry_run DEVICE=cpu SEEDS="0 1" bash benchmarks/gpu_attack.sh --set pretrain.epochs=1   # a CPU dry run
 #
 # Environment: OUT (results: log.txt, device.txt, summary.md, summary.json, metrics_seed<S>.json),
 # SEEDS (default "0 1 2"), DEVICE (default cuda), DATA (default packed/cifar10), RUNS (run
