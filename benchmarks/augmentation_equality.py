@@ -8,8 +8,8 @@ in alternating order (seed 0: batched first; seed 1: per_sample first; ...), so 
 machine hits both alike. Reports per run CA with its 95% Wilson interval, the mean over seeds with a
 t interval, the paired difference (per_sample - batched) with a t interval, and seconds per epoch.
 
-    python benchmarks/augmentation_equality.py --dataset imagefolder:/work/shared/datasets/cifar10 \\
-        --seeds 0,1,2 --epochs 30 --precision fp32 --cache-dir /work/cache --out runs/augmentation_equality
+    python benchmarks/augmentation_equality.py --dataset imagefolder:../shared/datasets/cifar10 \\
+        --seeds 0,1,2 --epochs 30 --precision fp32 --out runs/augmentation_equality
 
 Encoders are cached under ``--cache-dir`` like any clean encoder; a rerun reuses them (and the
 seconds measured when they were trained, from ``seconds.txt``).

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # PoisonedEncoder on CIFAR-10 with the `gpu` preset (CIFAR ResNet18), one run per seed, in one call
-# on one GPU; then the table with 95% intervals (scripts/seed_table.py). About 6.5 minutes for
-# 3 seeds on one H100 (docs/DESIGN.md, "The gpu preset"). Uses python3 from PATH; installs nothing.
+# on one GPU; then the table with 95% intervals (scripts/seed_table.py). About 5 minutes per seed
+# on one H200 (measured: 297-313 s, docs/DESIGN.md, "The gpu preset"), so the default BUDGET_S
+# (480 s) stops after one seed; run the others in later calls with SEEDS. Uses python3 from PATH;
+# installs nothing.
 #
 #   python scripts/pack_cifar10.py                         # once, here: packed/cifar10 (about 32 MB)
 #   OUT=gpu_out bash benchmarks/gpu_attack.sh              # on the GPU machine, packed/ carried along
-#   OUT=/tmp/t DEVICE=cpu SEEDS="0 1" bash benchmarks/gpu_attack.sh --set pretrain.epochs=1   # a CPU dry run
+#   OUT=dry_run DEVICE=cpu SEEDS="0 1" bash benchmarks/gpu_attack.sh --set pretrain.epochs=1   # a CPU dry run
 #
 # Environment: OUT (results: log.txt, device.txt, summary.md, summary.json, metrics_seed<S>.json),
 # SEEDS (default "0 1 2"), DEVICE (default cuda), DATA (default packed/cifar10), RUNS (run
