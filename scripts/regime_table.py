@@ -108,7 +108,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
         "image_epochs": n_inputs * p["epochs"],
         "params": _params(p),
         "classifier": cfg["downstream"]["classifier"],
-        "layout": cfg["attack"].get("layout"),
+        "layout": cfg["attack"].get("layout") or (cfg["attack"].get("poisonedencoder") or {}).get("layout"),  # today: attack.poisonedencoder.layout
         "pretrain_poisoned_s": (sum(s for s in secs if s) / len([s for s in secs if s])) if any(secs) else None,
         "ASR": rate(sum(succ), len(succ)) if succ else None,
         "clean_ASR": rate(sum(clean_succ), len(clean_succ)) if clean_succ else None,

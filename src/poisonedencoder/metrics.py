@@ -123,7 +123,8 @@ def rates_of(m: dict) -> dict:
     if m.get("poisoning_rate_per_target") is not None:
         return {"poisoning_rate": m["poisoning_rate"], "poisoning_rate_per_target": m["poisoning_rate_per_target"]}
     per_run_targets = m["num_targets"] / max(1, len(m.get("seeds") or [0]))
-    return threat_model(m["num_poisoning_inputs"], m["num_clean_inputs"], per_run_targets)
+    total = m.get("poisoning_rate")
+    return {"poisoning_rate": total, "poisoning_rate_per_target": total / per_run_targets if total is not None else None}
 
 
 def threat_line(m: dict, per_seed: bool = False) -> str:

@@ -1,0 +1,70 @@
+"""``poisonedencoder claims``: the plan, bad input, and one target per run paired with the recipe's run."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from poisonedencoder.cli import main
+
+
+def _recipe(tmp_path, seeds=True, targets=2):
+    cfg = {"preset": "demo", "tasks": [{"dataset": "digits", "num_targets": targets}],
+           "attack": {"poisoning_rate": 0.06, "num_references": 30}, "pretrain": {"epochs": 1}, "downstream": {"epochs": 2}}
+    if seeds:
+        cfg["seeds"] = [0]
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_list_shows_every_arm_with_its_overrides(tmp_path, capsys):
+    assert main(["claims", str(_recipe(tmp_path)), "--out", str(tmp_path / "c"), "--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in out]
+    assert names[:4] == ["poisonedencoder", "one_per_run", "icp", "duplication"] and names[-1] == "witches_brew_paper"
+    assert "rate_0.005" in names and "rate_0.03" not in names  # 0.06 over 2 targets: the recipe is the 3% point
+    rate = next(line for line in out if line.startswith("rate_0.01 "))
+    assert "attack.poisoning_rate=0.02" in rate  # 1% per target x 2 targets per run
+    assert all("not started" in line for line in out)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--only", "nope"], "unknown claims arm(s) nope"),
+    (["--shared-datasets", "/nonexistent/x"], "is not a folder"),
+])
+def test_bad_options_are_one_line(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "poisonedencoder", "claims", str(_recipe(tmp_path)), "--out",
+                        str(tmp_path / "c"), "--cache-dir", str(tmp_path / "cache"), *args], capture_output=True, text=True)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_a_recipe_without_seeds_is_refused(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "poisonedencoder", "claims", str(_recipe(tmp_path, seeds=False)),
+                        "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: claims needs a recipe with seeds"), r.stderr
+
+
+@pytest.mark.slow
+def test_one_target_per_run_reuses_the_recipes_targets_references_and_rate_per_target(tmp_path, capsys):
+    out = tmp_path / "c"
+    args = ["claims", str(_recipe(tmp_path)), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    assert main(args + ["--only", "poisonedencoder,one_per_run"]) == 0
+    ref = json.loads((out / "arms" / "poisonedencoder" / "seed_0" / "poisons" / "manifest.json").read_text())
+    singles = sorted((out / "arms" / "one_per_run" / "seed_0").glob("target_*/poisons/manifest.json"))
+    assert len(singles) == 2
+    for f in singles:
+        m = json.loads(f.read_text())
+        (t,) = m["targets"]
+        same = next(r for r in ref["targets"] if r["test_index"] == t["test_index"])
+        assert t["target_class"] == same["target_class"] and t["reference_indices"] == same["reference_indices"]
+        assert m["num_poisoning_inputs"] == ref["num_poisoning_inputs"] / 2  # the same budget per target input
+    assert len(list((tmp_path / "cache" / "encoders").glob("*/encoder.pt"))) == 1  # one clean encoder for both arms
+    table = json.loads((out / "claims.json").read_text())
+    row = next(r for r in table if r["key"] == "targets_per_run")
+    assert row["numbers"]["difference"]["paired_n"] == 2
+    assert "1 target per run" in row["regime"]
+    capsys.readouterr()
+    assert main(args + ["--table"]) == 0
+    assert "[not measured yet] targets_per_run" in capsys.readouterr().out  # 2 targets: fewer than a verdict needs

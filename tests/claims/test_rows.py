@@ -1,0 +1,107 @@
+"""The verdict rules of the claims table on known cases (docs/CLAIMS.md, "How a verdict is reached")."""
+import pytest
+
+from poisonedencoder.claims import build_rows
+from poisonedencoder.claims.arms import Arm
+from poisonedencoder.claims.results import ArmResult
+from poisonedencoder.claims import rows as R
+from poisonedencoder.compare import Outcome
+
+CFG = {"pretrain": {"algorithm": "simclr", "backbone": "cnn7", "width": 16, "epochs": 500, "image_size": 16},
+       "pretrain_data": {"dataset": "digits"}}
+
+
+def _arm(name, flips, clean=None, ca=(0.99, 0.99, 0.99), pa=(0.985, 0.99, 0.988), per_run=10, defense=None):
+    """An arm with 30 target inputs over seeds 0-2 (10 each), ``flips[i]`` of target i."""
+    clean = clean or [0] * len(flips)
+    out = {(i // 10, 0, i, 1): Outcome(bool(f), 1.0 if f else -1.0, bool(c)) for i, (f, c) in enumerate(zip(flips, clean, strict=True))}
+    runs = [{"_seed": s, "CA": ca[s], "PA": pa[s], "num_targets": per_run, "num_poisoning_inputs": 40 * per_run,
+             "num_clean_inputs": 1347, "poisoning_rate": 40 * per_run / 1347, "_seconds": {"pretrain": 200.0, "craft": 1.0}, "defense": defense or {}}
+            for s in range(3)]
+    return ArmResult(Arm(name, name), out, runs, 3, CFG)
+
+
+def test_high_asr_with_a_small_gap_is_reproduced_and_each_half_alone_is_in_part():
+    res = {"poisonedencoder": _arm("poisonedencoder", [1] * 28 + [0] * 2)}
+    row = R.high_asr(res)
+    assert row.verdict == R.REPRODUCED, row.why                     # 28/30: lower end 0.79; gap 0.002 +- small
+    assert "29.7% total, 3.0% per target (10 targets per run)" in row.regime
+    res = {"poisonedencoder": _arm("poisonedencoder", [1] * 28 + [0] * 2, pa=(0.90, 0.91, 0.92))}
+    assert R.high_asr(res).verdict == R.IN_PART                     # a 8-point utility loss
+    res = {"poisonedencoder": _arm("poisonedencoder", [1] * 15 + [0] * 15)}
+    assert R.high_asr(res).verdict == R.IN_PART                     # 0.5: not high; the gap is small
+    res = {"poisonedencoder": _arm("poisonedencoder", [1] * 15 + [0] * 15, pa=(0.90, 0.91, 0.92))}
+    assert R.high_asr(res).verdict == R.NOT
+
+
+def test_fewer_than_thirty_targets_or_a_missing_arm_gives_no_verdict():
+    few = _arm("poisonedencoder", [1] * 20)
+    few.outcomes = dict(list(few.outcomes.items())[:20])
+    assert R.high_asr({"poisonedencoder": few}).verdict == R.PENDING
+    row = R.beats({"poisonedencoder": _arm("poisonedencoder", [1] * 30)}, "vs_icp", "icp", "x")
+    assert row.verdict == R.PENDING and row.why == "to run: icp"
+
+
+def test_beating_icp_by_two_tenths_needs_the_interval_above_two_tenths():
+    pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
+    assert R.beats({"poisonedencoder": pe, "icp": _arm("icp", [0] * 30)}, "k", "icp", "x").verdict == R.REPRODUCED
+    # ICP at 0.6 on the same targets: the difference 0.3 has an interval reaching below 0.2
+    assert R.beats({"poisonedencoder": pe, "icp": _arm("icp", [1] * 18 + [0] * 12)}, "k", "icp", "x").verdict == R.IN_PART
+    assert R.beats({"poisonedencoder": pe, "icp": _arm("icp", [1] * 27 + [0] * 3)}, "k", "icp", "x").verdict == R.NOT
+
+
+def test_witches_brew_is_ineffective_only_without_flips_above_the_clean_encoder():
+    pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
+    wb = _arm("witches_brew", [1] * 2 + [0] * 28, clean=[1] * 2 + [0] * 28)  # its flips are the clean encoder's
+    assert R.ineffective({"poisonedencoder": pe, "witches_brew": wb}, "wb", "witches_brew", "x").verdict == R.REPRODUCED
+    wb = _arm("witches_brew", [1] * 10 + [0] * 20)
+    assert R.ineffective({"poisonedencoder": pe, "witches_brew": wb}, "wb", "witches_brew", "x").verdict == R.IN_PART
+
+
+def test_targets_per_run_is_a_paired_comparison_on_the_same_targets():
+    one = _arm("one_per_run", [1] * 20 + [0] * 10, per_run=1)
+    ten = _arm("poisonedencoder", [1] * 20 + [0] * 10)
+    row = R.targets_per_run({"one_per_run": one, "poisonedencoder": ten})
+    assert row.verdict == "no difference measured" and row.numbers["difference"]["paired_n"] == 30
+    assert "one per run (3.0% total)" in row.measurement and "10 per run (29.7% total)" in row.measurement
+    assert R.headline({"one_per_run": one, "poisonedencoder": ten}) == "poisonedencoder"
+    one = _arm("one_per_run", [0] * 30, per_run=1)
+    res = {"one_per_run": one, "poisonedencoder": ten}
+    assert R.targets_per_run(res).verdict == "difference measured" and R.headline(res) == "one_per_run"
+
+
+def test_a_defense_that_lowers_asr_for_free_contradicts_the_paper():
+    pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
+    free = _arm("defense_x", [0] * 30)
+    assert R.defense({"poisonedencoder": pe, "defense_x": free}, "x").verdict == R.NOT
+    costly = _arm("defense_x", [0] * 30, pa=(0.90, 0.905, 0.91))
+    assert R.defense({"poisonedencoder": pe, "defense_x": costly}, "x").verdict == R.REPRODUCED
+    data = _arm("defense_x", [0] * 30, defense={"clean_data_used": 300})
+    assert R.defense({"poisonedencoder": pe, "defense_x": data}, "x").verdict == R.REPRODUCED
+    useless = _arm("defense_x", [1] * 27 + [0] * 3)
+    assert R.defense({"poisonedencoder": pe, "defense_x": useless}, "x").verdict == R.IN_PART
+
+
+def test_the_table_has_one_row_per_claim_and_says_what_is_not_measurable():
+    cfg = {"attack": {"poisoning_rate": 0.3}, "tasks": [{"num_targets": 10, "targets": None}]}
+    rows = build_rows(cfg, {"poisonedencoder": _arm("poisonedencoder", [1] * 27 + [0] * 3)}, {"poisonedencoder"})
+    keys = [r.key for r in rows]
+    assert keys[:3] == ["targets_per_run", "high_asr", "vs_icp"] and len(set(keys)) == len(keys)
+    assert {r.verdict for r in rows if r.key.startswith(("eurosat", "facemask", "two_tasks"))} == {R.NOT_MEASURABLE}
+    curve = next(r for r in rows if r.key == "rate_curve")
+    assert curve.why == "to run: rate_0.005, rate_0.01, rate_0.02, rate_0.05"  # 3% is the recipe's own point
+
+
+def test_rate_curve_fits_where_asr_reaches_the_goal():
+    res = {f"r{i}": _arm(f"r{i}", [1] * k + [0] * (30 - k)) for i, k in enumerate((3, 10, 20, 27, 29))}
+    row = R.rate_curve(res, [(r, f"r{i}") for i, r in enumerate((0.005, 0.01, 0.02, 0.03, 0.05))])
+    fit = row.numbers["fit"]
+    assert 0.01 < fit["x_goal"] < 0.05 and fit["x_goal_ci95"][0] < fit["x_goal"] < fit["x_goal_ci95"][1]
+    assert row.measurement.startswith("0.5%: 3/30") and row.verdict == "measured"
+
+
+@pytest.mark.parametrize("method,verdict", [("mocov2", R.REPRODUCED), ("byol", R.NOT)])
+def test_transfer_to_a_method_needs_asr_above_chance(method, verdict):
+    pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
+    flips = [1] * 26 + [0] * 4 if verdict == R.REPRODUCED else [1] * 2 + [0] * 28
+    assert R.transfers({"poisonedencoder": pe, f"method_{method}": _arm(f"method_{method}", flips)}, method).verdict == verdict
