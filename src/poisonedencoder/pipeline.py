@@ -269,15 +269,16 @@ class Experiment:
         return pretrain_encoder("poisoned", data, defense.adjust_pretrain(dict(self.cfg["pretrain"])),
                                 self.out / "encoders" / "poisoned", self.cfg["seed"], self.cfg["device"], self.log)
 
-    def defend(self, defense: Defense, poisoned: Path) -> Path:
-        """Post-processing defense on the poisoned encoder (the others acted during pre-training)."""
+    def defend(self, defense: Defense, encoder: Path, out: Path | None = None) -> Path:
+        """Post-processing defense on an encoder (the poisoned one; with ``out``, the clean one as the
+        defense's control, into ``out``); the other defenses acted during pre-training."""
         if defense.stage != "post":
-            return poisoned
+            return encoder
         ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
         spare = np.setdiff1d(np.arange(len(ds.train)), self._clean_indices())
-        data = DefenderData(self.cfg["pretrain"], self.cfg["seed"], self.cfg["device"], self.out, ds.train.images, spare,
-                            self.log)
-        return defense.after_pretrain(poisoned.parent, data)[0]
+        data = DefenderData(self.cfg["pretrain"], self.cfg["seed"], self.cfg["device"], out or self.out, ds.train.images,
+                            spare, self.log)
+        return defense.after_pretrain(encoder.parent, data)[0]
 
     def pretrain(self, which: str = "both") -> dict[str, Path]:
         """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run, defended)."""
@@ -287,6 +288,8 @@ class Experiment:
         if which in ("both", "poisoned"):
             defense = build_defense(self.cfg["defense"])
             paths["poisoned"] = self.defend(defense, self.pretrain_poisoned(defense))
+            if "clean" in paths and getattr(defense, "fine_tunes_clean", False):  # the control: the same defense on the clean encoder
+                paths["clean"] = self.defend(defense, paths["clean"], out=self.out / "control")
         return paths
 
     # -------------------------------------------------------------------------------- evaluate

@@ -105,3 +105,15 @@ def test_transfer_to_a_method_needs_asr_above_chance(method, verdict):
     pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
     flips = [1] * 26 + [0] * 4 if verdict == R.REPRODUCED else [1] * 2 + [0] * 28
     assert R.transfers({"poisonedencoder": pe, f"method_{method}": _arm(f"method_{method}", flips)}, method).verdict == verdict
+
+
+def test_fine_tuning_arms_leave_the_defender_clean_inputs_pre_training_did_not_use():
+    from poisonedencoder.claims.arms import finetune_arms
+
+    whole = {"pretrain_data": {"num_images": None}}
+    none, full, small = finetune_arms(whole, 1347)  # digits: pre-training used every train input
+    assert none.overrides == ("pretrain_data.num_images=1010",)
+    assert "defense.finetune.num_clean=337" in full.overrides and "defense.finetune.control=true" in full.overrides
+    assert "pretrain_data.num_images=1010" in full.overrides and "defense.finetune.num_clean=84" in small.overrides
+    none, full, _ = finetune_arms({"pretrain_data": {"num_images": 600}}, 1347)  # room left: the recipe's own set
+    assert none.overrides == () and "defense.finetune.num_clean=747" in full.overrides

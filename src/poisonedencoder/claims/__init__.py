@@ -100,7 +100,8 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
                     "the target input, makes the attack: PoisonedEncoder at least 0.2 above target duplication."),
             R.rate_curve(res, rates)]
     rows += [R.transfers(res, m) for m in ("mocov2", "byol", "simsiam")]
-    rows += [R.defense(res, d) for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing", "finetune")]
+    rows += [R.defense(res, d) for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing")]
+    rows += [R.defense(res, d, "finetune_none") for d in ("finetune", "finetune_small")]
     rows.append(R.two_tasks(res, planned))
     rows += [R.dataset_row(res, f"{ds}_{px}px", f"{name} at {px}x{px}", planned) for ds, name in (("eurosat", "EuroSAT"),
                                                                                        ("facemask", "Facemask"))

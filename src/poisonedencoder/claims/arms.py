@@ -39,9 +39,36 @@ def recipe_rates(cfg: dict) -> tuple[float, int]:
     return cfg["attack"]["poisoning_rate"] / n, n
 
 
-def plan(cfg: dict, shared_datasets: str | Path | None = None) -> list[Arm]:
+FINETUNE_SHARE = 0.25
+"""Fine-tuning needs clean inputs that pre-training did not use: where the recipe pre-trains on its
+whole train split (digits), the fine-tuning arms pre-train on the other 75% and leave this share."""
+
+
+def finetune_arms(cfg: dict, num_train: int) -> list[Arm]:
+    """The post-processing defense and its two references: PoisonedEncoder without a defense on the
+    same (smaller) pre-training set, and fine-tuning with the control (the clean encoder fine-tuned
+    on the same clean inputs, so the data's gain is credited to both). Two clean-set sizes."""
+    n_clean = cfg["pretrain_data"]["num_images"] or num_train
+    if num_train - n_clean >= 100:
+        pre, spare = [], num_train - n_clean
+    else:
+        n_clean = int(round(num_train * (1 - FINETUNE_SHARE)))
+        pre, spare = [f"pretrain_data.num_images={n_clean}"], num_train - n_clean
+    small = max(1, spare // 4)
+    return [Arm("finetune_none", f"no defense, {n_clean} clean pre-training inputs (the fine-tuning rows' reference)",
+                tuple(pre)),
+            Arm("defense_finetune", f"defense finetune on {spare} clean inputs, with the control",
+                (*pre, "defense.name=finetune", f"defense.finetune.num_clean={spare}", "defense.finetune.control=true")),
+            Arm("defense_finetune_small", f"defense finetune on {small} clean inputs, with the control",
+                (*pre, "defense.name=finetune", f"defense.finetune.num_clean={small}", "defense.finetune.control=true"))]
+
+
+def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | None = None) -> list[Arm]:
     """Every arm of the claims table for the resolved recipe ``cfg``, in the order they run
-    (the rows a user most needs first; the costliest last)."""
+    (the rows a user most needs first; the costliest last). ``num_train``: the size of the
+    pre-training dataset's train split (read from the dataset when not given)."""
+    if num_train is None:
+        num_train = train_size(cfg)
     per_target, n = recipe_rates(cfg)
     arms = [Arm("poisonedencoder", f"PoisonedEncoder, the recipe ({n} targets per run)"),
             Arm("one_per_run", "PoisonedEncoder, one target per run", one_per_run=True),
@@ -53,8 +80,9 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None) -> list[Arm]:
             arms.append(Arm(f"rate_{r:g}", f"PoisonedEncoder at {100 * r:g}% per target", (f"attack.poisoning_rate={r * n:.6g}",)))
     for m in ("mocov2", "byol", "simsiam"):
         arms.append(Arm(f"method_{m}", f"pre-trained with {m}", (f"pretrain.algorithm={m}",)))
-    for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing", "finetune"):
+    for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing"):
         arms.append(Arm(f"defense_{d}", f"defense {d}", (f"defense.name={d}",)))
+    arms += finetune_arms(cfg, num_train)
     base = cfg["pretrain_data"]["dataset"]
     if base == "digits":  # a second downstream task from the same pre-training
         arms.append(Arm("two_tasks", "targets in two downstream tasks (digits, Fashion-MNIST), one pre-training",
@@ -72,6 +100,16 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None) -> list[Arm]:
     arms.append(Arm("witches_brew_paper", "Witches' Brew, its paper's budget (240 steps, 8 restarts)",
                     ("attack.name=witches_brew", "attack.witches_brew.steps=240", "attack.witches_brew.restarts=8")))
     return arms
+
+
+def train_size(cfg: dict) -> int:
+    """How many train inputs the recipe's pre-training dataset has (decoded once, then cached)."""
+    from ..data import load_dataset
+    from ..data.datasets import DEFAULT_CACHE
+
+    ds = load_dataset(cfg["pretrain_data"]["dataset"], cfg["pretrain"]["image_size"], cfg["data_root"],
+                      Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE, progress=False)
+    return len(ds.train)
 
 
 def arm_config(user: dict, overrides: list[str], arm: Arm) -> dict:

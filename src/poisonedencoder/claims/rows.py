@@ -195,12 +195,13 @@ def transfers(res: dict[str, ArmResult], method: str) -> Row:
     return row
 
 
-def defense(res: dict[str, ArmResult], name: str) -> Row:
+def defense(res: dict[str, ArmResult], name: str, ref_arm: str = "poisonedencoder") -> Row:
     arm = f"defense_{name}"
-    row = Row(arm, f"Defense {name} lowers ASR only at a cost in utility or clean data.", (arm, "poisonedencoder"))
+    row = Row(arm, f"Defense {name.replace('_small', ' (a quarter of the clean set)')} lowers ASR only at a cost in "
+              "utility or clean data.", (arm, ref_arm))
     if not _ready(row, res):
         return row
-    dres, ref = res[arm], res["poisonedencoder"]
+    dres, ref = res[arm], res[ref_arm]
     d = _same_targets(ref, dres)
     pa = gap(dres, "PA", "PA", ref)  # PA with the defense - PA without
     rep = dres.defense()
@@ -211,8 +212,12 @@ def defense(res: dict[str, ArmResult], name: str) -> Row:
                     f"recall {fmt_mean(rep['recall'], 2)})")
     if rep["clean_data_used"].get("mean"):
         cost.append(f"{rep['clean_data_used']['mean']:.0f} clean inputs used")
+    control = ""
+    if name.startswith("finetune"):  # CA there is the control's: the clean encoder fine-tuned on the same inputs
+        control = f"; control CA {fmt_mean(dres.mean_over_seeds('CA'))}, control CA - PA {fmt_mean(gap(dres), signed=True)}"
+        row.numbers["control_CA_minus_PA"] = gap(dres)
     row.measurement = (f"ASR {fmt_rate(asr(dres.outcomes))} (none: {fmt_rate(asr(ref.outcomes))}); with - without: "
-                       f"{fmt_diff(d)}; PA change {fmt_mean(pa, signed=True)}; " + "; ".join(cost)
+                       f"{fmt_diff(d)}; PA change {fmt_mean(pa, signed=True)}{control}; " + "; ".join(cost)
                        + f"; pre-training {fmt_mean(dres.seconds('pretrain'), 0)} s (none: "
                          f"{fmt_mean(ref.seconds('pretrain'), 0)} s)")
     lowers = d["dASR"] is not None and d["dASR_hi"] < 0

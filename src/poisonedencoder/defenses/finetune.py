@@ -3,6 +3,10 @@ set that the defender owns, with the same method and augmentation, for ``epochs`
 ``num_clean`` inputs, drawn from the pre-training data set's train split, disjoint from the inputs
 that pre-training used. ASR and PA are then measured on the fine-tuned encoder; sweep
 ``defense.finetune.num_clean`` to see the price in clean data.
+
+``control``: the clean encoder is fine-tuned the same way, on the same clean inputs, and CA and
+the clean encoder's ASR are measured on it. Without the control, a PA above CA may be the extra
+data's gain, not the defense's: the control credits the data to both encoders alike.
 """
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from .base import Defense, DefenderData, DefenseReport, _positive
 
 class FineTune(Defense):
     name, stage = "finetune", "post"
-    defaults = {"num_clean": 5000, "epochs": 20}
-    doc = {"num_clean": "clean train inputs that pre-training did not use", "epochs": "fine-tuning epochs"}
+    defaults = {"num_clean": 5000, "epochs": 20, "control": False}
+    doc = {"num_clean": "clean train inputs that pre-training did not use", "epochs": "fine-tuning epochs",
+           "control": "also fine-tune the clean encoder on the same clean inputs; CA and clean ASR are measured on it"}
+    fine_tunes_clean = property(lambda self: bool(self.settings["control"]))
 
     def check(self, s: dict) -> None:
         _positive(s, "num_clean", self.name, 10**9, integer=True)
@@ -31,7 +37,7 @@ class FineTune(Defense):
         from ..ssl.pretrain import PretrainSet, pretrain
 
         s, d = self.settings, data.out / "encoders" / "finetuned"
-        report = DefenseReport(self.name, self.stage, 0.0, clean_data_used=s["num_clean"], details={"epochs": s["epochs"]})
+        report = DefenseReport(self.name, self.stage, 0.0, clean_data_used=s["num_clean"], details={"epochs": s["epochs"], "control": bool(s["control"])})
         if (d / "encoder.pt").exists():
             return d / "encoder.pt", report
         t0 = time.time()
