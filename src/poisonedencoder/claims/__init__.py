@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..errors import UserError
 from ..io import write_json, write_text
 from . import rows as R
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
@@ -45,10 +46,9 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     names = [a.name for a in arms]
     unknown = sorted(set(only or []) - set(names))
     if unknown:
-        from ..errors import UserError
-
         raise UserError(f"unknown claims arm(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     cfgs = {a.name: arm_config(user, overrides, a) for a in arms if not a.one_per_run}  # every arm checked first
+    failed: list[str] = []
     for arm in arms:
         if only and arm.name not in only:
             continue
@@ -58,17 +58,24 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
             continue
         t0 = time.time()
         log(f"claims: arm {arm.name} ({arm.label})")
-        if arm.one_per_run:
-            ref = _runner(arms[0], cfgs["poisonedencoder"], out, log)
-            from ..pipeline import Experiment
+        try:
+            if arm.one_per_run:
+                from ..pipeline import Experiment
 
-            for rel, one in one_per_run_configs(cfg, ref.runs):
-                log(f"claims: {arm.name}/{rel}")
-                Experiment(one, out / "arms" / arm.name / rel, log=log).run()
-        else:
-            _runner(arm, cfgs[arm.name], out, log).run()
+                ref = _runner(arms[0], cfgs["poisonedencoder"], out, log)
+                for rel, one in one_per_run_configs(cfg, ref.runs):
+                    log(f"claims: {arm.name}/{rel}")
+                    Experiment(one, out / "arms" / arm.name / rel, log=log).run()
+            else:
+                _runner(arm, cfgs[arm.name], out, log).run()
+        except UserError as e:  # one arm's problem (a dataset missing, a budget too large) stops that arm only
+            log(f"claims: arm {arm.name} stopped: {e}")
+            failed.append(f"{arm.name}: {e}")
+            continue
         log(f"claims: arm {arm.name} done in {time.time() - t0:.0f}s")
         write_table(cfg, out, shared_datasets)
+    for f in failed:
+        log(f"claims: not run: {f}")
     return write_table(cfg, out, shared_datasets)
 
 
