@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated arms to run (see --list); the table shows every row")
     p.add_argument("--list", action="store_true", help="print the arms, their overrides and what is finished; run nothing")
     p.add_argument("--table", action="store_true", help="print the table of what is finished; run nothing")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once within an arm, each with cores/jobs threads (default 1; on 2 cores 2 finishes "
+                        "more small-encoder runs per hour: benchmarks/parallel_runs.py)")
     p.add_argument("--shared-datasets", metavar="DIR",
                    help="folder holding eurosat/ and facemask/ (their rows are not measurable without it)")
     return ap
@@ -98,9 +101,11 @@ def _claims(args, say) -> int:
     if args.table:
         print(text(write_table(cfg, out, shared)))
         return 0
+    if not 1 <= args.jobs <= 64:
+        raise UserError(f"--jobs must be between 1 and 64, got {args.jobs}")
     ensure_writable_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
-    rows = run_claims(user, over, out, only, shared, log=say)
+    rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0

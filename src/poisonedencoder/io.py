@@ -134,3 +134,16 @@ def file_lock(path: str | Path, on_wait: Callable[[], None] | None = None) -> It
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def file_log(path: str | Path) -> Iterator[Callable[[str], None]]:
+    """A ``log(line)`` that appends each line to ``path`` (created with its folder), flushed at once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        def log(line: str) -> None:
+            fh.write(line + "\n")
+            fh.flush()
+
+        yield log

@@ -90,6 +90,16 @@ class SeedRuns:
         self.log(format_table(m))
         return m
 
+    def combine_finished(self) -> dict:
+        """The pooled result from the seeds' finished ``metrics.json`` (runs made elsewhere, e.g. in
+        parallel), without evaluating again; written to ``OUT/`` like :meth:`evaluate`."""
+        from .report import write_seeds_report
+
+        m = combine(load_seed_metrics(self.out, self.seeds), self.seeds)
+        write_json(self.out / "metrics.json", m)
+        write_seeds_report(self.out / "report.md", self.cfg, m)
+        return m
+
     def run(self) -> dict:
         for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: run -> {exp.out}")

@@ -33,6 +33,7 @@ def test_list_shows_every_arm_with_its_overrides(tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--only", "nope"], "unknown claims arm(s) nope"),
     (["--shared-datasets", "/nonexistent/x"], "is not a folder"),
+    (["--jobs", "0"], "--jobs must be between 1 and 64"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "poisonedencoder", "claims", str(_recipe(tmp_path)), "--out",
@@ -50,10 +51,12 @@ def test_a_recipe_without_seeds_is_refused(tmp_path):
 def test_one_target_per_run_reuses_the_recipes_targets_references_and_rate_per_target(tmp_path, capsys):
     out = tmp_path / "c"
     args = ["claims", str(_recipe(tmp_path)), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
-    assert main(args + ["--only", "poisonedencoder,one_per_run"]) == 0
+    assert main(args + ["--only", "poisonedencoder,one_per_run", "--jobs", "2"]) == 0  # two runs at once
     ref = json.loads((out / "arms" / "poisonedencoder" / "seed_0" / "poisons" / "manifest.json").read_text())
     singles = sorted((out / "arms" / "one_per_run" / "seed_0").glob("target_*/poisons/manifest.json"))
     assert len(singles) == 2
+    assert all((f.parent.parent / "run.log").is_file() for f in singles)  # each worker's own log
+    assert json.loads((out / "arms" / "poisonedencoder" / "metrics.json").read_text())["seeds"] == [0]  # pooled
     for f in singles:
         m = json.loads(f.read_text())
         (t,) = m["targets"]

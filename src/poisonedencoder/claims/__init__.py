@@ -16,6 +16,7 @@ from ..io import write_json, write_text
 from . import rows as R
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
 from .results import ArmResult, load
+from .units import run_units
 
 __all__ = ["Arm", "plan", "run_claims", "build_rows", "markdown", "read_results"]
 
@@ -36,8 +37,9 @@ def _missing_data(arm: Arm, cfg: dict) -> str | None:
 
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
-               shared_datasets: str | Path | None = None, log: Callable[[str], None] = print) -> list[R.Row]:
-    """Run the arms (all, or ``only``) in order, each resumable; rewrite the table after each."""
+               shared_datasets: str | Path | None = None, log: Callable[[str], None] = print, jobs: int = 1) -> list[R.Row]:
+    """Run the arms (all, or ``only``) in order, each resumable; rewrite the table after each.
+    ``jobs``: runs at once within an arm (:func:`.units.run_units`)."""
     from .. import config as C
 
     out = Path(out)
@@ -60,14 +62,13 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
         log(f"claims: arm {arm.name} ({arm.label})")
         try:
             if arm.one_per_run:
-                from ..pipeline import Experiment
-
                 ref = _runner(arms[0], cfgs["poisonedencoder"], out, log)
-                for rel, one in one_per_run_configs(cfg, ref.runs):
-                    log(f"claims: {arm.name}/{rel}")
-                    Experiment(one, out / "arms" / arm.name / rel, log=log).run()
+                run_units([(one, out / "arms" / arm.name / rel) for rel, one in one_per_run_configs(cfg, ref.runs)],
+                          jobs, log)
             else:
-                _runner(arm, cfgs[arm.name], out, log).run()
+                runner = _runner(arm, cfgs[arm.name], out, log)
+                run_units([(exp.cfg, exp.out) for exp in runner.runs], jobs, log)
+                runner.combine_finished()
         except UserError as e:  # one arm's problem (a dataset missing, a budget too large) stops that arm only
             log(f"claims: arm {arm.name} stopped: {e}")
             failed.append(f"{arm.name}: {e}")
