@@ -115,6 +115,7 @@ def headline(res: dict[str, ArmResult]) -> str:
 
 
 def high_asr(res: dict[str, ArmResult]) -> Row:
+    tp = targets_per_run(res)
     arm = headline(res)
     row = Row("high_asr", "PoisonedEncoder achieves high ASR while the poisoned encoder keeps its utility "
               "(small CA - PA gap).", (arm,))
@@ -131,6 +132,9 @@ def high_asr(res: dict[str, ArmResult]) -> Row:
     verdict = REPRODUCED if high and small else IN_PART if high or small else NOT
     _final(row, verdict, f"ASR {'is' if high else 'is not'} high (lower end {'>=' if high else '<'} {HIGH}); the gap "
                          f"{'lies' if small else 'does not lie'} below {SMALL_GAP}")
+    if tp.verdict not in ("difference measured", "no difference measured") and a.targets_per_run() > 1:
+        row.why += (f"; at {100 * a.threat()['poisoning_rate']:.1f}% in total: whether one target per run differs is "
+                    "not measured yet")
     return row
 
 
