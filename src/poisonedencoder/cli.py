@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at once within an arm, each with cores/jobs threads (default 1; on 2 cores 2 finishes "
                         "more small-encoder runs per hour: benchmarks/parallel_runs.py)")
+    p.add_argument("--record", metavar="DIR", help="copy every finished run's record (metrics, config, timings, "
+                                                  "manifest; no encoders or images) and the table into DIR; run nothing")
     p.add_argument("--shared-datasets", metavar="DIR",
                    help="folder holding eurosat/ and facemask/ (their rows are not measurable without it)")
     return ap
@@ -97,6 +99,12 @@ def _claims(args, say) -> int:
             r = res.get(a.name)
             state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
             print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else ""))
+        return 0
+    if args.record:
+        from .claims import record
+
+        n = record(out, args.record)
+        print(f"recorded {n} runs and the table: {out} -> {args.record}")
         return 0
     if args.table:
         print(text(write_table(cfg, out, shared)))

@@ -70,4 +70,16 @@ def test_one_target_per_run_reuses_the_recipes_targets_references_and_rate_per_t
     assert "1 target per run" in row["regime"]
     capsys.readouterr()
     assert main(args + ["--table"]) == 0
-    assert "[not measured yet] targets_per_run" in capsys.readouterr().out  # 2 targets: fewer than a verdict needs
+    table = capsys.readouterr().out
+    assert "[not measured yet] targets_per_run" in table  # 2 targets: fewer than a verdict needs
+    # the record: the table's evidence without encoders or images, from which the table is rebuilt ...
+    rec = tmp_path / "rec"
+    assert main(args + ["--record", str(rec)]) == 0
+    assert not list(rec.rglob("*.pt")) and not list(rec.rglob("*.png")) and len(list(rec.rglob("metrics.json"))) == 4
+    capsys.readouterr()
+    assert main(["claims", str(_recipe(tmp_path)), "--out", str(rec), "--table"]) == 0
+    assert capsys.readouterr().out == table
+    # ... and, as --out, resumes without running the recorded runs again
+    assert main(["claims", str(_recipe(tmp_path)), "--out", str(rec), "--cache-dir", str(tmp_path / "cache2"),
+                 "--only", "poisonedencoder,one_per_run"]) == 0
+    assert not (tmp_path / "cache2" / "encoders").exists() and not list(rec.rglob("*.pt"))

@@ -145,3 +145,38 @@ def write_table(cfg: dict, out: Path, shared_datasets=None) -> list[R.Row]:
                                       "measurement": r.measurement, "verdict": r.verdict, "why": r.why,
                                       "numbers": r.numbers} for r in rows])
     return rows
+
+
+RECORD = {"metrics.json": "metrics.json", "config.yaml": "config.yaml", ".fingerprint": ".fingerprint",
+          "report.md": "report.md", "defense.json": "defense.json", "poisons/timing.json": "poisons/timing.json",
+          "poisons/manifest.json": "poisons_manifest.json",  # beside poisons/: a manifest there would claim its PNGs
+          "encoders/poisoned/seconds.txt": "encoders/poisoned/seconds.txt"}
+"""What a run's record keeps (source -> name in the record): every number of the table and what
+made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
+
+
+def record(out: str | Path, dest: str | Path) -> int:
+    """Copy the record of every finished run under ``out/arms`` (``RECORD``), and the table, into
+    ``dest`` with the same layout. ``claims --out dest`` then rebuilds the table from it, and a
+    copy of it as ``--out`` resumes the table without running the recorded runs again (on a
+    machine where they have the same configuration fingerprint). Returns the runs recorded."""
+    import shutil
+
+    out, dest = Path(out), Path(dest)
+    n = 0
+    for m in sorted((out / "arms").rglob("metrics.json")):
+        run = m.parent
+        if not (run / ".fingerprint").is_file():
+            continue
+        n += run.name.startswith(("seed_", "target_"))
+        for rel, name in RECORD.items():
+            src = run / rel
+            if src.is_file():
+                target = dest / run.relative_to(out) / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+    for name in ("claims.md", "claims.json"):
+        if (out / name).is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / name, dest / name)
+    return n

@@ -59,7 +59,7 @@ class ArmResult:
 
     def defense(self) -> dict:
         """The defense's report per run (removed inputs, precision, recall, clean data used)."""
-        keys = ("removed", "precision", "recall", "clean_data_used")
+        keys = ("removed", "precision", "recall", "clean_data_used", "seconds")
         ds = [m.get("defense") or {} for m in self.runs]
         return {k: mean_ci([d[k] for d in ds if d.get(k) is not None]) for k in keys}
 

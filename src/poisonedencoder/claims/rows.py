@@ -139,9 +139,10 @@ def high_asr(res: dict[str, ArmResult]) -> Row:
 
 
 def beats(res: dict[str, ArmResult], key: str, other: str, claim: str) -> Row:
-    """PoisonedEncoder against another attack on the same target inputs: ``claim`` holds when it
-    is higher by 0.2 (the interval above 0.2), in part when the point is."""
-    arm = headline(res)
+    """PoisonedEncoder against another attack on the same target inputs at the same targets per
+    run (the recipe's): ``claim`` holds when it is higher by 0.2 (the interval above 0.2), in part
+    when the point is."""
+    arm = "poisonedencoder"
     row = Row(key, claim, (other, arm))
     if not _ready(row, res):
         return row
@@ -216,6 +217,8 @@ def defense(res: dict[str, ArmResult], name: str, ref_arm: str = "poisonedencode
                     f"recall {fmt_mean(rep['recall'], 2)})")
     if rep["clean_data_used"].get("mean"):
         cost.append(f"{rep['clean_data_used']['mean']:.0f} clean inputs used")
+    if rep["seconds"].get("mean"):
+        cost.append(f"the defense's own time {fmt_mean(rep['seconds'], 0)} s per run")
     control = ""
     if name.startswith("finetune"):  # CA there is the control's: the clean encoder fine-tuned on the same inputs
         control = f"; control CA {fmt_mean(dres.mean_over_seeds('CA'))}, control CA - PA {fmt_mean(gap(dres), signed=True)}"
