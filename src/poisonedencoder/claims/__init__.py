@@ -117,10 +117,15 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
     return rows
 
 
+def command(r: R.Row) -> str:
+    """The command that measures a row (on the default recipe; add the recipe's path for another)."""
+    return f"poisonedencoder claims --only {','.join(dict.fromkeys(r.arms))}"
+
+
 def markdown(rows: list[R.Row]) -> str:
-    head = "| claim | regime | measurement (95% intervals) | verdict |\n|---|---|---|---|\n"
+    head = "| claim | regime | measurement (95% intervals) | verdict | command |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r.claim} | {r.regime or '-'} | {r.measurement or '-'} | **{r.verdict}**"
-                   f"{': ' + r.why if r.why else ''} |\n" for r in rows)
+                   f"{': ' + r.why if r.why else ''} | `{command(r)}` |\n" for r in rows)
     return head + body
 
 
@@ -135,6 +140,7 @@ def text(rows: list[R.Row]) -> str:
             out.append(f"    measured: {r.measurement}")
         if r.why:
             out.append(f"    why: {r.why}")
+        out.append(f"    command: {command(r)}")
     return "\n".join(out)
 
 
