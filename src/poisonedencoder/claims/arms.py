@@ -86,7 +86,7 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | 
     base = cfg["pretrain_data"]["dataset"]
     if base == "digits":  # a second downstream task from the same pre-training
         arms.append(Arm("two_tasks", "targets in two downstream tasks (digits, Fashion-MNIST), one pre-training",
-                        ('tasks=[{dataset: digits, num_targets: 5}, {dataset: fashion-mnist, num_targets: 5}]',),
+                        ('tasks=[{dataset: digits, num_targets: 5}, {dataset: fashion-mnist, num_targets: 5}]', "downstream.num_train=5000"),
                         needs=("fashion-mnist",)))
     if shared_datasets is not None:
         n_clean = cfg["pretrain_data"]["num_images"] or 1347
