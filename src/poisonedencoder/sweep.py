@@ -27,9 +27,37 @@ ALPHA = 0.05
 
 
 def parse_values(text: str) -> list:
+    """``--values``: comma-separated YAML values; commas inside brackets belong to the value
+    (``[0.2,1.0],[0.4,1.0]``: two lists). A value that is not valid YAML (an unclosed bracket,
+    a ``!!python`` tag), a repeated key or too deep nesting is a :class:`UserError`."""
     import yaml
 
-    return [yaml.safe_load(v) for v in text.split(",") if v.strip() != ""]
+    if len(text) > C.MAX_VALUE_CHARS:
+        raise UserError(f"sweep --values has {len(text)} characters, more than the {C.MAX_VALUE_CHARS} accepted")
+    out = []
+    for part in _split_top_level(text):
+        if part.strip() == "":
+            continue
+        try:
+            out.append(C.parse_yaml(part, f"sweep --values {C._preview(part, 80)}"))
+        except yaml.YAMLError as e:
+            raise UserError(f"sweep --values: {C._preview(part, 80)} is not a valid value "
+                            f"({C._preview(str(e).splitlines()[0], 120)})") from None
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and braces."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
 
 
 def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str | Path, log=print) -> list[dict]:

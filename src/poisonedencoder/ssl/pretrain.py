@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, preview
 from ..io import load_torch, save_torch
 from . import distributed as D
 from .augment import (AugmentParams, apply_views, overlapping_boxes, per_sample_transform, per_sample_views,
@@ -170,9 +170,9 @@ def check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+        raise UserError(f"unknown device {preview(device)}; use cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
+        raise UserError(f"unsupported device {preview(device)}; use cpu, cuda or cuda:N")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
