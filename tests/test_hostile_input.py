@@ -131,3 +131,35 @@ def test_huge_set_value_is_refused_and_no_value_is_echoed_whole(tmp_path, capsys
 def test_folder_as_config(tmp_path, capsys):
     rc, err = _cli(capsys, "craft", str(tmp_path), "--out", str(tmp_path / "run"))
     _one_line_error(rc, err, "is a folder, not a file")
+
+
+# ------------------------------------------------------------------------------------ 1: sweep folders
+def test_sweep_value_cannot_leave_out(tmp_path, monkeypatch, capsys):
+    """Each value's run is made (its folder, config.yaml, .fingerprint) and stopped: every file
+    lies under --out, in a folder whose name has no separator."""
+    from poisonedencoder.pipeline import Experiment
+
+    made = []
+
+    def stop(self):
+        made.append(self.out)
+        raise UserError("stopped here")
+
+    monkeypatch.setattr(Experiment, "run", stop)
+    out = tmp_path / "a" / "b" / "c" / "d" / "o"
+    cfg = tmp_path / "cache" / "c.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text(TINY)
+    for value in ("../../../../escape", str(tmp_path / "abs"), "x" * 300):
+        rc, err = _cli(capsys, "sweep", str(cfg), "--param", "data_root",
+                       "--values", value, "--out", str(out), "--cache-dir", str(tmp_path / "cache"))
+        _one_line_error(rc, err, "stopped here")
+    outside = [p for p in tmp_path.rglob("*") if not (p.is_relative_to(out) or p.is_relative_to(tmp_path / "cache")
+                                                       or out.is_relative_to(p))]
+    assert outside == []
+    assert [d.parent for d in made] == [out] * 3 and all((d / ".fingerprint").is_file() for d in made)
+    assert all(len(d.name) <= 80 and ".." not in d.name and "/" not in d.name for d in made)
+    from poisonedencoder.sweep import value_dir
+
+    assert value_dir("attack.poisoning_rate", 0.03) == "attack.poisoning_rate=0.03"  # plain names stay as they were
+    assert value_dir("data_root", "../x") != value_dir("data_root", "_./x")  # the hash keeps values apart

@@ -73,12 +73,31 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
     runs = []
     for v, cfg in rows:
         log(f"sweep: {key}={v}" + (f" over seeds {', '.join(map(str, cfg['seeds']))}" if cfg["seeds"] else ""))
-        d = out / f"{key}={v}"
+        d = out / value_dir(key, v)
         m = (SeedRuns(cfg, d, log=log) if cfg["seeds"] else Experiment(cfg, d, log=log)).run()
         runs.append((v, cfg, m))
         results = summarize(runs, key, reference_index([x for x, _, _ in runs]))
         _write(results, key, out)
     return results
+
+
+MAX_DIR_NAME = 80
+
+
+def value_dir(key: str, value) -> str:
+    """The folder of one value, inside ``--out``: ``<key>=<value>`` where that is a plain name
+    (letters, digits, ``._=-``, no ``..``, at most :data:`MAX_DIR_NAME` characters); otherwise the
+    same with every other character replaced by ``_``, cut, and a hash of the whole text appended
+    (``data_root=_.._.._escape-3f2a9c1b``), so that no value names a folder elsewhere. sweep.csv
+    keeps the value's own text."""
+    import hashlib
+    import re
+
+    name = f"{key}={value}"
+    safe = re.sub(r"[^A-Za-z0-9._=-]", "_", name).replace("..", "_.")
+    if safe == name and len(name) <= MAX_DIR_NAME and not name.startswith("."):
+        return name
+    return f"{safe[:MAX_DIR_NAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def reference_index(values: list) -> int:
