@@ -163,3 +163,215 @@ def test_sweep_value_cannot_leave_out(tmp_path, monkeypatch, capsys):
 
     assert value_dir("attack.poisoning_rate", 0.03) == "attack.poisoning_rate=0.03"  # plain names stay as they were
     assert value_dir("data_root", "../x") != value_dir("data_root", "_./x")  # the hash keeps values apart
+
+
+# ------------------------------------------------------------------------------------ 2: a user's files in --out
+@pytest.mark.parametrize("command", ["run", "sweep", "claims", "seeds"])
+def test_out_holding_foreign_files_is_refused(tmp_path, capsys, command):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.yaml").write_text("my own notes\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY)
+    argv = {"run": ["run", str(cfg)], "seeds": ["run", str(cfg), "--seeds", "0,1"],
+            "sweep": ["sweep", str(cfg), "--param", "seed", "--values", "0,1"],
+            "claims": ["claims", str(cfg), "--seeds", "0,1"]}[command]
+    rc, err = _cli(capsys, *argv, "--out", str(out), "--cache-dir", str(tmp_path / "cache"))
+    _one_line_error(rc, err, f"{out} is not empty (config.yaml) and holds no run of this toolkit")
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"] and (out / "config.yaml").read_text() == "my own notes\n"
+
+
+def test_out_that_the_toolkit_made_is_accepted(tmp_path):
+    from poisonedencoder.io import is_own_dir
+
+    d = tmp_path / "d"
+    assert is_own_dir(d)  # missing
+    d.mkdir()
+    assert is_own_dir(d)  # empty
+    (d / ".lock").write_text("")
+    (d / ".config.yaml.0123456789ab.tmp").write_text("half")
+    assert is_own_dir(d)  # interrupted before its fingerprint: only a lock and a temporary file
+    (d / "x=1").mkdir()
+    (d / "x=1" / ".fingerprint").write_text("f\n")
+    assert is_own_dir(d)  # a sweep or a run over seeds interrupted before its table
+    for own in (".fingerprint", "sweep.csv", "claims.json", ".poisonedencoder"):
+        e = tmp_path / own.strip(".")
+        e.mkdir()
+        (e / "notes.txt").write_text("")
+        assert not is_own_dir(e)
+        (e / own).write_text("")
+        assert is_own_dir(e)
+
+
+# ------------------------------------------------------------------------------------ 6: late checks
+@pytest.mark.parametrize("num_clean", [100000, None])  # None: the default 5,000, with all of digits pre-trained on
+def test_finetune_larger_than_spare_fails_before_training(tmp_path, monkeypatch, capsys, num_clean):
+    import poisonedencoder.ssl.pretrain as P
+
+    monkeypatch.setattr(P, "pretrain", lambda *_a, **_k: pytest.fail("an encoder trained before the check"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY if num_clean else TINY.replace("num_images: 600", "num_images: null"))
+    over = ["--set", f"defense.finetune.num_clean={num_clean}"] if num_clean else []
+    rc, err = _cli(capsys, "run", str(cfg), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
+                   "--set", "defense.name=finetune", *over)
+    _one_line_error(rc, err, "defense.finetune.num_clean", "train inputs that pre-training did not use")
+    assert not (tmp_path / "run" / "poisons").exists()  # not even crafted
+
+
+# ------------------------------------------------------------------------------------ 7: two runs, one --out
+def test_two_runs_into_one_out_train_once(tmp_path, monkeypatch):
+    """The same run twice at once into one folder: the second waits on OUT/.lock, says so, then
+    reuses what the first made (without the lock both crafted and trained into one checkpoint)."""
+    import threading
+    import time
+
+    import torch
+
+    import poisonedencoder.ssl.pretrain as P
+    from poisonedencoder.io import save_torch
+    from poisonedencoder.pipeline import Experiment
+
+    calls, active, most, guard = [], [0], [0], threading.Lock()
+
+    def slow_pretrain(data, p, d, seed, device, desc="", log=None):  # noqa: ARG001 (pretrain's signature)
+        with guard:
+            calls.append(desc)
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(1.0)
+        save_torch(Path(d) / "encoder.pt", {"backbone": {"w": torch.zeros(1)}, "loss": [1.0]})
+        with guard:
+            active[0] -= 1
+
+    monkeypatch.setattr(P, "pretrain", slow_pretrain)
+    import yaml
+
+    cfg = C.resolve({**yaml.safe_load(TINY), "cache_dir": str(tmp_path / "cache")})
+    logs: list[list[str]] = [[], []]
+    exps = [Experiment(cfg, tmp_path / "run", log=logs[i].append) for i in range(2)]
+    exps[0].clean_pretrain_images()  # decode the dataset once, before the race
+    start, errors = threading.Barrier(2), []
+
+    def go(i):
+        try:
+            start.wait()
+            exps[i].pretrain("poisoned")
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and calls == ["pretrain poisoned"] and most[0] == 1
+    waited = [i for i in range(2) if any("another run is using" in s for s in logs[i])]
+    assert len(waited) == 1 and any("reusing" in s for s in logs[waited[0]])
+    assert sum(any(s.startswith("craft: ") and "reusing" not in s for s in log) for log in logs) == 1  # crafted once
+
+
+# ------------------------------------------------------------------------------------ 8: write failures
+def test_any_failed_torch_write_is_one_line_naming_the_path(tmp_path, monkeypatch):
+    import torch
+
+    from poisonedencoder import io as pio
+
+    def full(obj, f):  # noqa: ARG001 (torch.save's signature)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 726\nframe #0: ...")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError) as e:
+        pio.save_torch(tmp_path / "checkpoint.pt", {"a": 1})
+    msg = pio.os_error_message(e.value)
+    assert msg.endswith(f": {tmp_path / 'checkpoint.pt'}") and "unexpected pos" in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_any_failed_torch_write_under_ulimit_f(tmp_path):
+    """A real ``ulimit -f``: torch says ``unexpected pos``; one line naming the file, nothing left."""
+    script = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\nimport torch\n"
+              "from poisonedencoder.io import save_torch, os_error_message\n"
+              "try:\n    save_torch(sys.argv[1] + '/checkpoint.pt', {'w': torch.zeros(1_000_000)})\n"
+              "except OSError as e:\n    print(os_error_message(e))\n    sys.exit(3)\n")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert r.stdout.count("\n") == 1 and r.stdout.strip().endswith(str(tmp_path / "checkpoint.pt"))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------ 9: corrupt files
+def _corrupt_files(tmp_path) -> dict:
+    import pickle
+
+    import torch
+
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.zeros(1000)}, good)
+    data = good.read_bytes()
+    files = {"is empty": b"", "truncated or damaged zip archive": data[: len(data) // 2],
+             "not a zip archive of tensors": b"e" + data[1:200],
+             "looks like a pickle": pickle.dumps({"w": [1.0]}, protocol=2)}
+    out = {}
+    for i, (says, raw) in enumerate(files.items()):
+        out[says] = tmp_path / f"bad{i}.pt"
+        out[says].write_bytes(raw)
+    script = torch.jit.script(torch.nn.Linear(2, 2))
+    out["TorchScript archive"] = tmp_path / "scripted.pt"
+    torch.jit.save(script, str(out["TorchScript archive"]))
+    return out
+
+
+def test_corrupt_torch_files_say_what_they_are_not(tmp_path):
+    from poisonedencoder.io import load_torch
+
+    for says, path in _corrupt_files(tmp_path).items():
+        with pytest.raises(UserError) as e:
+            load_torch(path)
+        msg = str(e.value)
+        assert says in msg and str(path) in msg and "\n" not in msg, msg
+        assert "weights_only" not in msg and "EOFError" not in msg and "KeyError" not in msg, msg
+
+
+def test_corrupt_outside_encoder_files_say_what_they_are_not(tmp_path):
+    from poisonedencoder.external import load_encoder
+
+    for says, path in _corrupt_files(tmp_path).items():
+        if says == "TorchScript archive":
+            continue  # a TorchScript file is an encoder for --encoder
+        with pytest.raises(UserError) as e:
+            load_encoder(path, arch="cnn7", width=4)
+        msg = str(e.value)
+        assert says in msg and "weights_only" not in msg and "\n" not in msg, msg
+
+
+# ------------------------------------------------------------------------------------ 10: time after a resume
+def test_seconds_after_resume_count_the_whole_training(tmp_path):
+    """An interrupted pre-training (its checkpoint after epoch 1 says 1,000 s went into it) resumed
+    for epoch 2: seconds.txt's first token is the total, its second line the resumed share."""
+    import json
+
+    import numpy as np
+
+    from poisonedencoder.io import load_torch, save_torch
+    from poisonedencoder.pipeline import pretrain_encoder, pretrain_seconds
+    from poisonedencoder.ssl import pretrain as P
+
+    p = C.resolve({"preset": "demo"})["pretrain"]
+    p.update(batch_size=16, width=4, image_size=8, epochs=1, threads=1)
+    data = lambda: P.PretrainSet.from_images(np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3), dtype=np.uint8))  # noqa: E731
+    d = tmp_path / "enc"
+    pretrain_encoder("clean", data, p, d, 0, "cpu", log=lambda _: None)
+    first = json.loads((d / "seconds.json").read_text())
+    assert first["resumed"] is False and pretrain_seconds(d) == first["total_seconds"]
+    state = load_torch(d / "checkpoint.pt")
+    assert 0 < state["seconds"] < 1000
+    save_torch(d / "checkpoint.pt", {**state, "seconds": 1000.0})  # as if epoch 1 had taken 1,000 s
+    (d / "encoder.pt").unlink()  # interrupted before the end
+    pretrain_encoder("clean", data, {**p, "epochs": 2}, d, 0, "cpu", log=lambda _: None)
+    total = pretrain_seconds(d)
+    s = json.loads((d / "seconds.json").read_text())
+    assert s["resumed"] is True and s["resumed_after_epoch"] == 1 and s["seconds_before_resume"] == 1000.0
+    assert total == s["total_seconds"] and 1000 < total < 1000 + 60 and s["resumed_seconds"] < 60
+    line = (d / "seconds.txt").read_text().splitlines()[1]
+    assert line.startswith("resumed after epoch 1: ") and "1000.0 s before it" in line
+    assert 1000 < load_torch(d / "checkpoint.pt")["seconds"] <= total + 1  # a later resume counts both calls

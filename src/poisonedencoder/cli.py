@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
-from .io import ensure_writable_dir, os_error_message
+from .io import claim_dir, ensure_writable_dir, os_error_message
 
 
 def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
@@ -111,7 +111,7 @@ def _claims(args, say) -> int:
         return 0
     if not 1 <= args.jobs <= 64:
         raise UserError(f"--jobs must be between 1 and 64, got {args.jobs}")
-    ensure_writable_dir(out, "claims directory (--out)")
+    claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs)
     print(text(rows))
@@ -124,7 +124,8 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
 
     user = C.load_yaml(args.config) if getattr(args, "config", None) else {}
     if args.command == "claims" and not getattr(args, "list", False) and not getattr(args, "table", False) \
-            and not user.get("seeds") and not any(o.startswith("seeds=") for o in args.overrides):
+            and not user.get("seeds") and not getattr(args, "seeds", None) \
+            and not any(o.startswith("seeds=") for o in args.overrides):
         raise UserError("claims needs a recipe with seeds (e.g. seeds: [0, 1, 2] or --seeds 0,1,2): every row pools seeds")
     overrides = list(args.overrides)
     if args.command == "demo":
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             from .sweep import parse_values, run_sweep
 
             values = parse_values(args.values)  # before any work
-            ensure_writable_dir(out, "sweep directory (--out)")
+            claim_dir(out, "sweep directory (--out)")
             ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
             user, over = _user_and_overrides(args)
             run_sweep(user, over, args.param, values, out, log=say)

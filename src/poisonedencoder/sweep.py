@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import config as C
 from .errors import UserError
-from .io import atomic_write, write_text
+from .io import atomic_write, claim_dir, write_text
 from .compare import outcomes, paired
 from .metrics import rates_of
 from .pipeline import Experiment
@@ -63,7 +63,7 @@ def _split_top_level(text: str) -> list[str]:
 def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str | Path, log=print) -> list[dict]:
     from .seeds import SeedRuns
 
-    out = Path(out)
+    out = claim_dir(out, "sweep directory (--out)")
     rows = []
     for v in values:
         cfg = C.resolve(user, list(overrides) + [f"{key}={v}"])  # validates every value before any work
