@@ -463,7 +463,7 @@ def _type_error(key: str, v: Any, want: str) -> UserError:
     hint = ""
     if want in ("a number", "a list of numbers") and isinstance(v, str):
         try:
-            hint = f" (YAML reads {v} as text; write {float(v)!r})" if "e" in v.lower() else ""
+            hint = f" (YAML reads {v} as text; write {float(v)!r})" if "e" in v.lower() and len(v) < 40 else ""
         except ValueError:
             pass
     return UserError(f"{key} must be {want}, got {_preview(v)}{hint}")
