@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
-from .io import ensure_writable_dir, os_error_message
+from .io import claim_dir, ensure_writable_dir, os_error_message
 
 
 def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
@@ -111,7 +111,7 @@ def _claims(args, say) -> int:
         return 0
     if not 1 <= args.jobs <= 64:
         raise UserError(f"--jobs must be between 1 and 64, got {args.jobs}")
-    ensure_writable_dir(out, "claims directory (--out)")
+    claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs)
     print(text(rows))
@@ -124,7 +124,8 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
 
     user = C.load_yaml(args.config) if getattr(args, "config", None) else {}
     if args.command == "claims" and not getattr(args, "list", False) and not getattr(args, "table", False) \
-            and not user.get("seeds") and not any(o.startswith("seeds=") for o in args.overrides):
+            and not user.get("seeds") and not getattr(args, "seeds", None) \
+            and not any(o.startswith("seeds=") for o in args.overrides):
         raise UserError("claims needs a recipe with seeds (e.g. seeds: [0, 1, 2] or --seeds 0,1,2): every row pools seeds")
     overrides = list(args.overrides)
     if args.command == "demo":
@@ -171,6 +172,16 @@ def _outside_encoders(args, cfg: dict) -> dict:
     return out
 
 
+MAX_ERROR_CHARS = 2000
+
+
+def _cut(message: str) -> str:
+    """An error message as one line of at most :data:`MAX_ERROR_CHARS` characters (a message that
+    echoes a user's value should preview it; this is the last guard)."""
+    line = " ".join(message.split("\n"))
+    return line if len(line) <= MAX_ERROR_CHARS else line[:MAX_ERROR_CHARS] + f"... ({len(line)} characters)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -192,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             from .data.datasets import DEFAULT_CACHE
             from .sweep import parse_values, run_sweep
 
-            ensure_writable_dir(out, "sweep directory (--out)")  # before any work
+            values = parse_values(args.values)  # before any work
+            claim_dir(out, "sweep directory (--out)")
             ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
             user, over = _user_and_overrides(args)
-            run_sweep(user, over, args.param, parse_values(args.values), out, log=say)
+            run_sweep(user, over, args.param, values, out, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
         outside = _outside_encoders(args, cfg)  # loaded and checked before any work
@@ -234,10 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         D.shutdown()
         return 0
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_cut(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a folder that became unwritable: one line, naming the path
-        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        print(f"error: {_cut(os_error_message(e))}", file=sys.stderr)
+        return 2
+    except RecursionError:  # input nested deeper than a check caught: still one line
+        print("error: the input is nested too deeply (RecursionError)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: pre-training is checkpointed every pretrain.checkpoint_every epochs; run the same command to resume", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, check_number
+from .errors import preview as _preview
 
 CORE_DEFAULTS: dict[str, Any] = {
     "preset": "cpu",
@@ -223,25 +224,102 @@ def _merge(base: dict, over: dict, path: str = "") -> dict:
     for k, v in over.items():
         key = f"{path}{k}"
         if k not in base:
-            raise UserError(f"unknown config key '{key}'")
+            raise UserError(f"unknown config key {_preview(key)}")
         if isinstance(base[k], dict) and base[k] is not None:
             if not isinstance(v, dict):
-                raise UserError(f"config key '{key}' must be a mapping")
+                raise UserError(f"config key {_preview(key)} must be a mapping")
             out[k] = _merge(base[k], v, key + ".")
         else:
             out[k] = copy.deepcopy(v)
     return out
 
 
+MAX_CONFIG_BYTES = 1_000_000
+"""A config file larger than this is refused before it is read (a real one is a few kB)."""
+MAX_VALUE_CHARS = 65_536
+"""A ``--set`` value (or ``sweep --values``) longer than this is refused before it is parsed."""
+MAX_DEPTH = 64
+"""Mappings and lists nested deeper than this are refused (the schema is 4 levels deep)."""
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first, second):
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only, no objects built from tags) that refuses a key repeated
+    in one mapping: YAML would keep the last one and drop the first without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor`` merges, it is not a key
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader refuses it below
+                continue
+            if first is not key_node.start_mark:
+                raise _DuplicateKey(key, first, key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` as YAML (:class:`_Loader`: safe, no repeated keys, at most :data:`MAX_DEPTH` levels).
+    ``source`` names it in errors (``config file x.yaml``, ``--set pretrain``). Raises
+    :class:`UserError` for a repeated key or too deep nesting, ``yaml.YAMLError`` for invalid YAML."""
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+    except _DuplicateKey as e:
+        a, b = e.first, e.second
+        where = (f"lines {a.line + 1} and {b.line + 1}" if a.line != b.line
+                 else f"line {a.line + 1}, columns {a.column + 1} and {b.column + 1}")
+        raise UserError(f"{source}: key {_preview(e.key, 80)} appears twice in one mapping ({where}); "
+                        "YAML would silently drop the first: keep one") from None
+    except RecursionError:
+        raise UserError(f"{source} is nested too deeply (more than {MAX_DEPTH} levels)") from None
+    if _depth(data) > MAX_DEPTH:
+        raise UserError(f"{source} is nested too deeply (more than {MAX_DEPTH} levels)")
+    return data
+
+
+def _depth(v: Any) -> int:
+    """How deeply mappings and lists nest in ``v`` (0 for a scalar); without recursion."""
+    most, stack = 0, [(v, 0)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, dict):
+            x = list(x.values())
+        if isinstance(x, list):
+            most = max(most, d + 1)
+            if d + 1 <= MAX_DEPTH:  # deeper is refused anyway
+                stack += [(y, d + 1) for y in x]
+    return most
+
+
+def parse_value(text: str, source: str) -> Any:
+    """A value from the command line (``--set key=VALUE``, one of ``sweep --values``) as YAML;
+    text that is not valid YAML stays text."""
+    if len(text) > MAX_VALUE_CHARS:
+        raise UserError(f"{source}: the value has {len(text)} characters, more than the {MAX_VALUE_CHARS} accepted "
+                        f"(a config value is short; put large settings in a file)")
+    if text == "":
+        return None
+    try:
+        return parse_yaml(text, source)
+    except yaml.YAMLError:
+        return text
+
+
 def parse_override(text: str) -> dict:
     """``pretrain.epochs=10`` -> ``{"pretrain": {"epochs": 10}}`` (the value is parsed as YAML)."""
     if "=" not in text:
-        raise UserError(f"override {text!r} must look like key.sub=value")
+        raise UserError(f"override {_preview(text)} must look like key.sub=value")
     key, value = text.split("=", 1)
-    try:
-        parsed = yaml.safe_load(value) if value != "" else None
-    except yaml.YAMLError:
-        parsed = value
+    parsed = parse_value(value, f"--set {_preview(key.strip(), 80)}")
     out: dict = {}
     cur = out
     parts = key.strip().split(".")
@@ -253,14 +331,25 @@ def parse_override(text: str) -> dict:
 
 def load_yaml(path: str | Path) -> dict:
     """The file's mapping, its relative paths made absolute against the file's folder
-    (see :func:`absolute_paths`), so that a config means the same from any working directory."""
+    (see :func:`absolute_paths`), so that a config means the same from any working directory.
+    Refused at once: a folder, a file over :data:`MAX_CONFIG_BYTES`, a repeated key, nesting
+    deeper than :data:`MAX_DEPTH`."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise UserError(f"config file {p} is a folder, not a file")
+    if not p.exists():
         raise UserError(f"config file {p} does not exist")
+    if not p.is_file():
+        raise UserError(f"config file {p} is not a regular file")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise UserError(f"config file {p} is larger than {MAX_CONFIG_BYTES // 1000} kB (a config is a few kB); "
+                            "refused")
+        data = parse_yaml(raw.decode("utf-8"), f"config file {p}") or {}
     except yaml.YAMLError as e:
-        raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from e
+        raise UserError(f"config file {p} is not valid YAML: {_preview(str(e).splitlines()[0], 300)}") from e
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read config file {p}: {e.strerror if isinstance(e, OSError) else e}") from e
     if not isinstance(data, dict):
@@ -303,13 +392,13 @@ def resolve(user: dict | None = None, overrides: list[str] | tuple = ()) -> dict
     over = absolute_paths(over, Path.cwd())  # paths on the command line: relative to the working directory
     preset = over.get("preset", user.get("preset", CORE_DEFAULTS["preset"]))
     if not isinstance(preset, str) or preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {_preview(preset)}; choose one of: {', '.join(PRESETS)}")
     cfg = _merge(defaults(), PRESETS[preset])
     cfg = _merge(cfg, user)
     cfg = _merge(cfg, over)
     cfg["preset"] = preset
     if cfg["tasks"] is not None and not isinstance(cfg["tasks"], list):
-        raise UserError(f"tasks must be a list of mappings (each with a 'dataset' key), got {cfg['tasks']!r}")
+        raise UserError(f"tasks must be a list of mappings (each with a 'dataset' key), got {_preview(cfg['tasks'])}")
     cfg["tasks"] = [_merge(TASK_DEFAULTS, t, f"tasks[{i}].") if isinstance(t, dict) else _bad_task(i)
                     for i, t in enumerate(cfg["tasks"] or [])]
     if not cfg["tasks"]:
@@ -374,10 +463,10 @@ def _type_error(key: str, v: Any, want: str) -> UserError:
     hint = ""
     if want in ("a number", "a list of numbers") and isinstance(v, str):
         try:
-            hint = f" (YAML reads {v} as text; write {float(v)!r})" if "e" in v.lower() else ""
+            hint = f" (YAML reads {v} as text; write {float(v)!r})" if "e" in v.lower() and len(v) < 40 else ""
         except ValueError:
             pass
-    return UserError(f"{key} must be {want}, got {v!r}{hint}")
+    return UserError(f"{key} must be {want}, got {_preview(v)}{hint}")
 
 
 def _check_types(values: dict, defaults: dict, prefix: str, schema_prefix: str) -> None:
@@ -445,10 +534,10 @@ def validate(cfg: dict) -> None:
         _number(cfg, "pretrain", key, lo, hi, integer)
     cs = p["crop_scale"]
     if not (len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
-        raise UserError(f"pretrain.crop_scale must be [min, max] with 0 < min <= max <= 1, got {cs!r}")
+        raise UserError(f"pretrain.crop_scale must be [min, max] with 0 < min <= max <= 1, got {_preview(cs)}")
     j = p["jitter"]
     if not (len(j) == 4 and all(x >= 0 for x in j) and j[3] <= 0.5):
-        raise UserError(f"pretrain.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, got {j!r}")
+        raise UserError(f"pretrain.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, got {_preview(j)}")
     chosen = build_defense(cfg["defense"])
     for name, defense in DEFENSES.items():
         if defense.defaults and name != cfg["defense"]["name"]:
@@ -457,7 +546,7 @@ def validate(cfg: dict) -> None:
     check_view_settings(effective)  # set directly or by the defense
     if effective["drop_disagreeing"] and not METHODS[effective["algorithm"]].drops_pairs:  # set directly or by the defense
         raise UserError(f"drop_disagreeing works with pretrain.algorithm "
-                        f"{' or '.join(n for n, m in METHODS.items() if m.drops_pairs)} only, got {effective['algorithm']!r}")
+                        f"{' or '.join(n for n, m in METHODS.items() if m.drops_pairs)} only, got {_preview(effective['algorithm'])}")
     d = cfg["downstream"]
     _choice(d, "downstream", "classifier", ("mlp", "linear", "knn"))
     _number(cfg, "downstream", "knn_k", 1, 10**6, integer=True)
@@ -468,14 +557,14 @@ def validate(cfg: dict) -> None:
     if d["num_train"] is not None:
         _number(cfg, "downstream", "num_train", 1, 10**9, integer=True)
     if cfg["device"] != "cpu" and not str(cfg["device"]).startswith("cuda"):
-        raise UserError(f"device must be cpu or cuda[:N], got {cfg['device']!r}")
+        raise UserError(f"device must be cpu or cuda[:N], got {_preview(cfg['device'])}")
     _number(cfg, "", "seed", 0, 2**31 - 1, integer=True)
     _check_seeds(cfg["seeds"])
     for i, t in enumerate(cfg["tasks"]):
         check_dataset(t["dataset"], f"tasks[{i}].dataset")
         if t["targets"] is None:
             if t["num_targets"] < 1:
-                raise UserError(f"tasks[{i}].num_targets must be a positive integer, got {t['num_targets']!r}")
+                raise UserError(f"tasks[{i}].num_targets must be a positive integer, got {_preview(t['num_targets'])}")
         elif not all(isinstance(x, dict) and {"index", "target_class"} <= set(x) <= {"index", "target_class", "references"}
                      and _is(x["index"], "integer") and (_is(x["target_class"], "integer") or isinstance(x["target_class"], str))
                      and (isinstance(x.get("references", []), list) and x.get("references", [1]) != []
@@ -485,18 +574,12 @@ def validate(cfg: dict) -> None:
                             f"references (optional): [train indices]}} mappings, got {_preview(t['targets'])}")
 
 
-def _preview(v: Any, limit: int = 200) -> str:
-    """``repr(v)``, cut to ``limit`` characters: an error line never echoes a whole large value."""
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} characters)"
-
-
 def _choice(section: dict, name: str, key: str, choices: tuple, registry: bool = False) -> None:
     """``name.key`` is one of ``choices`` (``registry``: the names of a registry)."""
     if section[key] not in choices:
         if registry:
-            raise UserError(f"{name}.{key}: unknown {key} {section[key]!r}; choose one of {', '.join(choices)}")
-        raise UserError(f"{name}.{key} must be one of {', '.join(choices)}, got {section[key]!r}")
+            raise UserError(f"{name}.{key}: unknown {key} {_preview(section[key])}; choose one of {', '.join(choices)}")
+        raise UserError(f"{name}.{key} must be one of {', '.join(choices)}, got {_preview(section[key])}")
 
 
 def _check_seeds(seeds: Any) -> None:
@@ -505,9 +588,9 @@ def _check_seeds(seeds: Any) -> None:
         return
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**31 for x in seeds)):
-        raise UserError(f"seeds must be a non-empty list of integers in [0, 2^31), e.g. [0, 1, 2], got {seeds!r}")
+        raise UserError(f"seeds must be a non-empty list of integers in [0, 2^31), e.g. [0, 1, 2], got {_preview(seeds)}")
     if len(set(seeds)) != len(seeds):
-        raise UserError(f"seeds must not repeat a seed, got {seeds!r}")
+        raise UserError(f"seeds must not repeat a seed, got {_preview(seeds)}")
 
 
 def fingerprint(obj: Any) -> str:

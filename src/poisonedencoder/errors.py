@@ -1,6 +1,12 @@
 """The one exception type that the CLI turns into a one-line message."""
 
 
+def preview(v, limit: int = 200) -> str:
+    """``repr(v)``, cut to ``limit`` characters: an error line never echoes a whole large value."""
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} characters)"
+
+
 class UserError(Exception):
     """Bad input from the user: a config key, a dataset name, a file.
 
@@ -12,6 +18,6 @@ def check_number(v, name: str, lo: float, hi: float, integer: bool = False, lo_o
     """Raise :class:`UserError` unless ``v`` is a number (an integer if ``integer``; never a bool)
     in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``). ``name`` is the config key, as the user writes it."""
     if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
-        raise UserError(f"{name} must be {'an integer' if integer else 'a number'}, got {v!r}")
+        raise UserError(f"{name} must be {'an integer' if integer else 'a number'}, got {preview(v)}")
     if (v <= lo if lo_open else v < lo) or v > hi:
         raise UserError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")

@@ -152,8 +152,9 @@ def _load_weights(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load {path} as a state_dict with weights_only=True ({type(e).__name__}: {why}); "
+        from .io import describe_torch_file
+
+        raise UserError(f"cannot load {path} as a state_dict of tensors: it {describe_torch_file(path)}; "
                         f"save the weights with torch.save(model.state_dict(), ...) or the model as TorchScript") from e
 
 
@@ -192,7 +193,11 @@ def _load_torchscript(path: Path) -> tuple[nn.Module, dict]:
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
             m = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
-        raise UserError(f"cannot load TorchScript file {path} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+        from .io import describe_torch_file
+
+        why = describe_torch_file(path)
+        raise UserError(f"cannot load TorchScript file {path}: it "
+                        f"{why if 'TorchScript' not in why else 'is a damaged TorchScript archive'}") from e
     names = {n.split(".")[-1] for n, _ in m.named_buffers()}
     return m, {"format": "torchscript", "own_input_stats": {"input_mean", "input_std"} <= names}
 

@@ -56,32 +56,86 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def save_torch(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` atomically. Any failure to write (a full disk, ``ulimit -f``: torch words
+    them as ``RuntimeError``s such as ``[enforce fail at inline_container.cc:672] . unexpected
+    pos``) is an ``OSError`` naming ``path`` (the CLI prints it as one line); no partial file stays."""
     import torch
 
     def _w(tmp: str) -> None:
         try:
             torch.save(obj, tmp)
-        except RuntimeError as e:  # torch reports a failed write (a full disk) as RuntimeError
-            if "writ" not in str(e).lower():
-                raise
-            raise OSError(errno.EIO, f"cannot write ({str(e).splitlines()[0]})", str(path)) from e
+        except (RuntimeError, OSError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).strip().splitlines() or [type(e).__name__])[0]
+            code = e.errno if isinstance(e, OSError) and e.errno else errno.EIO
+            raise OSError(code, f"cannot write ({why[:200]})", str(path)) from e
 
     return atomic_write(path, _w)
 
 
+def describe_torch_file(path: str | Path) -> str:
+    """What a file that ``torch.load(weights_only=True)`` refused is (never "load it unsafely"):
+    empty, not a zip archive of tensors (torch.save's format), a truncated or damaged archive, a
+    TorchScript archive, or an archive holding objects other than tensors and plain containers."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if size == 0:
+        return "is empty"
+    if head != b"PK\x03\x04":
+        kind = "a pickle" if head[:1] == b"\x80" else "something else"
+        return f"is not a zip archive of tensors (torch.save's format); it looks like {kind}"
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return "is a truncated or damaged zip archive (an interrupted copy or write?)"
+    if bad is not None:
+        return f"is a damaged zip archive (entry {bad} fails its checksum)"
+    if _torchscript_names(names):
+        return "is a TorchScript archive (torch.jit.save), not a checkpoint of tensors"
+    if not any(n.endswith("data.pkl") for n in names):
+        return "is a zip archive but not one torch.save wrote (no data.pkl)"
+    return ("holds objects other than tensors and plain containers: refused, since loading them could run code "
+            "(and could be damaged inside)")
+
+
+def _torchscript_names(names: list[str]) -> bool:
+    return any(n.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for n in names)
+
+
+def _is_torchscript(path: str | Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return _torchscript_names(z.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
+
+
 def load_torch(path: str | Path) -> Any:
-    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only)."""
+    """Load a checkpoint safely (``weights_only=True``: tensors and plain containers only; a
+    TorchScript archive, which ``torch.load`` would hand to ``torch.jit.load``, is refused)."""
     import torch
 
+    from .errors import UserError
+
+    if Path(path).is_file() and _is_torchscript(path):
+        raise UserError(f"cannot load checkpoint {path}: it {describe_torch_file(path)}; delete it and run the "
+                        "same command again: the stage that wrote it rebuilds it")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as e:  # truncated, corrupt or untrusted file
-        from .errors import UserError
-
-        why = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
-        raise UserError(f"cannot load checkpoint {path} (truncated or corrupt? {why}); delete it and run the same "
+        raise UserError(f"cannot load checkpoint {path}: it {describe_torch_file(path)}; delete it and run the same "
                         f"command again: the stage that wrote it rebuilds it") from e
 
 
@@ -101,6 +155,50 @@ def ensure_writable_dir(path: str | Path, what: str) -> Path:
         os.unlink(tmp)
     except OSError as e:
         raise UserError(f"{what} {path} is not writable: {e.strerror or e}") from e
+    return path
+
+
+MARKER = ".poisonedencoder"
+"""Written into a sweep's or a claims table's ``--out`` (a run's own mark is its ``.fingerprint``)."""
+_OWN_FILES = (".fingerprint", MARKER, "sweep.csv", "claims.json", "claims.md")
+
+
+def _transient(name: str) -> bool:
+    """A lock, a temporary file that the toolkit leaves behind (an interrupted atomic write), or the
+    log that a claims worker opens in a run folder before the run starts (only appended to)."""
+    return name in (".lock", MARKER, "run.log") or name.startswith(".write-check.") or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def is_own_dir(path: str | Path) -> bool:
+    """``path`` is missing, empty (but for the toolkit's locks and temporary files) or a folder the
+    toolkit wrote: a run (its ``.fingerprint``), a run over seeds, a sweep or a claims table (their
+    marker, their table, or a run folder inside, as an interrupted one holds)."""
+    path = Path(path)
+    if not path.is_dir():
+        return True
+    entries = [e for e in path.iterdir() if not _transient(e.name)]
+    return (not entries or (path / MARKER).exists() or any((path / n).is_file() for n in _OWN_FILES)
+            or (path / "arms").is_dir() or any(e.is_dir() and (e / ".fingerprint").is_file() for e in entries))
+
+
+def check_own_dir(path: str | Path, what: str) -> None:
+    """Raise :class:`UserError` unless :func:`is_own_dir`: the toolkit never writes into (and so
+    never overwrites a file of) a non-empty folder that it did not make."""
+    from .errors import UserError
+
+    if not is_own_dir(path):
+        names = sorted(e.name for e in Path(path).iterdir())
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise UserError(f"{what} {path} is not empty ({shown}) and holds no run of this toolkit (no .fingerprint); "
+                        "choose a new or empty folder: nothing of yours is overwritten")
+
+
+def claim_dir(path: str | Path, what: str) -> Path:
+    """:func:`check_own_dir`, :func:`ensure_writable_dir`, then mark the folder as the toolkit's."""
+    check_own_dir(path, what)
+    path = ensure_writable_dir(path, what)
+    if not (path / MARKER).exists():
+        write_text(path / MARKER, "written by poisonedencoder: this folder holds its runs\n")
     return path
 
 

@@ -10,6 +10,7 @@ to the next. Each stage reuses what an earlier call finished, so an interrupted 
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from contextlib import contextmanager, nullcontext
@@ -26,7 +27,7 @@ from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
 from .defenses import DefenderData, Defense, build_defense
 from .errors import UserError
-from .io import ensure_writable_dir, file_lock, write_json, write_text
+from .io import check_own_dir, ensure_writable_dir, file_lock, write_json, write_text
 from .report import format_table, write_report
 
 
@@ -124,18 +125,48 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
     t0 = time.time()
     data = make_data()
     log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
-    pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log)
-    write_text(d / "seconds.txt", f"{time.time() - t0:.1f}\n")
+    model = pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log)
+    write_seconds(d, time.time() - t0, getattr(model, "timing", None))
     return enc
 
 
+def write_seconds(d: Path, seconds: float, timing: dict | None) -> None:
+    """``d/seconds.txt``: the encoder's total wall seconds as its first token; after a resume a
+    second line with the resumed call's share and the earlier calls' (up to their last
+    checkpoint, from the checkpoint); the same in ``d/seconds.json``."""
+    resumed = bool(timing and timing["resumed_after_epoch"])
+    before = timing["seconds_before"] if resumed else 0.0
+    total = seconds + (before or 0.0)
+    text = f"{total:.1f}\n"
+    if resumed:
+        earlier = f"{before:.1f} s before it (up to its last checkpoint)" if before is not None else \
+            "the time before it was not recorded (a checkpoint of an older version): the total is the resumed part only"
+        text += f"resumed after epoch {timing['resumed_after_epoch']}: {seconds:.1f} s in the resumed run, {earlier}\n"
+    write_text(d / "seconds.txt", text)
+    write_json(d / "seconds.json", {"total_seconds": round(total, 1), "resumed": resumed,
+                                    "resumed_after_epoch": timing["resumed_after_epoch"] if resumed else None,
+                                    "resumed_seconds": round(seconds, 1) if resumed else None,
+                                    "seconds_before_resume": round(before, 1) if resumed and before is not None else None})
+
+
 def pretrain_seconds(d: str | Path) -> float | None:
-    """The wall time :func:`pretrain_encoder` recorded for the encoder in ``d`` (None if none was recorded)."""
+    """The wall time :func:`pretrain_encoder` recorded for the encoder in ``d``, all calls together
+    when it was resumed (None if none was recorded)."""
     path = Path(d) / "seconds.txt"
     return float(path.read_text().split()[0]) if path.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------- the run
+def _holding_run_lock(method):
+    """Run the stage while holding the run directory's lock (:meth:`Experiment._run_lock`)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._run_lock():
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class Experiment:
     """The run directory ``out`` of configuration ``cfg``, and the stages in order. Each method runs
     the stages that its result needs (``evaluate``: all of them), reusing finished ones."""
@@ -144,11 +175,48 @@ class Experiment:
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
         self._datasets: dict[str, ImageDataset] = {}
+        self._locked, self._sizes_checked = False, False
         self._check_out_dir()
+
+    @contextmanager
+    def _run_lock(self):
+        """Hold ``OUT/.lock`` while a stage of this run runs (re-entrant within this object): a second
+        run into the same folder (the same command twice) waits, says so, then reuses what the first
+        finished, instead of training into the same checkpoint at the same time. The kernel drops
+        the lock when its holder dies. Under torchrun rank 0 holds it."""
+        if self._locked or not _is_main():
+            yield
+            return
+        lock = self.out / ".lock"
+
+        def wait() -> None:
+            self.log(f"another run is using {self.out}; waiting for it to finish ({lock})")
+
+        with file_lock(lock, wait):
+            self._locked = True
+            try:
+                yield
+            finally:
+                self._locked = False
+
+    def check_sizes(self) -> None:
+        """The checks that need only the config and the datasets' sizes, before any training (they
+        would otherwise fail only after an encoder trained): the batch fits the clean pre-training
+        set, and the defense's own (:meth:`~poisonedencoder.defenses.Defense.check_sizes`: fine-tuning
+        needs ``num_clean`` train inputs that pre-training leaves unused)."""
+        if self._sizes_checked:
+            return
+        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
+        num_clean, batch = len(self._clean_indices()), self.cfg["pretrain"]["batch_size"]
+        if batch > num_clean:
+            raise UserError(f"pretrain.batch_size {batch} is larger than the pre-training set ({num_clean} inputs)")
+        build_defense(self.cfg["defense"]).check_sizes(len(ds.train), num_clean)
+        self._sizes_checked = True
 
     def _check_out_dir(self) -> None:
         """Before any work: the run directory and the cache are writable folders, and the run
         directory holds no run of another configuration."""
+        check_own_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.cache, "cache directory (--cache-dir)")
         fp = C.experiment_fingerprint(self.cfg)
@@ -185,6 +253,7 @@ class Experiment:
         return self.cache / "encoders" / C.clean_encoder_key(self.cfg)
 
     # -------------------------------------------------------------------------------- craft
+    @_holding_run_lock
     def craft(self) -> dict:
         """Target inputs, reference inputs, poisoning inputs; returns the manifest. Where the attacker
         needs a clean encoder (typical reference inputs, a surrogate) it is pre-trained first (all
@@ -196,7 +265,10 @@ class Experiment:
             return load_poisons(self.poison_dir)[0]
         a, seed, p, dev = self.cfg["attack"], self.cfg["seed"], self.cfg["pretrain"], self.cfg["device"]
         attack = build_attack(a, seed)
-        clean = self.pretrain_clean() if attack.needs_surrogate or a["reference_selection"] == "typical" else None
+        needs_clean = attack.needs_surrogate or a["reference_selection"] == "typical"
+        if needs_clean:
+            self.check_sizes()  # before the clean encoder trains
+        clean = self.pretrain_clean() if needs_clean else None
         if D.current().is_main:
             from .ssl.pretrain import load_backbone
 
@@ -209,6 +281,7 @@ class Experiment:
         D.barrier()
         return load_poisons(self.poison_dir)[0]
 
+    @_holding_run_lock
     def export_imagefolder(self, dest: str | Path) -> Path:
         """Craft (or reuse the craft) and write the pre-training set, clean inputs and poisoning inputs,
         as one plain image folder ``dest/unlabeled/*.png`` with the manifest in ``dest/manifest.json``
@@ -280,8 +353,10 @@ class Experiment:
                             spare, self.log)
         return defense.after_pretrain(encoder.parent, data)[0]
 
+    @_holding_run_lock
     def pretrain(self, which: str = "both") -> dict[str, Path]:
         """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run, defended)."""
+        self.check_sizes()
         paths = {}
         if which in ("both", "clean"):
             paths["clean"] = self.pretrain_clean()
@@ -293,10 +368,12 @@ class Experiment:
         return paths
 
     # -------------------------------------------------------------------------------- evaluate
+    @_holding_run_lock
     def evaluate(self) -> dict:
         """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines -> metrics.json, report.md."""
         from .ssl.pretrain import load_backbone
 
+        self.check_sizes()
         manifest = self.craft()
         paths = self.pretrain("both")
         if not _is_main():
@@ -310,6 +387,7 @@ class Experiment:
             "defense": json.loads(defense_json.read_text()) if defense_json.exists() else {"name": self.cfg["defense"]["name"]},
         })
 
+    @_holding_run_lock
     def evaluate_encoders(self, poisoned, clean=None, files: dict | None = None) -> dict:
         """Downstream classifiers on encoders trained anywhere, for this run's target inputs (crafted
         here, or reused): ``poisoned`` and optionally ``clean`` are modules that take images in [0, 1]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import config as C
 from .errors import UserError
-from .io import ensure_writable_dir, write_json, write_text
+from .io import check_own_dir, ensure_writable_dir, write_json, write_text
 from .metrics import SCORES, margin_summary, rates_of
 from .stats import mean_ci, mean_of_rates, pool_rates, rate
 
@@ -52,6 +52,7 @@ class SeedRuns:
         self.runs = [Experiment(seed_config(cfg, s), self.out / f"seed_{s}", log=log) for s in self.seeds]
 
     def _check_out_dir(self, main: bool) -> None:
+        check_own_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.out, "run directory (--out)")  # as a single run does, before any work
         if (self.out / "poisons" / "manifest.json").exists() or (self.out / "encoders").exists():
             raise UserError(f"{self.out} holds a single-seed run; choose another --out for a run over seeds")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import config as C
 from .errors import UserError
-from .io import atomic_write, write_text
+from .io import atomic_write, claim_dir, write_text
 from .compare import outcomes, paired
 from .metrics import rates_of
 from .pipeline import Experiment
@@ -27,15 +27,43 @@ ALPHA = 0.05
 
 
 def parse_values(text: str) -> list:
+    """``--values``: comma-separated YAML values; commas inside brackets belong to the value
+    (``[0.2,1.0],[0.4,1.0]``: two lists). A value that is not valid YAML (an unclosed bracket,
+    a ``!!python`` tag), a repeated key or too deep nesting is a :class:`UserError`."""
     import yaml
 
-    return [yaml.safe_load(v) for v in text.split(",") if v.strip() != ""]
+    if len(text) > C.MAX_VALUE_CHARS:
+        raise UserError(f"sweep --values has {len(text)} characters, more than the {C.MAX_VALUE_CHARS} accepted")
+    out = []
+    for part in _split_top_level(text):
+        if part.strip() == "":
+            continue
+        try:
+            out.append(C.parse_yaml(part, f"sweep --values {C._preview(part, 80)}"))
+        except yaml.YAMLError as e:
+            raise UserError(f"sweep --values: {C._preview(part, 80)} is not a valid value "
+                            f"({C._preview(str(e).splitlines()[0], 120)})") from None
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and braces."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
 
 
 def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str | Path, log=print) -> list[dict]:
     from .seeds import SeedRuns
 
-    out = Path(out)
+    out = claim_dir(out, "sweep directory (--out)")
     rows = []
     for v in values:
         cfg = C.resolve(user, list(overrides) + [f"{key}={v}"])  # validates every value before any work
@@ -45,12 +73,31 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
     runs = []
     for v, cfg in rows:
         log(f"sweep: {key}={v}" + (f" over seeds {', '.join(map(str, cfg['seeds']))}" if cfg["seeds"] else ""))
-        d = out / f"{key}={v}"
+        d = out / value_dir(key, v)
         m = (SeedRuns(cfg, d, log=log) if cfg["seeds"] else Experiment(cfg, d, log=log)).run()
         runs.append((v, cfg, m))
         results = summarize(runs, key, reference_index([x for x, _, _ in runs]))
         _write(results, key, out)
     return results
+
+
+MAX_DIR_NAME = 80
+
+
+def value_dir(key: str, value) -> str:
+    """The folder of one value, inside ``--out``: ``<key>=<value>`` where that is a plain name
+    (letters, digits, ``._=-``, no ``..``, at most :data:`MAX_DIR_NAME` characters); otherwise the
+    same with every other character replaced by ``_``, cut, and a hash of the whole text appended
+    (``data_root=_.._.._escape-3f2a9c1b``), so that no value names a folder elsewhere. sweep.csv
+    keeps the value's own text."""
+    import hashlib
+    import re
+
+    name = f"{key}={value}"
+    safe = re.sub(r"[^A-Za-z0-9._=-]", "_", name).replace("..", "_.")
+    if safe == name and len(name) <= MAX_DIR_NAME and not name.startswith("."):
+        return name
+    return f"{safe[:MAX_DIR_NAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def reference_index(values: list) -> int:

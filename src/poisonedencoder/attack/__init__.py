@@ -13,10 +13,10 @@ ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, Wi
 
 def build_attack(a: dict, seed: int = 0) -> Attack:
     """The attack that the config's ``attack`` section names, with its settings checked."""
-    from ..errors import UserError
+    from ..errors import UserError, preview
 
     if a["name"] not in ATTACKS:
-        raise UserError(f"attack.name: unknown attack {a['name']!r}; choose one of {', '.join(ATTACKS)}")
+        raise UserError(f"attack.name: unknown attack {preview(a['name'])}; choose one of {', '.join(ATTACKS)}")
     common = {k: a[k] for k in ("poisoning_rate", "num_references", "reference_selection")}
     return ATTACKS[a["name"]](**common, seed=seed, **a.get(a["name"], {}))
 

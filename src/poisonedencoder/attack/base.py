@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError, check_number
+from ..errors import UserError, check_number, preview
 from .targets import Target, choose_references
 
 
@@ -67,7 +67,7 @@ class Attack:
         check_number(poisoning_rate, "attack.poisoning_rate", 0, 1, lo_open=True)
         check_number(num_references, "attack.num_references", 1, 10**6, integer=True)
         if reference_selection not in ("random", "typical"):
-            raise UserError(f"attack.reference_selection must be random or typical, got {reference_selection!r}")
+            raise UserError(f"attack.reference_selection must be random or typical, got {preview(reference_selection)}")
         unknown = set(settings) - set(self.defaults)
         if unknown:
             raise UserError(f"attack {self.name}: unknown setting(s) {', '.join(sorted(unknown))}")

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
+from ..errors import UserError, preview
 from ..io import atomic_write
 
 DEFAULT_CACHE = Path(os.environ.get("POISONEDENCODER_CACHE", "~/.cache/poisonedencoder")).expanduser()
@@ -53,7 +53,7 @@ class ImageDataset:
         """Resolve a class given by index or by name; raise UserError if it is not a class."""
         if isinstance(value, str) and not value.lstrip("-").isdigit():
             if value not in self.classes:
-                raise UserError(f"target class {value!r} is not a class of {self.name} (classes: {', '.join(self.classes)})")
+                raise UserError(f"target class {preview(value)} is not a class of {self.name} (classes: {', '.join(self.classes)})")
             return self.classes.index(value)
         idx = int(value)
         if not 0 <= idx < self.num_classes:
@@ -363,7 +363,7 @@ def dataset_source(spec: object, where: str = "dataset") -> DatasetSource:
         s = DATASETS.get(name)
         if s is not None and bool(s.argument) == bool(sep):
             return s
-    raise UserError(f"{where}: unknown dataset {spec!r}; choose one of: {', '.join(dataset_names())}")
+    raise UserError(f"{where}: unknown dataset {preview(spec)}; choose one of: {', '.join(dataset_names())}")
 
 
 def check_dataset(spec: object, where: str = "dataset") -> None:

@@ -73,6 +73,11 @@ class Defense:
         if getattr(cls, hook) is getattr(Defense, hook):
             raise TypeError(f"defense {cls.name!r} ({cls.__qualname__}) acts at stage {cls.stage!r} and must implement {hook}()")
 
+    def check_sizes(self, num_train: int, num_pretrain: int) -> None:
+        """Raise :class:`UserError` if the settings do not fit the data: ``num_train`` inputs in the
+        pre-training dataset's train split, ``num_pretrain`` of them pre-trained on. Called before
+        any training; a defense that needs data of a size overrides it."""
+
     def __init__(self, **settings):
         from ..errors import UserError
 

@@ -31,6 +31,13 @@ class FineTune(Defense):
         _positive(s, "num_clean", self.name, 10**9, integer=True)
         _positive(s, "epochs", self.name, 100000, integer=True)
 
+    def check_sizes(self, num_train: int, num_pretrain: int) -> None:
+        spare = num_train - num_pretrain
+        if self.settings["num_clean"] > spare:
+            raise UserError(f"defense.finetune.num_clean {self.settings['num_clean']} exceeds the {spare} train inputs "
+                            f"that pre-training did not use ({num_train} in the train split, {num_pretrain} pre-trained "
+                            "on; lower pretrain_data.num_images or num_clean)")
+
     def after_pretrain(self, encoder_dir: Path, data: DefenderData) -> tuple[Path, DefenseReport]:
         """Fine-tune the encoder of ``encoder_dir`` (from its last checkpoint) into
         ``data.out / "encoders" / "finetuned"``; reuses a finished one."""

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, preview
 from ..io import load_torch, save_torch
 from . import distributed as D
 from .augment import (AugmentParams, apply_views, overlapping_boxes, per_sample_transform, per_sample_views,
@@ -170,9 +170,9 @@ def check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise UserError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+        raise UserError(f"unknown device {preview(device)}; use cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
+        raise UserError(f"unsupported device {preview(device)}; use cpu, cuda or cuda:N")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
@@ -196,6 +196,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     """
     workdir = Path(workdir)
     env = D.current()
+    t_call = time.time()
     if p["batch_size"] > len(data):
         raise UserError(f"pretrain.batch_size {p['batch_size']} is larger than the pre-training set ({len(data)} inputs)")
     if p["batch_size"] % env.world_size:
@@ -224,12 +225,13 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         opt = torch.optim.SGD(trained, lr=p["lr"], momentum=0.9, weight_decay=p["weight_decay"])
     aug = AugmentParams.from_config(p)
     ckpt = workdir / "checkpoint.pt"
-    start, history = 0, []
+    start, history, before = 0, [], 0.0  # before: training seconds of earlier calls, up to their last checkpoint
     if ckpt.exists():
         state = load_torch(ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), list(state["loss"])
+        before = float(state["seconds"]) if "seconds" in state else None  # None: a checkpoint of an older version
         log(f"{desc}: resuming after epoch {start}")
     elif init is not None:
         model.load_state_dict(load_torch(init)["model"])
@@ -280,7 +282,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         every = p.get("snapshot_every") or 0
         if env.is_main and ((epoch + 1) % max(1, p.get("checkpoint_every") or 1) == 0 or epoch + 1 == p["epochs"]):
             save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                              "loss": history})
+                              "loss": history, "seconds": (before or 0.0) + time.time() - t_call})
         if env.is_main and every and (epoch + 1) % every == 0 and epoch + 1 < p["epochs"]:
             save_torch(workdir / "snapshots" / f"epoch_{epoch + 1:05d}.pt", {"backbone": model.backbone.state_dict()})
         if (epoch + 1) % max(1, p["epochs"] // 10) == 0 or epoch + 1 == p["epochs"]:
@@ -291,6 +293,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
                                             # what the views were (an in-processing defense changes them)
                                             "views": {k: p[k] for k in ("crop_scale", "view_overlap", "drop_disagreeing")}})
     D.barrier()
+    model.timing = {"resumed_after_epoch": start, "seconds_before": before, "seconds_this_call": time.time() - t_call}
     return model
 
 
