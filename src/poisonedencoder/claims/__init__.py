@@ -166,9 +166,13 @@ def record(out: str | Path, dest: str | Path) -> int:
     ``dest`` with the same layout. ``claims --out dest`` then rebuilds the table from it, and a
     copy of it as ``--out`` resumes the table without running the recorded runs again (on a
     machine where they have the same configuration fingerprint). Returns the runs recorded."""
-    import shutil
-
     out, dest = Path(out), Path(dest)
+    here, home = str(out.resolve()) + "/", str(Path.home())
+
+    def copy(src: Path, target: Path) -> None:  # paths of this machine made relative (the run folder) or ~ (home)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_text(target, src.read_text().replace(here, "").replace(str(out.absolute()) + "/", "").replace(home, "~"))
+
     n = 0
     for m in sorted((out / "arms").rglob("metrics.json")):
         run = m.parent
@@ -178,11 +182,8 @@ def record(out: str | Path, dest: str | Path) -> int:
         for rel, name in RECORD.items():
             src = run / rel
             if src.is_file():
-                target = dest / run.relative_to(out) / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, target)
+                copy(src, dest / run.relative_to(out) / name)
     for name in ("claims.md", "claims.json"):
         if (out / name).is_file():
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out / name, dest / name)
+            copy(out / name, dest / name)
     return n
