@@ -34,6 +34,15 @@ def test_high_asr_with_a_small_gap_is_reproduced_and_each_half_alone_is_in_part(
     assert R.high_asr(res).verdict == R.NOT
 
 
+def test_the_one_per_run_row_takes_ca_from_the_recipe_and_pa_from_its_own_runs():
+    ten = _arm("poisonedencoder", [1] * 28 + [0] * 2)
+    one = _arm("one_per_run", [1] * 12 + [0] * 18, per_run=1, pa=(0.99, 0.992, 0.99))
+    row = R.high_asr({"poisonedencoder": ten, "one_per_run": one}, "one_per_run")
+    assert row.key == "high_asr_one_per_run" and row.verdict == R.IN_PART  # 12/30 is not high; no PA loss
+    assert "3.0% total, 3.0% per target (1 target per run)" in row.regime
+    assert row.numbers["CA_minus_PA"]["mean"] == pytest.approx(0.99 - (0.99 + 0.992 + 0.99) / 3)
+
+
 def test_fewer_than_thirty_targets_or_a_missing_arm_gives_no_verdict():
     few = _arm("poisonedencoder", [1] * 20)
     few.outcomes = dict(list(few.outcomes.items())[:20])
@@ -86,7 +95,8 @@ def test_the_table_has_one_row_per_claim_and_says_what_is_not_measurable():
     cfg = {"attack": {"poisoning_rate": 0.3}, "tasks": [{"num_targets": 10, "targets": None}]}
     rows = build_rows(cfg, {"poisonedencoder": _arm("poisonedencoder", [1] * 27 + [0] * 3)}, {"poisonedencoder"})
     keys = [r.key for r in rows]
-    assert keys[:3] == ["targets_per_run", "high_asr", "vs_icp"] and len(set(keys)) == len(keys)
+    assert keys[:4] == ["targets_per_run", "high_asr", "high_asr_one_per_run", "vs_icp"] and len(set(keys)) == len(keys)
+    assert rows[1].claim.startswith("**Headline.**")  # no one-per-run difference measured: the recipe's row
     assert {r.verdict for r in rows if r.key.startswith(("eurosat", "facemask", "two_tasks"))} == {R.NOT_MEASURABLE}
     curve = next(r for r in rows if r.key == "rate_curve")
     assert curve.why == "to run: rate_0.005, rate_0.01, rate_0.02, rate_0.05"  # 3% is the recipe's own point

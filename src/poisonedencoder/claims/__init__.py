@@ -98,7 +98,7 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
     """Every row of the table from the arms' results (``planned``: the arms of this recipe and machine)."""
     per_target, _ = recipe_rates(cfg)
     rates = [(r, "poisonedencoder" if abs(r - per_target) < 1e-9 else f"rate_{r:g}") for r in PER_TARGET_RATES]
-    rows = [R.targets_per_run(res), R.high_asr(res),
+    rows = [R.targets_per_run(res), R.high_asr(res), R.high_asr(res, "one_per_run"),
             R.beats(res, "vs_icp", "icp", "PoisonedEncoder's ASR is at least 0.2 above ICP's."),
             R.ineffective(res, "witches_brew", "witches_brew", "Witches' Brew (gradient matching) is ineffective "
                           "against contrastive pre-training (default budget)."),
@@ -111,6 +111,10 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
     rows += [R.defense(res, d) for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing")]
     rows += [R.defense(res, d, "finetune_none") for d in ("finetune", "finetune_small")]
     rows.append(R.two_tasks(res, planned))
+    head = "high_asr_one_per_run" if R.headline(res) == "one_per_run" else "high_asr"
+    for r in rows:
+        if r.key == head:
+            r.claim = "**Headline.** " + r.claim
     rows += [R.dataset_row(res, f"{ds}_{px}px", f"{name} at {px}x{px}", planned) for ds, name in (("eurosat", "EuroSAT"),
                                                                                        ("facemask", "Facemask"))
              for px in (16, 32)]

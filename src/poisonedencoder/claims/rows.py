@@ -114,11 +114,15 @@ def headline(res: dict[str, ArmResult]) -> str:
     return "one_per_run" if tp.verdict == "difference measured" else "poisonedencoder"
 
 
-def high_asr(res: dict[str, ArmResult]) -> Row:
+def high_asr(res: dict[str, ArmResult], arm: str | None = None) -> Row:
+    """The paper's headline claim on ``arm`` (default: the recipe's runs); which of the two rows
+    is the table's headline is :func:`headline`'s choice."""
     tp = targets_per_run(res)
-    arm = headline(res)
-    row = Row("high_asr", "PoisonedEncoder achieves high ASR while the poisoned encoder keeps its utility "
-              "(small CA - PA gap).", (arm,))
+    key = "high_asr" if arm is None else f"high_asr_{arm}"
+    arm = arm or "poisonedencoder"
+    alone = " (one target per run: a total rate equal to the rate per target)" if arm == "one_per_run" else ""
+    row = Row(key, "PoisonedEncoder achieves high ASR while the poisoned encoder keeps its utility "
+              f"(small CA - PA gap){alone}.", (arm, "poisonedencoder") if arm != "poisonedencoder" else (arm,))
     if not _ready(row, res):
         return row
     a, ref = res[arm], res["poisonedencoder"]
@@ -132,7 +136,7 @@ def high_asr(res: dict[str, ArmResult]) -> Row:
     verdict = REPRODUCED if high and small else IN_PART if high or small else NOT
     _final(row, verdict, f"ASR {'is' if high else 'is not'} high (lower end {'>=' if high else '<'} {HIGH}); the gap "
                          f"{'lies' if small else 'does not lie'} below {SMALL_GAP}")
-    if tp.verdict not in ("difference measured", "no difference measured") and a.targets_per_run() > 1:
+    if tp.verdict not in ("difference measured", "no difference measured") and a.targets_per_run() > 1 and key == "high_asr":
         row.why += (f"; at {100 * a.threat()['poisoning_rate']:.1f}% in total: whether one target per run differs is "
                     "not measured yet")
     return row
