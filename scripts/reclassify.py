@@ -51,9 +51,10 @@ def reclassify(run: Path, out: Path, overrides: list[str], snapshots: bool) -> d
         raise UserError(f"{run} holds no finished run (no metrics.json)")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cfg = C.resolve(cfg, overrides)
+    exp = Experiment(cfg, out)  # claims the folder for this run (its fingerprint) before anything is linked in
     _link_tree(run / "poisons", out / "poisons")
     _link_tree(run / "encoders" / "poisoned", out / "encoders" / "poisoned", skip=() if snapshots else ("snapshots",))
-    return Experiment(cfg, out).evaluate()
+    return exp.evaluate()
 
 
 def main(argv: list[str] | None = None) -> int:
