@@ -52,3 +52,28 @@ def tiny_surrogate():
     torch.manual_seed(0)
     return Surrogate(build_method(p), AugmentParams(size=8, crop_scale=(0.5, 1.0)))
 
+
+def _race(work, n: int = 2, timeout: float = 120) -> list:
+    """Run ``work(i)`` for ``i < n`` in threads released at once; the exceptions they raised."""
+    import threading
+
+    start, errors = threading.Barrier(n), []
+
+    def go(i):
+        try:
+            start.wait()
+            work(i)
+        except Exception as e:  # noqa: BLE001 (returned to the test)
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors
+
+
+@pytest.fixture
+def race():
+    return _race

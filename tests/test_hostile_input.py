@@ -219,7 +219,7 @@ def test_finetune_larger_than_spare_fails_before_training(tmp_path, monkeypatch,
 
 
 # ------------------------------------------------------------------------------------ 7: two runs, one --out
-def test_two_runs_into_one_out_train_once(tmp_path, monkeypatch):
+def test_two_runs_into_one_out_train_once(tmp_path, monkeypatch, race):
     """The same run twice at once into one folder: the second waits on OUT/.lock, says so, then
     reuses what the first made (without the lock both crafted and trained into one checkpoint)."""
     import threading
@@ -250,20 +250,7 @@ def test_two_runs_into_one_out_train_once(tmp_path, monkeypatch):
     logs: list[list[str]] = [[], []]
     exps = [Experiment(cfg, tmp_path / "run", log=logs[i].append) for i in range(2)]
     exps[0].clean_pretrain_images()  # decode the dataset once, before the race
-    start, errors = threading.Barrier(2), []
-
-    def go(i):
-        try:
-            start.wait()
-            exps[i].pretrain("poisoned")
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    errors = race(lambda i: exps[i].pretrain("poisoned"))
     assert not errors and calls == ["pretrain poisoned"] and most[0] == 1
     waited = [i for i in range(2) if any("another run is using" in s for s in logs[i])]
     assert len(waited) == 1 and any("reusing" in s for s in logs[waited[0]])
@@ -271,20 +258,23 @@ def test_two_runs_into_one_out_train_once(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ 8: write failures
-def test_any_failed_torch_write_is_one_line_naming_the_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("message,shown", [
+    ("[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 726\nframe #0: ...", "unexpected pos"),
+    ("PytorchStreamWriter failed writing file data/0: file write failed", "file write failed")])
+def test_any_failed_torch_write_is_one_line_naming_the_path(tmp_path, monkeypatch, message, shown):
     import torch
 
     from poisonedencoder import io as pio
 
     def full(obj, f):  # noqa: ARG001 (torch.save's signature)
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 726\nframe #0: ...")
+        raise RuntimeError(message)
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(OSError) as e:
         pio.save_torch(tmp_path / "checkpoint.pt", {"a": 1})
     msg = pio.os_error_message(e.value)
-    assert msg.endswith(f": {tmp_path / 'checkpoint.pt'}") and "unexpected pos" in msg and "\n" not in msg
-    assert list(tmp_path.iterdir()) == []
+    assert msg.endswith(f": {tmp_path / 'checkpoint.pt'}") and shown in msg and "\n" not in msg
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
 
 
 def test_any_failed_torch_write_under_ulimit_f(tmp_path):

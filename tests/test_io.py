@@ -151,7 +151,7 @@ def test_truncated_checkpoint_says_how_to_recover(tmp_path):
     assert str(p) in str(e.value) and "\n" not in str(e.value)
 
 
-def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, monkeypatch):
+def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, monkeypatch, race):
     """Concurrent runs share the cache entry: the second waits on its lock, then reuses the encoder."""
     import threading
     import time
@@ -178,36 +178,14 @@ def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, monkeyp
     logs: list[list[str]] = [[], []]
     exps = [Experiment(cfg, tmp_path / f"run{i}", log=logs[i].append) for i in range(2)]
     exps[0].clean_pretrain_images()  # decode the dataset once, before the race
-    start = threading.Barrier(2)
-    paths, errors = [None, None], []
+    paths = [None, None]
 
-    def go(i):
-        try:
-            start.wait()
-            paths[i] = exps[i].pretrain("clean")["clean"]
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
+    def work(i):
+        paths[i] = exps[i].pretrain("clean")["clean"]
 
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = race(work, timeout=60)
     assert not errors and paths[0] == paths[1] and paths[0].exists()
     assert calls == ["pretrain clean"] and most[0] == 1
     waited = [i for i in range(2) if any("waiting for it" in s for s in logs[i])]
     assert len(waited) == 1 and any("reusing" in s for s in logs[waited[0]])
     assert (paths[0].parent.parent / f"{paths[0].parent.name}.lock").exists()
-
-
-def test_failed_checkpoint_write_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
-    import torch
-
-    def full(obj, f):  # noqa: ARG001 (torch.save's signature)
-        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
-
-    monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(OSError) as e:
-        pio.save_torch(tmp_path / "checkpoint.pt", {"a": 1})
-    assert pio.os_error_message(e.value).endswith(f": {tmp_path / 'checkpoint.pt'}")
-    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
