@@ -77,3 +77,33 @@ def _race(work, n: int = 2, timeout: float = 120) -> list:
 @pytest.fixture
 def race():
     return _race
+
+
+@pytest.fixture
+def slow_pretrain(monkeypatch):
+    """``ssl.pretrain.pretrain`` replaced by a 1-second stand-in that writes a tiny encoder and
+    counts its calls (``calls``: their ``desc``) and the most that ran at once (``most[0]``)."""
+    import threading
+    import time
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import torch
+
+    import poisonedencoder.ssl.pretrain as P
+    from poisonedencoder.io import save_torch
+
+    state = SimpleNamespace(calls=[], most=[0], active=[0], guard=threading.Lock())
+
+    def fake(data, p, d, seed, device, desc="", log=None):  # noqa: ARG001 (pretrain's signature)
+        with state.guard:
+            state.calls.append(desc)
+            state.active[0] += 1
+            state.most[0] = max(state.most[0], state.active[0])
+        time.sleep(1.0)
+        save_torch(Path(d) / "encoder.pt", {"backbone": {"w": torch.zeros(1)}, "loss": [1.0]})
+        with state.guard:
+            state.active[0] -= 1
+
+    monkeypatch.setattr(P, "pretrain", fake)
+    return state

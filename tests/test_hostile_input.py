@@ -219,31 +219,12 @@ def test_finetune_larger_than_spare_fails_before_training(tmp_path, monkeypatch,
 
 
 # ------------------------------------------------------------------------------------ 7: two runs, one --out
-def test_two_runs_into_one_out_train_once(tmp_path, monkeypatch, race):
+def test_two_runs_into_one_out_train_once(tmp_path, race, slow_pretrain):
     """The same run twice at once into one folder: the second waits on OUT/.lock, says so, then
     reuses what the first made (without the lock both crafted and trained into one checkpoint)."""
-    import threading
-    import time
-
-    import torch
-
-    import poisonedencoder.ssl.pretrain as P
-    from poisonedencoder.io import save_torch
     from poisonedencoder.pipeline import Experiment
 
-    calls, active, most, guard = [], [0], [0], threading.Lock()
-
-    def slow_pretrain(data, p, d, seed, device, desc="", log=None):  # noqa: ARG001 (pretrain's signature)
-        with guard:
-            calls.append(desc)
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(1.0)
-        save_torch(Path(d) / "encoder.pt", {"backbone": {"w": torch.zeros(1)}, "loss": [1.0]})
-        with guard:
-            active[0] -= 1
-
-    monkeypatch.setattr(P, "pretrain", slow_pretrain)
+    calls, most = slow_pretrain.calls, slow_pretrain.most
     import yaml
 
     cfg = C.resolve({**yaml.safe_load(TINY), "cache_dir": str(tmp_path / "cache")})

@@ -151,29 +151,9 @@ def test_truncated_checkpoint_says_how_to_recover(tmp_path):
     assert str(p) in str(e.value) and "\n" not in str(e.value)
 
 
-def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, monkeypatch, race):
+def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, race, slow_pretrain):
     """Concurrent runs share the cache entry: the second waits on its lock, then reuses the encoder."""
-    import threading
-    import time
-
-    import torch
-
-    import poisonedencoder.ssl.pretrain as P
-
-    calls, active, most = [], [0], [0]
-    guard = threading.Lock()
-
-    def slow_pretrain(data, p, d, seed, device, desc="", log=None):  # noqa: ARG001 (pretrain's signature)
-        with guard:
-            calls.append(desc)
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(1.0)
-        pio.save_torch(Path(d) / "encoder.pt", {"backbone": {"w": torch.zeros(1)}, "loss": [1.0]})
-        with guard:
-            active[0] -= 1
-
-    monkeypatch.setattr(P, "pretrain", slow_pretrain)
+    calls, most = slow_pretrain.calls, slow_pretrain.most
     cfg = C.resolve({"preset": "demo", "cache_dir": str(tmp_path / "cache")})
     logs: list[list[str]] = [[], []]
     exps = [Experiment(cfg, tmp_path / f"run{i}", log=logs[i].append) for i in range(2)]
