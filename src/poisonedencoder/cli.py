@@ -83,19 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _claims(args, say) -> int:
+def _claims(args, cfg: dict, say) -> int:
     from .claims import plan, read_results, run_claims, text, write_table
-    from .config import resolve
 
-    user, over = _user_and_overrides(args)
     out = Path(args.out or "runs/claims")
-    cfg = resolve(user, over)
     shared = args.shared_datasets
     if shared is not None and not Path(shared).is_dir():
         raise UserError(f"--shared-datasets {shared} is not a folder")
     if args.list:
-        res = read_results(cfg, out, shared)
-        for a in plan(cfg, shared):
+        arms = plan(cfg, shared)
+        res = read_results(cfg, out, arms)
+        for a in arms:
             r = res.get(a.name)
             state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
             print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else ""))
@@ -107,12 +105,13 @@ def _claims(args, say) -> int:
         print(f"recorded {n} runs and the table: {out} -> {args.record}")
         return 0
     if args.table:
-        print(text(write_table(cfg, out, shared)))
+        print(text(write_table(cfg, out, plan(cfg, shared))))
         return 0
     if not 1 <= args.jobs <= 64:
         raise UserError(f"--jobs must be between 1 and 64, got {args.jobs}")
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+    user, over = _user_and_overrides(args)
     rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
@@ -198,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
         t0 = time.time()
         if args.command == "claims":
-            return _claims(args, say)
+            return _claims(args, cfg, say)
         if args.command == "sweep":
             from .data.datasets import DEFAULT_CACHE
             from .sweep import parse_values, run_sweep

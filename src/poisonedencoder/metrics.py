@@ -117,12 +117,17 @@ def threat_model(num_poisoning_inputs: float, num_clean_inputs: float, num_targe
     return {"poisoning_rate": total, "poisoning_rate_per_target": per}
 
 
+def targets_per_run(m: dict) -> float:
+    """Target inputs per run of a run's (or a run over seeds': per seed) metrics."""
+    return m["num_targets"] / max(1, len(m.get("seeds") or [0]))
+
+
 def rates_of(m: dict) -> dict:
     """``threat_model`` of a run's (or a run over seeds') metrics; metrics written before the
     per-target rate was recorded get it from their counts."""
     if m.get("poisoning_rate_per_target") is not None:
         return {"poisoning_rate": m["poisoning_rate"], "poisoning_rate_per_target": m["poisoning_rate_per_target"]}
-    per_run_targets = m["num_targets"] / max(1, len(m.get("seeds") or [0]))
+    per_run_targets = targets_per_run(m)
     total = m.get("poisoning_rate")
     return {"poisoning_rate": total, "poisoning_rate_per_target": total / per_run_targets if total is not None else None}
 
@@ -130,8 +135,7 @@ def rates_of(m: dict) -> dict:
 def threat_line(m: dict, per_seed: bool = False) -> str:
     """``poisoning rate 0.2970 in total (400 poisoning inputs beside 1347 clean pre-training inputs),
     0.0297 per target input (10 target inputs)``: the line every table and report carries."""
-    r = rates_of(m)
-    per_run_targets = m["num_targets"] / max(1, len(m.get("seeds") or [0]))
+    r, per_run_targets = rates_of(m), targets_per_run(m)
     seed = " per seed" if per_seed else ""
     return (f"poisoning rate {r['poisoning_rate']:.4f} in total{seed} ({m['num_poisoning_inputs']:.0f} poisoning inputs "
             f"beside {m['num_clean_inputs']:.0f} clean pre-training inputs), {r['poisoning_rate_per_target']:.4f} per "

@@ -77,7 +77,7 @@ class SeedRuns:
 
     def evaluate(self) -> dict:
         from .pipeline import _is_main
-        from .report import format_table, write_seeds_report
+        from .report import format_table
 
         per_seed = []
         for s, exp in zip(self.seeds, self.runs, strict=True):
@@ -85,18 +85,20 @@ class SeedRuns:
             per_seed.append(exp.evaluate())
         if not _is_main():
             return {}
-        m = combine(per_seed, self.seeds)
-        write_json(self.out / "metrics.json", m)
-        write_seeds_report(self.out / "report.md", self.cfg, m)
+        m = self._write_pooled(per_seed)
         self.log(format_table(m))
         return m
 
     def combine_finished(self) -> dict:
         """The pooled result from the seeds' finished ``metrics.json`` (runs made elsewhere, e.g. in
         parallel), without evaluating again; written to ``OUT/`` like :meth:`evaluate`."""
+        return self._write_pooled(load_seed_metrics(self.out, self.seeds))
+
+    def _write_pooled(self, per_seed: list[dict]) -> dict:
+        """:func:`combine` the seeds' metrics into ``OUT/metrics.json`` and ``OUT/report.md``."""
         from .report import write_seeds_report
 
-        m = combine(load_seed_metrics(self.out, self.seeds), self.seeds)
+        m = combine(per_seed, self.seeds)
         write_json(self.out / "metrics.json", m)
         write_seeds_report(self.out / "report.md", self.cfg, m)
         return m

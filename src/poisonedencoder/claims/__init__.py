@@ -74,18 +74,18 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
             failed.append(f"{arm.name}: {e}")
             continue
         log(f"claims: arm {arm.name} done in {time.time() - t0:.0f}s")
-        write_table(cfg, out, shared_datasets)
+        write_table(cfg, out, arms)
     for f in failed:
         log(f"claims: not run: {f}")
-    return write_table(cfg, out, shared_datasets)
+    return write_table(cfg, out, arms)
 
 
-def read_results(cfg: dict, out: Path, shared_datasets=None) -> dict[str, ArmResult]:
-    """Every arm that has at least one finished run."""
+def read_results(cfg: dict, out: Path, arms: list[Arm]) -> dict[str, ArmResult]:
+    """Every arm of ``arms`` (the recipe's :func:`plan`) that has at least one finished run."""
     seeds = cfg["seeds"] or [cfg["seed"]]
     _, n = recipe_rates(cfg)
     res = {}
-    for arm in plan(cfg, shared_datasets):
+    for arm in arms:
         d = out / "arms" / arm.name
         if d.is_dir():
             r = load(arm, d, seeds, planned=len(seeds) * n if arm.one_per_run else 0)
@@ -148,8 +148,9 @@ def text(rows: list[R.Row]) -> str:
     return "\n".join(out)
 
 
-def write_table(cfg: dict, out: Path, shared_datasets=None) -> list[R.Row]:
-    rows = build_rows(cfg, read_results(cfg, out, shared_datasets), {a.name for a in plan(cfg, shared_datasets)})
+def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[R.Row]:
+    """The table of what ``arms`` (the recipe's :func:`plan`) finished: ``out/claims.md``, ``claims.json``."""
+    rows = build_rows(cfg, read_results(cfg, out, arms), {a.name for a in arms})
     write_text(out / "claims.md", markdown(rows))
     write_json(out / "claims.json", [{"key": r.key, "claim": r.claim, "arms": list(r.arms), "regime": r.regime,
                                       "measurement": r.measurement, "verdict": r.verdict, "why": r.why,

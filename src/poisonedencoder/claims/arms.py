@@ -14,7 +14,7 @@ with the same reference inputs (passed explicitly) and the recipe run's clean en
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config as C
@@ -30,7 +30,7 @@ class Arm:
     label: str                              # what the arm is, for the table
     overrides: tuple[str, ...] = ()         # ``--set`` overrides on the recipe
     one_per_run: bool = False               # each target input of the recipe's runs in a run of its own
-    needs: tuple[str, ...] = field(default=())  # datasets it reads beyond the recipe's (to say why it cannot run)
+    needs: tuple[str, ...] = ()              # datasets it reads beyond the recipe's (to say why it cannot run)
 
 
 def recipe_rates(cfg: dict) -> tuple[float, int]:

@@ -77,13 +77,13 @@ def _run_metrics(d: Path, seed: int) -> dict | None:
     f = d / "metrics.json"
     if not f.is_file():
         return None
+    from ..pipeline import pretrain_seconds
+
     m = json.loads(f.read_text())
-    sec = {}
-    for what, path in (("pretrain", d / "encoders" / "poisoned" / "seconds.txt"), ("craft", d / "poisons" / "timing.json")):
-        if path.is_file():
-            text = path.read_text()
-            sec[what] = json.loads(text)["craft_seconds"] if what == "craft" else float(text.split()[0])
-    sec["evaluate"] = m.get("evaluate_seconds")
+    timing = d / "poisons" / "timing.json"
+    sec = {"pretrain": pretrain_seconds(d / "encoders" / "poisoned"),
+           "craft": json.loads(timing.read_text())["craft_seconds"] if timing.is_file() else None,
+           "evaluate": m.get("evaluate_seconds")}
     return {**m, "_seed": seed, "_seconds": sec}
 
 

@@ -176,9 +176,8 @@ def ineffective(res: dict[str, ArmResult], key: str, other: str, claim: str) -> 
     row.numbers["over_clean"] = over
     row.measurement += f"; it - clean encoder: {fmt_diff(over)}"
     none = over["dASR"] is None or over["dASR_lo"] <= 0
-    row.verdict = REPRODUCED if none else IN_PART
-    row.why = ("partial; " if "partial" in row.why else "") + (
-        "no ASR measured above the clean encoder's" if none else "it flips measurably more targets than the clean encoder")
+    row.verdict = REPRODUCED if none else IN_PART  # beats() left PENDING (partial, too few targets) above
+    row.why = "no ASR measured above the clean encoder's" if none else "it flips measurably more targets than the clean encoder"
     return row
 
 
