@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("evaluate", "downstream classifiers and CA / PA / ASR (runs missing stages)")):
         p = sub.add_parser(name, help=text)
         _add_common(p)
+        if name == "run":
+            _add_parallel(p, "--parallel")
         if name == "pretrain":
             p.add_argument("--which", choices=("both", "clean", "poisoned"), default="both")
         if name == "craft":
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "that stores its own input statistics, as the toolkit's do; imagenet otherwise)")
     p = sub.add_parser("sweep", help="one run per value of a config key; sweep.csv and sweep.png")
     _add_common(p)
+    _add_parallel(p, "--parallel")
     p.add_argument("--param", required=True, help="config key, e.g. attack.poisoning_rate")
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.01,0.03,0.1")
     p = sub.add_parser("claims", help="the paper's claims, one row each with a verdict: runs what is missing "
@@ -73,14 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated arms to run (see --list); the table shows every row")
     p.add_argument("--list", action="store_true", help="print the arms, their overrides and what is finished; run nothing")
     p.add_argument("--table", action="store_true", help="print the table of what is finished; run nothing")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs at once within an arm, each with cores/jobs threads (default 1; on 2 cores 2 finishes "
-                        "more small-encoder runs per hour: benchmarks/parallel_runs.py)")
+    _add_parallel(p, "--jobs")
+    p.add_argument("--budget", type=float, metavar="SECONDS",
+                   help="wall-time bound: start no run that would end past it (by the runs finished so far), stop "
+                        "the ones still going at it (checkpoints stay; the same command resumes), then the table")
     p.add_argument("--record", metavar="DIR", help="copy every finished run's record (metrics, config, timings, "
                                                   "manifest; no encoders or images) and the table into DIR; run nothing")
     p.add_argument("--shared-datasets", metavar="DIR",
                    help="folder holding eurosat/ and facemask/ (their rows are not measurable without it)")
     return ap
+
+
+def _add_parallel(p, flag: str) -> None:
+    p.add_argument(flag, dest="jobs", type=int, default=1, metavar="N",
+                   help="independent runs at once, each a process on the config's device (on a CPU with cores/N "
+                        "threads; on 2 cores 2 one-thread runs finish 1.6x the runs per hour of one: "
+                        "benchmarks/parallel_runs.py; on a GPU they share it). Default 1")
+
+
+def _check_jobs(args) -> None:
+    jobs = getattr(args, "jobs", 1)
+    if not 1 <= jobs <= 64:
+        flag = "--jobs" if args.command == "claims" else "--parallel"
+        raise UserError(f"{flag} must be between 1 and 64, got {jobs}")
 
 
 def _claims(args, cfg: dict, say) -> int:
@@ -107,12 +125,12 @@ def _claims(args, cfg: dict, say) -> int:
     if args.table:
         print(text(write_table(cfg, out, plan(cfg, shared))))
         return 0
-    if not 1 <= args.jobs <= 64:
-        raise UserError(f"--jobs must be between 1 and 64, got {args.jobs}")
+    if args.budget is not None and not args.budget > 0:
+        raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     user, over = _user_and_overrides(args)
-    rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs)
+    rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs, budget_s=args.budget)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0
@@ -196,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
         t0 = time.time()
+        _check_jobs(args)
+        if env.active and getattr(args, "jobs", 1) > 1:
+            raise UserError("--parallel runs worker processes of its own; under torchrun use one process per rank")
         if args.command == "claims":
             return _claims(args, cfg, say)
         if args.command == "sweep":
@@ -206,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             claim_dir(out, "sweep directory (--out)")
             ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
             user, over = _user_and_overrides(args)
-            run_sweep(user, over, args.param, values, out, log=say)
+            run_sweep(user, over, args.param, values, out, log=say, jobs=args.jobs)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
         outside = _outside_encoders(args, cfg)  # loaded and checked before any work
@@ -226,7 +247,12 @@ def main(argv: list[str] | None = None) -> int:
                 exp = exp.runs[0]
         else:
             exp = Experiment(cfg, out, log=say)
-        if args.command in ("demo", "run"):
+        if args.command == "run" and args.jobs > 1 and cfg["seeds"]:
+            exp.run(jobs=args.jobs)
+            say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
+        elif args.command == "run" and args.jobs > 1:
+            raise UserError("--parallel runs seeds at once: give several (--seeds 0,1,2)")
+        elif args.command in ("demo", "run"):
             exp.run()
             say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
         elif args.command == "craft":

@@ -167,6 +167,12 @@ def _holding_run_lock(method):
     return locked
 
 
+def clean_encoder_dir(cfg: dict) -> Path:
+    """Where the clean encoder of ``cfg`` lies in the shared cache (one per pre-training setting and seed)."""
+    cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
+    return cache / "encoders" / C.clean_encoder_key(cfg)
+
+
 class Experiment:
     """The run directory ``out`` of configuration ``cfg``, and the stages in order. Each method runs
     the stages that its result needs (``evaluate``: all of them), reusing finished ones."""
@@ -250,7 +256,7 @@ class Experiment:
         return self.out / "poisons"
 
     def clean_encoder_dir(self) -> Path:
-        return self.cache / "encoders" / C.clean_encoder_key(self.cfg)
+        return clean_encoder_dir(self.cfg)
 
     # -------------------------------------------------------------------------------- craft
     @_holding_run_lock

@@ -103,7 +103,19 @@ class SeedRuns:
         write_seeds_report(self.out / "report.md", self.cfg, m)
         return m
 
-    def run(self) -> dict:
+    def run(self, jobs: int = 1) -> dict:
+        """Every seed's run, then the pooled result. ``jobs`` > 1: that many seeds at once, each in a
+        worker process (:mod:`poisonedencoder.parallel`), with the same results as one at a time."""
+        if jobs > 1:
+            from .parallel import Unit, run_units
+            from .report import format_table
+
+            res = run_units([Unit(exp.cfg, exp.out) for exp in self.runs], jobs, self.log, name="seeds")
+            if res.failed:
+                raise UserError("; ".join(f"{d.name}: {why}" for d, why in res.failed))
+            m = self.combine_finished()
+            self.log(format_table(m))
+            return m
         for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: run -> {exp.out}")
             exp.craft()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 from . import config as C
@@ -60,7 +61,11 @@ def _split_top_level(text: str) -> list[str]:
     return parts + [text[start:]]
 
 
-def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str | Path, log=print) -> list[dict]:
+def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str | Path, log=print,
+              jobs: int = 1) -> list[dict]:
+    """One run (or one run per seed) per value of ``key``, the table after each value. ``jobs`` > 1:
+    every value's runs go into one list, run that many at a time (:mod:`poisonedencoder.parallel`)
+    after the clean encoders they share, with the same results as one at a time."""
     from .seeds import SeedRuns
 
     out = claim_dir(out, "sweep directory (--out)")
@@ -70,6 +75,8 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
         rows.append((v, cfg))
     if key in ("seed", "seeds") and any(cfg["seeds"] for _, cfg in rows):
         raise UserError("a sweep over seed cannot also run over seeds; use --seeds alone to replicate a setting")
+    if jobs > 1:
+        return _run_parallel(rows, key, out, log, jobs)
     runs = []
     for v, cfg in rows:
         log(f"sweep: {key}={v}" + (f" over seeds {', '.join(map(str, cfg['seeds']))}" if cfg["seeds"] else ""))
@@ -78,6 +85,25 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
         runs.append((v, cfg, m))
         results = summarize(runs, key, reference_index([x for x, _, _ in runs]))
         _write(results, key, out)
+    return results
+
+
+def _run_parallel(rows: list[tuple], key: str, out: Path, log, jobs: int) -> list[dict]:
+    from .parallel import Unit, clean_units, run_units
+    from .seeds import SeedRuns
+
+    runners = [(v, cfg, SeedRuns(cfg, out / value_dir(key, v), log=log) if cfg["seeds"]
+                else Experiment(cfg, out / value_dir(key, v), log=log)) for v, cfg in rows]
+    units = [Unit(e.cfg, e.out) for _, _, r in runners for e in (r.runs if isinstance(r, SeedRuns) else [r])]
+    log(f"sweep: {len(units)} runs of {len(rows)} values of {key}, {jobs} at a time")
+    run_units(clean_units(units), jobs, log, name="sweep (clean encoders)")
+    res = run_units(units, jobs, log, name="sweep")
+    if res.failed:
+        raise UserError("; ".join(f"{d}: {why}" for d, why in res.failed))
+    runs = [(v, cfg, r.combine_finished() if isinstance(r, SeedRuns) else json.loads((r.out / "metrics.json").read_text()))
+            for v, cfg, r in runners]
+    results = summarize(runs, key, reference_index([x for x, _, _ in runs]))
+    _write(results, key, out)
     return results
 
 

@@ -16,7 +16,6 @@ from ..io import write_json, write_text
 from . import rows as R
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
 from .results import ArmResult, load
-from .units import run_units
 
 __all__ = ["Arm", "plan", "run_claims", "build_rows", "markdown", "read_results"]
 
@@ -37,12 +36,21 @@ def _missing_data(arm: Arm, cfg: dict) -> str | None:
 
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
-               shared_datasets: str | Path | None = None, log: Callable[[str], None] = print, jobs: int = 1) -> list[R.Row]:
-    """Run the arms (all, or ``only``) in order, each resumable; rewrite the table after each.
-    ``jobs``: runs at once within an arm (:func:`.units.run_units`)."""
+               shared_datasets: str | Path | None = None, log: Callable[[str], None] = print, jobs: int = 1,
+               budget_s: float | None = None) -> list[R.Row]:
+    """Run the arms (all, or ``only``), resumable, then write the table.
+
+    The runs of every arm go into one list in the plan's order (one target per run first, as it
+    needs the recipe's crafted runs), preceded by the clean encoders they share
+    (:func:`~poisonedencoder.parallel.clean_units`), and run ``jobs`` at a time within
+    ``budget_s`` seconds (:func:`~poisonedencoder.parallel.run_units`). The table is written
+    whatever finished; an arm whose data are missing or whose settings its dataset refuses is
+    skipped with its reason."""
     from .. import config as C
+    from ..parallel import Unit, clean_units, run_units
 
     out = Path(out)
+    t0 = time.monotonic()
     cfg = C.resolve(user, overrides)
     arms = plan(cfg, shared_datasets)
     names = [a.name for a in arms]
@@ -51,6 +59,8 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
         raise UserError(f"unknown claims arm(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     cfgs = {a.name: arm_config(user, overrides, a) for a in arms if not a.one_per_run}  # every arm checked first
     failed: list[str] = []
+    units: list[Unit] = []
+    runners, measured = {}, []
     for arm in arms:
         if only and arm.name not in only:
             continue
@@ -58,25 +68,30 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
         if why:
             log(f"claims: skipping {arm.name}: {why}")
             continue
-        t0 = time.time()
-        log(f"claims: arm {arm.name} ({arm.label})")
+        measured.append(arm.name)
         try:
             if arm.one_per_run:
                 ref = _runner(arms[0], cfgs["poisonedencoder"], out, log)
-                run_units([(one, out / "arms" / arm.name / rel) for rel, one in one_per_run_configs(cfg, ref.runs)],
-                          jobs, log)
+                units += [Unit(one, out / "arms" / arm.name / rel) for rel, one in one_per_run_configs(cfg, ref.runs)]
             else:
-                runner = _runner(arm, cfgs[arm.name], out, log)
-                run_units([(exp.cfg, exp.out) for exp in runner.runs], jobs, log)
-                runner.combine_finished()
+                runners[arm.name] = _runner(arm, cfgs[arm.name], out, log)
+                units += [Unit(exp.cfg, exp.out) for exp in runners[arm.name].runs]
         except UserError as e:  # one arm's problem (a dataset missing, a budget too large) stops that arm only
             log(f"claims: arm {arm.name} stopped: {e}")
             failed.append(f"{arm.name}: {e}")
-            continue
-        log(f"claims: arm {arm.name} done in {time.time() - t0:.0f}s")
-        write_table(cfg, out, arms)
-    for f in failed:
+    log(f"claims: {len(units)} runs of {len(measured)} arm(s) ({', '.join(measured)}), {jobs} at a time" + (f", within {budget_s:.0f}s" if budget_s else ""))
+    clean = run_units(clean_units(units), jobs, log, budget_s, name="claims clean encoders")
+    left = None if budget_s is None else max(0.0, budget_s - (time.monotonic() - t0))
+    done = run_units(units, jobs, log, left, name="claims") if not clean.left else None
+    for runner in runners.values():
+        if all((exp.out / "metrics.json").is_file() for exp in runner.runs):
+            runner.combine_finished()
+    for f in failed + [f"{d}: {why}" for d, why in (clean.failed + (done.failed if done else []))]:
         log(f"claims: not run: {f}")
+    not_done = len(units) - (len(done.finished) if done else 0)
+    if not_done:
+        log(f"claims: {not_done} of {len(units)} runs not finished (the table shows what did; the same command resumes)")
+    log(f"claims: {time.monotonic() - t0:.0f}s")
     return write_table(cfg, out, arms)
 
 

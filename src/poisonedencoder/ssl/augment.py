@@ -95,8 +95,20 @@ def _blend(a: torch.Tensor, b: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return (f.view(-1, 1, 1, 1) * a + (1 - f.view(-1, 1, 1, 1)) * b).clamp_(0, 1)
 
 
+_ON_DEVICE: dict[tuple, torch.Tensor] = {}
+
+
+def _like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The constant ``t`` on ``x``'s device and dtype, copied there once (a copy from pageable
+    memory per step would make the host wait for the GPU)."""
+    key = (id(t), x.device, x.dtype)
+    if key not in _ON_DEVICE:
+        _ON_DEVICE[key] = t.to(x)
+    return _ON_DEVICE[key]
+
+
 def grayscale(x: torch.Tensor) -> torch.Tensor:
-    return (x * _GRAY.to(x)).sum(1, keepdim=True)
+    return (x * _like(_GRAY, x)).sum(1, keepdim=True)
 
 
 def color_jitter(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, s: torch.Tensor, h: torch.Tensor,
@@ -117,7 +129,7 @@ def color_jitter(x: torch.Tensor, b: torch.Tensor, c: torch.Tensor, s: torch.Ten
             rot = torch.zeros(n, 3, 3, dtype=x.dtype, device=x.device)
             rot[:, 0, 0] = 1
             rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-            m = _YIQ2RGB.to(x) @ rot @ _RGB2YIQ.to(x)  # (n, 3, 3)
+            m = _like(_YIQ2RGB, x) @ rot @ _like(_RGB2YIQ, x)  # (n, 3, 3)
             x = torch.einsum("nij,njhw->nihw", m, x).clamp_(0, 1)
     return x
 

@@ -91,7 +91,10 @@ class PretrainSet:
             first, last = max(lo, pos), min(hi, pos + k)
             if first < last:
                 mine = torch.arange(first - pos, last - pos)
-                imgs = g[sel[mine].to(g.device)]
+                rows = sel[mine]
+                if g.device.type == "cuda":  # pinned, so the copy does not make the host wait for the GPU
+                    rows = rows.pin_memory().to(g.device, non_blocking=True)
+                imgs = g[rows]
                 a1, a2 = apply_views(imgs, [p1.select(mine), p2.select(mine)], params.size)
                 v1.append(a1)
                 v2.append(a2)
@@ -278,15 +281,20 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
                     left = per_epoch * (p["epochs"] - epoch - (s + 1) / steps)
                     log(f"{desc}: step {s + 1}/{steps} of epoch {epoch + 1} of {p['epochs']}, loss {loss.item():.4f}, "
                         f"{per_epoch:.1f}s per epoch, about {_duration(left)} left")
-        history.append(D.mean_over_ranks(float(total) / max(steps, 1)))
+        # the epoch's mean loss stays on the device until it is read (a log line, a checkpoint, the
+        # end): reading it every epoch would make the host wait for the GPU once per epoch
+        history.append(total if not env.active else D.mean_over_ranks(float(total) / max(steps, 1)))
         every = p.get("snapshot_every") or 0
         if env.is_main and ((epoch + 1) % max(1, p.get("checkpoint_every") or 1) == 0 or epoch + 1 == p["epochs"]):
+            history = _floats(history, steps)
             save_torch(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                               "loss": history, "seconds": (before or 0.0) + time.time() - t_call})
         if env.is_main and every and (epoch + 1) % every == 0 and epoch + 1 < p["epochs"]:
             save_torch(workdir / "snapshots" / f"epoch_{epoch + 1:05d}.pt", {"backbone": model.backbone.state_dict()})
         if (epoch + 1) % max(1, p["epochs"] // 10) == 0 or epoch + 1 == p["epochs"]:
+            history = _floats(history, steps)
             log(f"{desc}: epoch {epoch + 1}/{p['epochs']} loss {history[-1]:.4f} ({time.time() - t0:.1f}s)")
+    history = _floats(history, steps)
     if env.is_main:
         save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history,
                                             "precision": precision, "augmentation": "per_sample" if per_sample else "batched",
@@ -295,6 +303,15 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     D.barrier()
     model.timing = {"resumed_after_epoch": start, "seconds_before": before, "seconds_this_call": time.time() - t_call}
     return model
+
+
+def _floats(history: list, steps: int) -> list[float]:
+    """The per-epoch mean losses as floats: an epoch's summed loss still on the device (a tensor)
+    is read back, with the others, in one go and divided by ``steps``."""
+    if any(isinstance(h, torch.Tensor) for h in history):
+        vals = iter(torch.stack([h for h in history if isinstance(h, torch.Tensor)]).tolist())
+        return [next(vals) / max(steps, 1) if isinstance(h, torch.Tensor) else h for h in history]
+    return history
 
 
 def _fmt3(t: torch.Tensor) -> str:

@@ -54,9 +54,10 @@ class MoCoV2(SSLMethod):
     def enqueue(self, keys: torch.Tensor) -> None:
         """Write ``keys`` over the oldest entries of the queue (first in, first out)."""
         n, size = len(keys), len(self.queue)
-        idx = (int(self.queue_ptr) + torch.arange(n, device=keys.device)) % size
+        # the pointer stays on the device: no read-back (a GPU sync) per step
+        idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % size
         self.queue[idx[-size:]] = keys[-size:].to(self.queue.dtype)
-        self.queue_ptr.fill_((int(self.queue_ptr) + n) % size)
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:  # noqa: ARG002 (constant momentum; BYOL uses progress)

@@ -1,0 +1,198 @@
+"""Independent single-seed runs, one after another or ``jobs`` at a time on this machine.
+
+Each run is an :class:`~poisonedencoder.pipeline.Experiment` in its own folder; a finished run
+(``metrics.json`` stamped with the same configuration) is skipped, so a stopped list resumes.
+With ``jobs`` > 1 every run is a worker process with its own log (``run.log`` in its folder),
+all on the configs' device: on a CPU each gets ``cores // jobs`` threads (two one-thread runs
+finish more runs per hour than one two-thread run of a small encoder, benchmarks/parallel_runs.py);
+on a GPU the runs share the device, each keeping its data there, so one run's host-side work
+(drawing views, checkpoints, evaluation) overlaps another's training. Runs that need the same
+clean encoder wait for it on its cache lock; :func:`clean_units` trains those encoders first so
+that no worker waits.
+
+A ``budget_s`` bounds the wall time: a run is not started when the runs finished so far say it
+would end past the budget, and runs still going at ``budget_s`` are stopped (their last
+checkpoint stays; the same list run again resumes them). Whatever happens, :func:`run_units`
+returns what finished, what failed and what was left, so the caller can always write its table.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+CLEAN = "clean"
+"""Stage of a unit that only pre-trains (and caches) the clean encoder of its configuration."""
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Unit:
+    cfg: dict        # a single-seed, resolved configuration
+    out: Path        # its run folder
+    stage: str = "run"  # "run": the whole experiment; "clean": its clean encoder only
+
+
+@dataclass
+class Outcome:
+    finished: list[Path] = field(default_factory=list)   # finished before or now
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    left: list[Path] = field(default_factory=list)       # not started or stopped by the budget
+    seconds: dict[str, float] = field(default_factory=dict)  # wall seconds of each run done now, by folder
+
+
+def finished(cfg: dict, d: Path) -> bool:
+    """``d`` holds a finished run of ``cfg`` (its metrics and the configuration's stamp)."""
+    from . import config as C
+
+    stamp = Path(d) / ".fingerprint"
+    return (Path(d) / "metrics.json").is_file() and stamp.is_file() and stamp.read_text().strip() == C.experiment_fingerprint(cfg)
+
+
+def _done(u: Unit) -> bool:
+    if u.stage == CLEAN:
+        from .pipeline import clean_encoder_dir
+
+        return (clean_encoder_dir(u.cfg) / "encoder.pt").is_file()
+    return finished(u.cfg, u.out)
+
+
+def clean_units(units: list[Unit]) -> list[Unit]:
+    """One ``clean`` unit per distinct clean encoder the runs of ``units`` need (their first run's
+    folder; the encoder itself goes to the shared cache)."""
+    from .pipeline import clean_encoder_dir
+
+    seen, out = set(), []
+    for u in units:
+        if u.stage != CLEAN:
+            key = clean_encoder_dir(u.cfg)
+            if key not in seen:
+                seen.add(key)
+                out.append(Unit(u.cfg, u.out, CLEAN))
+    return out
+
+
+def _work(u: Unit, threads: int | None, log) -> None:
+    from .pipeline import Experiment
+
+    cfg = u.cfg
+    if threads and not cfg["pretrain"].get("threads"):
+        cfg = {**cfg, "pretrain": {**cfg["pretrain"], "threads": threads}}
+    exp = Experiment(cfg, u.out, log=log)
+    exp.pretrain_clean() if u.stage == CLEAN else exp.run()
+
+
+def _worker(u: Unit, threads: int | None) -> None:
+    """One unit in a worker process, its messages in ``run.log`` (``clean.log`` for a clean unit)."""
+    from .io import file_log
+
+    from .errors import UserError
+
+    Path(u.out).mkdir(parents=True, exist_ok=True)
+    with file_log(Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")) as log:
+        try:
+            _work(u, threads, log)
+        except UserError as e:
+            log(f"error: {e}")
+            raise SystemExit(2) from None
+        except BaseException as e:  # the whole story in the log; the parent reports its last line
+            import traceback
+
+            log(traceback.format_exc().rstrip())
+            log(f"error: {type(e).__name__}: {e}")
+            raise SystemExit(1) from None
+
+
+def run_units(units: list[Unit] | list[tuple[dict, Path]], jobs: int = 1, log: Callable[[str], None] = print,
+              budget_s: float | None = None, name: str = "runs") -> Outcome:
+    """Run every unit not finished yet, ``jobs`` at a time (see the module's docstring)."""
+    units = [u if isinstance(u, Unit) else Unit(u[0], Path(u[1])) for u in units]
+    res, todo = Outcome(), []
+    for u in units:
+        if _done(u):
+            res.finished.append(Path(u.out))
+        else:
+            todo.append(u)
+    if res.finished:
+        log(f"{name}: {len(res.finished)} of {len(units)} finished before; {len(todo)} to run")
+    if not todo:
+        return res
+    start = time.monotonic()
+    if jobs <= 1:
+        for i, u in enumerate(todo):
+            if _over_budget(start, budget_s, list(res.seconds.values())):
+                res.left += [Path(v.out) for v in todo[i:]]
+                log(f"{name}: budget of {budget_s:.0f}s: {len(todo) - i} not started")
+                break
+            log(f"{name}: {u.stage} -> {u.out}")
+            t0 = time.monotonic()
+            _work(u, None, log)
+            res.seconds[str(u.out)] = time.monotonic() - t0
+            res.finished.append(Path(u.out))
+        return res
+    return _pool(todo, jobs, log, budget_s, name, res, start)
+
+
+def _over_budget(start: float, budget_s: float | None, durations: list[float]) -> bool:
+    """Would a run started now end past the budget, by the mean of the runs finished so far?"""
+    if budget_s is None:
+        return False
+    elapsed = time.monotonic() - start
+    guess = sum(durations) / len(durations) if durations else 0.0
+    return elapsed + guess > budget_s
+
+
+def _pool(todo: list[Unit], jobs: int, log, budget_s, name: str, res: Outcome, start: float) -> Outcome:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue, running = list(todo), []  # running: (process, unit, start time)
+    stop_starting = False
+    while queue or running:
+        while queue and len(running) < jobs and not stop_starting:
+            if _over_budget(start, budget_s, list(res.seconds.values())):
+                stop_starting = True
+                log(f"{name}: budget of {budget_s:.0f}s: {len(queue)} not started")
+                break
+            u = queue.pop(0)
+            p = ctx.Process(target=_worker, args=(u, threads), daemon=False)
+            p.start()
+            running.append((p, u, time.monotonic()))
+        time.sleep(POLL_SECONDS)
+        for item in list(running):
+            p, u, t0 = item
+            if p.is_alive():
+                continue
+            running.remove(item)
+            if p.exitcode == 0:
+                res.seconds[str(u.out)] = time.monotonic() - t0
+                res.finished.append(Path(u.out))
+                log(f"{name}: {u.stage} finished in {res.seconds[str(u.out)]:.0f}s ({u.out})")
+            else:
+                why = _last_line(u)
+                res.failed.append((Path(u.out), why))
+                log(f"{name}: {u.stage} failed ({u.out}): {why}")
+        if budget_s is not None and running and time.monotonic() - start > budget_s:
+            for p, _u, _ in running:
+                p.terminate()
+            for p, u, _ in running:
+                p.join(10)
+                res.left.append(Path(u.out))
+                log(f"{name}: stopped at the budget of {budget_s:.0f}s ({u.out}; its checkpoints stay)")
+            running = []
+        if stop_starting and not running:
+            break
+    res.left += [Path(u.out) for u in queue]
+    return res
+
+
+def _last_line(u: Unit) -> str:
+    f = Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")
+    try:
+        lines = [x for x in f.read_text().splitlines() if x.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "no log"
