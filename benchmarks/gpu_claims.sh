@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The CIFAR-10 rows of the claims table on one GPU, in one command: `poisonedencoder claims` on
+# configs/cifar10_gpu.yaml (CIFAR ResNet18, 200 epochs, 5,000 clean inputs, 10 targets at 3% each:
+# 30% in total) for the arms in ARMS over SEEDS, JOBS runs at once on the device, inside BUDGET_S
+# seconds; then, whatever finished, the claims table (claims.md, claims.json), the wall time of
+# every stage of every run (stages.csv) and the run logs. Uses python3 from PATH; installs nothing.
+#
+#   python scripts/pack_cifar10.py                          # once, here: packed/cifar10 (about 32 MB)
+#   OUT=gpu_out bash benchmarks/gpu_claims.sh               # on the GPU machine, packed/ carried along
+#   OUT=dry DEVICE=cpu DATA=packed/cifar10_tiny bash benchmarks/gpu_claims.sh --set pretrain.epochs=1   # CPU dry run
+#
+# The prediction and the measured times: docs/BENCHMARKS.md, "The claims rows on one GPU".
+# Environment: OUT (results), ARMS (default poisonedencoder,icp,defense_large_crops), SEEDS
+# (default 0,1,2), JOBS (default 4), BUDGET_S (default 500: no run starts that would end past it,
+# runs still going at it are stopped; their checkpoints stay and the same command resumes them),
+# DEVICE (default cuda), DATA (default packed/cifar10), RUNS (claims folder, default
+# /tmp/gpu_claims_runs), CACHE (default /tmp/pe_cache). Extra arguments go to `poisonedencoder
+# claims` (e.g. --set pretrain.epochs=1).
+set -o pipefail
+cd "$(dirname "$0")/.."
+OUT=$(realpath -m "${OUT:-gpu_claims_out}"); mkdir -p "$OUT"
+ARMS=${ARMS:-poisonedencoder,icp,defense_large_crops}; SEEDS=${SEEDS:-0,1,2}; JOBS=${JOBS:-4}
+BUDGET_S=${BUDGET_S:-500}; DEVICE=${DEVICE:-cuda}; DATA=$(realpath -m "${DATA:-packed/cifar10}")
+RUNS=${RUNS:-/tmp/gpu_claims_runs}; CACHE=${CACHE:-/tmp/pe_cache}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+py=${PYTHON:-python3}
+if [ ! -d "$DATA/train" ] || [ ! -d "$DATA/test" ]; then
+    echo "error: $DATA/train and $DATA/test do not exist; run 'python scripts/pack_cifar10.py' and carry packed/" >&2
+    exit 2
+fi
+log=$OUT/log.txt; : > "$log"
+{ nvidia-smi -L 2>/dev/null || grep -m1 "model name" /proc/cpuinfo
+  $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+  echo "arms: $ARMS; seeds: $SEEDS; jobs: $JOBS; budget: ${BUDGET_S}s; device: $DEVICE; data: $DATA; extra: $*"; } \
+    | tee "$OUT/device.txt" | tee -a "$log"
+common=(configs/cifar10_gpu.yaml --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS"
+        --set "pretrain_data.dataset=imagefolder:$DATA" --set "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]"
+        --set pretrain.snapshot_every=0 "$@")
+start=$SECONDS
+# the claims command keeps its own budget; the outer timeout is a last guard (60 s past it)
+# (its progress lines on the screen; the table it prints goes to the log, the screen gets it once below)
+timeout --kill-after=10 $((BUDGET_S + 60)) $py -m poisonedencoder claims "${common[@]}" --only "$ARMS" \
+    --jobs "$JOBS" --budget "$BUDGET_S" 2>&1 | tee -a "$log" | grep --line-buffered "^claims\|^error"
+rc=${PIPESTATUS[0]}
+echo "claims: exit $rc, wall $((SECONDS - start)) s" | tee -a "$log"
+# whatever finished: the table, every run's stage times, and the runs' own logs
+$py -m poisonedencoder claims "${common[@]}" --table > "$OUT/table.txt" 2>>"$log"
+cp "$RUNS/claims.md" "$RUNS/claims.json" "$OUT/" 2>/dev/null
+$py benchmarks/stage_times.py "$RUNS" --csv "$OUT/stages.csv" 2>&1 | tee -a "$log"
+(cd "$RUNS" && find . \( -name run.log -o -name clean.log \) -print0 | sort -z | xargs -0 tail -n 4 > "$OUT/run_logs.txt" 2>/dev/null)
+grep -v "^    command:" "$OUT/table.txt" | grep -B1 -A3 "^\[reproduced\|^\[not reproduced\|^\[reproduced in part" | tee -a "$log"
+[ -f "$OUT/claims.json" ] || { echo "error: no table was written; see $log" >&2; exit 1; }
