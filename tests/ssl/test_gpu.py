@@ -81,3 +81,25 @@ def test_witches_brew_crafts_on_the_gpu():
                        surrogate=Surrogate(model, AugmentParams(size=16), "cuda"))
     assert len(poisons) == 8 and all(np.abs(p.image.astype(int) - ds.train.images[p.reference_index]).max() <= 8
                                      for p in poisons)
+
+
+@pytest.mark.parametrize("algorithm", ["simclr", "mocov2"])
+def test_no_host_sync_per_step_on_the_gpu(tmp_path, algorithm):
+    """CUDA's own sync detector (set_sync_debug_mode) warns once per synchronising call: the same
+    count for three times the steps, so none comes per step."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    counts = {}
+    for steps in (2, 6):
+        data = PretrainSet.from_images(rng.integers(0, 256, (32 * steps, 16, 16, 3), dtype=np.uint8))
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pretrain(data, _settings(algorithm=algorithm, epochs=3, checkpoint_every=3), tmp_path / str(steps),
+                         device="cuda", log=lambda _: None)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        counts[steps] = sum("synchroniz" in str(w.message) for w in caught)
+    assert counts[2] == counts[6], counts
