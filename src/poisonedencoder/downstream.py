@@ -143,7 +143,7 @@ def train_classifiers(features: list[torch.Tensor], labels, num_classes: int, ki
         perm = torch.randperm(n, generator=g).to(dev)
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
-            h = x_all[:, idx]
+            h = x_all.index_select(1, idx)
             for j, (w, b) in enumerate(params):
                 if j:
                     h = h.relu()
