@@ -65,3 +65,19 @@ def test_backbone_cost_reports_each_spec_with_its_size_and_parameters(tmp_path, 
     assert (c["compute_dtype"], c["batch_size"], c["timed_steps"], c["rounds"]) == ("bfloat16", 6, 6, 3)
     assert mod.main(["cnn7:4:16", "--rounds", "0"]) == 2
     assert c["inputs_per_second"] * c["seconds_per_step"] == pytest.approx(6)
+
+
+def test_batched_eval_times_both_paths_and_compares_their_logits(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("batched_eval", BENCH.parent / "batched_eval.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "e.json"
+    assert mod.main(["--models", "2", "--num-train", "100", "--dim", "8", "--classes", "3", "--epochs", "2",
+                     "--batch-size", "32", "--rounds", "2", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert (r["models"], r["steps_per_model"], r["rounds"], r["device"]) == (2, 8, 2, "cpu")  # 2 epochs x ceil(100 / 32)
+    assert r["seconds_sequential"] > 0 and r["seconds_batched"] > 0
+    assert abs(r["sequential_over_batched"] - r["seconds_sequential"] / r["seconds_batched"]) < 1e-9
+    assert r["max_abs_logit_difference"] < 1e-5 and r["prediction_agreement"] == 1.0
+    assert r["machine"] in capsys.readouterr().out
+    assert mod.main(["--models", "0"]) == 2

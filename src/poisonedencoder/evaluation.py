@@ -8,7 +8,7 @@ from torch import nn
 
 from .attack.targets import Target
 from .data import ImageDataset
-from .downstream import classify
+from .downstream import classify_many
 from .metrics import class_means, margin_summary, target_class_cosine, target_class_scores
 from .stats import rate
 
@@ -22,11 +22,17 @@ def train_subset(ds: ImageDataset, num_train: int | None, seed: int, task: int) 
 
 
 def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.Module]], ds: ImageDataset, task: int,
-                  targets: list[Target], pretrain: dict, downstream: dict, seed: int, device: str = "cpu") -> dict:
+                  targets: list[Target], pretrain: dict, downstream: dict, seed: int, device: str = "cpu",
+                  batched: bool = True) -> dict:
     """One task on the ``clean`` and ``poisoned`` encoders (and the poisoned one's ``snapshots``,
     ``(epoch, backbone)``): its metrics, with every target input of the task. Without a ``clean``
     encoder (an outside poisoned encoder evaluated alone) CA, clean ASR and the clean encoder's
-    per-target values are ``None``: not measured."""
+    per-target values are ``None``: not measured.
+
+    The features of all encoders and snapshots are extracted first and their classifiers trained
+    together (:func:`poisonedencoder.downstream.train_classifiers`); ``batched=False`` trains them
+    one after another (:func:`poisonedencoder.downstream.train_classifier`), the same classifiers
+    up to floating-point rounding."""
     tt = [t for t in targets if t.task == task]
     tr_idx = train_subset(ds, downstream["num_train"], seed, task)
     target_idx = np.array([t.test_index for t in tt], dtype=int)
@@ -35,8 +41,9 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
     tcls = np.array([t.target_class for t in tt], dtype=int)
     tcls_true = np.array([t.true_class for t in tt], dtype=int)
 
-    def run(enc: nn.Module):
-        return classify(enc, ds, tr_idx, pretrain["image_size"], downstream, seed + task, device)
+    names = list(encoders)
+    runs = classify_many([*encoders.values(), *(enc for _, enc in snapshots)], ds, tr_idx, pretrain["image_size"],
+                         downstream, seed + task, device, batched)
 
     def accuracy_and_asr(pred: np.ndarray) -> tuple[float, float | None, dict, dict]:
         ok = pred[test_mask] == ds.test.labels[test_mask]
@@ -51,8 +58,7 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
         preds["clean"] = [None] * len(tt)
         cos["clean"] = cos_true["clean"] = [None] * len(tt)
         scores["clean"] = {m: [None] * len(tt) for m in ("target_prob", "target_rank", "margin")}
-    for name, enc in encoders.items():
-        pred, ftr, fte, lg = run(enc)
+    for name, (pred, ftr, fte, lg) in zip(names, runs[:len(names)], strict=True):
         acc, asr, acc_ci, asr_ci = accuracy_and_asr(pred)
         res["CA" if name == "clean" else "PA"], intervals["CA" if name == "clean" else "PA"] = acc, acc_ci
         res["clean_ASR" if name == "clean" else "ASR"], intervals["clean_ASR" if name == "clean" else "ASR"] = asr, asr_ci
@@ -64,8 +70,8 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
         cos_true[name] = target_class_cosine(fte[target_idx], means, tcls_true, center) if len(tt) else []
     if snapshots:
         res["over_training"] = []
-        for epoch, enc in snapshots:
-            pa, asr, pa_ci, asr_ci = accuracy_and_asr(run(enc)[0])
+        for (epoch, _), (pred, *_) in zip(snapshots, runs[len(names):], strict=True):
+            pa, asr, pa_ci, asr_ci = accuracy_and_asr(pred)
             res["over_training"].append({"epoch": epoch, "PA": pa, "ASR": asr, "intervals": {"PA": pa_ci, "ASR": asr_ci}})
         res["over_training"].append({"epoch": pretrain["epochs"], "PA": res["PA"], "ASR": res["ASR"],
                                      "intervals": {"PA": intervals["PA"], "ASR": intervals["ASR"]}})
