@@ -314,9 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run" and cluster is not None:
             from .parallel import Unit, run_units
 
+            from .report import format_table
+
             res = run_units([Unit(cfg, out)], log=say, name="run", executor=cluster)
             if res.failed:
                 raise UserError(res.failed[0][1])
+            say(format_table(json.loads((out / "metrics.json").read_text())))
             say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
         elif args.command == "run" and args.jobs > 1:
             raise UserError("--parallel runs seeds at once: give several (--seeds 0,1,2)")

@@ -145,7 +145,6 @@ class UnitJob:
         self.threads = threads
 
     def __call__(self, u) -> float:
-        import sys
         import traceback
 
         from .io import file_log
@@ -169,8 +168,7 @@ class UnitJob:
             except SystemExit:  # submitit requeues the job after its checkpoint (time limit, preemption)
                 log("job stopped at its time limit or by preemption; requeued, it resumes from the checkpoints")
                 raise
-            except BaseException as e:
-                print(traceback.format_exc(), file=sys.stderr, flush=True)
+            except BaseException as e:  # the traceback also reaches the job's standard error
                 to_file(traceback.format_exc().rstrip())
                 log(f"error: {type(e).__name__}: {e}")
                 raise
