@@ -275,11 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
         t0 = time.time()
         _check_jobs(args)
+        if env.active and getattr(args, "jobs", 1) > 1:
+            raise UserError("--parallel runs worker processes of its own; under torchrun use one process per rank")
         if args.command == "claims":
             return _claims(args, cfg, say, env.active)
         cluster = _cluster(args, cfg, out, env.active) if args.command in ("run", "sweep") else None
-        if env.active and getattr(args, "jobs", 1) > 1:
-            raise UserError("--parallel runs worker processes of its own; under torchrun use one process per rank")
         if args.command == "sweep":
             from .data.datasets import DEFAULT_CACHE
             from .sweep import parse_values, run_sweep
