@@ -80,10 +80,10 @@ def test_a_failing_job_is_reported_with_its_reason(tmp_path, capsys):
     assert job_line(job) in (tmp_path / "bad" / "run.log").read_text()
     out = capsys.readouterr().out
     assert f"run failed (job {job}, {tmp_path / 'bad'}): {why}" in out and "Traceback" not in out
-    # through the command line: one line, exit 2
-    r = main(["sweep", str(ROOT / "configs" / "digits_demo.yaml"), "--seeds", "0", "--out", str(tmp_path / "sw"),
-              "--cache-dir", str(tmp_path / "cache"), "--param", "pretrain.batch_size", "--values", "5000",
-              "--submitit-local", "--slurm-cpus", "1", *FAST])
+    # through the command line (one run, one job): one line, exit 2
+    r = main(["run", str(ROOT / "configs" / "digits_demo.yaml"), "--set", "seeds=null", "--out", str(tmp_path / "one"),
+              "--cache-dir", str(tmp_path / "cache"), "--set", "pretrain.batch_size=5000", "--submitit-local",
+              "--slurm-cpus", "1", *FAST])
     err = capsys.readouterr().err
     assert r == 2 and len(err.splitlines()) == 1 and "larger than the pre-training set" in err, err
 
