@@ -123,7 +123,7 @@ def test_bad_cluster_options_are_one_line(tmp_path, capsys, monkeypatch, args, m
               str(tmp_path / "cache"), "--param", "attack.poisoning_rate", "--values", "0.1", *args])
     err = capsys.readouterr().err
     assert r == 2 and message in err and len(err.splitlines()) == 1, err
-    assert not list(tmp_path.glob("sw/slurm/*/*_submitted.pkl"))  # nothing was submitted
+    assert not (tmp_path / "sw").exists()  # found before any work: nothing made, nothing submitted
 
 
 def test_claims_refuses_a_budget_and_jobs_with_a_cluster(tmp_path, capsys):
@@ -156,7 +156,12 @@ def test_slurm_settings_reach_the_sbatch_script(tmp_path, monkeypatch):
     assert "partition" not in no_defaults and "mem" not in no_defaults  # the cluster's own defaults
 
 
-def test_without_submitit_the_error_says_what_to_install(tmp_path, monkeypatch):
+def test_without_submitit_the_error_says_what_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed: import fails
     with pytest.raises(UserError, match=r"pip install 'poisonedencoder\[cluster\]'"):
         Cluster("local", tmp_path).executor()
+    assert main(["sweep", str(ROOT / "configs" / "digits_demo.yaml"), "--out", str(tmp_path / "sw"), "--param",
+                 "attack.poisoning_rate", "--values", "0.1", "--submitit-local"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'poisonedencoder[cluster]'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "sw").exists()  # before any work

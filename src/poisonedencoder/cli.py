@@ -149,7 +149,10 @@ def _cluster(args, cfg: dict, out: Path, torchrun: bool):
     kw.setdefault("gpus_per_job", 1 if str(cfg["device"]).startswith("cuda") else 0)
     if slurm is not None and slurm != "default":
         kw["partition"] = slurm
-    return Cluster(kind="slurm" if slurm is not None else "local", **kw)
+    cluster = Cluster(kind="slurm" if slurm is not None else "local", **kw)
+    cluster.check_devices([cfg["device"]])  # before any work
+    cluster.check_submit()
+    return cluster
 
 
 def _check_jobs(args) -> None:

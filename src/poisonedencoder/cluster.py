@@ -103,21 +103,30 @@ class Cluster:
             p["slurm_array_parallelism"] = self.array_parallelism
         return {k: v for k, v in p.items() if v is not None}
 
-    def executor(self):
-        """A submitit executor with these settings (jobs' files in ``folder/<job id>/``)."""
-        submitit = _submitit()
+    def check_submit(self) -> None:
+        """This machine can submit the jobs: submitit is installed and, for Slurm, sbatch and srun are here."""
+        _submitit()
         if self.kind == "slurm":
             missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
             if missing:
                 raise UserError(f"--slurm needs Slurm's {' and '.join(missing)} on PATH (run on a login node of the "
                                 "cluster); to try the jobs on this machine use --submitit-local")
+
+    def executor(self):
+        """A submitit executor with these settings (jobs' files in ``folder/<job id>/``)."""
+        self.check_submit()
+        submitit = _submitit()
         ex = submitit.AutoExecutor(folder=Path(self.folder) / "%j", cluster=self.kind)
         ex.update_parameters(**self.parameters())
         return ex
 
     def check_units(self, units: list) -> None:
         """The runs' device fits the jobs' GPUs."""
-        devices = sorted({str(u.cfg["device"]) for u in units})
+        self.check_devices([u.cfg["device"] for u in units])
+
+    def check_devices(self, devices: list[str]) -> None:
+        """A run on ``cuda`` needs a GPU per job, and a GPU per job needs runs on ``cuda``."""
+        devices = sorted({str(d) for d in devices})
         cuda = [d for d in devices if d.startswith("cuda")]
         if cuda and self.gpus_per_job == 0:
             raise UserError(f"device {cuda[0]} needs a GPU per job: add {OPTIONS['gpus_per_job']} 1")
