@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p)
         if name == "run":
             _add_parallel(p, "--parallel")
+            _add_cluster(p)
         if name == "pretrain":
             p.add_argument("--which", choices=("both", "clean", "poisoned"), default="both")
         if name == "craft":
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="one run per value of a config key; sweep.csv and sweep.png")
     _add_common(p)
     _add_parallel(p, "--parallel")
+    _add_cluster(p)
     p.add_argument("--param", required=True, help="config key, e.g. attack.poisoning_rate")
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.01,0.03,0.1")
     p = sub.add_parser("claims", help="the paper's claims, one row each with a verdict: runs what is missing "
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="wall-time bound: start no run that would end past it (by the runs finished so far), stop "
                         "the ones still going at it (checkpoints stay; the same command resumes), then the table")
+    _add_cluster(p)
     p.add_argument("--record", metavar="DIR", help="copy every finished run's record (metrics, config, timings, "
                                                   "manifest; no encoders or images) and the table into DIR; run nothing")
     p.add_argument("--shared-datasets", metavar="DIR",
@@ -94,6 +97,64 @@ def _add_parallel(p, flag: str) -> None:
                         "benchmarks/parallel_runs.py; on a GPU they share it). Default 1")
 
 
+_CLUSTER_OPTIONS = (("--slurm-gpus", "slurm_gpus", "gpus_per_job"), ("--slurm-cpus", "slurm_cpus", "cpus_per_job"),
+                    ("--slurm-time", "slurm_time", "timeout_min"), ("--slurm-mem", "slurm_mem", "mem_gb"),
+                    ("--slurm-max-jobs", "slurm_max_jobs", "array_parallelism"), ("--slurm-folder", "slurm_folder", "folder"))
+
+
+def _add_cluster(p) -> None:
+    g = p.add_argument_group("runs as cluster jobs (submitit; pip install 'poisonedencoder[cluster]'; docs/DESIGN.md)")
+    g.add_argument("--slurm", metavar="PARTITION",
+                   help="every run a Slurm job on PARTITION ('default': the cluster's default), all of them one job "
+                        "array (a sweep's or the table's shared clean encoders in one before); waits for them; the "
+                        "same command resumes. Run folders and --cache-dir must be on storage the nodes share")
+    g.add_argument("--slurm-gpus", type=int, metavar="N", help="GPUs per job (default: 1 with device cuda, else 0)")
+    g.add_argument("--slurm-cpus", type=int, metavar="N", help="CPU cores per job, the run's torch threads (default 4)")
+    g.add_argument("--slurm-time", type=int, metavar="MIN",
+                   help="time limit per job in minutes (default 240); a job stopped at it is requeued and resumes "
+                        "from its checkpoints, at most 3 times")
+    g.add_argument("--slurm-mem", type=float, metavar="GB", help="memory per job (default: the partition's)")
+    g.add_argument("--slurm-max-jobs", type=int, metavar="N",
+                   help="at most N jobs of an array running at once (default: the cluster's limits)")
+    g.add_argument("--slurm-folder", metavar="DIR", help="submitit's folder: each job's pickle and logs in DIR/<job id>/ "
+                                                         "(default: OUT/slurm)")
+    g.add_argument("--submitit-local", action="store_true",
+                   help="the same jobs on this machine through submitit's local executor, all at once (to try "
+                        "the cluster path; takes --slurm-gpus, --slurm-cpus, --slurm-time, --slurm-folder)")
+
+
+def _cluster(args, cfg: dict, out: Path, torchrun: bool):
+    """The :class:`~poisonedencoder.cluster.Cluster` the options ask for, or None; a combination
+    that makes no sense is a :class:`UserError`."""
+    slurm, local = getattr(args, "slurm", None), getattr(args, "submitit_local", False)
+    given = [(flag, attr, field) for flag, attr, field in _CLUSTER_OPTIONS if getattr(args, attr, None) is not None]
+    if slurm is None and not local:
+        if given:
+            raise UserError(f"{given[0][0]} needs --slurm PARTITION (or --submitit-local)")
+        return None
+    flag = "--slurm" if slurm is not None else "--submitit-local"
+    if slurm is not None and local:
+        raise UserError("--slurm and --submitit-local exclude each other: give one")
+    if torchrun:
+        raise UserError(f"{flag} submits jobs of its own; do not launch it under torchrun")
+    if args.jobs > 1:
+        other = "--jobs" if args.command == "claims" else "--parallel"
+        raise UserError(f"{flag} makes every run a job of its own; {other} N runs them on this machine: give one")
+    if getattr(args, "budget", None) is not None:
+        raise UserError(f"{flag}: a job's bound is its time limit (--slurm-time MIN), not --budget")
+    from .cluster import Cluster
+
+    kw = {field: getattr(args, attr) for _f, attr, field in given}
+    kw.setdefault("folder", out / "slurm")
+    kw.setdefault("gpus_per_job", 1 if str(cfg["device"]).startswith("cuda") else 0)
+    if slurm is not None and slurm != "default":
+        kw["partition"] = slurm
+    cluster = Cluster(kind="slurm" if slurm is not None else "local", **kw)
+    cluster.check_devices([cfg["device"]])  # before any work
+    cluster.check_submit()
+    return cluster
+
+
 def _check_jobs(args) -> None:
     jobs = getattr(args, "jobs", 1)
     if not 1 <= jobs <= 64:
@@ -101,7 +162,7 @@ def _check_jobs(args) -> None:
         raise UserError(f"{flag} must be between 1 and 64, got {jobs}")
 
 
-def _claims(args, cfg: dict, say) -> int:
+def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     from .claims import plan, read_results, run_claims, text, write_table
 
     out = Path(args.out or "runs/claims")
@@ -127,10 +188,11 @@ def _claims(args, cfg: dict, say) -> int:
         return 0
     if args.budget is not None and not args.budget > 0:
         raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
+    cluster = _cluster(args, cfg, out, torchrun)
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     user, over = _user_and_overrides(args)
-    rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs, budget_s=args.budget)
+    rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0
@@ -209,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         env, cfg["device"] = D.init_from_env(cfg["device"])  # under torchrun: join the process group
         from .ssl.pretrain import check_device
 
-        check_device(cfg["device"])  # before any work
+        if getattr(args, "slurm", None) is None and not getattr(args, "submitit_local", False):
+            check_device(cfg["device"])  # before any work (a cluster's job checks it on its node)
         if env.active and args.command in ("sweep", "demo"):
             raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)
@@ -218,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         if env.active and getattr(args, "jobs", 1) > 1:
             raise UserError("--parallel runs worker processes of its own; under torchrun use one process per rank")
         if args.command == "claims":
-            return _claims(args, cfg, say)
+            return _claims(args, cfg, say, env.active)
+        cluster = _cluster(args, cfg, out, env.active) if args.command in ("run", "sweep") else None
         if args.command == "sweep":
             from .data.datasets import DEFAULT_CACHE
             from .sweep import parse_values, run_sweep
@@ -227,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             claim_dir(out, "sweep directory (--out)")
             ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
             user, over = _user_and_overrides(args)
-            run_sweep(user, over, args.param, values, out, log=say, jobs=args.jobs)
+            run_sweep(user, over, args.param, values, out, log=say, jobs=args.jobs, executor=cluster)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
         outside = _outside_encoders(args, cfg)  # loaded and checked before any work
@@ -247,8 +311,18 @@ def main(argv: list[str] | None = None) -> int:
                 exp = exp.runs[0]
         else:
             exp = Experiment(cfg, out, log=say)
-        if args.command == "run" and args.jobs > 1 and cfg["seeds"]:
-            exp.run(jobs=args.jobs)
+        if args.command == "run" and (args.jobs > 1 or cluster is not None) and cfg["seeds"]:
+            exp.run(jobs=args.jobs, executor=cluster)
+            say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
+        elif args.command == "run" and cluster is not None:
+            from .parallel import Unit, run_units
+
+            from .report import format_table
+
+            res = run_units([Unit(cfg, out)], log=say, name="run", executor=cluster)
+            if res.failed:
+                raise UserError(res.failed[0][1])
+            say(format_table(json.loads((out / "metrics.json").read_text())))
             say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
         elif args.command == "run" and args.jobs > 1:
             raise UserError("--parallel runs seeds at once: give several (--seeds 0,1,2)")

@@ -165,8 +165,8 @@ _OWN_FILES = (".fingerprint", MARKER, "sweep.csv", "claims.json", "claims.md")
 
 def _transient(name: str) -> bool:
     """A lock, a temporary file that the toolkit leaves behind (an interrupted atomic write), or the
-    log that a claims worker opens in a run folder before the run starts (only appended to)."""
-    return name in (".lock", MARKER, "run.log") or name.startswith(".write-check.") or (name.startswith(".") and name.endswith(".tmp"))
+    log that a worker or a job opens in a run folder before the run starts (only appended to)."""
+    return name in (".lock", MARKER, "run.log", "clean.log") or name.startswith(".write-check.") or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def is_own_dir(path: str | Path) -> bool:

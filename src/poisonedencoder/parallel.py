@@ -14,6 +14,10 @@ A ``budget_s`` bounds the wall time: a run is not started when the runs finished
 would end past the budget, and runs still going at ``budget_s`` are stopped (their last
 checkpoint stays; the same list run again resumes them). Whatever happens, :func:`run_units`
 returns what finished, what failed and what was left, so the caller can always write its table.
+
+With ``executor`` (a :class:`~poisonedencoder.cluster.Cluster`) the runs not finished are jobs of a
+cluster instead, one job array (:mod:`poisonedencoder.cluster`); each job's time limit bounds it
+there, so ``budget_s`` and ``jobs`` do not apply.
 """
 from __future__ import annotations
 
@@ -60,13 +64,13 @@ def _done(u: Unit) -> bool:
 
 
 def clean_units(units: list[Unit]) -> list[Unit]:
-    """One ``clean`` unit per distinct clean encoder the runs of ``units`` need (their first run's
-    folder; the encoder itself goes to the shared cache)."""
+    """One ``clean`` unit per distinct clean encoder the runs of ``units`` not finished yet need
+    (their first run's folder; the encoder itself goes to the shared cache)."""
     from .pipeline import clean_encoder_dir
 
     seen, out = set(), []
     for u in units:
-        if u.stage != CLEAN:
+        if u.stage != CLEAN and not finished(u.cfg, u.out):
             key = clean_encoder_dir(u.cfg)
             if key not in seen:
                 seen.add(key)
@@ -106,8 +110,11 @@ def _worker(u: Unit, threads: int | None) -> None:
 
 
 def run_units(units: list[Unit] | list[tuple[dict, Path]], jobs: int = 1, log: Callable[[str], None] = print,
-              budget_s: float | None = None, name: str = "runs") -> Outcome:
-    """Run every unit not finished yet, ``jobs`` at a time (see the module's docstring)."""
+              budget_s: float | None = None, name: str = "runs", executor=None) -> Outcome:
+    """Run every unit not finished yet, ``jobs`` at a time, or as jobs of ``executor`` (a
+    :class:`~poisonedencoder.cluster.Cluster`; see the module's docstring)."""
+    if executor is not None and (jobs > 1 or budget_s is not None):
+        raise ValueError("a cluster's jobs are bounded by their time limit: give neither jobs > 1 nor budget_s")
     units = [u if isinstance(u, Unit) else Unit(u[0], Path(u[1])) for u in units]
     res, todo = Outcome(), []
     for u in units:
@@ -119,6 +126,10 @@ def run_units(units: list[Unit] | list[tuple[dict, Path]], jobs: int = 1, log: C
         log(f"{name}: {len(res.finished)} of {len(units)} finished before; {len(todo)} to run")
     if not todo:
         return res
+    if executor is not None:
+        from .cluster import run_jobs
+
+        return run_jobs(todo, executor, log, name, res)
     start = time.monotonic()
     if jobs <= 1:
         for i, u in enumerate(todo):

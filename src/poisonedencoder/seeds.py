@@ -103,14 +103,16 @@ class SeedRuns:
         write_seeds_report(self.out / "report.md", self.cfg, m)
         return m
 
-    def run(self, jobs: int = 1) -> dict:
+    def run(self, jobs: int = 1, executor=None) -> dict:
         """Every seed's run, then the pooled result. ``jobs`` > 1: that many seeds at once, each in a
-        worker process (:mod:`poisonedencoder.parallel`), with the same results as one at a time."""
-        if jobs > 1:
+        worker process (:mod:`poisonedencoder.parallel`), with the same results as one at a time;
+        ``executor`` (a :class:`~poisonedencoder.cluster.Cluster`): each seed a job of one job array."""
+        if jobs > 1 or executor is not None:
             from .parallel import Unit, run_units
             from .report import format_table
 
-            res = run_units([Unit(exp.cfg, exp.out) for exp in self.runs], jobs, self.log, name="seeds")
+            res = run_units([Unit(exp.cfg, exp.out) for exp in self.runs], jobs, self.log, name="seeds",
+                            executor=executor)
             if res.failed:
                 raise UserError("; ".join(f"{d.name}: {why}" for d, why in res.failed))
             m = self.combine_finished()

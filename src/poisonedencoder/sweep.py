@@ -62,10 +62,12 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str | Path, log=print,
-              jobs: int = 1) -> list[dict]:
+              jobs: int = 1, executor=None) -> list[dict]:
     """One run (or one run per seed) per value of ``key``, the table after each value. ``jobs`` > 1:
     every value's runs go into one list, run that many at a time (:mod:`poisonedencoder.parallel`)
-    after the clean encoders they share, with the same results as one at a time."""
+    after the clean encoders they share, with the same results as one at a time. ``executor`` (a
+    :class:`~poisonedencoder.cluster.Cluster`): the same list as jobs of a cluster, one job array
+    for the clean encoders, then one for the runs."""
     from .seeds import SeedRuns
 
     out = claim_dir(out, "sweep directory (--out)")
@@ -75,8 +77,8 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
         rows.append((v, cfg))
     if key in ("seed", "seeds") and any(cfg["seeds"] for _, cfg in rows):
         raise UserError("a sweep over seed cannot also run over seeds; use --seeds alone to replicate a setting")
-    if jobs > 1:
-        return _run_parallel(rows, key, out, log, jobs)
+    if jobs > 1 or executor is not None:
+        return _run_parallel(rows, key, out, log, jobs, executor)
     runs = []
     for v, cfg in rows:
         log(f"sweep: {key}={v}" + (f" over seeds {', '.join(map(str, cfg['seeds']))}" if cfg["seeds"] else ""))
@@ -88,16 +90,17 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
     return results
 
 
-def _run_parallel(rows: list[tuple], key: str, out: Path, log, jobs: int) -> list[dict]:
+def _run_parallel(rows: list[tuple], key: str, out: Path, log, jobs: int, executor=None) -> list[dict]:
     from .parallel import Unit, clean_units, run_units
     from .seeds import SeedRuns
 
     runners = [(v, cfg, SeedRuns(cfg, out / value_dir(key, v), log=log) if cfg["seeds"]
                 else Experiment(cfg, out / value_dir(key, v), log=log)) for v, cfg in rows]
     units = [Unit(e.cfg, e.out) for _, _, r in runners for e in (r.runs if isinstance(r, SeedRuns) else [r])]
-    log(f"sweep: {len(units)} runs of {len(rows)} values of {key}, {jobs} at a time")
-    run_units(clean_units(units), jobs, log, name="sweep (clean encoders)")
-    res = run_units(units, jobs, log, name="sweep")
+    how = f"as {executor.kind} jobs" if executor is not None else f"{jobs} at a time"
+    log(f"sweep: {len(units)} runs of {len(rows)} values of {key}, {how}")
+    run_units(clean_units(units), jobs, log, name="sweep (clean encoders)", executor=executor)
+    res = run_units(units, jobs, log, name="sweep", executor=executor)
     if res.failed:
         raise UserError("; ".join(f"{d}: {why}" for d, why in res.failed))
     runs = [(v, cfg, r.combine_finished() if isinstance(r, SeedRuns) else json.loads((r.out / "metrics.json").read_text()))

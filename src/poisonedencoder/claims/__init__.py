@@ -37,13 +37,15 @@ def _missing_data(arm: Arm, cfg: dict) -> str | None:
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
                shared_datasets: str | Path | None = None, log: Callable[[str], None] = print, jobs: int = 1,
-               budget_s: float | None = None) -> list[R.Row]:
+               budget_s: float | None = None, executor=None) -> list[R.Row]:
     """Run the arms (all, or ``only``), resumable, then write the table.
 
     The runs of every arm go into one list in the plan's order (one target per run first, as it
     needs the recipe's crafted runs), preceded by the clean encoders they share
     (:func:`~poisonedencoder.parallel.clean_units`), and run ``jobs`` at a time within
-    ``budget_s`` seconds (:func:`~poisonedencoder.parallel.run_units`). The table is written
+    ``budget_s`` seconds (:func:`~poisonedencoder.parallel.run_units`), or as jobs of ``executor``
+    (a :class:`~poisonedencoder.cluster.Cluster`: one job array for the clean encoders, then one
+    for the runs, each job bounded by its time limit). The table is written
     whatever finished; an arm whose data are missing or whose settings its dataset refuses is
     skipped with its reason."""
     from .. import config as C
@@ -79,10 +81,11 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
         except UserError as e:  # one arm's problem (a dataset missing, a budget too large) stops that arm only
             log(f"claims: arm {arm.name} stopped: {e}")
             failed.append(f"{arm.name}: {e}")
-    log(f"claims: {len(units)} runs of {len(measured)} arm(s) ({', '.join(measured)}), {jobs} at a time" + (f", within {budget_s:.0f}s" if budget_s else ""))
-    clean = run_units(clean_units(units), jobs, log, budget_s, name="claims clean encoders")
+    how = f"as {executor.kind} jobs" if executor is not None else f"{jobs} at a time"
+    log(f"claims: {len(units)} runs of {len(measured)} arm(s) ({', '.join(measured)}), {how}" + (f", within {budget_s:.0f}s" if budget_s else ""))
+    clean = run_units(clean_units(units), jobs, log, budget_s, name="claims clean encoders", executor=executor)
     left = None if budget_s is None else max(0.0, budget_s - (time.monotonic() - t0))
-    done = run_units(units, jobs, log, left, name="claims") if not clean.left else None
+    done = run_units(units, jobs, log, left, name="claims", executor=executor) if not clean.left else None
     for runner in runners.values():
         if all((exp.out / "metrics.json").is_file() for exp in runner.runs):
             runner.combine_finished()

@@ -1,0 +1,267 @@
+"""Independent single-seed runs as jobs of a cluster, through submitit.
+
+:func:`poisonedencoder.parallel.run_units` hands its units here when given a :class:`Cluster`:
+every unit not finished yet becomes one job, all of them one job array (``executor.map_array``;
+on Slurm one ``sbatch --array``), and the call waits for them and returns the same
+:class:`~poisonedencoder.parallel.Outcome` as the local runs. A job runs
+:class:`~poisonedencoder.pipeline.Experiment` in the unit's run folder with its messages in that
+folder's ``run.log`` (``clean.log`` for a clean unit) and on the job's standard output; submitit
+keeps each job's standard output and error in ``folder/<job id>/``. A failed job's reason is the
+last line of its run's log (``error: ...``), else the last line of its standard error.
+
+A job stopped at its time limit or preempted is requeued by submitit (the job is
+checkpointable: it is the same unit again) and resumes from the run's last pre-training
+checkpoint, at most three times. The run folders and the cache folder (shared clean encoders,
+decoded datasets, guarded by ``flock`` locks) must be on storage every node sees.
+
+``kind="local"`` runs the same jobs on this machine with submitit's ``LocalExecutor``, every job
+of an array at once: for tests and for trying a sweep before a cluster. submitit pickles the job's
+function and its unit (the toolkit's own code and a configuration) into the folder and the job
+loads it back; a job folder is no place for files from elsewhere.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import UserError, check_number
+
+KINDS = ("slurm", "local")
+POLL_SECONDS = {"local": 0.5, "slurm": 5.0}
+INSTALL = "pip install 'poisonedencoder[cluster]'"
+
+# field -> the command-line option that sets it (error messages name both)
+OPTIONS = {"partition": "--slurm", "gpus_per_job": "--slurm-gpus", "cpus_per_job": "--slurm-cpus",
+           "timeout_min": "--slurm-time", "mem_gb": "--slurm-mem", "array_parallelism": "--slurm-max-jobs",
+           "folder": "--slurm-folder"}
+SLURM_ONLY = ("partition", "mem_gb", "array_parallelism")
+
+
+def _name(field_name: str) -> str:
+    return f"{OPTIONS[field_name]} ({field_name})"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where and how the runs go as jobs; checked when made (:class:`UserError`, one line).
+
+    ``kind``: ``slurm`` (submitit's Slurm executor; needs ``sbatch``) or ``local`` (submitit's
+    local executor: the jobs run on this machine, all at once). ``folder``: submitit's folder
+    (the jobs' pickles and logs, ``folder/<job id>/``). ``partition``: the Slurm partition (None:
+    the cluster's default). ``gpus_per_job``, ``cpus_per_job``: each job's GPUs and CPU cores (a
+    run uses ``cpus_per_job`` torch threads unless its config sets ``pretrain.threads``).
+    ``timeout_min``: each job's time limit in minutes. ``mem_gb``: each job's memory (None: the
+    cluster's default). ``array_parallelism``: at most this many jobs of an array at once (None:
+    submitit's default, 256, within the cluster's own limits)."""
+
+    kind: str = "slurm"
+    folder: str | Path = "slurm"
+    partition: str | None = None
+    gpus_per_job: int = 0
+    cpus_per_job: int = 4
+    timeout_min: int = 240
+    mem_gb: float | None = None
+    array_parallelism: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"cluster kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not str(self.folder).strip():
+            raise UserError(f"{_name('folder')} must be a folder, got an empty name")
+        if self.partition is not None and (not isinstance(self.partition, str) or not self.partition.strip()
+                                           or any(c.isspace() for c in self.partition)):
+            raise UserError(f"{_name('partition')} must be a partition name, got {self.partition!r}")
+        check_number(self.gpus_per_job, _name("gpus_per_job"), 0, 64, integer=True)
+        check_number(self.cpus_per_job, _name("cpus_per_job"), 1, 1024, integer=True)
+        check_number(self.timeout_min, _name("timeout_min"), 1, 60 * 24 * 30, integer=True)
+        if self.mem_gb is not None:
+            check_number(self.mem_gb, _name("mem_gb"), 0, 16384, lo_open=True)
+        if self.array_parallelism is not None:
+            check_number(self.array_parallelism, _name("array_parallelism"), 1, 100000, integer=True)
+        if self.kind == "local":
+            given = [f for f in SLURM_ONLY if getattr(self, f) is not None]
+            if given:
+                raise UserError(f"{_name(given[0])} is a Slurm setting; the local executor runs every job "
+                                "on this machine at once")
+
+    def describe(self) -> str:
+        """``slurm (partition gpu, 1 GPU, 4 CPUs, 240 min per job)``."""
+        where = "" if self.kind == "local" else f"partition {self.partition or '(default)'}, "
+        return (f"{self.kind} ({where}{self.gpus_per_job} GPU, {self.cpus_per_job} CPU, "
+                f"{self.timeout_min} min per job; logs in {self.folder})")
+
+    def parameters(self) -> dict:
+        """The settings for ``submitit.AutoExecutor.update_parameters``."""
+        p = {"name": "poisonedencoder", "timeout_min": self.timeout_min, "cpus_per_task": self.cpus_per_job,
+             "gpus_per_node": self.gpus_per_job, "tasks_per_node": 1, "nodes": 1}
+        if self.kind == "slurm":
+            p["mem_gb"] = self.mem_gb
+            p["slurm_partition"] = self.partition
+            p["slurm_array_parallelism"] = self.array_parallelism
+        return {k: v for k, v in p.items() if v is not None}
+
+    def check_submit(self) -> None:
+        """This machine can submit the jobs: submitit is installed and, for Slurm, sbatch and srun are here."""
+        _submitit()
+        if self.kind == "slurm":
+            missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+            if missing:
+                raise UserError(f"--slurm needs Slurm's {' and '.join(missing)} on PATH (run on a login node of the "
+                                "cluster); to try the jobs on this machine use --submitit-local")
+
+    def executor(self):
+        """A submitit executor with these settings (jobs' files in ``folder/<job id>/``)."""
+        self.check_submit()
+        submitit = _submitit()
+        ex = submitit.AutoExecutor(folder=Path(self.folder) / "%j", cluster=self.kind)
+        ex.update_parameters(**self.parameters())
+        return ex
+
+    def check_units(self, units: list) -> None:
+        """The runs' device fits the jobs' GPUs."""
+        self.check_devices([u.cfg["device"] for u in units])
+
+    def check_devices(self, devices: list[str]) -> None:
+        """A run on ``cuda`` needs a GPU per job, and a GPU per job needs runs on ``cuda``."""
+        devices = sorted({str(d) for d in devices})
+        cuda = [d for d in devices if d.startswith("cuda")]
+        if cuda and self.gpus_per_job == 0:
+            raise UserError(f"device {cuda[0]} needs a GPU per job: add {OPTIONS['gpus_per_job']} 1")
+        if self.gpus_per_job and not cuda:
+            raise UserError(f"{OPTIONS['gpus_per_job']} {self.gpus_per_job} with device {devices[0]}: the runs would "
+                            "leave their GPUs idle; set --device cuda (or the gpu preset)")
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise UserError(f"running jobs through submitit needs the submitit package: {INSTALL}") from None
+    return submitit
+
+
+class UnitJob:
+    """One unit as a job's function: ``UnitJob(threads)(unit)`` returns the run's wall seconds.
+
+    ``checkpoint`` makes it checkpointable for submitit (duck typing; submitit need not be
+    importable where this class is defined): at the time limit or on preemption the job is
+    requeued with the same unit, which resumes from the run's checkpoints."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+
+    def __call__(self, u) -> float:
+        import traceback
+
+        from .io import file_log
+        from .parallel import CLEAN, _work
+
+        submitit = _submitit()
+        env = submitit.JobEnvironment()
+        Path(u.out).mkdir(parents=True, exist_ok=True)
+        with file_log(Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")) as to_file:
+            def log(line: str) -> None:
+                to_file(line)
+                print(line, flush=True)
+
+            log(f"{job_line(env.job_id)} on {env.hostname}: {u.stage} -> {u.out}")
+            t0 = time.monotonic()
+            try:
+                _work(u, self.threads, log)
+            except UserError as e:
+                log(f"error: {e}")
+                raise
+            except SystemExit:  # submitit requeues the job after its checkpoint (time limit, preemption)
+                log("job stopped at its time limit or by preemption; requeued, it resumes from the checkpoints")
+                raise
+            except BaseException as e:  # the traceback also reaches the job's standard error
+                to_file(traceback.format_exc().rstrip())
+                log(f"error: {type(e).__name__}: {e}")
+                raise
+        return time.monotonic() - t0
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+def job_line(job_id: str) -> str:
+    """The first line a job writes to its run's log."""
+    return f"submitit job {job_id}"
+
+
+def run_jobs(todo: list, cluster: Cluster, log: Callable[[str], None], name: str, res):
+    """Every unit of ``todo`` as one job of one array; wait; record each in ``res`` (an
+    :class:`~poisonedencoder.parallel.Outcome`). Ctrl-C cancels the jobs not finished."""
+    cluster.check_units(todo)
+    ex = cluster.executor()
+    try:
+        jobs = ex.map_array(UnitJob(cluster.cpus_per_job), todo)
+    except _submitit().core.utils.FailedJobError as e:  # sbatch refused them (a partition, a limit)
+        lines = [x for x in str(e).splitlines() if x.strip()]
+        raise UserError(f"the jobs were not submitted: {lines[-1] if lines else e}") from None
+    if not jobs:
+        return res
+    log(f"{name}: {len(jobs)} job(s) submitted: {cluster.describe()}")
+    for job, u in zip(jobs, todo, strict=True):
+        log(f"{name}: job {job.job_id}: {u.stage} -> {u.out}")
+    pending = list(zip(jobs, todo, strict=True))
+    try:
+        while pending:
+            for item in list(pending):
+                job, u = item
+                if not job.done():
+                    continue
+                pending.remove(item)
+                _collect(job, u, log, name, res)
+            if pending:
+                time.sleep(POLL_SECONDS[cluster.kind])
+    except KeyboardInterrupt:
+        for job, _u in pending:
+            job.cancel(check=False)
+        log(f"{name}: cancelled {len(pending)} job(s) not finished (their checkpoints stay; the same command resumes)")
+        raise
+    return res
+
+
+def _collect(job, u, log, name: str, res) -> None:
+    submitit = _submitit()
+    try:
+        seconds = job.result()
+    except submitit.core.utils.FailedJobError:  # the job's function raised: its run's log says why
+        why = _reason(job, u)
+    except submitit.core.utils.UncompletedJobError:  # killed (memory, node failure, cancelled) before a result
+        why = f"job {job.job_id} ended without a result (state {job.state}): {_last_line_of(job.paths.stderr)}"
+    else:
+        res.seconds[str(u.out)] = seconds
+        res.finished.append(Path(u.out))
+        log(f"{name}: {u.stage} finished in {seconds:.0f}s (job {job.job_id}, {u.out})")
+        return
+    res.failed.append((Path(u.out), why))
+    log(f"{name}: {u.stage} failed (job {job.job_id}, {u.out}): {why}")
+
+
+def _reason(job, u) -> str:
+    """The last line of the run's log when this job wrote to it, else of the job's standard error."""
+    from .parallel import CLEAN
+
+    run_log = Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")
+    try:
+        text = run_log.read_text()
+    except OSError:
+        text = ""
+    if job_line(job.job_id) in text:
+        return _last_line_of(run_log)
+    return f"job {job.job_id}: {_last_line_of(job.paths.stderr)}"
+
+
+def _last_line_of(path: Path) -> str:
+    try:
+        lines = [x for x in Path(path).read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return f"no log ({path})"
+    return lines[-1][:300] if lines else f"empty log ({path})"
