@@ -7,7 +7,7 @@ import pytest
 
 from poisonedencoder import config as C
 from poisonedencoder.cli import main
-from poisonedencoder.parallel import Unit, clean_units, run_units
+from poisonedencoder.parallel import Unit, clean_units, run_units, with_clean_first
 
 ROOT = Path(__file__).resolve().parents[1]
 # one thread in every run, also in the workers: the same arithmetic whatever the machine's cores
@@ -98,3 +98,23 @@ def test_one_clean_unit_per_shared_clean_encoder(tmp_path):
     icp = Unit({**a.cfg, "attack": {**a.cfg["attack"], "name": "icp"}}, tmp_path / "icp")
     got = clean_units([a, icp, b])
     assert [u.out for u in got] == [a.out, b.out] and all(u.stage == "clean" for u in got)
+
+
+def test_each_clean_encoder_comes_just_before_the_first_run_that_needs_it(tmp_path):
+    a, b = _units(tmp_path, 2)
+    icp = Unit({**a.cfg, "attack": {**a.cfg["attack"], "name": "icp"}}, tmp_path / "icp")
+    got = with_clean_first([a, icp, b])
+    assert [(u.out, u.stage) for u in got] == [(a.out, "clean"), (a.out, "run"), (icp.out, "run"),
+                                                (b.out, "clean"), (b.out, "run")]
+
+
+@pytest.mark.slow
+def test_in_one_list_no_run_waits_for_another_runs_clean_encoder(tmp_path):
+    a, b = _units(tmp_path, 2)
+    icp = Unit({**a.cfg, "attack": {**a.cfg["attack"], "name": "icp"}}, tmp_path / "icp")
+    res = run_units(with_clean_first([a, icp, b]), jobs=2, log=lambda _: None)
+    assert sorted(res.finished) == sorted([a.out, a.out, icp.out, b.out, b.out]) and not res.failed
+    assert len(list((tmp_path / "cache" / "encoders").glob("*/encoder.pt"))) == 2  # one per seed
+    logs = [(u.out / "run.log").read_text() for u in (a, icp, b)]
+    assert not any("another run is training this encoder" in t for t in logs)
+    assert all("pretrain clean: reusing" in t for t in logs)  # every run found its encoder trained

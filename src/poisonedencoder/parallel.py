@@ -55,6 +55,35 @@ def finished(cfg: dict, d: Path) -> bool:
     return (Path(d) / "metrics.json").is_file() and stamp.is_file() and stamp.read_text().strip() == C.experiment_fingerprint(cfg)
 
 
+def key(u: Unit) -> str:
+    """The unit's name in :attr:`Outcome.seconds`: its folder, with `` (clean)`` for a clean unit
+    (which shares the folder of the first run that needs its encoder)."""
+    return str(u.out) + (" (clean)" if u.stage == CLEAN else "")
+
+
+def with_clean_first(units: list[Unit]) -> list[Unit]:
+    """``units`` with each clean encoder that they need and that is not trained yet as a unit of
+    its own, placed just before the first run that needs it (so a long list yields finished
+    runs early, and no worker waits on another's encoder: see :func:`run_units`)."""
+    from .pipeline import clean_encoder_dir
+
+    seen, out = set(), []
+    for u in units:
+        if u.stage != CLEAN and not finished(u.cfg, u.out):
+            k = clean_encoder_dir(u.cfg)
+            if k not in seen:
+                seen.add(k)
+                out.append(Unit(u.cfg, u.out, CLEAN))
+        out.append(u)
+    return out
+
+
+def _needs(u: Unit):
+    from .pipeline import clean_encoder_dir
+
+    return clean_encoder_dir(u.cfg)
+
+
 def _done(u: Unit) -> bool:
     if u.stage == CLEAN:
         from .pipeline import clean_encoder_dir
@@ -110,9 +139,12 @@ def _worker(u: Unit, threads: int | None) -> None:
 
 
 def run_units(units: list[Unit] | list[tuple[dict, Path]], jobs: int = 1, log: Callable[[str], None] = print,
-              budget_s: float | None = None, name: str = "runs", executor=None) -> Outcome:
-    """Run every unit not finished yet, ``jobs`` at a time, or as jobs of ``executor`` (a
-    :class:`~poisonedencoder.cluster.Cluster`; see the module's docstring)."""
+              budget_s: float | None = None, name: str = "runs", executor=None,
+              on_done: Callable[[Unit], None] | None = None) -> Outcome:
+    """Run every unit not finished yet, in order, ``jobs`` at a time (a run waits while a clean
+    unit of its clean encoder is queued or running: :func:`with_clean_first`), or as jobs of
+    ``executor`` (a :class:`~poisonedencoder.cluster.Cluster`; see the module's docstring).
+    ``on_done(unit)`` is called in this process after each unit that finishes here."""
     if executor is not None and (jobs > 1 or budget_s is not None):
         raise ValueError("a cluster's jobs are bounded by their time limit: give neither jobs > 1 nor budget_s")
     units = [u if isinstance(u, Unit) else Unit(u[0], Path(u[1])) for u in units]
@@ -133,21 +165,29 @@ def run_units(units: list[Unit] | list[tuple[dict, Path]], jobs: int = 1, log: C
     start = time.monotonic()
     if jobs <= 1:
         for i, u in enumerate(todo):
-            if _over_budget(start, budget_s, list(res.seconds.values())):
+            if _over_budget(start, budget_s, _durations(res, u)):
                 res.left += [Path(v.out) for v in todo[i:]]
                 log(f"{name}: budget of {budget_s:.0f}s: {len(todo) - i} not started")
                 break
             log(f"{name}: {u.stage} -> {u.out}")
             t0 = time.monotonic()
             _work(u, None, log)
-            res.seconds[str(u.out)] = time.monotonic() - t0
+            res.seconds[key(u)] = time.monotonic() - t0
             res.finished.append(Path(u.out))
+            if on_done:
+                on_done(u)
         return res
-    return _pool(todo, jobs, log, budget_s, name, res, start)
+    return _pool(todo, jobs, log, budget_s, name, res, start, on_done)
+
+
+def _durations(res: Outcome, u: Unit) -> list[float]:
+    """The wall times of the finished units of ``u``'s stage (all finished units if none yet)."""
+    same = [v for k, v in res.seconds.items() if k.endswith(" (clean)") == (u.stage == CLEAN)]
+    return same or list(res.seconds.values())
 
 
 def _over_budget(start: float, budget_s: float | None, durations: list[float]) -> bool:
-    """Would a run started now end past the budget, by the mean of the runs finished so far?"""
+    """Would a unit started now end past the budget, by the mean of the like units finished so far?"""
     if budget_s is None:
         return False
     elapsed = time.monotonic() - start
@@ -155,20 +195,32 @@ def _over_budget(start: float, budget_s: float | None, durations: list[float]) -
     return elapsed + guess > budget_s
 
 
-def _pool(todo: list[Unit], jobs: int, log, budget_s, name: str, res: Outcome, start: float) -> Outcome:
+def _ready(u: Unit, queue: list[Unit], running: list, needs: dict) -> bool:
+    """A run may start once no clean unit of its clean encoder is waiting or running."""
+    if u.stage == CLEAN:
+        return True
+    return not any(v.stage == CLEAN and needs[id(v)] == needs[id(u)] for v in queue + [r[1] for r in running])
+
+
+def _pool(todo: list[Unit], jobs: int, log, budget_s, name: str, res: Outcome, start: float,
+          on_done=None) -> Outcome:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     queue, running = list(todo), []  # running: (process, unit, start time)
+    needs = {id(u): _needs(u) for u in todo}  # each unit's clean encoder, computed once
     stop_starting = False
     while queue or running:
         while queue and len(running) < jobs and not stop_starting:
-            if _over_budget(start, budget_s, list(res.seconds.values())):
+            u = next((v for v in queue if _ready(v, queue, running, needs)), None)
+            if u is None:  # every waiting run needs a clean encoder still training
+                break
+            if _over_budget(start, budget_s, _durations(res, u)):
                 stop_starting = True
                 log(f"{name}: budget of {budget_s:.0f}s: {len(queue)} not started")
                 break
-            u = queue.pop(0)
+            queue.remove(u)
             p = ctx.Process(target=_worker, args=(u, threads), daemon=False)
             p.start()
             running.append((p, u, time.monotonic()))
@@ -179,9 +231,11 @@ def _pool(todo: list[Unit], jobs: int, log, budget_s, name: str, res: Outcome, s
                 continue
             running.remove(item)
             if p.exitcode == 0:
-                res.seconds[str(u.out)] = time.monotonic() - t0
+                res.seconds[key(u)] = time.monotonic() - t0
                 res.finished.append(Path(u.out))
-                log(f"{name}: {u.stage} finished in {res.seconds[str(u.out)]:.0f}s ({u.out})")
+                log(f"{name}: {u.stage} finished in {res.seconds[key(u)]:.0f}s ({u.out})")
+                if on_done:
+                    on_done(u)
             else:
                 why = _last_line(u)
                 res.failed.append((Path(u.out), why))

@@ -91,7 +91,7 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
 
 
 def _run_parallel(rows: list[tuple], key: str, out: Path, log, jobs: int, executor=None) -> list[dict]:
-    from .parallel import Unit, clean_units, run_units
+    from .parallel import Unit, clean_units, run_units, with_clean_first
     from .seeds import SeedRuns
 
     runners = [(v, cfg, SeedRuns(cfg, out / value_dir(key, v), log=log) if cfg["seeds"]
@@ -99,10 +99,13 @@ def _run_parallel(rows: list[tuple], key: str, out: Path, log, jobs: int, execut
     units = [Unit(e.cfg, e.out) for _, _, r in runners for e in (r.runs if isinstance(r, SeedRuns) else [r])]
     how = f"as {executor.kind} jobs" if executor is not None else f"{jobs} at a time"
     log(f"sweep: {len(units)} runs of {len(rows)} values of {key}, {how}")
-    run_units(clean_units(units), jobs, log, name="sweep (clean encoders)", executor=executor)
-    res = run_units(units, jobs, log, name="sweep", executor=executor)
-    if res.failed:
-        raise UserError("; ".join(f"{d}: {why}" for d, why in res.failed))
+    if executor is not None:  # a cluster: the clean encoders as one job array, then the runs
+        failed = run_units(clean_units(units), log=log, name="sweep (clean encoders)", executor=executor).failed
+        failed += run_units(units, log=log, name="sweep", executor=executor).failed
+    else:
+        failed = run_units(with_clean_first(units), jobs, log, name="sweep").failed
+    if failed:
+        raise UserError("; ".join(f"{d}: {why}" for d, why in failed))
     runs = [(v, cfg, r.combine_finished() if isinstance(r, SeedRuns) else json.loads((r.out / "metrics.json").read_text()))
             for v, cfg, r in runners]
     results = summarize(runs, key, reference_index([x for x, _, _ in runs]))

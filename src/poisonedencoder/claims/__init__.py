@@ -40,16 +40,17 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
                budget_s: float | None = None, executor=None) -> list[R.Row]:
     """Run the arms (all, or ``only``), resumable, then write the table.
 
-    The runs of every arm go into one list in the plan's order (one target per run first, as it
-    needs the recipe's crafted runs), preceded by the clean encoders they share
-    (:func:`~poisonedencoder.parallel.clean_units`), and run ``jobs`` at a time within
-    ``budget_s`` seconds (:func:`~poisonedencoder.parallel.run_units`), or as jobs of ``executor``
+    The runs of every arm go into one list in the plan's order, each clean encoder they share
+    as a unit of its own just before the first run that needs it
+    (:func:`~poisonedencoder.parallel.with_clean_first`), and run ``jobs`` at a time within
+    ``budget_s`` seconds (:func:`~poisonedencoder.parallel.run_units`; the table is rewritten
+    after each finished run, so a long table shows its rows as they come), or as jobs of ``executor``
     (a :class:`~poisonedencoder.cluster.Cluster`: one job array for the clean encoders, then one
     for the runs, each job bounded by its time limit). The table is written
     whatever finished; an arm whose data are missing or whose settings its dataset refuses is
     skipped with its reason."""
     from .. import config as C
-    from ..parallel import Unit, clean_units, run_units
+    from ..parallel import CLEAN, Unit, clean_units, finished, run_units, with_clean_first
 
     out = Path(out)
     t0 = time.monotonic()
@@ -83,15 +84,23 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
             failed.append(f"{arm.name}: {e}")
     how = f"as {executor.kind} jobs" if executor is not None else f"{jobs} at a time"
     log(f"claims: {len(units)} runs of {len(measured)} arm(s) ({', '.join(measured)}), {how}" + (f", within {budget_s:.0f}s" if budget_s else ""))
-    clean = run_units(clean_units(units), jobs, log, budget_s, name="claims clean encoders", executor=executor)
-    left = None if budget_s is None else max(0.0, budget_s - (time.monotonic() - t0))
-    done = run_units(units, jobs, log, left, name="claims", executor=executor) if not clean.left else None
+    if executor is not None:  # a cluster: the clean encoders as one job array, then the runs as another
+        clean = run_units(clean_units(units), log=log, name="claims clean encoders", executor=executor)
+        done = run_units(units, log=log, name="claims", executor=executor) if not clean.left else None
+        failures = clean.failed + (done.failed if done else [])
+    else:  # here: one list, each clean encoder just before the first run that needs it
+        def table_so_far(u: Unit) -> None:
+            if u.stage != CLEAN:
+                write_table(cfg, out, arms)
+
+        done = run_units(with_clean_first(units), jobs, log, budget_s, name="claims", on_done=table_so_far)
+        failures = done.failed
     for runner in runners.values():
         if all((exp.out / "metrics.json").is_file() for exp in runner.runs):
             runner.combine_finished()
-    for f in failed + [f"{d}: {why}" for d, why in (clean.failed + (done.failed if done else []))]:
+    for f in failed + [f"{d}: {why}" for d, why in failures]:
         log(f"claims: not run: {f}")
-    not_done = len(units) - (len(done.finished) if done else 0)
+    not_done = sum(1 for u in units if not finished(u.cfg, u.out))
     if not_done:
         log(f"claims: {not_done} of {len(units)} runs not finished (the table shows what did; the same command resumes)")
     log(f"claims: {time.monotonic() - t0:.0f}s")

@@ -39,6 +39,14 @@ def recipe_rates(cfg: dict) -> tuple[float, int]:
     return cfg["attack"]["poisoning_rate"] / n, n
 
 
+def large_crops_scale(cfg: dict) -> float:
+    """The smallest crop scale of the ``large_crops`` arm: the defense's default 0.4 where the recipe
+    crops smaller, else halfway from the recipe's smallest crop to the whole input (digits' recipe
+    crops at 0.4 or more: 0.7, as docs/RESULTS.md's digits defenses)."""
+    lo = float(cfg["pretrain"]["crop_scale"][0])
+    return 0.4 if lo < 0.4 else round((lo + 1) / 2, 2)
+
+
 FINETUNE_SHARE = 0.25
 """Fine-tuning needs clean inputs that pre-training did not use: where the recipe pre-trains on its
 whole train split (digits), the fine-tuning arms pre-train on the other 75% and leave this share."""
@@ -81,7 +89,12 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | 
     for m in ("mocov2", "byol", "simsiam"):
         arms.append(Arm(f"method_{m}", f"pre-trained with {m}", (f"pretrain.algorithm={m}",)))
     for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing"):
-        arms.append(Arm(f"defense_{d}", f"defense {d}", (f"defense.name={d}",)))
+        if d == "large_crops":  # above the recipe's own smallest crop, or the defense changes nothing
+            ms = large_crops_scale(cfg)
+            arms.append(Arm(f"defense_{d}", f"defense {d} (crops of at least {ms:g} of the input)",
+                            (f"defense.name={d}", f"defense.large_crops.min_scale={ms:g}")))
+        else:
+            arms.append(Arm(f"defense_{d}", f"defense {d}", (f"defense.name={d}",)))
     arms += finetune_arms(cfg, num_train)
     base = cfg["pretrain_data"]["dataset"]
     if base == "digits":  # a second downstream task from the same pre-training
