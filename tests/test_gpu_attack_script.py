@@ -90,3 +90,40 @@ def test_gpu_attack_script_names_the_missing_data(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "out"), DATA=str(tmp_path / "nowhere"), PYTHON=sys.executable)
     r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_attack.sh")], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "scripts/pack_cifar10.py" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _claims_script(source_folder, tmp_path, budget, seeds="0"):
+    env = dict(os.environ, OUT=str(tmp_path / "out"), DEVICE="cpu", SEEDS=seeds, DATA=str(source_folder), JOBS="2",
+               BUDGET_S=str(budget), RUNS=str(tmp_path / "runs"), CACHE=str(tmp_path / "cache"), PYTHON=sys.executable)
+    tiny = ["--set", "pretrain.backbone=cnn7", "--set", "pretrain.width=4", "--set", "pretrain.epochs=2",
+            "--set", "pretrain.batch_size=16", "--set", "pretrain.precision=fp32", "--set", "pretrain_data.num_images=24",
+            "--set", "tasks=[{dataset: 'imagefolder:%s', num_targets: 2}]" % source_folder,
+            "--set", "attack.num_references=4", "--set", "downstream.epochs=2", "--set", "pretrain.threads=1"]
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_claims.sh"), *tiny], env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_gpu_claims_script_runs_the_arms_on_the_cpu_and_writes_the_table_and_stage_times(source_folder, tmp_path):
+    r = _claims_script(source_folder, tmp_path, budget=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"device.txt", "log.txt", "table.txt", "claims.md", "claims.json",
+                                               "stages.csv", "run_logs.txt"}
+    rows = {r["key"]: r for r in json.loads((out / "claims.json").read_text())}
+    assert rows["high_asr"]["numbers"] and rows["vs_icp"]["numbers"] and rows["defense_large_crops"]["numbers"]
+    stages = (out / "stages.csv").read_text().splitlines()
+    assert stages[0] == "run,craft,pretrain_clean,pretrain_poisoned,evaluate"
+    assert sorted(line.split(",")[0] for line in stages[1:-1]) == [
+        "arms/defense_large_crops/seed_0", "arms/icp/seed_0", "arms/poisonedencoder/seed_0"]
+    assert all(x for line in stages[1:] for x in line.split(",")[2:])  # every pre-training and evaluation timed
+    assert "arms/icp/seed_0/run.log" in (out / "run_logs.txt").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_claims_script_ends_with_a_table_when_the_budget_runs_out(source_folder, tmp_path):
+    r = _claims_script(source_folder, tmp_path, budget=1)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "claims: stopped at the budget" in log or "not started" in log
+    assert "runs not finished" in log and (tmp_path / "out" / "claims.json").is_file()
