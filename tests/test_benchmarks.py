@@ -8,6 +8,13 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "pretrain_throughput.py"
 
 
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH.parent / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_pretrain_throughput_reports_three_methods_and_ratios(tmp_path):
     spec = importlib.util.spec_from_file_location("pretrain_throughput", BENCH)
     mod = importlib.util.module_from_spec(spec)
@@ -81,3 +88,21 @@ def test_batched_eval_times_both_paths_and_compares_their_logits(tmp_path, capsy
     assert r["max_abs_logit_difference"] < 1e-5 and r["prediction_agreement"] == 1.0
     assert r["machine"] in capsys.readouterr().out
     assert mod.main(["--models", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_compare_trees_times_both_trees_in_alternating_rounds(capsys):
+    mod = _load("compare_trees")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    assert mod.main(["--a", src, "--b", src, "--rounds", "2", "--", "demo", "--set", "pretrain.epochs=1",
+                     "--set", "downstream.epochs=1", "--set", "pretrain.threads=1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out[1:3]] == ["round 1", "round 2"]
+    assert out[-1].startswith("b / a: ") and "95% t interval" in out[-1]
+
+
+def test_compare_trees_refuses_a_folder_without_the_package(tmp_path, capsys):
+    mod = _load("compare_trees")
+    assert mod.main(["--a", str(tmp_path), "--b", str(tmp_path), "--", "demo"]) == 2
+    assert "holds no poisonedencoder package" in capsys.readouterr().err
+    assert mod.main(["--a", str(tmp_path), "--b", str(tmp_path)]) == 2
