@@ -2,7 +2,8 @@
 ``eurosat``, ``tiny-imagenet`` and ``facemask``. No torchvision class, no md5 check, no download:
 a missing layout is a one-line :class:`UserError` that names the layout expected.
 
-Each dataset is an :class:`OnDisk`: ``find(data_root)`` locates its folder, ``load`` decodes it
+Each dataset is an :class:`.files.OnDisk`, which is also its entry of :data:`.datasets.DATASETS`
+(one line there registers it): ``find(data_root)`` locates its folder, ``load`` decodes it
 (RGB, resized to the requested size once, with a progress bar on a terminal) and ``cache_key``
 names its decoded ``.npz``: the dataset's name plus a hash of the folder's absolute path and of
 the size and mtime of its files and folders (like ``imagefolder``'s), so another data root or
@@ -21,89 +22,14 @@ Splits (none depends on the run's seed):
 """
 from __future__ import annotations
 
-import hashlib
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .datasets import IMAGE_SUFFIXES, ImageSplit, _bar, _split, _to_rgb_array
-
-Loaded = tuple[list[str], ImageSplit, ImageSplit]
-
-
-def _missing(name: str, what: str, where: Path, layout: str) -> UserError:
-    return UserError(f"{name}: no {what} under {where}; expected {layout} (pass --data-root)")
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    """Class (or split) folders: sub-folders, hidden ones and zip leftovers (``__MACOSX``) left out."""
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
-
-
-def _class_files(name: str, folder: Path, layout: str) -> tuple[list[str], list[tuple[Path, str]]]:
-    """``folder/<class>/*``: the sorted class names and (file, class) pairs; every class must hold an image."""
-    classes = [p.name for p in _subdirs(folder)] if folder.is_dir() else []
-    if not classes:
-        raise _missing(name, "class folders", folder, layout)
-    files: list[tuple[Path, str]] = []
-    for c in classes:
-        found = _images_in(folder / c)
-        if not found:
-            raise UserError(f"{name}: class folder {folder / c} holds no images; expected {layout} (pass --data-root)")
-        files += [(f, c) for f in found]
-    return classes, files
-
-
-def _tree(folder: Path, depth: int) -> list[Path]:
-    """``folder`` and its sub-folders down to ``depth`` levels, sorted."""
-    out = [folder]
-    if depth > 0 and folder.is_dir():
-        for d in _subdirs(folder):
-            out += _tree(d, depth - 1)
-    return out
-
-
-def _fingerprint(folder: Path, watched: Iterable[Path]) -> str:
-    """A hash of ``folder``'s absolute path and of each watched path's size (files) or number of
-    entries (folders) and mtime: it changes with the data root and when files come or go."""
-    h = hashlib.sha1(str(folder.resolve()).encode())
-    for p in watched:
-        try:
-            st = p.stat()
-            n = len(os.listdir(p)) if p.is_dir() else st.st_size
-            h.update(f"{p}:{n}:{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{p}:-\n".encode())
-    return h.hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class OnDisk:
-    """A dataset read from files: ``find(data_root)`` is its folder (or a UserError that names the
-    layout), ``read(folder, size, progress)`` decodes it, ``watched(folder)`` are the paths whose
-    size and mtime go into the cache key."""
-
-    name: str
-    layout: str
-    find: Callable[[Path], Path]
-    read: Callable[[Path, int, bool], Loaded]
-    watched: Callable[[Path], list[Path]]
-
-    def load(self, data_root: Path, size: int, progress: bool = True) -> Loaded:
-        return self.read(self.find(Path(data_root)), size, progress)
-
-    def cache_key(self, data_root: Path) -> str:
-        folder = self.find(Path(data_root))
-        return f"{self.name}-{_fingerprint(folder, self.watched(folder))}"
+from .base import ImageSplit, Loaded, _bar, _split, _to_rgb_array
+from .files import OnDisk, _class_files, _images_in, _missing, _subdirs, _tree
 
 
 # --------------------------------------------------------------------------- STL-10 (binary files)
@@ -320,6 +246,3 @@ def _facemask_read(folder: Path, size: int, progress: bool) -> Loaded:
 
 
 FACEMASK = OnDisk("facemask", FACEMASK_LAYOUT, _facemask_find, _facemask_read, lambda d: _tree(d, 2))
-
-ON_DISK: dict[str, OnDisk] = {d.name: d for d in (STL10, EUROSAT, TINY_IMAGENET, FACEMASK)}
-"""The datasets read from files, by registry name (:data:`..datasets.DATASETS` holds them)."""
