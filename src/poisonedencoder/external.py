@@ -9,7 +9,7 @@ features ``(N, D)``, and say what was loaded (:func:`load_encoder`). Two kinds o
 * **state_dict** (``torch.save(model.state_dict())``, or a checkpoint that holds one under
   ``state_dict`` or ``model``; the toolkit's ``encoder.pt`` under ``backbone``): loaded with
   ``torch.load(weights_only=True)`` (tensors only, nothing executed) into the architecture named by
-  ``arch`` (:data:`ARCHS`). Key prefixes of wrappers (``module.`` of DataParallel, ``backbone.``,
+  ``arch`` (:func:`arch_names`). Key prefixes of wrappers (``module.`` of DataParallel, ``backbone.``,
   ``encoder.``, ``model.``, and chains of two) are stripped where that makes the keys fit; keys
   outside the chosen prefix (a projection head) are left out. ``prefix`` names the prefix
   instead. Keys that still do not fit are a :class:`UserError` naming the first missing and the
@@ -34,11 +34,33 @@ from torch import nn
 
 from .errors import UserError
 
-ARCHS = ("resnet18", "resnet18-cifar", "resnet50", "cnn7", "timm:NAME")
-"""``resnet18`` / ``resnet50``: torchvision's ImageNet-style models, ``fc`` replaced by Identity (a
-file's ``fc.*`` keys, a classifier head, are left out); ``resnet18-cifar``: the toolkit's
-``resnet18`` backbone (CIFAR stem); ``cnn7``: the toolkit's CNN7 at ``width``; ``timm:NAME``:
-``timm.create_model(NAME, num_classes=0)`` (needs timm)."""
+TORCHVISION = ("resnet18", "resnet50")
+"""torchvision's ImageNet-style models, ``fc`` replaced by Identity (a file's ``fc.*`` keys, a
+classifier head, are left out)."""
+TIMM = "timm:NAME"
+"""``timm.create_model(NAME, num_classes=0)`` (needs timm)."""
+
+
+def toolkit_archs() -> dict[str, str]:
+    """The toolkit's backbones by ``--arch`` name: every entry of the one registry
+    (:data:`poisonedencoder.ssl.models.BACKBONES`) under its own name, or ``NAME-cifar`` where a
+    torchvision model of :data:`TORCHVISION` has that name (``resnet18-cifar``: the toolkit's
+    ``resnet18``, CIFAR stem). Maps to the backbone's registry name."""
+    from .ssl.models import BACKBONES
+
+    return {(f"{n}-cifar" if n in TORCHVISION else n): n for n in BACKBONES}
+
+
+def arch_names() -> list[str]:
+    """What ``--arch`` accepts: :data:`TORCHVISION`, :func:`toolkit_archs`, :data:`TIMM`."""
+    return [*TORCHVISION, *toolkit_archs(), TIMM]
+
+
+def __getattr__(name: str):
+    if name == "ARCHS":  # the names of arch_names(), read from the registry when asked
+        return tuple(arch_names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PREFIXES = ("module.", "backbone.", "encoder.", "model.")
 NESTS = ("state_dict", "model", "backbone")
@@ -89,17 +111,18 @@ def is_torchscript(path: str | Path) -> bool:
 
 
 def build_arch(arch: str, width: int = 32) -> nn.Module:
-    """The untrained architecture ``arch`` (:data:`ARCHS`), returning features."""
-    if arch in ("resnet18", "resnet50"):
+    """The untrained architecture ``arch`` (:func:`arch_names`), returning features."""
+    if arch in TORCHVISION:
         import torchvision
 
         m = getattr(torchvision.models, arch)(weights=None)
         m.fc = nn.Identity()
         return m
-    if arch in ("resnet18-cifar", "cnn7"):  # the toolkit's backbones, from their registry
+    toolkit = toolkit_archs()
+    if arch in toolkit:  # the toolkit's backbones, from their registry
         from .ssl.models import build_backbone
 
-        return build_backbone("resnet18" if arch == "resnet18-cifar" else "cnn7", width)
+        return build_backbone(toolkit[arch], width)
     if arch.startswith("timm:") and len(arch) > 5:
         try:
             import timm
@@ -109,7 +132,7 @@ def build_arch(arch: str, width: int = 32) -> nn.Module:
             return timm.create_model(arch[5:], pretrained=False, num_classes=0)
         except Exception as e:  # an unknown model name
             raise UserError(f"--arch {arch}: timm cannot build {arch[5:]!r} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-    raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(arch_names())}")
 
 
 def _unnest(obj, path: Path) -> dict:
@@ -158,32 +181,44 @@ def _load_weights(path: Path):
                         f"save the weights with torch.save(model.state_dict(), ...) or the model as TorchScript") from e
 
 
+def _uses_width(arch: str) -> bool:
+    """Whether ``arch`` is a toolkit backbone built at ``--width`` (cnn7, resnet18w)."""
+    from .ssl.models import uses_width
+
+    toolkit = toolkit_archs()
+    return arch in toolkit and uses_width(toolkit[arch])
+
+
 def _load_state_dict(path: Path, arch: str, width: int, prefix: str | None) -> tuple[nn.Module, dict]:
     model = build_arch(arch, width)
     sd = _unnest(_load_weights(path), path)
     own = model.state_dict()
     expected = set(own)
     sub, used = _fit(sd, expected, prefix, path)
-    if arch in ("resnet18", "resnet50"):  # the classifier head of a supervised or linear-probed checkpoint
+    if arch in TORCHVISION:  # the classifier head of a supervised or linear-probed checkpoint
         sub = {k: v for k, v in sub.items() if not k.startswith("fc.")}
     missing = sorted(k for k in expected - set(sub) if k.split(".")[-1] not in _OPTIONAL)
     unexpected = sorted(set(sub) - expected)
-    what = f"--arch {arch}" + (f" --width {width}" if arch == "cnn7" else "")
+    with_width = _uses_width(arch)
+    what = f"--arch {arch}" + (f" --width {width}" if with_width else "")
+    # a backbone the toolkit trained (it saves its input statistics) given torchvision's name
+    hint = (f"; the toolkit's {arch} is --arch {arch}-cifar"
+            if arch in TORCHVISION and f"{arch}-cifar" in toolkit_archs() and "input_mean" in sub else "")
     if missing or unexpected:
         raise UserError(f"{path} does not fit {what} (keys after stripping prefix {used!r}): missing key "
                         f"{repr(missing[0]) if missing else 'none'} ({len(missing)} missing), unexpected key "
-                        f"{repr(unexpected[0]) if unexpected else 'none'} ({len(unexpected)} unexpected)")
+                        f"{repr(unexpected[0]) if unexpected else 'none'} ({len(unexpected)} unexpected){hint}")
     for k, v in sub.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise UserError(f"{path} does not fit {what}: {k} has shape {tuple(v.shape)} in the file and "
-                            f"{tuple(own[k].shape)} in the model")
+                            f"{tuple(own[k].shape)} in the model{hint}")
     has_stats = "input_mean" in sub and "input_std" in sub
     if "input_mean" in own and not has_stats:
         # the toolkit's architecture trained elsewhere without its statistics: it did not normalize
         # inside (its load would fall back to CIFAR-10's), so normalization is --normalize alone
         sub = {**sub, "input_mean": torch.zeros(3), "input_std": torch.ones(3)}
     model.load_state_dict(sub, strict=False)
-    return model, {"format": "state_dict", "arch": arch, **({"width": width} if arch == "cnn7" else {}),
+    return model, {"format": "state_dict", "arch": arch, **({"width": width} if with_width else {}),
                    "prefix": used, "own_input_stats": has_stats}
 
 
@@ -218,7 +253,7 @@ def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, pre
     if is_torchscript(p):
         module, info = _load_torchscript(p)
     elif arch is None:
-        raise UserError(f"{p} is a state_dict, which holds no architecture: give --arch ({', '.join(ARCHS)}), "
+        raise UserError(f"{p} is a state_dict, which holds no architecture: give --arch ({', '.join(arch_names())}), "
                         f"or save the model as TorchScript")
     else:
         module, info = _load_state_dict(p, arch, width, prefix)

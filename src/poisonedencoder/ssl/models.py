@@ -102,16 +102,27 @@ class CifarResNet18(InputNorm, ResNet):
         return super().forward(self.normalize_input(x))
 
 
-def resnet18_cifar() -> nn.Module:
+def resnet18_cifar(_width: int = 64) -> nn.Module:
+    """The paper's ResNet18 (widths 64-512); ``width`` is ignored (``ignores_width``)."""
     return CifarResNet18()
 
 
+resnet18_cifar.ignores_width = True
+
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {
-    "cnn7": CNN7,                            # width: the base width
-    "resnet18": lambda _width: CifarResNet18(),  # the paper's widths (64-512), pretrain.width ignored
-    "resnet18w": CifarResNet18,              # width: the first stage's channels (64 = resnet18)
+    "cnn7": CNN7,                # width: the base width
+    "resnet18": resnet18_cifar,  # the paper's widths (64-512), pretrain.width ignored
+    "resnet18w": CifarResNet18,  # width: the first stage's channels (64 = resnet18)
 }
-"""Backbones by name (``pretrain.backbone``), each built from ``pretrain.width``. Adding one: a class and a line here."""
+"""Backbones by name (``pretrain.backbone``), each built from ``pretrain.width`` (a builder with
+``ignores_width = True`` has fixed widths). The one list of the toolkit's backbones: training builds
+them from it, and ``evaluate --arch`` (:mod:`poisonedencoder.external`) loads their state_dicts by
+it. Adding one: a class and a line here."""
+
+
+def uses_width(name: str) -> bool:
+    """Whether the backbone ``name`` is built at the width it is given."""
+    return not getattr(BACKBONES[name], "ignores_width", False)
 
 
 def build_backbone(name: str, width: int = 32) -> nn.Module:
