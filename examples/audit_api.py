@@ -33,7 +33,7 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--downstream-epochs", type=int, default=150)
     ap.add_argument("--encoder", help="a poisoned encoder trained elsewhere (TorchScript or state_dict)")
     ap.add_argument("--clean-encoder", help="its clean counterpart (optional)")
-    ap.add_argument("--arch", help="architecture of a state_dict (resnet18, resnet50, resnet18-cifar, cnn7, timm:NAME)")
+    ap.add_argument("--arch", help="architecture of a state_dict (resnet18, resnet50, cnn7, resnet18-cifar, resnet18w, timm:NAME)")
     return ap.parse_args(argv)
 
 

@@ -129,7 +129,7 @@ def dataset_names() -> list[str]:
     return [f"{n}:{s.argument}" if s.argument else n for n, s in DATASETS.items()]
 
 
-def dataset_source(spec: object, where: str = "dataset") -> DatasetSource:
+def dataset_source(spec: object, where: str = "dataset") -> DatasetSource | OnDisk:
     """The registry entry of ``spec``; a one-line :class:`UserError` if there is none."""
     if isinstance(spec, str):
         name, sep, _ = spec.partition(":")
