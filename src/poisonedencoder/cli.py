@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "claims":
             return _claims(args, cfg, say, env.active)
         cluster = _cluster(args, cfg, out, env.active) if args.command in ("run", "sweep") else None
-        done = lambda d: say(f"done in {time.time() - t0:.0f}s: {d / 'metrics.json'}, {d / 'report.md'}")  # noqa: E731
+        from .rundir import RunDir
+
+        done = lambda d: say(f"done in {time.time() - t0:.0f}s: {RunDir(d).metrics}, {RunDir(d).report}")  # noqa: E731
         if args.command == "sweep":
             user, over = _user_and_overrides(args)
             api.sweep(user, args.param, args.values, out, over, jobs=args.jobs, executor=cluster, log=say)
