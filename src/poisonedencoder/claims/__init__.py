@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..io import write_json, write_text
-from ..rundir import METRICS, RunDir
+from ..rundir import METRICS, SECONDS_TXT, RunDir
 from . import rows as R
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
 from .results import ArmResult, load
@@ -186,10 +186,11 @@ def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[R.Row]:
     return rows
 
 
-RECORD = {"metrics.json": "metrics.json", "config.yaml": "config.yaml", ".fingerprint": ".fingerprint",
-          "report.md": "report.md", "defense.json": "defense.json", "poisons/timing.json": "poisons/timing.json",
-          "poisons/manifest.json": "poisons_manifest.json",  # beside poisons/: a manifest there would claim its PNGs
-          "encoders/poisoned/seconds.txt": "encoders/poisoned/seconds.txt"}
+_RUN = RunDir("")  # the layout's paths relative to a run folder
+RECORD = {**{p.as_posix(): p.as_posix() for p in (_RUN.metrics, _RUN.config, _RUN.stamp, _RUN.report,
+                                                   _RUN.path / "defense.json", _RUN.timing)},
+          _RUN.manifest.as_posix(): "poisons_manifest.json",  # beside poisons/: a manifest there would claim its PNGs
+          **{p.as_posix(): p.as_posix() for p in (_RUN.poisoned_encoder / SECONDS_TXT,)}}
 """What a run's record keeps (source -> name in the record): every number of the table and what
 made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
 
