@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
@@ -19,16 +18,9 @@ STAGES = ("craft", "pretrain_clean", "pretrain_poisoned", "evaluate")
 
 
 def stage_seconds(run: Path) -> dict:
-    from poisonedencoder.pipeline import pretrain_seconds
+    from poisonedencoder.rundir import RunDir
 
-    m = json.loads((run / "metrics.json").read_text())
-    timing = run / "poisons" / "timing.json"
-    clean = (m.get("encoders") or {}).get("clean")
-    return {"run": run, "craft": json.loads(timing.read_text()).get("craft_seconds") if timing.is_file() else None,
-            "clean_dir": Path(clean).parent if clean else None,
-            "pretrain_clean": pretrain_seconds(Path(clean).parent) if clean else None,
-            "pretrain_poisoned": pretrain_seconds(run / "encoders" / "poisoned"),
-            "evaluate": m.get("evaluate_seconds")}
+    return {"run": run, **RunDir(run).stage_seconds()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"error: {root} is not a folder", file=sys.stderr)
         return 2
-    rows = [stage_seconds(f.parent) for f in sorted(root.rglob("metrics.json")) if (f.parent / "config.yaml").is_file()
-            and (f.parent / "encoders").is_dir()]
+    from poisonedencoder.rundir import METRICS, RunDir
+
+    runs = [RunDir(f.parent) for f in sorted(root.rglob(METRICS))]
+    rows = [stage_seconds(r.path) for r in runs if r.config.is_file() and r.encoders.is_dir()]
     if not rows:
         print(f"no finished runs under {root}")
         return 0

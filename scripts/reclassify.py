@@ -42,24 +42,26 @@ def reclassify(run: Path, out: Path, overrides: list[str], snapshots: bool) -> d
     from poisonedencoder import config as C
     from poisonedencoder.errors import UserError
     from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.rundir import RunDir
 
     for o in overrides:
         if not (o.startswith("downstream.") or o.startswith("pretrain.threads=")):
             raise UserError(f"--set {o}: only downstream.* settings (and pretrain.threads) can change "
                             "without pre-training again")
-    if not (run / "metrics.json").is_file():
+    src = RunDir(run)
+    if not src.metrics.is_file():
         raise UserError(f"{run} holds no finished run (no metrics.json)")
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = yaml.safe_load(src.config.read_text())
     cfg = C.resolve(cfg, overrides)
     exp = Experiment(cfg, out)  # claims the folder for this run (its fingerprint) before anything is linked in
-    _link_tree(run / "poisons", out / "poisons")
-    _link_tree(run / "encoders" / "poisoned", out / "encoders" / "poisoned", skip=() if snapshots else ("snapshots",))
+    _link_tree(src.poisons, exp.dir.poisons)
+    _link_tree(src.poisoned_encoder, exp.dir.poisoned_encoder, skip=() if snapshots else ("snapshots",))
     return exp.evaluate()
 
 
 def main(argv: list[str] | None = None) -> int:
     from poisonedencoder.errors import UserError
-    from poisonedencoder.seeds import finished_seed_dirs
+    from poisonedencoder.rundir import RunDir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="finished run directories (or outputs of run --seeds)")
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for spec in args.runs:
             run = Path(spec)
-            seeds = finished_seed_dirs(run)
+            seeds = RunDir(run).finished_seed_dirs()
             for name, overrides in variants:
                 sib = run.parent / f"{run.name}_{args.suffix or name}"
                 for r, o in ([(s, sib / s.name) for s in seeds] if seeds else [(run, sib)]):

@@ -25,17 +25,17 @@ from poisonedencoder.stats import logistic_fit
 
 def run_dirs(spec: str) -> list[tuple[Path, Path, Path]]:
     """(metrics.json, config.yaml, run directory) of each finished run that ``spec`` names."""
-    from poisonedencoder.seeds import finished_seed_dirs
+    from poisonedencoder.rundir import RunDir
 
     out = []
     for part in spec.split(","):
         d = Path(part)
-        seeds = finished_seed_dirs(d)
+        seeds = [RunDir(p) for p in RunDir(d).finished_seed_dirs()]
         copied = sorted(d.glob("metrics_seed*.json"))
         if seeds:  # the output of run --seeds: its per-seed runs (its own metrics.json pools them)
-            out.extend((p / "metrics.json", p / "config.yaml", p) for p in seeds)
-        elif (d / "metrics.json").is_file():
-            out.append((d / "metrics.json", d / "config.yaml", d))
+            out.extend((r.metrics, r.config, r.path) for r in seeds)
+        elif RunDir(d).metrics.is_file():
+            out.append((RunDir(d).metrics, RunDir(d).config, d))
         elif copied:  # results copied back by benchmarks/gpu_attack.sh, each with a config_seed<S>.yaml beside it
             out.extend((m, d / m.name.replace("metrics_", "config_").replace(".json", ".yaml"), d) for m in copied)
         else:
@@ -62,7 +62,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     """The pooled row of one setting and its per-target records (for the paired comparisons)."""
     import yaml
 
-    from poisonedencoder.pipeline import pretrain_seconds
+    from poisonedencoder.rundir import RunDir, encoder_seconds
     from poisonedencoder.stats import mean_ci, mean_of_rates, rate
 
     targets, cas, pas, secs, cfgs, metrics, snaps = [], [], [], [], [], [], {}
@@ -77,7 +77,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
             else:  # metrics written before intervals existed: the count from the rate and the test inputs
                 n = m["tasks"][0]["num_test_inputs"]
                 acc.append(rate(round(m[key] * n), n))
-        secs.append(pretrain_seconds(run / "encoders" / "poisoned"))
+        secs.append(encoder_seconds(RunDir(run).poisoned_encoder))
         for ti, task in enumerate(m["tasks"]):
             for t in task["targets"]:
                 targets.append({"key": (cfg["seed"], ti, t["test_index"], t["target_class"]), **t})

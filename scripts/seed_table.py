@@ -21,13 +21,10 @@ def _read(path: Path) -> dict | None:
 
 
 def _stage_seconds(run: Path, m: dict) -> dict:
-    from poisonedencoder.pipeline import pretrain_seconds
+    from poisonedencoder.rundir import RunDir
 
-    timing = _read(run / "poisons" / "timing.json") or {}
-    return {"craft": timing.get("craft_seconds"),
-            "pretrain_clean": pretrain_seconds(Path(m["encoders"]["clean"]).parent),
-            "pretrain_poisoned": pretrain_seconds(run / "encoders" / "poisoned"),
-            "evaluate": m.get("evaluate_seconds")}
+    t = RunDir(run).stage_seconds(m)
+    return {k: t[k] for k in ("craft", "pretrain_clean", "pretrain_poisoned", "evaluate")}
 
 
 def summarize(runs: list[Path]) -> dict:
@@ -35,15 +32,17 @@ def summarize(runs: list[Path]) -> dict:
     ``poisonedencoder run --seeds`` writes), plus each run's stage times and ASR over training."""
     import yaml
 
+    from poisonedencoder.rundir import RunDir
     from poisonedencoder.seeds import combine
 
     per_seed, seeds = [], []
     for run in runs:
-        m = _read(run / "metrics.json")
+        rd = RunDir(run)
+        m = rd.read_metrics()
         if m is None:
-            raise SystemExit(f"error: {run / 'metrics.json'} does not exist; finish that run first")
+            raise SystemExit(f"error: {rd.metrics} does not exist; finish that run first")
         per_seed.append(m)
-        seeds.append(int(yaml.safe_load((run / "config.yaml").read_text())["seed"]))
+        seeds.append(int(yaml.safe_load(rd.config.read_text())["seed"]))
     combined = combine(per_seed, seeds)
     combined["runs"] = [{"run": str(r), "seed": s, "seconds": _stage_seconds(r, m),
                          "over_training": [{"epoch": o["epoch"], "ASR": o["ASR"], "PA": o["PA"]}

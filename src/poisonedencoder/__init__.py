@@ -1,8 +1,9 @@
 """poisonedencoder: the PoisonedEncoder data-poisoning attack on contrastive pre-training.
 
 The Python API (``import poisonedencoder as pe``; :mod:`poisonedencoder.api`):
-``pe.load_config``, the stages ``pe.craft``, ``pe.pretrain``, ``pe.evaluate``, encoders trained
-elsewhere with ``pe.load_encoder`` and ``pe.evaluate_encoder``, and ``pe.Experiment`` for the
+``pe.load_config``, the stages ``pe.craft``, ``pe.pretrain``, ``pe.evaluate``, the whole run
+``pe.run``, encoders trained elsewhere with ``pe.load_encoder`` (``pe.load_encoders``) and
+``pe.evaluate_encoder``, and ``pe.Experiment`` for the
 stages one by one. They are imported on first use, so ``import poisonedencoder`` (and
 ``import poisonedencoder.config``) stays cheap: no torch until a stage needs it.
 """
@@ -14,7 +15,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_config": "api", "craft": "api", "pretrain": "api", "evaluate": "api", "evaluate_encoder": "api",
-    "load_encoder": "api", "Experiment": "pipeline", "UserError": "errors",
+    "load_encoder": "api", "load_encoders": "api", "run": "api", "Experiment": "pipeline", "UserError": "errors",
 }
 __all__ = ["__version__", *_LAZY]
 

@@ -37,7 +37,10 @@ def load_config(config: str | Path | dict | None = None, overrides: Iterable[str
     return C.resolve(user, list(overrides))
 
 
-def _runner(config, out: str | Path, log: Callable[[str], None]):
+def runner(config, out: str | Path, log: Callable[[str], None] = print):
+    """The run directory ``out`` of ``config`` with its stages: a
+    :class:`~poisonedencoder.seeds.SeedRuns` when the configuration has ``seeds``, else an
+    :class:`~poisonedencoder.pipeline.Experiment` (both check and stamp ``out`` first)."""
     from .pipeline import Experiment
     from .seeds import SeedRuns
 
@@ -45,18 +48,89 @@ def _runner(config, out: str | Path, log: Callable[[str], None]):
     return SeedRuns(cfg, out, log=log) if cfg["seeds"] else Experiment(cfg, out, log=log)
 
 
-def _one_run(config, out: str | Path, log: Callable[[str], None], what: str):
-    """The single :class:`~poisonedencoder.pipeline.Experiment` of ``config`` (its seed, or its one ``seeds``)."""
+def check_one_run(cfg: dict, what: str, hint: str | None = None) -> None:
+    """A :class:`UserError` unless ``cfg`` is one run (no ``seeds``, or one): ``what`` works on one
+    run, ``hint`` (default: the configuration keys) says how to give one seed."""
+    if cfg["seeds"] and len(cfg["seeds"]) > 1:
+        hint = hint or f"seeds=[{cfg['seeds'][0]}] or seeds=null"
+        raise UserError(f"{what} works on one run: give one seed ({hint}), got {len(cfg['seeds'])}")
+
+
+def one_run(config, out: str | Path, log: Callable[[str], None] = print, what: str = "this",
+            hint: str | None = None, over_seeds: bool = False):
+    """The single :class:`~poisonedencoder.pipeline.Experiment` of ``config`` (its seed, or its one
+    ``seeds`` in ``out/seed_<s>/``). ``over_seeds``: ``out`` is stamped as a run over that one seed
+    (as the command line's ``--seeds S`` does)."""
     from .pipeline import Experiment
-    from .seeds import seed_config
+    from .rundir import RunDir
+    from .seeds import SeedRuns, seed_config
 
     cfg = load_config(config)
-    if cfg["seeds"] and len(cfg["seeds"]) > 1:
-        raise UserError(f"{what} works on one run: give one seed (seeds=[{cfg['seeds'][0]}] or seeds=null), "
-                        f"got {len(cfg['seeds'])}")
+    check_one_run(cfg, what, hint)
+    if cfg["seeds"] and over_seeds:
+        return SeedRuns(cfg, out, log=log).runs[0]
     if cfg["seeds"]:
-        return Experiment(seed_config(cfg, cfg["seeds"][0]), Path(out) / f"seed_{cfg['seeds'][0]}", log=log)
+        return Experiment(seed_config(cfg, cfg["seeds"][0]), RunDir(out).seed(cfg["seeds"][0]).path, log=log)
     return Experiment(cfg, out, log=log)
+
+
+def run(config, out: str | Path, jobs: int = 1, executor=None, log: Callable[[str], None] = print) -> dict:
+    """Every stage of the run (or of each seed's run, then the pooled result), as ``run``: ``jobs`` > 1
+    runs seeds at once, each in a worker process; ``executor`` (:func:`cluster`) makes every run a
+    job. Returns the metrics written to ``out/metrics.json``."""
+    from .seeds import SeedRuns
+
+    r = runner(config, out, log)
+    if isinstance(r, SeedRuns) and (jobs > 1 or executor is not None):
+        return r.run(jobs=jobs, executor=executor)
+    if executor is not None:
+        from .parallel import Unit, run_units
+        from .report import format_table
+
+        res = run_units([Unit(r.cfg, r.out)], log=log, name="run", executor=executor)
+        if res.failed:
+            raise UserError(res.failed[0][1])
+        m = r.dir.read_metrics()
+        log(format_table(m))
+        return m
+    if jobs > 1:
+        raise UserError("--parallel runs seeds at once: give several (--seeds 0,1,2)")
+    return r.run()
+
+
+def cluster(config, out: str | Path, partition: str | None = None, local: bool = False, **options):
+    """A :class:`~poisonedencoder.cluster.Cluster` for :func:`run` and :func:`sweep`: Slurm jobs on
+    ``partition`` (``"default"``: the cluster's default), or submitit's local executor (``local``).
+    ``options``: its fields (``gpus_per_job``, ``cpus_per_job``, ``timeout_min``, ``mem_gb``,
+    ``array_parallelism``, ``folder``; defaults: ``out/slurm``, one GPU with device cuda). Checks
+    the device and that jobs can be submitted, before any work."""
+    from .cluster import Cluster
+
+    cfg = load_config(config)
+    options.setdefault("folder", Path(out) / "slurm")
+    options.setdefault("gpus_per_job", 1 if str(cfg["device"]).startswith("cuda") else 0)
+    if not local and partition is not None and partition != "default":
+        options["partition"] = partition
+    c = Cluster(kind="local" if local else "slurm", **options)
+    c.check_devices([cfg["device"]])
+    c.check_submit()
+    return c
+
+
+def sweep(config, param: str, values: str | list, out: str | Path, overrides: Iterable[str] = (), jobs: int = 1,
+          executor=None, log: Callable[[str], None] = print) -> list[dict]:
+    """One run (or one per seed) per value of ``param`` (``values``: a list, or the command line's
+    comma-separated text), as ``sweep``: ``out/sweep.csv`` and ``sweep.png``; returns the rows."""
+    from .data.datasets import DEFAULT_CACHE
+    from .io import claim_dir, ensure_writable_dir
+    from .sweep import parse_values, run_sweep
+
+    user = C.load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})
+    cfg = C.resolve(user, list(overrides))
+    values = parse_values(values) if isinstance(values, str) else list(values)  # before any work
+    claim_dir(out, "sweep directory (--out)")
+    ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
+    return run_sweep(user, list(overrides), param, values, out, log=log, jobs=jobs, executor=executor)
 
 
 def craft(config, out: str | Path, export_imagefolder: str | Path | None = None,
@@ -69,11 +143,10 @@ def craft(config, out: str | Path, export_imagefolder: str | Path | None = None,
         from .attack.export import check_export_dir
 
         dest = check_export_dir(export_imagefolder)
-        exp = _one_run(config, out, log, "export_imagefolder")
+        exp = one_run(config, out, log, "export_imagefolder")
         exp.export_imagefolder(dest)
-        return json.loads((exp.poison_dir / "manifest.json").read_text())
-    run = _runner(config, out, log)
-    return run.craft()
+        return json.loads(exp.dir.manifest.read_text())
+    return runner(config, out, log).craft()
 
 
 def pretrain(config, out: str | Path, which: str = "both", log: Callable[[str], None] = print) -> dict | None:
@@ -82,13 +155,13 @@ def pretrain(config, out: str | Path, which: str = "both", log: Callable[[str], 
     of their ``encoder.pt`` (``None`` over several seeds)."""
     if which not in ("both", "clean", "poisoned"):
         raise UserError(f"which must be both, clean or poisoned, got {which!r}")
-    return _runner(config, out, log).pretrain(which)
+    return runner(config, out, log).pretrain(which)
 
 
 def evaluate(config, out: str | Path, log: Callable[[str], None] = print) -> dict:
     """The whole run (every missing stage first): CA, PA, ASR, clean ASR with their intervals, the
     per-target margins, per task; the dict written to ``out/metrics.json`` (over seeds: pooled)."""
-    return _runner(config, out, log).evaluate()
+    return runner(config, out, log).evaluate()
 
 
 def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None = None,
@@ -115,8 +188,8 @@ def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None
     files = {k: e.source for k, e in (("poisoned", encoder), ("clean", clean_encoder)) if hasattr(e, "source")}
     if out is None:
         with tempfile.TemporaryDirectory(prefix="poisonedencoder-") as tmp:
-            return _one_run(config, tmp, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
-    return _one_run(config, out, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
+            return one_run(config, tmp, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
+    return one_run(config, out, log, "evaluate_encoder").evaluate_encoders(encoder, clean_encoder, files)
 
 
 def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, prefix: str | None = None,
@@ -126,3 +199,17 @@ def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, pre
     from .external import load_encoder as load
 
     return load(path, arch=arch, width=width, prefix=prefix, normalize=normalize, image_size=image_size)
+
+
+def load_encoders(config, encoder: str | Path, clean_encoder: str | Path | None = None, arch: str | None = None,
+                  width: int | None = None, prefix: str | None = None, normalize: str | None = None) -> dict:
+    """:func:`load_encoder` for ``config``'s run (``evaluate --encoder``): ``{"poisoned": (module,
+    info)}``, with ``"clean"`` when ``clean_encoder`` is given; ``width`` defaults to the
+    configuration's ``pretrain.width``, the image size is its ``pretrain.image_size``."""
+    p = load_config(config)["pretrain"]
+    kw = {"arch": arch, "width": width if width is not None else p["width"], "prefix": prefix,
+          "normalize": normalize, "image_size": p["image_size"]}
+    out = {"poisoned": load_encoder(encoder, **kw)}
+    if clean_encoder:
+        out["clean"] = load_encoder(clean_encoder, **kw)
+    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
-from .io import claim_dir, ensure_writable_dir, os_error_message
+from .io import claim_dir, os_error_message
 
 
 def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
@@ -142,17 +142,10 @@ def _cluster(args, cfg: dict, out: Path, torchrun: bool):
         raise UserError(f"{flag} makes every run a job of its own; {other} N runs them on this machine: give one")
     if getattr(args, "budget", None) is not None:
         raise UserError(f"{flag}: a job's bound is its time limit (--slurm-time MIN), not --budget")
-    from .cluster import Cluster
+    from .api import cluster
 
     kw = {field: getattr(args, attr) for _f, attr, field in given}
-    kw.setdefault("folder", out / "slurm")
-    kw.setdefault("gpus_per_job", 1 if str(cfg["device"]).startswith("cuda") else 0)
-    if slurm is not None and slurm != "default":
-        kw["partition"] = slurm
-    cluster = Cluster(kind="slurm" if slurm is not None else "local", **kw)
-    cluster.check_devices([cfg["device"]])  # before any work
-    cluster.check_submit()
-    return cluster
+    return cluster(cfg, out, slurm, local, **kw)  # checks the device and submission before any work
 
 
 def _check_jobs(args) -> None:
@@ -219,10 +212,9 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
 
 
 def _resolve(args) -> tuple[dict, Path]:
-    from . import config as C
+    from .api import load_config
 
-    user, overrides = _user_and_overrides(args)
-    cfg = C.resolve(user, overrides)
+    cfg = load_config(*_user_and_overrides(args))
     out = Path(args.out) if args.out else Path("runs") / (Path(args.config).stem if getattr(args, "config", None) else "demo")
     return cfg, out
 
@@ -240,15 +232,9 @@ def _outside_encoders(args, cfg: dict) -> dict:
         if given:
             raise UserError(f"--{given[0].replace('_', '-')} needs --encoder PATH")
         return {}
-    from .external import load_encoder
+    from .api import load_encoders
 
-    p = cfg["pretrain"]
-    kw = {"arch": args.arch, "width": args.width if args.width is not None else p["width"], "prefix": args.prefix,
-          "normalize": args.normalize, "image_size": p["image_size"]}
-    out = {"poisoned": load_encoder(args.encoder, **kw)}
-    if args.clean_encoder:
-        out["clean"] = load_encoder(args.clean_encoder, **kw)
-    return out
+    return load_encoders(cfg, args.encoder, args.clean_encoder, args.arch, args.width, args.prefix, args.normalize)
 
 
 MAX_ERROR_CHARS = 2000
@@ -264,7 +250,7 @@ def _cut(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from .pipeline import Experiment
+        from . import api
         from .ssl import distributed as D
 
         cfg, out = _resolve(args)
@@ -283,15 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "claims":
             return _claims(args, cfg, say, env.active)
         cluster = _cluster(args, cfg, out, env.active) if args.command in ("run", "sweep") else None
-        if args.command == "sweep":
-            from .data.datasets import DEFAULT_CACHE
-            from .sweep import parse_values, run_sweep
+        from .rundir import RunDir
 
-            values = parse_values(args.values)  # before any work
-            claim_dir(out, "sweep directory (--out)")
-            ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
+        done = lambda d: say(f"done in {time.time() - t0:.0f}s: {RunDir(d).metrics}, {RunDir(d).report}")  # noqa: E731
+        if args.command == "sweep":
             user, over = _user_and_overrides(args)
-            run_sweep(user, over, args.param, values, out, log=say, jobs=args.jobs, executor=cluster)
+            api.sweep(user, args.param, args.values, out, over, jobs=args.jobs, executor=cluster, log=say)
             print(f"done in {time.time() - t0:.0f}s: {out / 'sweep.csv'}, {out / 'sweep.png'}")
             return 0
         outside = _outside_encoders(args, cfg)  # loaded and checked before any work
@@ -300,48 +283,24 @@ def main(argv: list[str] | None = None) -> int:
             from .attack.export import check_export_dir
 
             export = check_export_dir(export)
-        if cfg["seeds"] and (outside or export) and len(cfg["seeds"]) > 1:
-            raise UserError(f"{'--encoder' if outside else '--export-imagefolder'} works on one run: give one seed "
-                            f"(--seeds {cfg['seeds'][0]}), got {len(cfg['seeds'])}")
-        if cfg["seeds"]:
-            from .seeds import SeedRuns
-
-            exp = SeedRuns(cfg, out, log=say)
-            if outside or export:
-                exp = exp.runs[0]
-        else:
-            exp = Experiment(cfg, out, log=say)
-        if args.command == "run" and (args.jobs > 1 or cluster is not None) and cfg["seeds"]:
-            exp.run(jobs=args.jobs, executor=cluster)
-            say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
-        elif args.command == "run" and cluster is not None:
-            from .parallel import Unit, run_units
-
-            from .report import format_table
-
-            res = run_units([Unit(cfg, out)], log=say, name="run", executor=cluster)
-            if res.failed:
-                raise UserError(res.failed[0][1])
-            say(format_table(json.loads((out / "metrics.json").read_text())))
-            say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
-        elif args.command == "run" and args.jobs > 1:
-            raise UserError("--parallel runs seeds at once: give several (--seeds 0,1,2)")
-        elif args.command in ("demo", "run"):
-            exp.run()
-            say(f"done in {time.time() - t0:.0f}s: {out / 'metrics.json'}, {out / 'report.md'}")
-        elif args.command == "craft":
-            if export:
-                exp.export_imagefolder(export)  # crafts first (or reuses the craft)
-            else:
-                exp.craft()
-        elif args.command == "pretrain":
-            exp.pretrain(args.which)
-        elif args.command == "evaluate" and outside:
+        if outside or export:
+            hint = f"--seeds {cfg['seeds'][0]}" if cfg["seeds"] else None
+            exp = api.one_run(cfg, out, say, "--encoder" if outside else "--export-imagefolder", hint, over_seeds=True)
+        if args.command in ("demo", "run"):
+            api.run(cfg, out, getattr(args, "jobs", 1), cluster, log=say)
+            done(out)
+        elif export:
+            exp.export_imagefolder(export)  # crafts first (or reuses the craft)
+        elif outside:
             exp.evaluate_encoders(outside["poisoned"][0], outside["clean"][0] if "clean" in outside else None,
                                   {k: v[1] for k, v in outside.items()})
-            say(f"done in {time.time() - t0:.0f}s: {exp.out / 'metrics.json'}, {exp.out / 'report.md'}")
-        elif args.command == "evaluate":
-            exp.evaluate()
+            done(exp.out)
+        elif args.command == "craft":
+            api.craft(cfg, out, log=say)
+        elif args.command == "pretrain":
+            api.pretrain(cfg, out, args.which, log=say)
+        else:
+            api.evaluate(cfg, out, log=say)
         D.shutdown()
         return 0
     except UserError as e:

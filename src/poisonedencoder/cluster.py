@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError, check_number
+from .rundir import RunDir
 
 KINDS = ("slurm", "local")
 POLL_SECONDS = {"local": 0.5, "slurm": 5.0}
@@ -162,7 +163,7 @@ class UnitJob:
         submitit = _submitit()
         env = submitit.JobEnvironment()
         Path(u.out).mkdir(parents=True, exist_ok=True)
-        with file_log(Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")) as to_file:
+        with file_log(RunDir(u.out).log_file(u.stage == CLEAN)) as to_file:
             def log(line: str) -> None:
                 to_file(line)
                 print(line, flush=True)
@@ -249,7 +250,7 @@ def _reason(job, u) -> str:
     """The last line of the run's log when this job wrote to it, else of the job's standard error."""
     from .parallel import CLEAN
 
-    run_log = Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")
+    run_log = RunDir(u.out).log_file(u.stage == CLEAN)
     try:
         text = run_log.read_text()
     except OSError:

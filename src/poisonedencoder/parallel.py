@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .rundir import RunDir
+
 CLEAN = "clean"
 """Stage of a unit that only pre-trains (and caches) the clean encoder of its configuration."""
 POLL_SECONDS = 0.2
@@ -51,8 +53,7 @@ def finished(cfg: dict, d: Path) -> bool:
     """``d`` holds a finished run of ``cfg`` (its metrics and the configuration's stamp)."""
     from . import config as C
 
-    stamp = Path(d) / ".fingerprint"
-    return (Path(d) / "metrics.json").is_file() and stamp.is_file() and stamp.read_text().strip() == C.experiment_fingerprint(cfg)
+    return RunDir(d).finished(C.experiment_fingerprint(cfg))
 
 
 def key(u: Unit) -> str:
@@ -124,7 +125,7 @@ def _worker(u: Unit, threads: int | None) -> None:
     from .errors import UserError
 
     Path(u.out).mkdir(parents=True, exist_ok=True)
-    with file_log(Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")) as log:
+    with file_log(RunDir(u.out).log_file(u.stage == CLEAN)) as log:
         try:
             _work(u, threads, log)
         except UserError as e:
@@ -255,7 +256,7 @@ def _pool(todo: list[Unit], jobs: int, log, budget_s, name: str, res: Outcome, s
 
 
 def _last_line(u: Unit) -> str:
-    f = Path(u.out) / ("clean.log" if u.stage == CLEAN else "run.log")
+    f = RunDir(u.out).log_file(u.stage == CLEAN)
     try:
         lines = [x for x in f.read_text().splitlines() if x.strip()]
     except OSError:

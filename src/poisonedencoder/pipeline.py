@@ -27,8 +27,9 @@ from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
 from .defenses import DefenderData, Defense, build_defense
 from .errors import UserError
-from .io import check_own_dir, ensure_writable_dir, file_lock, write_json, write_text
+from .io import check_own_dir, ensure_writable_dir, file_lock, write_json
 from .report import format_table, write_report
+from .rundir import RunDir, encoder_seconds, write_encoder_seconds
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -61,9 +62,8 @@ def craft(attack: Attack, targets: list[Target], tasks: list[ImageDataset], num_
     if getattr(attack, "matching", None):
         extra["gradient_matching_loss"] = [round(x, 4) for x in attack.matching]
     # timings apart from the manifest, so that crafting twice writes the same manifest bytes
-    write_json(out / "poisons" / "timing.json", {"craft_seconds": round(seconds, 2),
-                                                 "craft_seconds_per_poison": round(seconds / max(1, len(poisons)), 4)})
-    save_poisons(poisons, targets, out / "poisons", extra)
+    RunDir(out).write_craft_seconds(seconds, len(poisons))
+    save_poisons(poisons, targets, RunDir(out).poisons, extra)
     shown = poisons[:: max(1, len(poisons) // 48)]
     save_grid([p.image for p in shown], out / "poisons_grid.png", labels=[f"T{p.target_id}" for p in shown],
               boxes=[attack.target_box(p) for p in shown], legend=GRID_LEGEND)
@@ -131,29 +131,14 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
 
 
 def write_seconds(d: Path, seconds: float, timing: dict | None) -> None:
-    """``d/seconds.txt``: the encoder's total wall seconds as its first token; after a resume a
-    second line with the resumed call's share and the earlier calls' (up to their last
-    checkpoint, from the checkpoint); the same in ``d/seconds.json``."""
-    resumed = bool(timing and timing["resumed_after_epoch"])
-    before = timing["seconds_before"] if resumed else 0.0
-    total = seconds + (before or 0.0)
-    text = f"{total:.1f}\n"
-    if resumed:
-        earlier = f"{before:.1f} s before it (up to its last checkpoint)" if before is not None else \
-            "the time before it was not recorded (a checkpoint of an older version): the total is the resumed part only"
-        text += f"resumed after epoch {timing['resumed_after_epoch']}: {seconds:.1f} s in the resumed run, {earlier}\n"
-    write_text(d / "seconds.txt", text)
-    write_json(d / "seconds.json", {"total_seconds": round(total, 1), "resumed": resumed,
-                                    "resumed_after_epoch": timing["resumed_after_epoch"] if resumed else None,
-                                    "resumed_seconds": round(seconds, 1) if resumed else None,
-                                    "seconds_before_resume": round(before, 1) if resumed and before is not None else None})
+    """The encoder's wall seconds in ``d``: :func:`poisonedencoder.rundir.write_encoder_seconds`."""
+    write_encoder_seconds(d, seconds, timing)
 
 
 def pretrain_seconds(d: str | Path) -> float | None:
     """The wall time :func:`pretrain_encoder` recorded for the encoder in ``d``, all calls together
     when it was resumed (None if none was recorded)."""
-    path = Path(d) / "seconds.txt"
-    return float(path.read_text().split()[0]) if path.is_file() else None
+    return encoder_seconds(d)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -179,6 +164,7 @@ class Experiment:
 
     def __init__(self, cfg: dict, out: str | Path, log=print):
         self.cfg, self.out, self.log = cfg, Path(out), log
+        self.dir = RunDir(self.out)
         self.cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
         self._datasets: dict[str, ImageDataset] = {}
         self._locked, self._sizes_checked = False, False
@@ -193,7 +179,7 @@ class Experiment:
         if self._locked or not _is_main():
             yield
             return
-        lock = self.out / ".lock"
+        lock = self.dir.lock
 
         def wait() -> None:
             self.log(f"another run is using {self.out}; waiting for it to finish ({lock})")
@@ -226,14 +212,10 @@ class Experiment:
         ensure_writable_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.cache, "cache directory (--cache-dir)")
         fp = C.experiment_fingerprint(self.cfg)
-        stamp = self.out / ".fingerprint"
-        finished = [self.out / "poisons" / "manifest.json", self.out / "encoders", self.out / "metrics.json"]
-        if stamp.exists() and stamp.read_text().strip() != fp and any(f.exists() for f in finished):
-            raise UserError(f"{self.out} holds a run with a different configuration; choose another --out")
+        self.dir.check_own(fp)
         self.out.mkdir(parents=True, exist_ok=True)
         if _is_main():
-            write_text(stamp, fp + "\n")
-            write_text(self.out / "config.yaml", C.dump(self.cfg))
+            self.dir.write_stamp(fp, C.dump(self.cfg))
 
     def dataset(self, spec: str) -> ImageDataset:
         if spec not in self._datasets:
@@ -253,7 +235,7 @@ class Experiment:
 
     @property
     def poison_dir(self) -> Path:
-        return self.out / "poisons"
+        return self.dir.poisons
 
     def clean_encoder_dir(self) -> Path:
         return clean_encoder_dir(self.cfg)
@@ -266,7 +248,7 @@ class Experiment:
         ranks under torchrun); rank 0 crafts while the others wait."""
         from .ssl import distributed as D
 
-        if (self.poison_dir / "manifest.json").exists():
+        if self.dir.manifest.exists():
             self.log(f"craft: reusing {self.poison_dir}")
             return load_poisons(self.poison_dir)[0]
         a, seed, p, dev = self.cfg["attack"], self.cfg["seed"], self.cfg["pretrain"], self.cfg["device"]
@@ -343,10 +325,10 @@ class Experiment:
                 clean, poisons = filter_inputs(defense, clean, poisons, self.out, self.log)
             return PretrainSet.from_images(clean, poisons)
 
-        if not (self.out / "encoders" / "poisoned" / "encoder.pt").exists():
+        if not (self.dir.poisoned_encoder / "encoder.pt").exists():
             self.craft()
         return pretrain_encoder("poisoned", data, defense.adjust_pretrain(dict(self.cfg["pretrain"])),
-                                self.out / "encoders" / "poisoned", self.cfg["seed"], self.cfg["device"], self.log)
+                                self.dir.poisoned_encoder, self.cfg["seed"], self.cfg["device"], self.log)
 
     def defend(self, defense: Defense, encoder: Path, out: Path | None = None) -> Path:
         """Post-processing defense on an encoder (the poisoned one; with ``out``, the clean one as the
@@ -387,7 +369,7 @@ class Experiment:
         p = self.cfg["pretrain"]
         encoders = {k: load_backbone(v, p) for k, v in paths.items()}
         snapshots = [(int(s.stem.split("_")[1]), load_backbone(s, p))
-                     for s in sorted((self.out / "encoders" / "poisoned" / "snapshots").glob("epoch_*.pt"))]
+                     for s in sorted((self.dir.poisoned_encoder / "snapshots").glob("epoch_*.pt"))]
         defense_json = self.out / "defense.json"
         return self._measure(manifest, encoders, snapshots, {"encoders": {k: str(v) for k, v in paths.items()}}, {
             "defense": json.loads(defense_json.read_text()) if defense_json.exists() else {"name": self.cfg["defense"]["name"]},
@@ -437,8 +419,8 @@ class Experiment:
             **after,
             "config_fingerprint": C.experiment_fingerprint(self.cfg),
         }
-        write_json(self.out / "metrics.json", metrics)
-        write_report(self.out / "report.md", self.cfg, metrics)
+        write_json(self.dir.metrics, metrics)
+        write_report(self.dir.report, self.cfg, metrics)
         self.log(format_table(metrics))
         return metrics
 

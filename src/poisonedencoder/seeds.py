@@ -16,13 +16,13 @@ value with its t interval, and ``per_seed`` each seed's numbers. Definitions: do
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from . import config as C
 from .errors import UserError
-from .io import check_own_dir, ensure_writable_dir, write_json, write_text
+from .io import check_own_dir, ensure_writable_dir, write_json
 from .metrics import SCORES, margin_summary, rates_of
+from .rundir import RunDir
 from .stats import mean_ci, mean_of_rates, pool_rates, rate
 
 RATES = ("CA", "PA", "ASR", "clean_ASR")
@@ -47,23 +47,21 @@ class SeedRuns:
         if not cfg.get("seeds"):
             raise ValueError("SeedRuns needs cfg['seeds']")
         self.cfg, self.out, self.log = cfg, Path(out), log
+        self.dir = RunDir(self.out)
         self.seeds = [int(s) for s in cfg["seeds"]]
         self._check_out_dir(_is_main())
-        self.runs = [Experiment(seed_config(cfg, s), self.out / f"seed_{s}", log=log) for s in self.seeds]
+        self.runs = [Experiment(seed_config(cfg, s), self.dir.seed(s).path, log=log) for s in self.seeds]
 
     def _check_out_dir(self, main: bool) -> None:
         check_own_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.out, "run directory (--out)")  # as a single run does, before any work
-        if (self.out / "poisons" / "manifest.json").exists() or (self.out / "encoders").exists():
+        if self.dir.manifest.exists() or self.dir.encoders.exists():
             raise UserError(f"{self.out} holds a single-seed run; choose another --out for a run over seeds")
         fp = seeds_fingerprint(self.cfg)
-        stamp = self.out / ".fingerprint"
-        if stamp.exists() and stamp.read_text().strip() != fp and (self.out / "metrics.json").exists():
-            raise UserError(f"{self.out} holds a run with a different configuration or seeds; choose another --out")
+        self.dir.check_own(fp, "configuration or seeds", (self.dir.metrics,))
         self.out.mkdir(parents=True, exist_ok=True)
         if main:
-            write_text(stamp, fp + "\n")
-            write_text(self.out / "config.yaml", C.dump(self.cfg))
+            self.dir.write_stamp(fp, C.dump(self.cfg))
 
     def craft(self) -> None:
         for s, exp in zip(self.seeds, self.runs, strict=True):
@@ -99,8 +97,8 @@ class SeedRuns:
         from .report import write_seeds_report
 
         m = combine(per_seed, self.seeds)
-        write_json(self.out / "metrics.json", m)
-        write_seeds_report(self.out / "report.md", self.cfg, m)
+        write_json(self.dir.metrics, m)
+        write_seeds_report(self.dir.report, self.cfg, m)
         return m
 
     def run(self, jobs: int = 1, executor=None) -> dict:
@@ -180,11 +178,11 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict:
 
 def finished_seed_dirs(out: str | Path) -> list[Path]:
     """The finished single-seed runs (``seed_<s>/`` holding a ``metrics.json``) of a run over seeds."""
-    return sorted(p for p in Path(out).glob("seed_*") if (p / "metrics.json").is_file())
+    return RunDir(out).finished_seed_dirs()
 
 
 def load_seed_metrics(out: str | Path, seeds: list[int]) -> list[dict]:
-    return [json.loads((Path(out) / f"seed_{s}" / "metrics.json").read_text()) for s in seeds]
+    return RunDir(out).seed_metrics(seeds)
 
 
 def _rate_of(m: dict, key: str) -> dict:

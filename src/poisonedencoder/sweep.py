@@ -106,7 +106,7 @@ def _run_parallel(rows: list[tuple], key: str, out: Path, log, jobs: int, execut
         failed = run_units(with_clean_first(units), jobs, log, name="sweep").failed
     if failed:
         raise UserError("; ".join(f"{d}: {why}" for d, why in failed))
-    runs = [(v, cfg, r.combine_finished() if isinstance(r, SeedRuns) else json.loads((r.out / "metrics.json").read_text()))
+    runs = [(v, cfg, r.combine_finished() if isinstance(r, SeedRuns) else json.loads(r.dir.metrics.read_text()))
             for v, cfg, r in runners]
     results = summarize(runs, key, reference_index([x for x, _, _ in runs]))
     _write(results, key, out)

@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..io import write_json, write_text
+from ..rundir import METRICS, SECONDS_TXT, RunDir
 from . import rows as R
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
 from .results import ArmResult, load
@@ -96,7 +97,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
         done = run_units(with_clean_first(units), jobs, log, budget_s, name="claims", on_done=table_so_far)
         failures = done.failed
     for runner in runners.values():
-        if all((exp.out / "metrics.json").is_file() for exp in runner.runs):
+        if all(exp.dir.metrics.is_file() for exp in runner.runs):
             runner.combine_finished()
     for f in failed + [f"{d}: {why}" for d, why in failures]:
         log(f"claims: not run: {f}")
@@ -185,10 +186,11 @@ def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[R.Row]:
     return rows
 
 
-RECORD = {"metrics.json": "metrics.json", "config.yaml": "config.yaml", ".fingerprint": ".fingerprint",
-          "report.md": "report.md", "defense.json": "defense.json", "poisons/timing.json": "poisons/timing.json",
-          "poisons/manifest.json": "poisons_manifest.json",  # beside poisons/: a manifest there would claim its PNGs
-          "encoders/poisoned/seconds.txt": "encoders/poisoned/seconds.txt"}
+_RUN = RunDir("")  # the layout's paths relative to a run folder
+RECORD = {**{p.as_posix(): p.as_posix() for p in (_RUN.metrics, _RUN.config, _RUN.stamp, _RUN.report,
+                                                   _RUN.path / "defense.json", _RUN.timing)},
+          _RUN.manifest.as_posix(): "poisons_manifest.json",  # beside poisons/: a manifest there would claim its PNGs
+          **{p.as_posix(): p.as_posix() for p in (_RUN.poisoned_encoder / SECONDS_TXT,)}}
 """What a run's record keeps (source -> name in the record): every number of the table and what
 made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
 
@@ -206,9 +208,9 @@ def record(out: str | Path, dest: str | Path) -> int:
         write_text(target, src.read_text().replace(here, "").replace(str(out.absolute()) + "/", "").replace(home, "~"))
 
     n = 0
-    for m in sorted((out / "arms").rglob("metrics.json")):
+    for m in sorted((out / "arms").rglob(METRICS)):
         run = m.parent
-        if not (run / ".fingerprint").is_file():
+        if not RunDir(run).stamp.is_file():
             continue
         n += run.name.startswith(("seed_", "target_"))
         for rel, name in RECORD.items():

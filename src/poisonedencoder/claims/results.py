@@ -1,12 +1,12 @@
 """What a finished (or partly finished) arm measured, read back from its run directories."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..compare import Outcome, outcomes, pool
 from ..metrics import rates_of
+from ..rundir import RunDir
 from ..stats import mean_ci, paired_mean_difference
 from .arms import Arm
 
@@ -74,16 +74,12 @@ def gap(a: ArmResult, clean_key: str = "CA", poisoned_key: str = "PA", other: Ar
 
 
 def _run_metrics(d: Path, seed: int) -> dict | None:
-    f = d / "metrics.json"
-    if not f.is_file():
+    run = RunDir(d)
+    m = run.read_metrics()
+    if m is None:
         return None
-    from ..pipeline import pretrain_seconds
-
-    m = json.loads(f.read_text())
-    timing = d / "poisons" / "timing.json"
-    sec = {"pretrain": pretrain_seconds(d / "encoders" / "poisoned"),
-           "craft": json.loads(timing.read_text())["craft_seconds"] if timing.is_file() else None,
-           "evaluate": m.get("evaluate_seconds")}
+    t = run.stage_seconds(m)
+    sec = {"pretrain": t["pretrain_poisoned"], "craft": t["craft"], "evaluate": t["evaluate"]}
     return {**m, "_seed": seed, "_seconds": sec}
 
 
@@ -91,7 +87,8 @@ def load(arm: Arm, d: Path, seeds: list[int], planned: int = 0) -> ArmResult:
     """The finished runs of ``arm`` in ``d`` (``seed_<s>/``, or ``seed_<s>/target_*/`` for one per run)."""
     runs, parts = [], []
     for s in seeds:
-        dirs = sorted((d / f"seed_{s}").glob("target_*")) if arm.one_per_run else [d / f"seed_{s}"]
+        seed_dir = RunDir(d).seed(s).path
+        dirs = sorted(seed_dir.glob("target_*")) if arm.one_per_run else [seed_dir]
         for rd in dirs:
             m = _run_metrics(rd, s)
             if m is not None:
@@ -101,7 +98,8 @@ def load(arm: Arm, d: Path, seeds: list[int], planned: int = 0) -> ArmResult:
     if runs:
         import yaml
 
-        first = d / f"seed_{runs[0]['_seed']}"
-        cfg_file = next(iter(sorted(first.glob("target_*/config.yaml")))) if arm.one_per_run else first / "config.yaml"
+        first = RunDir(d).seed(runs[0]["_seed"])
+        cfg_file = next(iter(sorted(RunDir(t).config for t in first.path.glob("target_*")))) if arm.one_per_run \
+            else first.config
         cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else None
     return ArmResult(arm, pool(parts), runs, planned or (len(seeds) if not arm.one_per_run else 0), cfg)
