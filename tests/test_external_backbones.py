@@ -59,3 +59,12 @@ def test_the_toolkits_resnet18_under_torchvisions_name_points_to_its_own(tmp_pat
     _save_like_pretrain(_trained("resnet18", 64), tmp_path / "encoder.pt")
     with pytest.raises(UserError, match=r"does not fit --arch resnet18 .*; the toolkit's resnet18 is --arch resnet18-cifar$"):
         load_encoder(tmp_path / "encoder.pt", arch="resnet18")
+
+
+def test_the_evaluate_help_names_every_arch_it_accepts():
+    from poisonedencoder.cli import build_parser
+    from poisonedencoder.external import arch_names
+
+    sub = next(a for a in build_parser()._subparsers._group_actions if a.dest == "command")
+    text = sub.choices["evaluate"].format_help()
+    assert all(name in text for name in arch_names())

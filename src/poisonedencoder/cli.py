@@ -57,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the clean encoder to compare with (CA, clean ASR, clean margins); without it they "
                                 "are reported as not measured")
             g.add_argument("--arch", help="architecture of a state_dict: resnet18 | resnet50 (torchvision, fc "
-                                          "removed) | resnet18-cifar | cnn7 (the toolkit's) | timm:NAME")
-            g.add_argument("--width", type=int, help="cnn7's base width (default: the config's pretrain.width)")
+                                          "removed) | resnet18-cifar | resnet18w | cnn7 (the toolkit's backbones) | "
+                                          "timm:NAME")
+            g.add_argument("--width", type=int, help="cnn7's base width, resnet18w's first-stage channels (default: "
+                                                     "the config's pretrain.width)")
             g.add_argument("--prefix", help="take the state_dict's keys under this prefix, e.g. 'net.' (default: "
                                             "strip module./backbone./encoder./model. where they fit)")
             g.add_argument("--normalize", choices=("imagenet", "cifar10", "none"),
