@@ -60,3 +60,51 @@ def test_recorded_runs_keep_their_fingerprints(monkeypatch):
         recorded = yaml.safe_load((run / "config.yaml").read_text())
         want = (run / ".fingerprint").read_text().strip()
         assert C.experiment_fingerprint(C.resolve(recorded)) == want, run
+
+
+# The same trained weights and encoder.pt "views" record as when overlapping_views and
+# drop_disagreeing were pretrain settings (sha256 of the state dict, computed then, fp32, 1 thread)
+TRAINED = {
+    "none": ("d1034d780f5c484e", {"crop_scale": [0.08, 1.0], "view_overlap": 0.0, "drop_disagreeing": 0.0}),
+    "overlapping_views": ("29131ab47ddca1ba", {"crop_scale": [0.08, 1.0], "view_overlap": 0.5, "drop_disagreeing": 0.0}),
+    "drop_disagreeing": ("22b7a23bf56313fb", {"crop_scale": [0.08, 1.0], "view_overlap": 0.0, "drop_disagreeing": 0.1}),
+}
+
+
+def _train(defense_name: str, workdir: Path):
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    from poisonedencoder.defenses import build_defense
+    from poisonedencoder.io import load_torch
+    from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
+    shaped = [rng.integers(0, 256, (8, 16, 3), dtype=np.uint8) for _ in range(5)] + \
+             [rng.integers(0, 256, (16, 8, 3), dtype=np.uint8) for _ in range(3)]
+    p = C.resolve({"preset": "demo"})["pretrain"]
+    p.update(epochs=2, batch_size=16, width=4, image_size=8, precision="fp32", threads=1, crop_scale=[0.08, 1.0])
+    d = build_defense({"name": defense_name})
+    threads = torch.get_num_threads()
+    try:
+        model = pretrain(PretrainSet.from_images(clean, shaped), d.adjust_pretrain(p), workdir, seed=1,
+                         log=lambda _: None, **d.training_hooks())
+    finally:
+        torch.set_num_threads(threads)
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16], load_torch(workdir / "encoder.pt")["views"]
+
+
+def test_in_training_defenses_train_the_same_weights_as_before(tmp_path):
+    base = _train("none", tmp_path / "none")
+    assert base[1] == TRAINED["none"][1]
+    if base[0] != TRAINED["none"][0]:
+        pytest.skip("this machine's float arithmetic trains other weights even without a defense")
+    for name in ("overlapping_views", "drop_disagreeing"):
+        assert _train(name, tmp_path / name) == TRAINED[name], name
