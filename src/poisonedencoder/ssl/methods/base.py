@@ -1,5 +1,6 @@
-"""What every pre-training method shares: a backbone, a ``loss(x1, x2, pair_filter=None)`` on two views, and an
-``after_step(progress)`` hook for momentum updates. A method adds its heads and its loss only."""
+"""What every pre-training method shares: a backbone, a ``loss(x1, x2, pair_filter=None)`` on two
+views, and an ``after_step(progress)`` hook for momentum updates. A method adds its heads and its
+loss only."""
 from __future__ import annotations
 
 import copy
