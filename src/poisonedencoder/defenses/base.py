@@ -111,8 +111,10 @@ class Defense:
         return None
 
     def training_hooks(self) -> dict:
-        """The hooks for :func:`..ssl.pretrain.pretrain` (keyword arguments; None: not used)."""
-        return {"view_policy": self.view_policy(), "pair_filter": self.pair_filter()}
+        """The hooks this defense supplies, as keyword arguments of :func:`..ssl.pretrain.pretrain`
+        (``view_policy``, ``pair_filter``; those it does not supply are left out)."""
+        hooks = {"view_policy": self.view_policy(), "pair_filter": self.pair_filter()}
+        return {k: h for k, h in hooks.items() if h is not None}
 
     def after_pretrain(self, encoder_dir: Path, data: DefenderData) -> tuple[Path, DefenseReport]:  # noqa: ARG002 (the default: none)
         """``post``: the defended encoder (a path to its ``encoder.pt``) made from the one in
