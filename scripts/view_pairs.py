@@ -40,7 +40,7 @@ def measure(height: int, width: int, min_scale: float, overlap: float, pairs: in
     scale = (min_scale, 1.0)
     a = sample_crop_boxes(pairs, height, width, scale, generator=g)
     if overlap > 0:
-        b = overlapping_boxes(a, height, width, AugmentParams(crop_scale=scale, view_overlap=overlap), generator=g)
+        b = overlapping_boxes(a, height, width, AugmentParams(crop_scale=scale), generator=g, min_overlap=overlap)
     else:
         b = sample_crop_boxes(pairs, height, width, scale, generator=g)
     part = (width - gap) // 2  # target columns [0, part), gap [part, part + gap), reference after

@@ -57,8 +57,6 @@ CORE_DEFAULTS: dict[str, Any] = {
         "gray_p": 0.2,
         "augmentation": "batched",
         "precision": "auto",
-        "view_overlap": 0.0,
-        "drop_disagreeing": 0.0,
         "compile": False,
         "threads": None,
         "snapshot_every": 0,
@@ -105,13 +103,11 @@ DESCRIPTIONS: dict[str, str] = {
     "pretrain.optimizer": "adam | sgd",
     "pretrain.projector": "mlp (SimCLR's head) | linear | none",
     "pretrain.augmentation": "batched (per-image parameters, tensor ops, on the device) | per_sample\n"
-                             "(torchvision's per-sample PIL pipeline, image by image; one process, no\n"
-                             "view_overlap; slower; for checking the batched one, see BENCHMARKS.md)",
+                             "(torchvision's per-sample PIL pipeline, image by image; one process; not\n"
+                             "with defense overlapping_views; slower; for checking the batched one, see BENCHMARKS.md)",
     "pretrain.precision": "auto | bf16 | fp32. bf16: autocast forward pass, fp32 loss. auto: bf16 on\n"
                           "CUDA with bf16 and on CPUs with avx512_bf16 or amx_bf16, else fp32; the\n"
                           "run log and encoder.pt say which. bf16 on a CPU without them warns: ~8x slower",
-    "pretrain.view_overlap": "the views' crops share this fraction of the smaller one (set by defense overlapping_views)",
-    "pretrain.drop_disagreeing": "leave out this fraction of least-agreeing positive pairs (defense drop_disagreeing; simclr)",
     "pretrain.compile": "torch.compile the training step (on CPU it needs a C++ compiler)",
     "pretrain.threads": "torch CPU threads",
     "pretrain.snapshot_every": "keep the poisoned backbone every k epochs: ASR over training",
@@ -217,6 +213,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         "downstream": {"classifier": "mlp", "epochs": 150},
     },
 }
+
+
+MOVED_TO_DEFENSES: dict[str, tuple[str, str]] = {
+    "view_overlap": ("overlapping_views", "min_overlap"),
+    "drop_disagreeing": ("drop_disagreeing", "fraction"),
+}
+"""Former ``pretrain`` keys, now a defense's settings: key -> (defense, its setting). A config that
+sets one gets an error naming the defense; the value 0 (off), which every run directory's
+``config.yaml`` written before the move carries, is accepted and dropped, so those configs still
+resolve to their runs."""
+
+
+def _drop_moved_keys(section: Any, source: str) -> Any:
+    """``section`` (a config's ``pretrain``) without :data:`MOVED_TO_DEFENSES` keys at 0;
+    :class:`UserError` for one set to anything else."""
+    if not isinstance(section, dict) or not set(section) & set(MOVED_TO_DEFENSES):
+        return section
+    out = dict(section)
+    for key, (defense, setting) in MOVED_TO_DEFENSES.items():
+        if key not in out:
+            continue
+        v = out.pop(key)
+        if not (_is(v, "number") and v == 0):
+            raise UserError(f"{source}pretrain.{key} is no longer a pretrain setting: use the defense, "
+                            f"defense.name: {defense} with defense.{defense}.{setting}: {_preview(v, 40)}")
+    return out
 
 
 def _merge(base: dict, over: dict, path: str = "") -> dict:
@@ -393,6 +415,10 @@ def resolve(user: dict | None = None, overrides: list[str] | tuple = ()) -> dict
     preset = over.get("preset", user.get("preset", CORE_DEFAULTS["preset"]))
     if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"unknown preset {_preview(preset)}; choose one of: {', '.join(PRESETS)}")
+    if "pretrain" in user:
+        user["pretrain"] = _drop_moved_keys(user["pretrain"], "config: ")
+    if "pretrain" in over:
+        over["pretrain"] = _drop_moved_keys(over["pretrain"], "--set ")
     cfg = _merge(defaults(), PRESETS[preset])
     cfg = _merge(cfg, user)
     cfg = _merge(cfg, over)
@@ -502,7 +528,7 @@ def validate(cfg: dict) -> None:
     from .defenses import DEFENSES, build_defense
     from .ssl.methods import METHODS
     from .ssl.models import BACKBONES
-    from .ssl.pretrain import check_view_settings
+    from .ssl.pretrain import check_hooks
 
     check_types(cfg)
     check_dataset(cfg["pretrain_data"]["dataset"], "pretrain_data.dataset")
@@ -525,8 +551,6 @@ def validate(cfg: dict) -> None:
         raise UserError("pretrain.augmentation must be batched or per_sample, got 'reference' (renamed per_sample)")
     _choice(p, "pretrain", "augmentation", ("batched", "per_sample"))
     _choice(p, "pretrain", "optimizer", ("adam", "sgd"))
-    _number(cfg, "pretrain", "view_overlap", 0, 1)
-    _number(cfg, "pretrain", "drop_disagreeing", 0, 0.99)
     for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("checkpoint_every", 1, 100000, True), ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
                                  ("batch_size", 2, 1 << 20, True), ("lr", 0, 100, False), ("weight_decay", 0, 1, False),
                                  ("temperature", 1e-6, 100, False), ("projection_dim", 1, 65536, True),
@@ -542,11 +566,7 @@ def validate(cfg: dict) -> None:
     for name, defense in DEFENSES.items():
         if defense.defaults and name != cfg["defense"]["name"]:
             build_defense({**cfg["defense"], "name": name})
-    effective = chosen.adjust_pretrain(dict(p))  # what the poisoned encoder trains with
-    check_view_settings(effective)  # set directly or by the defense
-    if effective["drop_disagreeing"] and not METHODS[effective["algorithm"]].drops_pairs:  # set directly or by the defense
-        raise UserError(f"drop_disagreeing works with pretrain.algorithm "
-                        f"{' or '.join(n for n, m in METHODS.items() if m.drops_pairs)} only, got {_preview(effective['algorithm'])}")
+    check_hooks(chosen.adjust_pretrain(dict(p)), **chosen.training_hooks())  # how the poisoned encoder trains
     d = cfg["downstream"]
     _choice(d, "downstream", "classifier", ("mlp", "linear", "knn"))
     _number(cfg, "downstream", "knn_k", 1, 10**6, integer=True)
@@ -619,6 +639,10 @@ def pretrain_identity(p: dict, device: str = "cpu") -> dict:
     ident = {k: v for k, v in _chosen_section(p, p["algorithm"], METHODS).items() if k not in _PRETRAIN_NOT_IN_FINGERPRINT}
     ident["precision"] = resolve_precision(p["precision"], device)
     ident["input_stats"] = "pretrain-set"
+    # The keys that moved to the defenses (MOVED_TO_DEFENSES) were in every identity, at 0 unless
+    # set directly (now refused): they stay, at 0, so that recorded runs and cached clean encoders
+    # keep their fingerprints. The defense's own section carries its settings.
+    ident.update({k: 0.0 for k in MOVED_TO_DEFENSES})
     return ident
 
 

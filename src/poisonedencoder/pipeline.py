@@ -113,9 +113,10 @@ def filter_inputs(defense: Defense, clean: np.ndarray, poisons: list, out: Path,
 
 
 def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int, device: str,
-                     log: Callable[[str], None] = print) -> Path:
+                     log: Callable[[str], None] = print, **hooks) -> Path:
     """Pre-train an encoder into ``d`` with settings ``p`` on ``make_data()`` (a :class:`PretrainSet`,
-    built only when needed); reuses a finished one. Returns its ``encoder.pt``."""
+    built only when needed); reuses a finished one. Returns its ``encoder.pt``. ``hooks``: an
+    in-training defense's (``view_policy``, ``pair_filter``), for :func:`~.ssl.pretrain.pretrain`."""
     from .ssl.pretrain import pretrain
 
     enc = d / "encoder.pt"
@@ -125,7 +126,7 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
     t0 = time.time()
     data = make_data()
     log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
-    model = pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log)
+    model = pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log, **hooks)
     write_seconds(d, time.time() - t0, getattr(model, "timing", None))
     return enc
 
@@ -328,7 +329,8 @@ class Experiment:
         if not (self.dir.poisoned_encoder / "encoder.pt").exists():
             self.craft()
         return pretrain_encoder("poisoned", data, defense.adjust_pretrain(dict(self.cfg["pretrain"])),
-                                self.dir.poisoned_encoder, self.cfg["seed"], self.cfg["device"], self.log)
+                                self.dir.poisoned_encoder, self.cfg["seed"], self.cfg["device"], self.log,
+                                **defense.training_hooks())
 
     def defend(self, defense: Defense, encoder: Path, out: Path | None = None) -> Path:
         """Post-processing defense on an encoder (the poisoned one; with ``out``, the clean one as the

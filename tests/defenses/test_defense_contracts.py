@@ -26,9 +26,10 @@ def test_every_defense_acts_at_its_stage_and_reports_its_cost(name, toy_dataset,
         assert isinstance(report, DefenseReport) and len(report.verdicts) == len(images)
         assert report.removed == int(report.verdicts.sum()) and report.seconds >= 0
         assert set(report.to_dict(np.zeros(len(images), bool))) >= {"seconds", "removed", "clean_data_used", "precision"}
-    elif d.stage == "in":
-        changed = d.adjust_pretrain(dict(p))
-        assert changed != p and set(changed) == set(p)  # it changes pre-training, through its settings only
+    elif d.stage == "in":  # it changes pre-training, through its settings (the same keys) or the loop's hooks
+        changed, hooks = d.adjust_pretrain(dict(p)), d.training_hooks()
+        assert set(changed) == set(p) and set(hooks) <= {"view_policy", "pair_filter"}
+        assert changed != p or (hooks and all(callable(h) for h in hooks.values()))
     elif d.stage == "post":
         pretrain(PretrainSet.from_images(toy_dataset.train.images[:20]), p, tmp_path / "enc", seed=0, log=lambda _: None)
         data = DefenderData(p, 0, "cpu", tmp_path, toy_dataset.train.images, np.arange(20, 40), log=lambda _: None)
@@ -38,6 +39,7 @@ def test_every_defense_acts_at_its_stage_and_reports_its_cost(name, toy_dataset,
         assert (tmp_path / "defense.json").exists()
     else:
         assert name == "none" and d.adjust_pretrain(dict(p)) == p and d.filter(images) is None
+        assert d.training_hooks() == {}
 
 
 def test_a_defense_without_the_hook_of_its_stage_fails_when_it_is_defined():
@@ -47,3 +49,6 @@ def test_a_defense_without_the_hook_of_its_stage_fails_when_it_is_defined():
     with pytest.raises(TypeError, match="must implement after_pretrain"):
         class NoHook(Defense):  # noqa: F841
             name, stage = "nohook", "post"
+    with pytest.raises(TypeError, match=r"must implement adjust_pretrain\(\) or view_policy\(\) or pair_filter\(\)"):
+        class NoInHook(Defense):  # noqa: F841
+            name, stage = "noinhook", "in"

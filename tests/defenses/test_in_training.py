@@ -28,9 +28,9 @@ def test_large_crops_raises_the_minimum_crop_scale():
 
 def test_overlapping_views_never_split_a_poisoning_input_between_its_halves():
     g = torch.Generator().manual_seed(0)
-    p = AugmentParams(view_overlap=0.5)
+    p = AugmentParams()
     first = sample_crop_boxes(4000, 32, 64, p.crop_scale, p.crop_ratio, g)
-    second = overlapping_boxes(first, 32, 64, p, g)
+    second = overlapping_boxes(first, 32, 64, p, g, min_overlap=0.5)
     assert (box_overlap(first, second) >= 0.5).all()
     left = lambda b: b[:, 2] <= 32  # noqa: E731
     right = lambda b: b[:, 0] >= 32  # noqa: E731
@@ -99,3 +99,72 @@ def test_view_pairs_script_measures_split_and_mixed_pairs_and_the_wide_input_fal
     assert wide["mean_diff"] < 0.01
     share = vp.target_share(torch.tensor([[0.0, 0, 32, 32], [16.0, 0, 48, 32], [32.0, 0, 64, 32]]), 32)
     assert share.tolist() == [1.0, 0.5, 0.0]
+
+
+@pytest.mark.parametrize("key, defense, setting", [("view_overlap", "overlapping_views", "min_overlap"),
+                                                    ("drop_disagreeing", "drop_disagreeing", "fraction")])
+def test_the_former_pretrain_keys_name_the_defense_to_use(key, defense, setting):
+    with pytest.raises(UserError, match=rf"pretrain.{key} is no longer a pretrain setting: use the defense, "
+                                        rf"defense.name: {defense} with defense.{defense}.{setting}: 0.3$"):
+        C.resolve({"pretrain": {key: 0.3}})
+    with pytest.raises(UserError, match=rf"--set pretrain.{key} is no longer"):
+        C.resolve({}, [f"pretrain.{key}=0.3"])
+    # 0 (off), as every run directory's config.yaml written before the move says: accepted, same run
+    assert C.experiment_fingerprint(C.resolve({"pretrain": {key: 0.0}})) == C.experiment_fingerprint(C.resolve({}))
+    assert key not in C.resolve({"pretrain": {key: 0.0}})["pretrain"]
+
+
+def test_a_pair_filter_is_refused_where_the_method_cannot_apply_it(tmp_path):
+    from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
+
+    p = C.resolve({"preset": "demo"}, ["pretrain.algorithm=byol"])["pretrain"]
+    data = PretrainSet.from_images(np.zeros((p["batch_size"], 8, 8, 3), np.uint8))
+    with pytest.raises(UserError, match="defense drop_disagreeing works with pretrain.algorithm simclr only, got 'byol'"):
+        pretrain(data, p, tmp_path, pair_filter=build_defense({"name": "drop_disagreeing"}).pair_filter())
+
+
+def test_a_new_in_training_defense_is_one_class_and_a_registry_line(tmp_path, monkeypatch):
+    """docs/DESIGN.md, "How to add a defense": a defense that supplies a pair filter, registered
+    in a temporary entry, gets its settings section, is validated and trains the poisoned encoder."""
+    from poisonedencoder.defenses.base import Defense
+    from poisonedencoder.errors import check_number
+    from poisonedencoder.io import load_torch
+    from poisonedencoder.pipeline import Experiment
+
+    calls = []
+
+    class MinCosine:  # the hook: keep the positive pairs whose projections' cosine reaches min_cosine
+        source = "agreeing_pairs"
+
+        def __init__(self, t):
+            self.t, self.record = t, {"min_cosine": t}
+
+        def __call__(self, z1, z2, z1_all=None, z2_all=None):  # noqa: ARG002 (per pair: no global threshold)
+            calls.append(len(z1))
+            return torch.nn.functional.cosine_similarity(z1.detach(), z2.detach(), dim=1) >= self.t
+
+    class AgreeingPairs(Defense):
+        name, stage = "agreeing_pairs", "in"
+        defaults = {"min_cosine": 0.0}
+        doc = {"min_cosine": "positive pairs whose projections' cosine is below this leave the loss"}
+
+        def check(self, s):
+            check_number(s["min_cosine"], f"defense.{self.name}.min_cosine", -1, 1)
+
+        def pair_filter(self):
+            return MinCosine(self.settings["min_cosine"])
+
+    monkeypatch.setitem(DEFENSES, AgreeingPairs.name, AgreeingPairs)
+    user = {"pretrain_data": {"dataset": "digits", "num_images": 300}, "tasks": [{"dataset": "digits", "num_targets": 1}],
+            "attack": {"poisoning_rate": 0.05, "num_references": 5}, "cache_dir": str(tmp_path / "cache"),
+            "pretrain": {"width": 4, "image_size": 16, "epochs": 1, "batch_size": 64, "threads": 1}}
+    with pytest.raises(UserError, match="defense.agreeing_pairs.min_cosine"):
+        C.resolve(user, ["defense.name=agreeing_pairs", "defense.agreeing_pairs.min_cosine=2"])
+    with pytest.raises(UserError, match="defense agreeing_pairs works with pretrain.algorithm simclr only"):
+        C.resolve(user, ["defense.name=agreeing_pairs", "pretrain.algorithm=simsiam"])
+    cfg = C.resolve(user, ["defense.name=agreeing_pairs", "defense.agreeing_pairs.min_cosine=0.25"])
+    paths = Experiment(cfg, tmp_path / "run", log=lambda _: None).pretrain("poisoned")
+    steps = (300 + 15) // 64  # clean and poisoning inputs, full batches
+    assert calls == [64] * steps  # the filter saw every step of the poisoned encoder's one epoch
+    assert load_torch(paths["poisoned"])["views"] == {"crop_scale": [0.08, 1.0], "view_overlap": 0.0,
+                                                      "drop_disagreeing": 0.0, "min_cosine": 0.25}

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from poisonedencoder import config as C
+from poisonedencoder.defenses import build_defense
 from poisonedencoder.errors import UserError
 from poisonedencoder.io import load_torch
 from poisonedencoder.ssl import pretrain as P
@@ -90,18 +91,19 @@ def test_the_loop_uses_the_per_sample_pipeline_when_asked(tmp_path, monkeypatch)
 def test_per_sample_refuses_what_it_cannot_do():
     with pytest.raises(UserError, match="renamed per_sample"):
         C.resolve({}, ["pretrain.augmentation=reference"])
-    with pytest.raises(UserError, match="view_overlap"):
+    with pytest.raises(UserError, match="defense overlapping_views needs pretrain.augmentation batched"):
         C.resolve({}, ["pretrain.augmentation=per_sample", "defense.name=overlapping_views"])
-    with pytest.raises(UserError, match="view_overlap"):
-        pretrain(_data(), _params(augmentation="per_sample", view_overlap=0.5), "/nonexistent", log=lambda _: None)
+    policy = build_defense({"name": "overlapping_views"}).view_policy()
+    with pytest.raises(UserError, match="overlapping_views needs pretrain.augmentation batched"):
+        pretrain(_data(), _params(augmentation="per_sample"), "/nonexistent", log=lambda _: None, view_policy=policy)
 
 
 # ---------------------------------------------------------------- options that change the encoder
 CHANGES = [
     ("crop_scale", [1.0, 1.0]), ("flip_p", 1.0), ("jitter", [0.0, 0.0, 0.0, 0.0]), ("jitter_p", 0.0),
-    ("gray_p", 1.0), ("view_overlap", 0.9), ("image_size", 16), ("temperature", 0.1), ("lr", 1e-2),
+    ("gray_p", 1.0), ("image_size", 16), ("temperature", 0.1), ("lr", 1e-2),
     ("weight_decay", 0.5), ("optimizer", "sgd"), ("projector", "linear"), ("projector", "none"),
-    ("projection_dim", 8), ("batch_size", 8), ("width", 2), ("backbone", "resnet18"), ("drop_disagreeing", 0.5),
+    ("projection_dim", 8), ("batch_size", 8), ("width", 2), ("backbone", "resnet18"),
     ("precision", "bf16"), ("augmentation", "per_sample"), ("algorithm", "mocov2"), ("algorithm", "byol"),
     ("algorithm", "simsiam"),
 ]
@@ -111,6 +113,18 @@ CHANGES = [
 def test_option_changes_the_trained_encoder(tmp_path, tmp_path_factory, key, value):
     base = _base(tmp_path_factory)
     other = _train(tmp_path, "other", **{key: value})
+    assert _differ(base, other)
+
+
+HOOKS = [("overlapping_views", {"min_overlap": 0.9}), ("drop_disagreeing", {"fraction": 0.5})]
+
+
+@pytest.mark.parametrize("defense, settings", HOOKS, ids=[d for d, _ in HOOKS])
+def test_training_hook_changes_the_trained_encoder(tmp_path, tmp_path_factory, defense, settings):
+    """The in-training defenses' hooks (a view policy, a pair filter) reach the loop."""
+    base = _base(tmp_path_factory)
+    hooks = build_defense({"name": defense, defense: settings}).training_hooks()
+    other = pretrain(_data(), _params(), tmp_path / "other", seed=1, log=lambda _: None, **hooks)
     assert _differ(base, other)
 
 

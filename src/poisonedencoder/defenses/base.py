@@ -49,11 +49,14 @@ class DefenderData:
 
 class Defense:
     """Base of the defenses. A defense declares its settings (``defaults``, config section
-    ``defense.<name>``, described in ``doc``) and checks them, and acts at one stage, through the
-    hook of that stage (a subclass with a ``name`` that lacks it is an error when it is defined):
+    ``defense.<name>``, described in ``doc``) and checks them, and acts at one stage, through a
+    hook of that stage (a subclass with a ``name`` that lacks all of them is an error when it is
+    defined):
 
     * ``pre``: :meth:`filter` judges every pre-training input before pre-training;
-    * ``in``: :meth:`adjust_pretrain` changes how the (poisoned) encoder is pre-trained;
+    * ``in``: how the (poisoned) encoder is pre-trained: :meth:`adjust_pretrain` changes its
+      ``pretrain`` settings, :meth:`view_policy` and :meth:`pair_filter` supply the loop's hooks
+      (:mod:`..ssl.hooks`); any of the three;
     * ``post``: :meth:`after_pretrain` turns the pre-trained encoder into the defended one.
     """
 
@@ -61,17 +64,18 @@ class Defense:
     stage = ""
     defaults: dict[str, Any] = {}
     doc: dict[str, str] = {}
-    _HOOKS = {"pre": "filter", "in": "adjust_pretrain", "post": "after_pretrain"}
+    _HOOKS = {"pre": ("filter",), "in": ("adjust_pretrain", "view_policy", "pair_filter"), "post": ("after_pretrain",)}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.name or cls.stage == "none":
             return
-        hook = cls._HOOKS.get(cls.stage)
-        if hook is None:
+        hooks = cls._HOOKS.get(cls.stage)
+        if hooks is None:
             raise TypeError(f"defense {cls.name!r}: stage must be one of {', '.join(cls._HOOKS)}, got {cls.stage!r}")
-        if getattr(cls, hook) is getattr(Defense, hook):
-            raise TypeError(f"defense {cls.name!r} ({cls.__qualname__}) acts at stage {cls.stage!r} and must implement {hook}()")
+        if all(getattr(cls, h) is getattr(Defense, h) for h in hooks):
+            raise TypeError(f"defense {cls.name!r} ({cls.__qualname__}) acts at stage {cls.stage!r} and must implement "
+                            + " or ".join(f"{h}()" for h in hooks))
 
     def check_sizes(self, num_train: int, num_pretrain: int) -> None:
         """Raise :class:`UserError` if the settings do not fit the data: ``num_train`` inputs in the
@@ -97,6 +101,20 @@ class Defense:
     def adjust_pretrain(self, p: dict) -> dict:
         """``in``: the pre-training settings the poisoned encoder trains with."""
         return p
+
+    def view_policy(self):
+        """``in``: the second view's crop boxes from the first's (:mod:`..ssl.hooks`), or None."""
+        return None
+
+    def pair_filter(self):
+        """``in``: which positive pairs enter the loss (:mod:`..ssl.hooks`), or None."""
+        return None
+
+    def training_hooks(self) -> dict:
+        """The hooks this defense supplies, as keyword arguments of :func:`..ssl.pretrain.pretrain`
+        (``view_policy``, ``pair_filter``; those it does not supply are left out)."""
+        hooks = {"view_policy": self.view_policy(), "pair_filter": self.pair_filter()}
+        return {k: h for k, h in hooks.items() if h is not None}
 
     def after_pretrain(self, encoder_dir: Path, data: DefenderData) -> tuple[Path, DefenseReport]:  # noqa: ARG002 (the default: none)
         """``post``: the defended encoder (a path to its ``encoder.pt``) made from the one in

@@ -38,13 +38,11 @@ class AugmentParams:
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
     jitter_p: float = 0.8
     gray_p: float = 0.2
-    view_overlap: float = 0.0   # defense: the two views' crops must share this fraction of the smaller one
 
     @classmethod
     def from_config(cls, p: dict) -> "AugmentParams":
         return cls(size=p["image_size"], crop_scale=tuple(p["crop_scale"]), flip_p=p["flip_p"],
-                   jitter=tuple(p["jitter"]), jitter_p=p["jitter_p"], gray_p=p["gray_p"],
-                   view_overlap=p.get("view_overlap", 0.0))
+                   jitter=tuple(p["jitter"]), jitter_p=p["jitter_p"], gray_p=p["gray_p"])
 
 
 def _rand(n: int, g: torch.Generator | None, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
@@ -170,16 +168,17 @@ def box_overlap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def overlapping_boxes(first: torch.Tensor, height: int, width: int, p: AugmentParams,
-                      generator: torch.Generator | None = None, tries: int = 20) -> torch.Tensor:
-    """Crop boxes for a second view that share at least ``p.view_overlap`` of the smaller crop with
-    ``first`` (redrawn by the same rule until they do; after ``tries`` rounds, the first box)."""
+                      generator: torch.Generator | None = None, tries: int = 20, *, min_overlap: float) -> torch.Tensor:
+    """Crop boxes for a second view that share at least ``min_overlap`` of the smaller crop with
+    ``first`` (redrawn by ``p``'s rule until they do; after ``tries`` rounds, the first box). The
+    view policy of the defense ``overlapping_views``."""
     boxes = sample_crop_boxes(len(first), height, width, p.crop_scale, p.crop_ratio, generator)
     for _ in range(tries):
-        bad = box_overlap(first, boxes) < p.view_overlap
+        bad = box_overlap(first, boxes) < min_overlap
         if not bad.any():
             return boxes
         boxes[bad] = sample_crop_boxes(int(bad.sum()), height, width, p.crop_scale, p.crop_ratio, generator)
-    bad = box_overlap(first, boxes) < p.view_overlap
+    bad = box_overlap(first, boxes) < min_overlap
     boxes[bad] = first[bad]
     return boxes
 

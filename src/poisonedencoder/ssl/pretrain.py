@@ -13,9 +13,9 @@ import torch
 from ..errors import UserError, preview
 from ..io import load_torch, save_torch
 from . import distributed as D
-from .augment import (AugmentParams, apply_views, overlapping_boxes, per_sample_transform, per_sample_views,
-                      sample_view_params)
-from .methods import SSLMethod, build_method
+from .augment import AugmentParams, apply_views, per_sample_transform, per_sample_views, sample_view_params
+from .hooks import PairFilter, ViewPolicy, hook_name, views_record
+from .methods import METHODS, SSLMethod, build_method
 from .models import set_input_stats
 from .precision import describe, resolve_precision, stderr_warning
 
@@ -63,7 +63,8 @@ class PretrainSet:
         return self
 
     def views(self, index: torch.Tensor, params: AugmentParams, generator: torch.Generator,
-              rank: int = 0, world_size: int = 1, per_sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              rank: int = 0, world_size: int = 1, per_sample: bool = False,
+              view_policy: ViewPolicy | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Two augmented views (float, in [0, 1]) of the images at ``index`` (same order in both).
 
         The views are grouped by image shape. With ``world_size`` k, ``index`` is the global batch:
@@ -72,6 +73,8 @@ class PretrainSet:
 
         ``per_sample``: torchvision's per-sample PIL pipeline instead (:func:`per_sample_views`,
         random parameters from torch's global generator, not ``generator``; one process only).
+        ``view_policy`` (an in-training defense's, :mod:`.hooks`): the second view's crop boxes
+        from the first's, drawn after both views' parameters (batched only).
         """
         if per_sample:
             return self._per_sample_views(index, params)
@@ -86,8 +89,8 @@ class PretrainSet:
                 continue
             p1 = sample_view_params(k, g.shape[-2], g.shape[-1], params, generator)
             p2 = sample_view_params(k, g.shape[-2], g.shape[-1], params, generator)
-            if params.view_overlap > 0:  # in-processing defense: views that overlap
-                p2.boxes = overlapping_boxes(p1.boxes, g.shape[-2], g.shape[-1], params, generator)
+            if view_policy is not None:  # in-training defense: the second view's crop from the first's
+                p2.boxes = view_policy(p1.boxes, g.shape[-2], g.shape[-1], params, generator)
             first, last = max(lo, pos), min(hi, pos + k)
             if first < last:
                 mine = torch.arange(first - pos, last - pos)
@@ -144,24 +147,25 @@ def _bar(total: int, desc: str, enabled: bool = True):
 class _ContrastiveStep(torch.nn.Module):
     """The loss as a module's forward, so DistributedDataParallel sees every step."""
 
-    def __init__(self, model: SSLMethod):
+    def __init__(self, model: SSLMethod, pair_filter: PairFilter | None = None):
         super().__init__()
-        self.model = model
+        self.model, self.pair_filter = model, pair_filter
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(x1, x2)
+        return self.model.loss(x1, x2, self.pair_filter)
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
-               device: str = "cpu", bf16: bool = False) -> torch.Tensor:
+               device: str = "cpu", bf16: bool = False, pair_filter: PairFilter | None = None) -> torch.Tensor:
     """One optimizer step on two views: channels_last on ``device``, forward under bf16 autocast
     when asked (the loss itself stays fp32), backward, step. Returns the loss.
 
-    ``model`` is an :class:`SSLMethod` or a (DistributedDataParallel-wrapped) ``_ContrastiveStep``."""
+    ``model`` is an :class:`SSLMethod` (``pair_filter`` goes to its loss) or a
+    (DistributedDataParallel-wrapped) ``_ContrastiveStep``, which holds its own."""
     x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     x2 = x2.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = model.loss(x1, x2) if isinstance(model, SSLMethod) else model(x1, x2)
+        loss = model.loss(x1, x2, pair_filter) if isinstance(model, SSLMethod) else model(x1, x2)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -184,8 +188,12 @@ def check_device(device: str) -> None:
 
 
 def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, device: str = "cpu",
-             desc: str = "pretrain", log=print, init: str | Path | None = None) -> SSLMethod:
+             desc: str = "pretrain", log=print, init: str | Path | None = None,
+             view_policy: ViewPolicy | None = None, pair_filter: PairFilter | None = None) -> SSLMethod:
     """Pre-train ``p["algorithm"]`` on ``data`` with settings ``p`` (the config's ``pretrain`` section).
+
+    ``view_policy`` and ``pair_filter``: an in-training defense's hooks (:mod:`.hooks`): how the
+    second view's crop follows the first's, and which positive pairs enter the loss.
 
     ``workdir/checkpoint.pt`` is rewritten after every ``checkpoint_every``-th epoch (and the last)
     and the run resumes from it;
@@ -209,7 +217,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     per_sample = p.get("augmentation") == "per_sample"
     if per_sample and env.active:
         raise UserError("pretrain.augmentation: per_sample (the per-sample torchvision pipeline) runs in one process only")
-    check_view_settings(p)
+    check_hooks(p, view_policy, pair_filter)
     precision = resolve_precision(p.get("precision", "auto"), device, warn=stderr_warning if env.is_main else None)
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
@@ -244,11 +252,11 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
                             "on storage that every node sees")
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_model: torch.nn.Module = DDP(_ContrastiveStep(model), device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+        step_model: torch.nn.Module = DDP(_ContrastiveStep(model, pair_filter), device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     else:
         step_model = model
     if p.get("compile"):
-        step_model = torch.compile(step_model if env.active else _ContrastiveStep(model))
+        step_model = torch.compile(step_model if env.active else _ContrastiveStep(model, pair_filter))
     data = data.to(device)
     bf16 = precision == "bf16"
     steps = len(data) // p["batch_size"]
@@ -267,8 +275,8 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         with _bar(steps, f"{desc} {epoch + 1}/{p['epochs']}", env.is_main) as bar:
             for s in range(steps):
                 idx = perm[s * p["batch_size"]:(s + 1) * p["batch_size"]]
-                x1, x2 = data.views(idx, aug, g, env.rank, env.world_size, per_sample)
-                loss = train_step(step_model, opt, x1, x2, device, bf16)
+                x1, x2 = data.views(idx, aug, g, env.rank, env.world_size, per_sample, view_policy)
+                loss = train_step(step_model, opt, x1, x2, device, bf16, pair_filter)
                 model.after_step((epoch * steps + s + 1) / (p["epochs"] * steps))
                 total += loss.detach()
                 if not bar.disable:  # .item() waits for the device: only when someone watches
@@ -298,8 +306,8 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     if env.is_main:
         save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history,
                                             "precision": precision, "augmentation": "per_sample" if per_sample else "batched",
-                                            # what the views were (an in-processing defense changes them)
-                                            "views": {k: p[k] for k in ("crop_scale", "view_overlap", "drop_disagreeing")}})
+                                            # what the views were (an in-training defense changes them)
+                                            "views": views_record(p, view_policy, pair_filter)})
     D.barrier()
     model.timing = {"resumed_after_epoch": start, "seconds_before": before, "seconds_this_call": time.time() - t_call}
     return model
@@ -323,14 +331,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def check_view_settings(p: dict) -> None:
-    """The views' settings work together: ``view_overlap`` (set directly or by the defense
-    ``overlapping_views``) needs the batched augmentation, which draws the second view's crop from
-    the first's; per_sample draws the two views independently. Checked when a config is validated
-    (before any work) and when :func:`pretrain` is called directly."""
-    if p.get("augmentation") == "per_sample" and p.get("view_overlap", 0.0) > 0:
-        raise UserError("view_overlap (defense overlapping_views) needs pretrain.augmentation batched: "
+def check_hooks(p: dict, view_policy: ViewPolicy | None = None, pair_filter: PairFilter | None = None) -> None:
+    """The hooks fit the settings ``p``: a view policy draws the second view's crop from the
+    first's, which the batched augmentation does (per_sample draws the two views independently);
+    a pair filter needs a method whose loss applies it (``drops_pairs``). Checked when a config is
+    validated (before any work) and when :func:`pretrain` is called."""
+    if view_policy is not None and p.get("augmentation") == "per_sample":
+        raise UserError(f"{hook_name(view_policy, 'a view policy')} needs pretrain.augmentation batched: "
                         "per_sample draws the two views independently")
+    method = METHODS.get(p.get("algorithm"))
+    if pair_filter is not None and method is not None and not method.drops_pairs:
+        raise UserError(f"{hook_name(pair_filter, 'a pair filter')} works with pretrain.algorithm "
+                        f"{' or '.join(n for n, m in METHODS.items() if m.drops_pairs)} only, got {preview(p['algorithm'])}")
 
 
 def load_backbone(path: str | Path, p: dict) -> torch.nn.Module:

@@ -1,5 +1,6 @@
-"""What every pre-training method shares: a backbone, a ``loss(x1, x2)`` on two views, and an
-``after_step(progress)`` hook for momentum updates. A method adds its heads and its loss only."""
+"""What every pre-training method shares: a backbone, a ``loss(x1, x2, pair_filter=None)`` on two
+views, and an ``after_step(progress)`` hook for momentum updates. A method adds its heads and its
+loss only."""
 from __future__ import annotations
 
 import copy
@@ -16,8 +17,10 @@ class SSLMethod(nn.Module):
     check that section in the classmethod :meth:`check`, and implement ``loss``. A subclass with a
     ``name`` but no ``loss`` of its own is an error when it is defined.
 
-    ``drops_pairs``: the method's loss can leave out the least-agreeing positive pairs
-    (``pretrain.drop_disagreeing``, the defense ``drop_disagreeing``)."""
+    ``loss(x1, x2, pair_filter=None)``: ``pair_filter`` is an in-training defense's (see
+    :mod:`..hooks`): given the two views' projections, which positive pairs enter the loss. A
+    method that applies it sets ``drops_pairs = True``; :func:`..pretrain.pretrain` and config
+    validation refuse a pair filter for the others, whose ``loss`` ignores the argument."""
 
     name: str = ""
     defaults: dict = {}
@@ -27,7 +30,7 @@ class SSLMethod(nn.Module):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.name and cls.loss is SSLMethod.loss:
-            raise TypeError(f"SSL method {cls.name!r} ({cls.__qualname__}) must implement loss(x1, x2)")
+            raise TypeError(f"SSL method {cls.name!r} ({cls.__qualname__}) must implement loss(x1, x2, pair_filter=None)")
 
     @classmethod
     def check(cls, s: dict) -> None:
@@ -42,7 +45,7 @@ class SSLMethod(nn.Module):
     def from_config(cls, p: dict) -> "SSLMethod":
         return cls(p)
 
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:
         raise NotImplementedError
 
     @torch.no_grad()

@@ -41,7 +41,7 @@ class BYOL(SSLMethod):
         self.target_projector = frozen_copy(self.projector)
         self.ema_base = c["ema_base"]
 
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:  # noqa: ARG002 (drops_pairs is False)
         z1, z2 = self.embed(x1, x2, self.projector)
         p = self.predictor(torch.cat([z1, z2])).float()
         p1, p2 = p.chunk(2)

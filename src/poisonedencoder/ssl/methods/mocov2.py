@@ -39,7 +39,7 @@ class MoCoV2(SSLMethod):
         self.register_buffer("queue", F.normalize(torch.randn(c["queue_size"], dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:  # noqa: ARG002 (drops_pairs is False)
         q1, q2 = self.embed(x1, x2, self.projector)
         with torch.no_grad():
             k = self.key_projector(self.key_backbone(torch.cat([x1, x2], 0))).float()

@@ -5,11 +5,11 @@ projector ``mlp`` (feature -> feature -> projection_dim), ``linear`` or ``none``
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..distributed import all_gather_with_grad, current
-from ..losses import agreeing_pairs, nt_xent
+from ..hooks import PairFilter
+from ..losses import nt_xent
 from .base import SSLMethod, mlp
 
 
@@ -23,26 +23,24 @@ def projector(kind: str, d: int, out: int) -> nn.Module:
 
 class SimCLR(SSLMethod):
     name = "simclr"
-    drops_pairs = True  # pretrain.drop_disagreeing
+    drops_pairs = True  # applies a pair filter (the defense drop_disagreeing)
 
     def __init__(self, p: dict):
         super().__init__(p)
         self.projector = projector(p["projector"], self.feature_dim, p["projection_dim"])
         self.temperature = p["temperature"]
-        self.drop_fraction = p.get("drop_disagreeing", 0.0)  # in-processing defense
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))
 
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter: PairFilter | None = None) -> torch.Tensor:
+        """NT-Xent; ``pair_filter`` (an in-training defense's) leaves positive pairs out of the mean."""
         z1, z2 = self.embed(x1, x2, self.projector)
         env = current()
         if not env.active:
-            keep = agreeing_pairs(z1, z2, self.drop_fraction) if self.drop_fraction else None
+            keep = pair_filter(z1, z2) if pair_filter is not None else None
             return nt_xent(z1, z2, self.temperature, keep=keep)
         # negatives from every rank; gradients flow back to the rank that made them
         a1, a2 = all_gather_with_grad(z1), all_gather_with_grad(z2)
-        keep = None
-        if self.drop_fraction:
-            keep = agreeing_pairs(z1, z2, self.drop_fraction, F.cosine_similarity(a1.detach(), a2.detach(), dim=1))
+        keep = pair_filter(z1, z2, a1.detach(), a2.detach()) if pair_filter is not None else None
         return nt_xent(z1, z2, self.temperature, a1, a2, offset=env.rank * len(z1), keep=keep)

@@ -28,7 +28,7 @@ class SimSiam(SSLMethod):
         self.projector = mlp([self.feature_dim, self.feature_dim, c["output_dim"]], last_bn=True)
         self.predictor = mlp([c["output_dim"], c["hidden_dim"], c["output_dim"]])
 
-    def loss(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:  # noqa: ARG002 (drops_pairs is False)
         z1, z2 = self.embed(x1, x2, self.projector)
         p1, p2 = self.predictor(torch.cat([z1, z2])).float().chunk(2)
         return (negative_cosine(p1, z2) + negative_cosine(p2, z1)) / 2
