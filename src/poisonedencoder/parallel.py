@@ -96,16 +96,7 @@ def _done(u: Unit) -> bool:
 def clean_units(units: list[Unit]) -> list[Unit]:
     """One ``clean`` unit per distinct clean encoder the runs of ``units`` not finished yet need
     (their first run's folder; the encoder itself goes to the shared cache)."""
-    from .pipeline import clean_encoder_dir
-
-    seen, out = set(), []
-    for u in units:
-        if u.stage != CLEAN and not finished(u.cfg, u.out):
-            key = clean_encoder_dir(u.cfg)
-            if key not in seen:
-                seen.add(key)
-                out.append(Unit(u.cfg, u.out, CLEAN))
-    return out
+    return [u for u in with_clean_first(units) if u.stage == CLEAN]
 
 
 def _work(u: Unit, threads: int | None, log) -> None:
