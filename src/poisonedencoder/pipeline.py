@@ -4,142 +4,33 @@ targets and reference inputs -> poisoning inputs (craft: poisons/, poisons_grid.
 -> pre-training (the clean encoder in the shared cache, encoders/poisoned/) -> defense
 -> downstream -> metrics (metrics.json) -> report (report.md)
 
-Each stage is a function that takes what it needs as arguments and calls no later stage;
-:class:`Experiment` holds the run directory, loads the datasets and passes each stage's output
+Each stage is a function of :mod:`.stages` that takes what it needs as arguments and calls no
+later stage; :class:`Experiment` holds the run directory, loads the datasets and passes each stage's output
 to the next. Each stage reuses what an earlier call finished, so an interrupted run resumes.
 """
 from __future__ import annotations
 
 import functools
 import json
-import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from . import config as C
-from .attack import Attack, build_attack, choose_references, craft_rng, select_targets
-from .attack.export import GRID_LEGEND, load_poisons, save_grid, save_poisons
-from .attack.targets import Target
+from .attack import build_attack, choose_references
+from .attack.export import load_poisons
 from .data import ImageDataset, load_dataset
 from .data.datasets import DEFAULT_CACHE
 from .defenses import DefenderData, Defense, build_defense
 from .errors import UserError
-from .io import check_own_dir, ensure_writable_dir, file_lock, write_json
-from .report import format_table, write_report
-from .rundir import RunDir, encoder_seconds, write_encoder_seconds
+from .io import check_own_dir, ensure_writable_dir, file_lock
+from .rundir import RunDir
+from .stages import (choose_targets, clean_encoder_dir, clean_indices, craft, filter_inputs, load_surrogate, measure,
+                     pretrain_encoder, pretrain_seconds, typicality, write_seconds)
 
-
-# ---------------------------------------------------------------------------------------------- stages
-def choose_targets(task_cfgs: list[dict], tasks: list[ImageDataset], seed: int) -> list[Target]:
-    """The target inputs and target classes of every task (``tasks[]`` of the config), in task order."""
-    targets: list[Target] = []
-    for i, (tcfg, ds) in enumerate(zip(task_cfgs, tasks, strict=True)):
-        targets += select_targets(ds, i, tcfg["num_targets"], tcfg["targets"], seed)
-    return targets
-
-
-def clean_indices(num_images: int | None, total: int, seed: int) -> np.ndarray:
-    """Which train-split inputs the clean pre-training set holds (all, or ``num_images`` drawn with the seed)."""
-    if num_images is None or num_images >= total:
-        return np.arange(total)
-    return np.sort(np.random.default_rng([seed, 0]).choice(total, size=num_images, replace=False))
-
-
-def craft(attack: Attack, targets: list[Target], tasks: list[ImageDataset], num_clean: int, out: Path, seed: int,
-          surrogate=None, log: Callable[[str], None] = print) -> None:
-    """Build the poisoning inputs for ``targets`` (their reference inputs already chosen) within the
-    budget and export them: ``out/poisons/`` (PNGs, manifest.json, timing.json), ``out/poisons_grid.png``."""
-    t0 = time.time()
-    poisons = attack.make(targets, tasks, attack.poisons_per_target(num_clean, len(targets)), craft_rng(seed), surrogate)
-    seconds = time.time() - t0
-    a = {"name": attack.name, "poisoning_rate": attack.poisoning_rate, "num_references": attack.num_references,
-         "reference_selection": attack.reference_selection, attack.name: attack.settings}
-    extra = {"attack": a, "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
-             "class_names": [ds.classes for ds in tasks]}
-    if getattr(attack, "matching", None):
-        extra["gradient_matching_loss"] = [round(x, 4) for x in attack.matching]
-    # timings apart from the manifest, so that crafting twice writes the same manifest bytes
-    RunDir(out).write_craft_seconds(seconds, len(poisons))
-    save_poisons(poisons, targets, RunDir(out).poisons, extra)
-    shown = poisons[:: max(1, len(poisons) // 48)]
-    save_grid([p.image for p in shown], out / "poisons_grid.png", labels=[f"T{p.target_id}" for p in shown],
-              boxes=[attack.target_box(p) for p in shown], legend=GRID_LEGEND)
-    log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
-        f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {out / 'poisons'}")
-
-
-def typicality(encoder, tasks: list[ImageDataset], image_size: int, device: str) -> list[np.ndarray]:
-    """Per task, each train input's cosine to its class-mean feature under ``encoder`` (the attacker's
-    surrogate: the clean encoder of this configuration, standing for one it pre-trains on its own
-    clean data of the same distribution)."""
-    from .attack.targets import class_typicality
-    from .downstream import extract_features
-
-    out = []
-    for ds in tasks:
-        f = extract_features(encoder, ds.train.images, image_size, device=device)
-        out.append(class_typicality(f.cpu().numpy(), ds.train.labels, ds.num_classes))
-    return out
-
-
-def load_surrogate(checkpoint: Path, p: dict, device: str):
-    """The attacker's surrogate for attacks that need one (Witches' Brew): the whole clean model of
-    the configuration's method (backbone and heads), from the clean encoder's last checkpoint."""
-    from .attack.witches_brew import Surrogate
-    from .io import load_torch
-    from .ssl.augment import AugmentParams
-    from .ssl.methods import build_method
-
-    model = build_method(p)
-    model.load_state_dict(load_torch(checkpoint)["model"])
-    return Surrogate(model.to(device), AugmentParams.from_config(p), device)
-
-
-def filter_inputs(defense: Defense, clean: np.ndarray, poisons: list, out: Path, log: Callable[[str], None] = print):
-    """Pre-processing defense: judge every pre-training input, keep the ones it passes, and score its
-    verdicts against the ground truth (``out/defense.json``). Returns the kept clean inputs and poisons."""
-    images = list(clean) + list(poisons)
-    truth = np.r_[np.zeros(len(clean), bool), np.ones(len(poisons), bool)]
-    report = defense.filter(images)
-    keep = ~report.verdicts
-    write_json(out / "defense.json", report.to_dict(truth))
-    s = report.score(truth)
-    log(f"defense {defense.name}: removed {report.removed} of {len(images)} inputs "
-        f"(precision {s['precision']:.3f}, recall {s['recall']:.3f}) in {report.seconds:.1f}s")
-    return clean[keep[:len(clean)]], [im for im, k in zip(poisons, keep[len(clean):], strict=True) if k]
-
-
-def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int, device: str,
-                     log: Callable[[str], None] = print, **hooks) -> Path:
-    """Pre-train an encoder into ``d`` with settings ``p`` on ``make_data()`` (a :class:`PretrainSet`,
-    built only when needed); reuses a finished one. Returns its ``encoder.pt``. ``hooks``: an
-    in-training defense's (``view_policy``, ``pair_filter``), for :func:`~.ssl.pretrain.pretrain`."""
-    from .ssl.pretrain import pretrain
-
-    enc = d / "encoder.pt"
-    if enc.exists():
-        log(f"pretrain {name}: reusing {enc}")
-        return enc
-    t0 = time.time()
-    data = make_data()
-    log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
-    model = pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log, **hooks)
-    write_seconds(d, time.time() - t0, getattr(model, "timing", None))
-    return enc
-
-
-def write_seconds(d: Path, seconds: float, timing: dict | None) -> None:
-    """The encoder's wall seconds in ``d``: :func:`poisonedencoder.rundir.write_encoder_seconds`."""
-    write_encoder_seconds(d, seconds, timing)
-
-
-def pretrain_seconds(d: str | Path) -> float | None:
-    """The wall time :func:`pretrain_encoder` recorded for the encoder in ``d``, all calls together
-    when it was resumed (None if none was recorded)."""
-    return encoder_seconds(d)
+__all__ = ["Experiment", "choose_targets", "clean_encoder_dir", "clean_indices", "craft", "filter_inputs",
+           "load_surrogate", "measure", "pretrain_encoder", "pretrain_seconds", "typicality", "write_seconds"]
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -151,12 +42,6 @@ def _holding_run_lock(method):
             return method(self, *args, **kwargs)
 
     return locked
-
-
-def clean_encoder_dir(cfg: dict) -> Path:
-    """Where the clean encoder of ``cfg`` lies in the shared cache (one per pre-training setting and seed)."""
-    cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
-    return cache / "encoders" / C.clean_encoder_key(cfg)
 
 
 class Experiment:
@@ -398,33 +283,7 @@ class Experiment:
 
     def _measure(self, manifest: dict, encoders: dict, snapshots: list, extra: dict, after: dict) -> dict:
         """Every task on ``encoders`` (``clean``, ``poisoned``), the summary -> metrics.json, report.md."""
-        import torch
-
-        from .evaluation import evaluate_task
-        from .metrics import summarize, threat_model
-
-        p = self.cfg["pretrain"]
-        if p.get("threads"):
-            torch.set_num_threads(int(p["threads"]))
-        t0 = time.time()
-        targets = [Target(**t) for t in manifest["targets"]]
-        per_task = [evaluate_task(encoders, snapshots, ds, ti, targets, p, self.cfg["downstream"], self.cfg["seed"],
-                                  self.cfg["device"]) for ti, ds in enumerate(self.tasks())]
-        metrics = {
-            **summarize(per_task),
-            "num_poisoning_inputs": manifest["num_poisoning_inputs"],
-            "num_clean_inputs": manifest["num_clean_inputs"],
-            **threat_model(manifest["num_poisoning_inputs"], manifest["num_clean_inputs"], len(targets)),
-            "tasks": per_task,
-            **extra,
-            "evaluate_seconds": round(time.time() - t0, 1),
-            **after,
-            "config_fingerprint": C.experiment_fingerprint(self.cfg),
-        }
-        write_json(self.dir.metrics, metrics)
-        write_report(self.dir.report, self.cfg, metrics)
-        self.log(format_table(metrics))
-        return metrics
+        return measure(self.cfg, self.dir, self.tasks, manifest, encoders, snapshots, extra, after, self.log)
 
     def run(self) -> dict:
         return self.evaluate()
