@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import statistics
 import time
@@ -26,15 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from poisonedencoder.ssl.precision import cpu_name
 
 
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) loss [-\d.]+ \(([\d.]+)s\)")

@@ -15,19 +15,10 @@ apart. Examples:
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from poisonedencoder.ssl.precision import cpu_name
 
 
 def measure(num_models: int, n: int, dim: int, classes: int, kind: str, epochs: int, batch_size: int, rounds: int,
@@ -94,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    where = cpu_model()
+    where = cpu_name()
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():
             print("error: --device cuda: no CUDA GPU", file=sys.stderr)

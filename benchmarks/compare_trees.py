@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (Path(s) / "poisonedencoder" / "__init__.py").is_file():
             print(f"error: {s} holds no poisonedencoder package", file=sys.stderr)
             return 2
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").is_file() else "unknown"
-    print(f"processor: {cpu}, {os.cpu_count()} cores; command: {' '.join(command)}")
+    from poisonedencoder.ssl.precision import cpu_name
+
+    print(f"processor: {cpu_name()}, {os.cpu_count()} cores; command: {' '.join(command)}")
     ratios = []
     for k in range(args.rounds):
         times = {}

@@ -8,6 +8,7 @@ import pytest
 from poisonedencoder import config as C
 from poisonedencoder.cli import main
 from poisonedencoder.parallel import Unit, clean_units, run_units, with_clean_first
+from test_seeds import _stable  # metrics without times and paths
 
 ROOT = Path(__file__).resolve().parents[1]
 # one thread in every run, also in the workers: the same arithmetic whatever the machine's cores
@@ -15,12 +16,6 @@ FAST = ["--set", "pretrain.epochs=1", "--set", "pretrain_data.num_images=300", "
         "--set", "downstream.epochs=2", "--set", "attack.num_references=5", "--set", "pretrain.threads=1"]
 
 
-def _stable(m):
-    m = json.loads(json.dumps(m))
-    for d in [m] + m.get("per_seed", []):
-        d.pop("evaluate_seconds", None)
-        d.pop("encoders", None)
-    return m
 
 
 @pytest.mark.slow

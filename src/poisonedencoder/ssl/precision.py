@@ -35,6 +35,21 @@ def cpu_bf16_flags() -> tuple[str, ...]:
     return ()
 
 
+def cpu_name() -> str:
+    """This processor's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere), for
+    naming the machine beside a measurement."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def native_bf16(device: str) -> bool:
     """Whether ``device`` computes bf16 natively (so that bf16 autocast is faster than fp32)."""
     if torch.device(device).type == "cuda":
