@@ -1,5 +1,5 @@
-"""Rewrite the annotated YAML block of docs/CONFIG.md from the schema (config.defaults and the
-descriptions in config.py and the plugins' ``doc``).
+"""Rewrite the annotated YAML block of docs/CONFIG.md from the schema (config.defaults and
+config.descriptions: the fields of each section's Settings class).
 
     python scripts/gen_config_doc.py [docs/CONFIG.md]
 """

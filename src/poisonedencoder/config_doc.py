@@ -9,7 +9,7 @@ import yaml
 
 from . import config as C
 
-BEGIN = "<!-- generated from the schema by scripts/gen_config_doc.py: edit config.py / the plugins' doc, not this block -->"
+BEGIN = "<!-- generated from the schema by scripts/gen_config_doc.py: edit the sections' Settings classes, not this block -->"
 END = "<!-- end of generated block -->"
 COLUMN = 28
 

@@ -50,7 +50,7 @@ def craft(attack: Attack, targets: list[Target], tasks: list[ImageDataset], num_
     poisons = attack.make(targets, tasks, attack.poisons_per_target(num_clean, len(targets)), craft_rng(seed), surrogate)
     seconds = time.time() - t0
     a = {"name": attack.name, "poisoning_rate": attack.poisoning_rate, "num_references": attack.num_references,
-         "reference_selection": attack.reference_selection, attack.name: attack.settings}
+         "reference_selection": attack.reference_selection, attack.name: attack.settings.model_dump()}
     extra = {"attack": a, "num_clean_inputs": num_clean, "poisoning_rate": len(poisons) / num_clean,
              "class_names": [ds.classes for ds in tasks]}
     if getattr(attack, "matching", None):

@@ -14,7 +14,7 @@ SMALL = {"witches_brew": {"steps": 2}}  # settings that keep a test fast
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_every_attack_respects_the_budget_and_the_pixel_range(name, toy_dataset, tiny_surrogate):
     a = build_attack({**C.defaults()["attack"], "name": name, "poisoning_rate": 0.2, "num_references": 4,
-                      name: {**ATTACKS[name].defaults, **SMALL.get(name, {})}}, seed=3)
+                      name: {**ATTACKS[name].Settings.defaults(), **SMALL.get(name, {})}}, seed=3)
     targets = select_targets(toy_dataset, 0, 2, seed=0)
     per = poisons_per_target(0.2, 40, 2)
     poisons = a.craft(targets, [toy_dataset], 40, surrogate=tiny_surrogate if a.needs_surrogate else None)

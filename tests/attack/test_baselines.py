@@ -30,7 +30,7 @@ def test_every_attack_has_the_same_budget_and_checks_its_settings(toy_dataset):
         C.resolve({}, ["attack.witches_brew.steps=0"])  # checked even when another attack is chosen
     with pytest.raises(UserError, match="unknown attack"):
         C.resolve({}, ["attack.name=badnets"])
-    with pytest.raises(UserError, match="unknown setting"):
+    with pytest.raises(UserError, match="unknown config key 'attack.icp.bogus'"):
         ICP(bogus=1)
 
 

@@ -126,10 +126,13 @@ def test_a_pair_filter_is_refused_where_the_method_cannot_apply_it(tmp_path):
 def test_a_new_in_training_defense_is_one_class_and_a_registry_line(tmp_path, monkeypatch):
     """docs/DESIGN.md, "How to add a defense": a defense that supplies a pair filter, registered
     in a temporary entry, gets its settings section, is validated and trains the poisoned encoder."""
+    from pydantic import Field
+
     from poisonedencoder.defenses.base import Defense
     from poisonedencoder.errors import check_number
     from poisonedencoder.io import load_torch
     from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.settings import Number, Settings
 
     calls = []
 
@@ -143,16 +146,18 @@ def test_a_new_in_training_defense_is_one_class_and_a_registry_line(tmp_path, mo
             calls.append(len(z1))
             return torch.nn.functional.cosine_similarity(z1.detach(), z2.detach(), dim=1) >= self.t
 
+    class AgreeingPairsSettings(Settings):
+        min_cosine: Number = Field(0.0, description="positive pairs whose projections' cosine is below this leave the loss")
+
+        def check(self, where):
+            check_number(self.min_cosine, f"{where}.min_cosine", -1, 1)
+
     class AgreeingPairs(Defense):
         name, stage = "agreeing_pairs", "in"
-        defaults = {"min_cosine": 0.0}
-        doc = {"min_cosine": "positive pairs whose projections' cosine is below this leave the loss"}
-
-        def check(self, s):
-            check_number(s["min_cosine"], f"defense.{self.name}.min_cosine", -1, 1)
+        Settings = AgreeingPairsSettings
 
         def pair_filter(self):
-            return MinCosine(self.settings["min_cosine"])
+            return MinCosine(self.settings.min_cosine)
 
     monkeypatch.setitem(DEFENSES, AgreeingPairs.name, AgreeingPairs)
     user = {"pretrain_data": {"dataset": "digits", "num_images": 300}, "tasks": [{"dataset": "digits", "num_targets": 1}],

@@ -26,7 +26,7 @@ def test_registry_holds_methods_by_their_names_and_rejects_others():
     assert METHODS and all(m.name == n for n, m in METHODS.items())
     for n in METHODS:  # each can be chosen, and its section is in the schema
         assert C.resolve({}, [f"pretrain.algorithm={n}"])["pretrain"]["algorithm"] == n
-        assert not METHODS[n].defaults or C.defaults()["pretrain"][n] == METHODS[n].defaults
+        assert not METHODS[n].Settings.model_fields or C.defaults()["pretrain"][n] == METHODS[n].Settings.defaults()
     with pytest.raises(UserError, match="unknown algorithm 'dino'"):
         C.resolve({}, ["pretrain.algorithm=dino"])
     with pytest.raises(UserError, match="pretrain.mocov2.momentum"):
@@ -76,7 +76,7 @@ def test_ema_update_and_byol_schedule():
 
 
 def test_moco_queue_is_first_in_first_out():
-    m = MoCoV2(_p("mocov2", projection_dim=4, **{"mocov2": {"temperature": 0.2, "momentum": 0.99, "queue_size": 6}}))
+    m = MoCoV2.from_config(_p("mocov2", projection_dim=4, **{"mocov2": {"temperature": 0.2, "momentum": 0.99, "queue_size": 6}}))
     a, b = torch.full((4, 4), 1.0), torch.full((4, 4), 2.0)
     m.enqueue(a)
     assert int(m.queue_ptr) == 4 and (m.queue[:4] == 1).all()
@@ -86,7 +86,7 @@ def test_moco_queue_is_first_in_first_out():
 
 
 def test_moco_key_encoder_follows_the_query_encoder_by_momentum():
-    m = MoCoV2(_p("mocov2"))
+    m = MoCoV2.from_config(_p("mocov2"))
     assert all(not q.requires_grad for q in m.key_backbone.parameters())
     with torch.no_grad():
         for q in m.backbone.parameters():
@@ -118,7 +118,7 @@ def test_a_short_run_on_digits_lowers_the_loss(tmp_path, algorithm):
 
 
 def test_byol_target_network_gets_no_gradient_and_is_not_optimized(tmp_path):
-    m = BYOL(_p("byol"))
+    m = BYOL.from_config(_p("byol"))
     x = torch.randn(8, 3, 8, 8)
     m.loss(x, x.flip(-1)).backward()
     assert all(q.grad is None for q in m.target_backbone.parameters())

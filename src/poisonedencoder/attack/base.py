@@ -1,18 +1,20 @@
 """What every attack shares: the poisoning budget and the contract of ``make``.
 
-An attack declares its own settings in ``defaults`` (config section ``attack.<name>``, described
-in ``doc``), checks them in ``check``, and builds the poisoning inputs in ``make``. The pipeline
+An attack declares its own settings as a ``Settings`` class (config section ``attack.<name>``:
+fields with defaults and descriptions, and their ``check``), and builds the poisoning inputs in ``make``. The pipeline
 gives every attack the same target inputs, target classes and reference inputs (chosen before,
 by :func:`~poisonedencoder.attack.targets.choose_references`), and the same budget (poisoning
 inputs per target input, from ``attack.poisoning_rate``)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
+from pydantic import Field
+
 from ..errors import UserError, check_number, preview
+from ..settings import NoSettings, Number, Settings
 from .targets import Target, choose_references
 
 
@@ -41,9 +43,27 @@ def craft_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 4])
 
 
+class AttackSettings(Settings):
+    """The ``attack`` section's shared keys: which attack, and the budget every attack gets."""
+
+    name: str = Field("poisonedencoder", description="{attacks} (DESIGN.md)")
+    poisoning_rate: Number = Field(0.03, description="poisoning inputs / clean pre-training inputs, all targets together")
+    num_references: int = Field(10, description="reference inputs per target (from the task's train split)")
+    reference_selection: str = Field("random", description="random | typical (closest to the class mean of a clean "
+                                     "surrogate encoder; see DESIGN.md)")
+
+    def check(self, where: str) -> None:
+        check_number(self.poisoning_rate, f"{where}.poisoning_rate", 0, 1, lo_open=True)
+        check_number(self.num_references, f"{where}.num_references", 1, 10**6, integer=True)
+        if self.reference_selection not in ("random", "typical"):
+            raise UserError(f"{where}.reference_selection must be random or typical, got {preview(self.reference_selection)}")
+
+
 class Attack:
     """Base of the attacks. A subclass with a ``name`` but no ``make`` of its own is an error when
-    it is defined.
+    it is defined. A subclass declares its own settings (config section ``attack.<name>``) as a
+    :class:`~poisonedencoder.settings.Settings` class, ``Settings``; the instance holds them
+    parsed and checked in ``settings``.
 
     poisoning_rate: poisoning inputs / clean pre-training inputs, all target inputs together.
     num_references: reference inputs per target input.
@@ -53,8 +73,7 @@ class Attack:
     """
 
     name = ""
-    defaults: dict[str, Any] = {}
-    doc: dict[str, str] = {}
+    Settings: type[Settings] = NoSettings
     needs_surrogate = False
 
     def __init_subclass__(cls, **kwargs):
@@ -64,20 +83,11 @@ class Attack:
 
     def __init__(self, poisoning_rate: float = 0.03, num_references: int = 10, reference_selection: str = "random",
                  seed: int = 0, **settings):
-        check_number(poisoning_rate, "attack.poisoning_rate", 0, 1, lo_open=True)
-        check_number(num_references, "attack.num_references", 1, 10**6, integer=True)
-        if reference_selection not in ("random", "typical"):
-            raise UserError(f"attack.reference_selection must be random or typical, got {preview(reference_selection)}")
-        unknown = set(settings) - set(self.defaults)
-        if unknown:
-            raise UserError(f"attack {self.name}: unknown setting(s) {', '.join(sorted(unknown))}")
+        AttackSettings.parse({"name": self.name, "poisoning_rate": poisoning_rate, "num_references": num_references,
+                              "reference_selection": reference_selection}, "attack")
         self.poisoning_rate, self.num_references = poisoning_rate, num_references
         self.reference_selection, self.seed = reference_selection, seed
-        self.settings = {**self.defaults, **settings}
-        self.check(self.settings)
-
-    def check(self, s: dict) -> None:
-        """Raise :class:`UserError` for a bad setting."""
+        self.settings = self.Settings.parse(settings, f"attack.{self.name}")
 
     def poisons_per_target(self, num_clean: int, num_targets: int) -> int:
         return poisons_per_target(self.poisoning_rate, num_clean, num_targets)
@@ -102,5 +112,6 @@ class Attack:
         return target_box(p)
 
 
-def number(s: dict, key: str, lo: float, hi: float, name: str, integer: bool = False) -> None:
-    check_number(s[key], f"attack.{name}.{key}", lo, hi, integer)
+def number(s: Settings, key: str, lo: float, hi: float, where: str, integer: bool = False) -> None:
+    """``<where>.<key>`` is in ``[lo, hi]``."""
+    check_number(getattr(s, key), f"{where}.{key}", lo, hi, integer)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
+from ..settings import Number, Settings
 from .base import Attack, PoisoningInput, number
 
 
@@ -37,19 +39,23 @@ def overlay(target: np.ndarray, reference: np.ndarray, scale: float, y: float, x
     return out
 
 
-class ICP(Attack):
-    name = "icp"
-    defaults = {"mode": "blend", "alpha": 0.5, "scale": 0.5}
-    doc = {"mode": "blend | overlay", "alpha": "blend: alpha * target + (1 - alpha) * reference",
-           "scale": "overlay: target's size relative to the reference"}
+class ICPSettings(Settings):
+    mode: str = Field("blend", description="blend | overlay")
+    alpha: Number = Field(0.5, description="blend: alpha * target + (1 - alpha) * reference")
+    scale: Number = Field(0.5, description="overlay: target's size relative to the reference")
 
-    def check(self, s: dict) -> None:
+    def check(self, where: str) -> None:
         from ..errors import UserError
 
-        if s["mode"] not in ("blend", "overlay"):
-            raise UserError(f"attack.icp.mode must be blend or overlay, got {s['mode']!r}")
-        number(s, "alpha", 0.0, 1.0, "icp")
-        number(s, "scale", 0.05, 1.0, "icp")
+        if self.mode not in ("blend", "overlay"):
+            raise UserError(f"{where}.mode must be blend or overlay, got {self.mode!r}")
+        number(self, "alpha", 0.0, 1.0, where)
+        number(self, "scale", 0.05, 1.0, where)
+
+
+class ICP(Attack):
+    name = "icp"
+    Settings = ICPSettings
 
     def make(self, targets, tasks, per_target, rng, surrogate):  # noqa: ARG002 (Attack.make signature; no surrogate needed)
         out = []
@@ -59,9 +65,9 @@ class ICP(Attack):
             for j in range(per_target):
                 r = t.reference_indices[j % len(t.reference_indices)]
                 ref = ds.train.images[r]
-                if self.settings["mode"] == "blend":
-                    img = blend(timg, ref, self.settings["alpha"])
+                if self.settings.mode == "blend":
+                    img = blend(timg, ref, self.settings.alpha)
                 else:
-                    img = overlay(timg, ref, self.settings["scale"], *rng.random(2))
-                out.append(PoisoningInput(img, tid, r, self.settings["mode"], True))
+                    img = overlay(timg, ref, self.settings.scale, *rng.random(2))
+                out.append(PoisoningInput(img, tid, r, self.settings.mode, True))
         return out

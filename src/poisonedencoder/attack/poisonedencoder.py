@@ -8,8 +8,10 @@ features together: the encoder learns to map the target near its target class.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import UserError, check_number
+from ..settings import Settings
 from .base import Attack, PoisoningInput
 
 LAYOUTS = ("left-right", "top-bottom")
@@ -37,25 +39,29 @@ def compose(target: np.ndarray, reference: np.ndarray, layout: str = "left-right
     return np.concatenate(parts, axis=axis)
 
 
-class PoisonedEncoder(Attack):
-    """The attack. Its settings (``attack.poisonedencoder``):
-
-    layout: ``random`` (each poisoning input draws left-right or top-bottom), ``left-right``, ``top-bottom``.
+class PoisonedEncoderSettings(Settings):
+    """layout: ``random`` (each poisoning input draws left-right or top-bottom), ``left-right``, ``top-bottom``.
     order: ``random``, ``target-first`` or ``reference-first``.
-    gap: gray pixels between the two parts.
-    """
+    gap: gray pixels between the two parts."""
+
+    doc = "used when name: poisonedencoder"
+    layout: str = Field("random", description="random | left-right | top-bottom")
+    order: str = Field("random", description="random | target-first | reference-first")
+    gap: int = Field(0, description="gray pixels between target and reference")
+
+    def check(self, where: str) -> None:
+        if self.layout not in ("random",) + LAYOUTS:
+            raise UserError(f"{where}.layout must be random, left-right or top-bottom, got {self.layout!r}")
+        if self.order not in ORDERS:
+            raise UserError(f"{where}.order must be random, target-first or reference-first, got {self.order!r}")
+        check_number(self.gap, f"{where}.gap", 0, 4096, integer=True)
+
+
+class PoisonedEncoder(Attack):
+    """The attack; its settings: :class:`PoisonedEncoderSettings` (``attack.poisonedencoder``)."""
 
     name = "poisonedencoder"
-    defaults = {"layout": "random", "order": "random", "gap": 0}
-    doc = {"": "used when name: poisonedencoder", "layout": "random | left-right | top-bottom",
-           "order": "random | target-first | reference-first", "gap": "gray pixels between target and reference"}
-
-    def check(self, s: dict) -> None:
-        if s["layout"] not in ("random",) + LAYOUTS:
-            raise UserError(f"attack.poisonedencoder.layout must be random, left-right or top-bottom, got {s['layout']!r}")
-        if s["order"] not in ORDERS:
-            raise UserError(f"attack.poisonedencoder.order must be random, target-first or reference-first, got {s['order']!r}")
-        check_number(s["gap"], "attack.poisonedencoder.gap", 0, 4096, integer=True)
+    Settings = PoisonedEncoderSettings
 
     def make(self, targets, tasks, per_target, rng, surrogate):  # noqa: ARG002 (Attack.make signature; no surrogate needed)
         s, out = self.settings, []
@@ -64,12 +70,12 @@ class PoisonedEncoder(Attack):
             timg = ds.test.images[t.test_index]
             for j in range(per_target):
                 r = t.reference_indices[j % len(t.reference_indices)]
-                layout = s["layout"] if s["layout"] != "random" else LAYOUTS[int(rng.integers(2))]
-                first = {"target-first": True, "reference-first": False}.get(s["order"], bool(rng.integers(2)))
-                out.append(PoisoningInput(compose(timg, ds.train.images[r], layout, first, s["gap"]), tid, r, layout, first))
+                layout = s.layout if s.layout != "random" else LAYOUTS[int(rng.integers(2))]
+                first = {"target-first": True, "reference-first": False}.get(s.order, bool(rng.integers(2)))
+                out.append(PoisoningInput(compose(timg, ds.train.images[r], layout, first, s.gap), tid, r, layout, first))
         return out
 
     def target_box(self, p: PoisoningInput) -> tuple[int, int, int, int] | None:
         from .export import target_box
 
-        return target_box(p, self.settings["gap"])
+        return target_box(p, self.settings.gap)

@@ -3,11 +3,49 @@ attacker's reference inputs (from the same task's train split, never its test sp
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import numpy as np
+from pydantic import Field
 
 from ..data import ImageDataset
 from ..errors import UserError
+from ..errors import preview as _preview
+from ..settings import Settings
+
+
+class TaskSettings(Settings):
+    """One entry of ``tasks``: a target downstream task and the target inputs the attacker picks in it."""
+
+    dataset: str = "digits"
+    num_targets: int = Field(5, description="random target inputs from the test split, random target classes")
+    targets: Optional[list] = Field(None, description="or explicit: [{index: 12, target_class: 3}] (class index or "
+                                    "name); optional\nreferences: [train indices] of the target class (else drawn with the seed)")
+
+    def check(self, where: str) -> None:
+        from ..data import check_dataset
+
+        check_dataset(self.dataset, f"{where}.dataset")
+        if self.targets is None:
+            if self.num_targets < 1:
+                raise UserError(f"{where}.num_targets must be a positive integer, got {_preview(self.num_targets)}")
+        elif not all(_explicit_target(x) for x in self.targets):
+            raise UserError(f"{where}.targets must be a list of {{index: integer, target_class: integer or name, "
+                            f"references (optional): [train indices]}} mappings, got {_preview(self.targets)}")
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _explicit_target(x) -> bool:
+    """``{index, target_class, references?}`` with an integer index, a class index or name, and
+    a non-empty list of integer train indices if references are given."""
+    if not (isinstance(x, dict) and {"index", "target_class"} <= set(x) <= {"index", "target_class", "references"}):
+        return False
+    refs = x.get("references", [1])
+    return (_integer(x["index"]) and (_integer(x["target_class"]) or isinstance(x["target_class"], str))
+            and isinstance(refs, list) and refs != [] and all(_integer(r) for r in refs))
 
 
 @dataclass

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from ..settings import Number, Settings
 from .base import Attack, PoisoningInput, number
 
 
@@ -44,18 +46,23 @@ def _flat(grads) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in grads])
 
 
+class WitchesBrewSettings(Settings):
+    epsilon: Number = Field(8 / 255, description="L-inf budget (8/255)")
+    steps: int = Field(40, description="signed-Adam steps per target input")
+    restarts: int = 1
+    step_size: Number = Field(0.1, description="Adam step as a fraction of epsilon")
+
+    def check(self, where: str) -> None:
+        number(self, "epsilon", 0.0, 1.0, where)
+        number(self, "steps", 1, 100000, where, integer=True)
+        number(self, "restarts", 1, 1000, where, integer=True)
+        number(self, "step_size", 1e-6, 10.0, where)
+
+
 class WitchesBrew(Attack):
     name = "witches_brew"
-    defaults = {"epsilon": 8 / 255, "steps": 40, "restarts": 1, "step_size": 0.1}
-    doc = {"epsilon": "L-inf budget (8/255)", "steps": "signed-Adam steps per target input",
-           "step_size": "Adam step as a fraction of epsilon"}
+    Settings = WitchesBrewSettings
     needs_surrogate = True
-
-    def check(self, s: dict) -> None:
-        number(s, "epsilon", 0.0, 1.0, "witches_brew")
-        number(s, "steps", 1, 100000, "witches_brew", integer=True)
-        number(s, "restarts", 1, 1000, "witches_brew", integer=True)
-        number(s, "step_size", 1e-6, 10.0, "witches_brew")
 
     def make(self, targets, tasks, per_target, rng, surrogate):
         sur: Surrogate = surrogate
@@ -78,7 +85,7 @@ class WitchesBrew(Attack):
         from ..ssl.augment import apply_views, sample_view_params
 
         s, dev, model = self.settings, sur.device, sur.model
-        eps = float(s["epsilon"])
+        eps = float(s.epsilon)
         model.eval()
         params = [q for q in model.backbone.parameters() if q.requires_grad]
         as_x = lambda a: torch.as_tensor(a, device=dev).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
@@ -99,11 +106,11 @@ class WitchesBrew(Attack):
         ge = torch.Generator().manual_seed(seed + 1)
         eval_views = [[sample_view_params(n, h, w, sur.augment, ge) for _ in range(2)] for _ in range(4)]
         best, best_loss = None, float("inf")
-        for _ in range(s["restarts"]):
+        for _ in range(s.restarts):
             delta = ((torch.rand(base.shape, generator=g) * 2 - 1) * eps).to(dev)
             delta = ((base + delta).clamp(0, 1) - base).requires_grad_(True)
-            opt = torch.optim.Adam([delta], lr=s["step_size"] * eps)
-            k = s["steps"]
+            opt = torch.optim.Adam([delta], lr=s.step_size * eps)
+            k = s.steps
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, [k * 3 // 8, k * 5 // 8, k * 7 // 8], 0.1)
             for _ in range(k):
                 v = [sample_view_params(n, h, w, sur.augment, g) for _ in range(2)]

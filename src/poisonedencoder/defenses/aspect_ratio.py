@@ -8,22 +8,27 @@ import time
 from collections import Counter
 
 import numpy as np
+from pydantic import Field
 
+from ..settings import Number, Settings
 from .base import Defense, DefenseReport, _positive
+
+
+class AspectRatioSettings(Settings):
+    tolerance: Number = Field(0.1, description="largest |log(width/height) - log(usual ratio)| kept")
+
+    def check(self, where: str) -> None:
+        _positive(self, "tolerance", where, 10.0)
 
 
 class AspectRatio(Defense):
     name, stage = "aspect_ratio", "pre"
-    defaults = {"tolerance": 0.1}
-    doc = {"tolerance": "largest |log(width/height) - log(usual ratio)| kept"}
-
-    def check(self, s: dict) -> None:
-        _positive(s, "tolerance", self.name, 10.0)
+    Settings = AspectRatioSettings
 
     def filter(self, images) -> DefenseReport:
         t0 = time.time()
         ratios = np.array([np.log(img.shape[1] / img.shape[0]) for img in images])
         usual = Counter(np.round(ratios, 6)).most_common(1)[0][0]
-        verdicts = np.abs(ratios - usual) > self.settings["tolerance"]
+        verdicts = np.abs(ratios - usual) > self.settings.tolerance
         return DefenseReport(self.name, self.stage, time.time() - t0, int(verdicts.sum()), 0,
                              {"usual_log_ratio": float(usual)}, verdicts)

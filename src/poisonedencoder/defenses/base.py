@@ -8,6 +8,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from pydantic import Field
+
+from ..settings import NoSettings, Settings
+
+
+class DefenseSettings(Settings):
+    """The ``defense`` section's shared key: which defense (its own settings: ``defense.<name>``)."""
+
+    name: str = Field("none", description="{defenses}")
 
 
 @dataclass
@@ -48,8 +57,8 @@ class DefenderData:
 
 
 class Defense:
-    """Base of the defenses. A defense declares its settings (``defaults``, config section
-    ``defense.<name>``, described in ``doc``) and checks them, and acts at one stage, through a
+    """Base of the defenses. A defense declares its settings as a ``Settings`` class (config
+    section ``defense.<name>``; the instance holds them parsed and checked in ``settings``), and acts at one stage, through a
     hook of that stage (a subclass with a ``name`` that lacks all of them is an error when it is
     defined):
 
@@ -62,8 +71,7 @@ class Defense:
 
     name = ""
     stage = ""
-    defaults: dict[str, Any] = {}
-    doc: dict[str, str] = {}
+    Settings: type[Settings] = NoSettings
     _HOOKS = {"pre": ("filter",), "in": ("adjust_pretrain", "view_policy", "pair_filter"), "post": ("after_pretrain",)}
 
     def __init_subclass__(cls, **kwargs):
@@ -83,16 +91,7 @@ class Defense:
         any training; a defense that needs data of a size overrides it."""
 
     def __init__(self, **settings):
-        from ..errors import UserError
-
-        unknown = set(settings) - set(self.defaults)
-        if unknown:
-            raise UserError(f"defense {self.name}: unknown setting(s) {', '.join(sorted(unknown))}")
-        self.settings = {**self.defaults, **settings}
-        self.check(self.settings)
-
-    def check(self, s: dict) -> None:
-        """Raise :class:`UserError` for a bad setting."""
+        self.settings = self.Settings.parse(settings, f"defense.{self.name}")
 
     def filter(self, images) -> DefenseReport | None:  # noqa: ARG002 (the default: a defense that filters nothing)
         """``pre``: a verdict per pre-training input (True: remove it)."""
@@ -122,10 +121,11 @@ class Defense:
         return encoder_dir / "encoder.pt", DefenseReport(self.name, self.stage)
 
 
-def _positive(s: dict, key: str, name: str, hi: float, integer: bool = False) -> None:
+def _positive(s: Settings, key: str, where: str, hi: float, integer: bool = False) -> None:
+    """``<where>.<key>`` is in ``(0, hi]``."""
     from ..errors import check_number
 
-    check_number(s[key], f"defense.{name}.{key}", 0, hi, integer, lo_open=True)
+    check_number(getattr(s, key), f"{where}.{key}", 0, hi, integer, lo_open=True)
 
 
 def score_verdicts(verdicts: np.ndarray, is_poison: np.ndarray) -> dict[str, float]:

@@ -14,27 +14,34 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import UserError
 from ..io import write_json
+from ..settings import Settings
 from .base import Defense, DefenderData, DefenseReport, _positive
+
+
+class FineTuneSettings(Settings):
+    num_clean: int = Field(5000, description="clean train inputs that pre-training did not use")
+    epochs: int = Field(20, description="fine-tuning epochs")
+    control: bool = Field(False, description="also fine-tune the clean encoder on the same clean inputs; CA and clean ASR "
+                          "are measured on it")
+
+    def check(self, where: str) -> None:
+        _positive(self, "num_clean", where, 10**9, integer=True)
+        _positive(self, "epochs", where, 100000, integer=True)
 
 
 class FineTune(Defense):
     name, stage = "finetune", "post"
-    defaults = {"num_clean": 5000, "epochs": 20, "control": False}
-    doc = {"num_clean": "clean train inputs that pre-training did not use", "epochs": "fine-tuning epochs",
-           "control": "also fine-tune the clean encoder on the same clean inputs; CA and clean ASR are measured on it"}
-    fine_tunes_clean = property(lambda self: bool(self.settings["control"]))
-
-    def check(self, s: dict) -> None:
-        _positive(s, "num_clean", self.name, 10**9, integer=True)
-        _positive(s, "epochs", self.name, 100000, integer=True)
+    Settings = FineTuneSettings
+    fine_tunes_clean = property(lambda self: self.settings.control)
 
     def check_sizes(self, num_train: int, num_pretrain: int) -> None:
         spare = num_train - num_pretrain
-        if self.settings["num_clean"] > spare:
-            raise UserError(f"defense.finetune.num_clean {self.settings['num_clean']} exceeds the {spare} train inputs "
+        if self.settings.num_clean > spare:
+            raise UserError(f"defense.finetune.num_clean {self.settings.num_clean} exceeds the {spare} train inputs "
                             f"that pre-training did not use ({num_train} in the train split, {num_pretrain} pre-trained "
                             "on; lower pretrain_data.num_images or num_clean)")
 
@@ -44,16 +51,16 @@ class FineTune(Defense):
         from ..ssl.pretrain import PretrainSet, pretrain
 
         s, d = self.settings, data.out / "encoders" / "finetuned"
-        report = DefenseReport(self.name, self.stage, 0.0, clean_data_used=s["num_clean"], details={"epochs": s["epochs"], "control": bool(s["control"])})
+        report = DefenseReport(self.name, self.stage, 0.0, clean_data_used=s.num_clean, details={"epochs": s.epochs, "control": s.control})
         if (d / "encoder.pt").exists():
             return d / "encoder.pt", report
         t0 = time.time()
-        if s["num_clean"] > len(data.spare):
-            raise UserError(f"defense.finetune.num_clean {s['num_clean']} exceeds the {len(data.spare)} train inputs "
+        if s.num_clean > len(data.spare):
+            raise UserError(f"defense.finetune.num_clean {s.num_clean} exceeds the {len(data.spare)} train inputs "
                             "that pre-training did not use")
-        idx = np.sort(np.random.default_rng([data.seed, 5]).choice(data.spare, s["num_clean"], replace=False))
-        p = dict(data.pretrain, epochs=s["epochs"], batch_size=min(data.pretrain["batch_size"], s["num_clean"]))
-        data.log(f"defense finetune: {s['num_clean']} clean inputs, {s['epochs']} epochs -> {d}")
+        idx = np.sort(np.random.default_rng([data.seed, 5]).choice(data.spare, s.num_clean, replace=False))
+        p = dict(data.pretrain, epochs=s.epochs, batch_size=min(data.pretrain["batch_size"], s.num_clean))
+        data.log(f"defense finetune: {s.num_clean} clean inputs, {s.epochs} epochs -> {d}")
         pretrain(PretrainSet.from_images(data.images[idx]), p, d, data.seed, data.device, desc="finetune", log=data.log,
                  init=encoder_dir / "checkpoint.pt")
         report.seconds = time.time() - t0

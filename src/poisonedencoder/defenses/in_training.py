@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
+from ..settings import Number, Settings
 from .base import Defense, _positive
 
 if TYPE_CHECKING:  # torch is imported when a hook runs, not with the registry
@@ -29,40 +32,49 @@ if TYPE_CHECKING:  # torch is imported when a hook runs, not with the registry
     from ..ssl.augment import AugmentParams
 
 
+class LargeCropsSettings(Settings):
+    min_scale: Number = Field(0.4, description="minimum crop scale of pre-training")
+
+    def check(self, where: str) -> None:
+        _positive(self, "min_scale", where, 1.0)
+
+
 class LargeCrops(Defense):
     name, stage = "large_crops", "in"
-    defaults = {"min_scale": 0.4}
-    doc = {"min_scale": "minimum crop scale of pre-training"}
-
-    def check(self, s: dict) -> None:
-        _positive(s, "min_scale", self.name, 1.0)
+    Settings = LargeCropsSettings
 
     def adjust_pretrain(self, p: dict) -> dict:
-        return {**p, "crop_scale": [max(self.settings["min_scale"], p["crop_scale"][0]), p["crop_scale"][1]]}
+        return {**p, "crop_scale": [max(self.settings.min_scale, p["crop_scale"][0]), p["crop_scale"][1]]}
+
+
+class OverlappingViewsSettings(Settings):
+    min_overlap: Number = Field(0.5, description="the views' crops share at least this fraction of the smaller one")
+
+    def check(self, where: str) -> None:
+        _positive(self, "min_overlap", where, 1.0)
 
 
 class OverlappingViews(Defense):
     name, stage = "overlapping_views", "in"
-    defaults = {"min_overlap": 0.5}
-    doc = {"min_overlap": "the views' crops share at least this fraction of the smaller one"}
-
-    def check(self, s: dict) -> None:
-        _positive(s, "min_overlap", self.name, 1.0)
+    Settings = OverlappingViewsSettings
 
     def view_policy(self) -> "OverlapPolicy":
-        return OverlapPolicy(self.settings["min_overlap"])
+        return OverlapPolicy(self.settings.min_overlap)
+
+
+class DropDisagreeingSettings(Settings):
+    fraction: Number = Field(0.1, description="positive pairs left out of the loss per batch (the least agreeing; simclr)")
+
+    def check(self, where: str) -> None:
+        _positive(self, "fraction", where, 0.9)
 
 
 class DropDisagreeing(Defense):
     name, stage = "drop_disagreeing", "in"
-    defaults = {"fraction": 0.1}
-    doc = {"fraction": "positive pairs left out of the loss per batch (the least agreeing; simclr)"}
-
-    def check(self, s: dict) -> None:
-        _positive(s, "fraction", self.name, 0.9)
+    Settings = DropDisagreeingSettings
 
     def pair_filter(self) -> "DropLeastAgreeing":  # methods with drops_pairs only: config.validate checks it
-        return DropLeastAgreeing(self.settings["fraction"])
+        return DropLeastAgreeing(self.settings.fraction)
 
 
 class OverlapPolicy:

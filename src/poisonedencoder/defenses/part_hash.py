@@ -20,8 +20,10 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from ..errors import UserError
+from ..settings import Number, Settings
 from .base import Defense, DefenseReport
 
 PARTS = ("whole", "left", "right", "top", "bottom")
@@ -56,19 +58,26 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
+class PartHashSettings(Settings):
+    max_distance: int = Field(4, description="pHash bits within which two parts match")
+    min_group: int = Field(5, description="remove inputs whose part at least this many inputs share")
+    min_std: Number = Field(12.0, description="skip near-flat parts (pixel standard deviation below this)")
+
+    def check(self, where: str) -> None:
+        if not 0 <= self.max_distance <= 15:
+            raise UserError(f"{where}.max_distance must be an integer in [0, 15], got {self.max_distance!r}")
+        if self.min_group < 2:
+            raise UserError(f"{where}.min_group must be an integer >= 2, got {self.min_group!r}")
+
+
 class PartHashFilter(Defense):
     name, stage = "part_hash", "pre"
-    defaults = {"max_distance": 4, "min_group": 5, "min_std": 12.0}
-    doc = {"max_distance": "pHash bits within which two parts match", "min_group": "remove inputs whose part at least this many inputs share",
-           "min_std": "skip near-flat parts (pixel standard deviation below this)"}
+    Settings = PartHashSettings
 
-    def check(self, s: dict) -> None:
-        m, g = s["max_distance"], s["min_group"]
-        if not isinstance(m, int) or isinstance(m, bool) or not 0 <= m <= 15:
-            raise UserError(f"defense.part_hash.max_distance must be an integer in [0, 15], got {m!r}")
-        if not isinstance(g, int) or isinstance(g, bool) or g < 2:
-            raise UserError(f"defense.part_hash.min_group must be an integer >= 2, got {g!r}")
-        self.max_distance, self.min_group, self.min_std = m, g, float(s["min_std"])
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        s = self.settings
+        self.max_distance, self.min_group, self.min_std = s.max_distance, s.min_group, float(s.min_std)
 
     def filter(self, images: Sequence[np.ndarray], progress: bool = False) -> DefenseReport:
         return self(images, progress)

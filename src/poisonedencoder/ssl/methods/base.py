@@ -4,18 +4,38 @@ loss only."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ...settings import NoSettings, Settings
 from ..models import build_backbone
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """The ``pretrain`` keys that shape every method's network: the backbone and SimCLR's
+    projector (``projector``, ``projection_dim``) and temperature, which MoCo v2 shares."""
+
+    backbone: str = "cnn7"
+    width: int = 32
+    projector: str = "mlp"
+    projection_dim: int = 128
+    temperature: float = 0.5
+
+    @classmethod
+    def of(cls, p: dict) -> "Architecture":
+        """From a config's ``pretrain`` section."""
+        return cls(p["backbone"], p["width"], p["projector"], p["projection_dim"], p["temperature"])
+
+
 class SSLMethod(nn.Module):
-    """Base of the pre-training methods. Subclasses set ``name`` and ``defaults`` (their own config
-    section, ``pretrain.<name>``; empty when they use only shared keys; ``doc`` describes them),
-    check that section in the classmethod :meth:`check`, and implement ``loss``. A subclass with a
-    ``name`` but no ``loss`` of its own is an error when it is defined.
+    """Base of the pre-training methods. Subclasses set ``name`` and ``Settings`` (their own config
+    section, ``pretrain.<name>``, a :class:`~poisonedencoder.settings.Settings` that declares and
+    checks its keys; none when they use only the shared :class:`Architecture`), and implement
+    ``loss``. A method is built from its architecture and its own parsed settings. A subclass with
+    a ``name`` but no ``loss`` of its own is an error when it is defined.
 
     ``loss(x1, x2, pair_filter=None)``: ``pair_filter`` is an in-training defense's (see
     :mod:`..hooks`): given the two views' projections, which positive pairs enter the loss. A
@@ -23,8 +43,7 @@ class SSLMethod(nn.Module):
     validation refuse a pair filter for the others, whose ``loss`` ignores the argument."""
 
     name: str = ""
-    defaults: dict = {}
-    doc: dict[str, str] = {}
+    Settings: type[Settings] = NoSettings
     drops_pairs: bool = False
 
     def __init_subclass__(cls, **kwargs):
@@ -32,18 +51,17 @@ class SSLMethod(nn.Module):
         if cls.name and cls.loss is SSLMethod.loss:
             raise TypeError(f"SSL method {cls.name!r} ({cls.__qualname__}) must implement loss(x1, x2, pair_filter=None)")
 
-    @classmethod
-    def check(cls, s: dict) -> None:
-        """Raise :class:`UserError` for a bad setting of ``pretrain.<name>`` (``s``)."""
-
-    def __init__(self, p: dict):
+    def __init__(self, arch: Architecture | None = None, settings: Settings | None = None):
         super().__init__()
-        self.backbone = build_backbone(p["backbone"], p["width"])
+        self.arch = arch if arch is not None else Architecture()
+        self.settings = settings if settings is not None else self.Settings()
+        self.backbone = build_backbone(arch.backbone, arch.width)
         self.feature_dim = self.backbone.feature_dim
 
     @classmethod
     def from_config(cls, p: dict) -> "SSLMethod":
-        return cls(p)
+        """From a config's ``pretrain`` section: its architecture and this method's own section."""
+        return cls(Architecture.of(p), cls.Settings.parse(p.get(cls.name, {}), f"pretrain.{cls.name}"))
 
     def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:
         raise NotImplementedError
@@ -59,11 +77,11 @@ class SSLMethod(nn.Module):
         return z.chunk(2)
 
 
-def positive(s: dict, key: str, name: str, hi: float = 100, integer: bool = False) -> None:
-    """``pretrain.<name>.<key>`` is in (0, hi] (an integer >= 1 if ``integer``)."""
+def positive(s: Settings, key: str, where: str, hi: float = 100, integer: bool = False) -> None:
+    """``<where>.<key>`` is in (0, hi] (an integer >= 1 if ``integer``)."""
     from ...errors import check_number
 
-    check_number(s[key], f"pretrain.{name}.{key}", 0, hi, integer, lo_open=True)
+    check_number(getattr(s, key), f"{where}.{key}", 0, hi, integer, lo_open=True)
 
 
 def mlp(dims: list[int], last_bn: bool = False) -> nn.Sequential:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 
+from ...settings import Number, Settings
 from ..losses import negative_cosine
-from .base import SSLMethod, ema_update, frozen_copy, mlp, positive
+from .base import Architecture, SSLMethod, ema_update, frozen_copy, mlp, positive
 
 
 def byol_momentum(base: float, progress: float) -> float:
@@ -20,26 +22,29 @@ def byol_momentum(base: float, progress: float) -> float:
     return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
 
 
+class BYOLSettings(Settings):
+    hidden_dim: int = Field(512, description="projector and predictor hidden width (BYOL: 4096)")
+    output_dim: int = Field(128, description="projection size (BYOL: 256)")
+    ema_base: Number = Field(0.99, description="target EMA rate at the start; cosine schedule to 1")
+
+    def check(self, where: str) -> None:
+        positive(self, "hidden_dim", where, 1 << 20, integer=True)
+        positive(self, "output_dim", where, 1 << 20, integer=True)
+        positive(self, "ema_base", where, 1)
+
+
 class BYOL(SSLMethod):
     name = "byol"
-    defaults = {"hidden_dim": 512, "output_dim": 128, "ema_base": 0.99}
-    doc = {"hidden_dim": "projector and predictor hidden width (BYOL: 4096)", "output_dim": "projection size (BYOL: 256)",
-           "ema_base": "target EMA rate at the start; cosine schedule to 1"}
+    Settings = BYOLSettings
 
-    @classmethod
-    def check(cls, s: dict) -> None:
-        positive(s, "hidden_dim", cls.name, 1 << 20, integer=True)
-        positive(s, "output_dim", cls.name, 1 << 20, integer=True)
-        positive(s, "ema_base", cls.name, 1)
-
-    def __init__(self, p: dict):
-        super().__init__(p)
-        c = p["byol"]
-        self.projector = mlp([self.feature_dim, c["hidden_dim"], c["output_dim"]])
-        self.predictor = mlp([c["output_dim"], c["hidden_dim"], c["output_dim"]])
+    def __init__(self, arch: Architecture | None = None, settings: BYOLSettings | None = None):
+        super().__init__(arch, settings)
+        c = self.settings
+        self.projector = mlp([self.feature_dim, c.hidden_dim, c.output_dim])
+        self.predictor = mlp([c.output_dim, c.hidden_dim, c.output_dim])
         self.target_backbone = frozen_copy(self.backbone)
         self.target_projector = frozen_copy(self.projector)
-        self.ema_base = c["ema_base"]
+        self.ema_base = c.ema_base
 
     def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:  # noqa: ARG002 (drops_pairs is False)
         z1, z2 = self.embed(x1, x2, self.projector)

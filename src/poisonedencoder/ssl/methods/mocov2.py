@@ -9,34 +9,40 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from ...settings import Number, Settings
 from ..distributed import all_gather_with_grad, current
 from ..losses import info_nce_queue
-from .base import SSLMethod, ema_update, frozen_copy, positive
+from .base import Architecture, SSLMethod, ema_update, frozen_copy, positive
 from .simclr import projector
+
+
+class MoCoV2Settings(Settings):
+    doc = "used when algorithm: mocov2 (projector / projection_dim as for SimCLR)"
+    temperature: Number = 0.2
+    momentum: Number = Field(0.99, description="key encoder EMA rate")
+    queue_size: int = Field(4096, description="negatives kept from past batches")
+
+    def check(self, where: str) -> None:
+        positive(self, "temperature", where)
+        positive(self, "momentum", where, 1)
+        positive(self, "queue_size", where, 1 << 24, integer=True)
 
 
 class MoCoV2(SSLMethod):
     name = "mocov2"
-    defaults = {"temperature": 0.2, "momentum": 0.99, "queue_size": 4096}
-    doc = {"": "used when algorithm: mocov2 (projector / projection_dim as for SimCLR)",
-           "momentum": "key encoder EMA rate", "queue_size": "negatives kept from past batches"}
+    Settings = MoCoV2Settings
 
-    @classmethod
-    def check(cls, s: dict) -> None:
-        positive(s, "temperature", cls.name)
-        positive(s, "momentum", cls.name, 1)
-        positive(s, "queue_size", cls.name, 1 << 24, integer=True)
-
-    def __init__(self, p: dict):
-        super().__init__(p)
-        c = p["mocov2"]
-        self.projector = projector(p["projector"], self.feature_dim, p["projection_dim"])
+    def __init__(self, arch: Architecture | None = None, settings: MoCoV2Settings | None = None):
+        super().__init__(arch, settings)
+        a, c = self.arch, self.settings
+        self.projector = projector(a.projector, self.feature_dim, a.projection_dim)
         self.key_backbone = frozen_copy(self.backbone)
         self.key_projector = frozen_copy(self.projector)
-        self.temperature, self.momentum = c["temperature"], c["momentum"]
-        dim = p["projection_dim"] if p["projector"] != "none" else self.feature_dim
-        self.register_buffer("queue", F.normalize(torch.randn(c["queue_size"], dim), dim=1))
+        self.temperature, self.momentum = c.temperature, c.momentum
+        dim = a.projection_dim if a.projector != "none" else self.feature_dim
+        self.register_buffer("queue", F.normalize(torch.randn(c.queue_size, dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:  # noqa: ARG002 (drops_pairs is False)

@@ -10,7 +10,7 @@ from torch import nn
 from ..distributed import all_gather_with_grad, current
 from ..hooks import PairFilter
 from ..losses import nt_xent
-from .base import SSLMethod, mlp
+from .base import Architecture, SSLMethod, mlp
 
 
 def projector(kind: str, d: int, out: int) -> nn.Module:
@@ -25,10 +25,10 @@ class SimCLR(SSLMethod):
     name = "simclr"
     drops_pairs = True  # applies a pair filter (the defense drop_disagreeing)
 
-    def __init__(self, p: dict):
-        super().__init__(p)
-        self.projector = projector(p["projector"], self.feature_dim, p["projection_dim"])
-        self.temperature = p["temperature"]
+    def __init__(self, arch: Architecture | None = None, settings=None):
+        super().__init__(arch, settings)
+        self.projector = projector(self.arch.projector, self.feature_dim, self.arch.projection_dim)
+        self.temperature = self.arch.temperature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))

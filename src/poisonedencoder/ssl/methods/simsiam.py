@@ -7,26 +7,31 @@ after every layer, predictor output -> hidden -> output with a bottleneck (SimSi
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
+from ...settings import Settings
 from ..losses import negative_cosine
-from .base import SSLMethod, mlp, positive
+from .base import Architecture, SSLMethod, mlp, positive
+
+
+class SimSiamSettings(Settings):
+    output_dim: int = Field(512, description="projection size (SimSiam: 2048)")
+    hidden_dim: int = Field(128, description="predictor bottleneck (SimSiam: 512)")
+
+    def check(self, where: str) -> None:
+        positive(self, "output_dim", where, 1 << 20, integer=True)
+        positive(self, "hidden_dim", where, 1 << 20, integer=True)
 
 
 class SimSiam(SSLMethod):
     name = "simsiam"
-    defaults = {"output_dim": 512, "hidden_dim": 128}
-    doc = {"output_dim": "projection size (SimSiam: 2048)", "hidden_dim": "predictor bottleneck (SimSiam: 512)"}
+    Settings = SimSiamSettings
 
-    @classmethod
-    def check(cls, s: dict) -> None:
-        positive(s, "output_dim", cls.name, 1 << 20, integer=True)
-        positive(s, "hidden_dim", cls.name, 1 << 20, integer=True)
-
-    def __init__(self, p: dict):
-        super().__init__(p)
-        c = p["simsiam"]
-        self.projector = mlp([self.feature_dim, self.feature_dim, c["output_dim"]], last_bn=True)
-        self.predictor = mlp([c["output_dim"], c["hidden_dim"], c["output_dim"]])
+    def __init__(self, arch: Architecture | None = None, settings: SimSiamSettings | None = None):
+        super().__init__(arch, settings)
+        c = self.settings
+        self.projector = mlp([self.feature_dim, self.feature_dim, c.output_dim], last_bn=True)
+        self.predictor = mlp([c.output_dim, c.hidden_dim, c.output_dim])
 
     def loss(self, x1: torch.Tensor, x2: torch.Tensor, pair_filter=None) -> torch.Tensor:  # noqa: ARG002 (drops_pairs is False)
         z1, z2 = self.embed(x1, x2, self.projector)
