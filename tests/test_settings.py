@@ -3,7 +3,7 @@ parsed by its owner, and plugins built from their own parsed section only."""
 from typing import Optional
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from poisonedencoder import config as C
 from poisonedencoder.errors import UserError
@@ -47,7 +47,7 @@ def test_parse_keeps_values_as_written_and_fills_defaults():
     t = Toy.parse({"x": 1, "limit": None}, "toy")
     assert t.x == 1 and type(t.x) is int  # an integer is a number; not turned into 1.0
     assert (t.n, t.flag, t.scale, t.limit) == (3, False, [0.1, 1.0], None)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         t.n = 4  # parsed settings are frozen
     assert Toy.defaults() == {"n": 3, "x": 0.5, "flag": False, "name": "a", "scale": [0.1, 1.0], "limit": None}
     assert Toy.descriptions() == {"x": "a number"}
