@@ -41,7 +41,7 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
     from poisonedencoder import stats
     from poisonedencoder.downstream import extract_features, predict, train_classifier
     from poisonedencoder.evaluation import train_subset
-    from poisonedencoder.pipeline import Experiment, pretrain_seconds
+    from poisonedencoder.pipeline import Experiment, clean_encoder_dir, pretrain_seconds
     from poisonedencoder.ssl.pretrain import load_backbone
 
     cfg = C.resolve({"preset": "cpu", "seed": seed, "pretrain_data": {"dataset": args.dataset},
@@ -53,14 +53,14 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
                     + ([f"downstream.epochs={args.downstream_epochs}"] if args.downstream_epochs else []))
     lines: list[str] = []
     exp = Experiment(cfg, Path(args.out) / f"{augmentation}_seed{seed}", log=lambda s: (lines.append(s), log(s)))
-    exp.clean_pretrain_images()  # decode before the clock starts
-    enc_dir = exp.clean_encoder_dir()
+    exp.data.clean_pretrain_images()  # decode before the clock starts
+    enc_dir = clean_encoder_dir(cfg)
     cached = (enc_dir / "encoder.pt").exists()
     t0 = time.time()
     path = exp.pretrain("clean")["clean"]
     seconds = pretrain_seconds(enc_dir) if cached else time.time() - t0
     p, d = cfg["pretrain"], cfg["downstream"]
-    ds = exp.dataset(args.dataset)
+    ds = exp.data.dataset(args.dataset)
     tr_idx = train_subset(ds, d["num_train"], seed, 0)  # the downstream training subset, as the pipeline draws it
     enc = load_backbone(path, p)
     ftr = extract_features(enc, ds.train.images[tr_idx], p["image_size"])

@@ -230,7 +230,7 @@ def test_two_runs_into_one_out_train_once(tmp_path, race, slow_pretrain):
     cfg = C.resolve({**yaml.safe_load(TINY), "cache_dir": str(tmp_path / "cache")})
     logs: list[list[str]] = [[], []]
     exps = [Experiment(cfg, tmp_path / "run", log=logs[i].append) for i in range(2)]
-    exps[0].clean_pretrain_images()  # decode the dataset once, before the race
+    exps[0].data.clean_pretrain_images()  # decode the dataset once, before the race
     errors = race(lambda i: exps[i].pretrain("poisoned"))
     assert not errors and calls == ["pretrain poisoned"] and most[0] == 1
     waited = [i for i in range(2) if any("another run is using" in s for s in logs[i])]

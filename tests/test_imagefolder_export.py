@@ -47,9 +47,9 @@ def test_export_loads_in_torchvision_imagefolder_with_the_crafted_pixels(tmp_pat
     cfg = C.resolve(C.load_yaml(ROOT / "configs" / "digits_demo.yaml"),
                     ["seeds=null", f"cache_dir={tmp_path / 'cache'}", *FAST[3::2]])
     exp = Experiment(cfg, tmp_path / "check", log=lambda _: None)
-    train = exp.dataset("digits").train.images
+    train = exp.data.dataset("digits").train.images
     idx = [e["train_index"] for e in manifest["clean_inputs"]]
-    assert idx == exp._clean_indices().tolist()
+    assert idx == exp.data.clean_indices().tolist()
     for e in manifest["clean_inputs"][::37]:
         assert (np.asarray(ds.loader(str(dest / e["file"]))) == train[e["train_index"]]).all()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".folder.")]  # no temporary folder left

@@ -157,7 +157,7 @@ def test_two_runs_needing_the_same_clean_encoder_train_it_once(tmp_path, race, s
     cfg = C.resolve({"preset": "demo", "cache_dir": str(tmp_path / "cache")})
     logs: list[list[str]] = [[], []]
     exps = [Experiment(cfg, tmp_path / f"run{i}", log=logs[i].append) for i in range(2)]
-    exps[0].clean_pretrain_images()  # decode the dataset once, before the race
+    exps[0].data.clean_pretrain_images()  # decode the dataset once, before the race
     paths = [None, None]
 
     def work(i):

@@ -1,22 +1,22 @@
 """Typed settings (settings.py): strict types, one-line errors naming the key, each section owned and
 parsed by its owner, and plugins built from their own parsed section only."""
-from typing import Optional
+from typing import Annotated, Optional
 
 import pytest
 from pydantic import Field, ValidationError
 
 from poisonedencoder import config as C
 from poisonedencoder.errors import UserError
-from poisonedencoder.settings import Number, Settings, kind_of
+from poisonedencoder.settings import Number, Range, Settings, kind_of
 
 
 class Toy(Settings):
     n: int = 3
-    x: Number = Field(0.5, description="a number")
+    x: Annotated[Number, Range(0, 1, lo_open=True)] = Field(0.5, description="a number")
     flag: bool = False
     name: str = "a"
     scale: list[Number] = [0.1, 1.0]
-    limit: Optional[int] = None
+    limit: Annotated[Optional[int], Range(1, 100)] = None
 
     def check(self, where: str) -> None:
         if self.n > 10:
@@ -36,6 +36,9 @@ class Toy(Settings):
     ({"limit": "x"}, "toy.limit must be an integer, got 'x'"),
     ({"typo": 1}, "unknown config key 'toy.typo'"),
     ({"n": 11}, "toy.n must be at most 10, got 11"),
+    ({"x": 0}, "toy.x must be in (0, 1], got 0"),  # Range, lower end open
+    ({"x": 1.5}, "toy.x must be in (0, 1], got 1.5"),
+    ({"limit": 0}, "toy.limit must be in [1, 100], got 0"),
 ])
 def test_parse_is_strict_and_names_the_key_in_one_line(values, message):
     with pytest.raises(UserError) as e:
@@ -44,7 +47,7 @@ def test_parse_is_strict_and_names_the_key_in_one_line(values, message):
 
 
 def test_parse_keeps_values_as_written_and_fills_defaults():
-    t = Toy.parse({"x": 1, "limit": None}, "toy")
+    t = Toy.parse({"x": 1, "limit": None}, "toy")  # null where null is allowed: no range to check
     assert t.x == 1 and type(t.x) is int  # an integer is a number; not turned into 1.0
     assert (t.n, t.flag, t.scale, t.limit) == (3, False, [0.1, 1.0], None)
     with pytest.raises(ValidationError, match="frozen"):
@@ -105,3 +108,16 @@ def test_fingerprints_hash_the_config_not_the_parsed_settings():
     assert a["pretrain"]["lr"] == 1 and type(a["pretrain"]["lr"]) is int
     assert C.experiment_fingerprint is fingerprints.experiment_fingerprint
     assert fingerprints.experiment_fingerprint(a) != fingerprints.experiment_fingerprint(C.resolve({}, ["pretrain.lr=1.0"]))
+
+
+def test_equal_ranges_of_different_types_stay_apart():
+    # typing caches Annotated[...] by equality; Range(0, 1) == Range(0.0, 1.0) would swap the bounds
+    # that two fields print
+    class A(Settings):
+        a: Annotated[Number, Range(0, 1)] = 0.5
+        b: Annotated[Number, Range(0.0, 1.0)] = 0.5
+
+    with pytest.raises(UserError, match=r"^a must be in \[0, 1\], got 2$"):
+        A.parse({"a": 2}, "")
+    with pytest.raises(UserError, match=r"^b must be in \[0.0, 1.0\], got 2$"):
+        A.parse({"b": 2}, "")

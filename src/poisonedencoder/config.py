@@ -18,20 +18,28 @@ from typing import Annotated, Any, Optional
 from pydantic import Field
 
 from .config_files import (  # noqa: F401 (the config API: reading and writing configs)
-    MAX_CONFIG_BYTES, MAX_DEPTH, MAX_VALUE_CHARS, absolute_paths, dump, load_yaml, parse_override, parse_value,
-    parse_yaml)
-from .errors import UserError, check_number
+    MAX_CONFIG_BYTES,
+    MAX_DEPTH,
+    MAX_VALUE_CHARS,
+    absolute_paths,
+    dump,
+    load_yaml,
+    parse_override,
+    parse_value,
+    parse_yaml,
+)
+from .errors import UserError
 from .errors import preview as _preview
 from .fingerprints import clean_encoder_key, experiment_fingerprint, fingerprint, pretrain_identity  # noqa: F401
 from .presets import PRESETS
-from .settings import PATH, Settings, pick
+from .settings import PATH, Range, Settings, pick
 
 
 class RunSettings(Settings):
     """The toolkit's run keys, at the top level of a config."""
 
     preset: str = Field("cpu", description="paper | cpu | gpu | demo")
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**31 - 1)] = 0
     seeds: Optional[list] = Field(None, description="[0, 1, 2] (or --seeds 0,1,2): one run per seed in OUT/seed_<s>/, "
                                   "pooled result in OUT/")
     data_root: Annotated[Optional[str], PATH] = Field(None, description="datasets are read from here (torchvision ones "
@@ -43,7 +51,6 @@ class RunSettings(Settings):
     def check(self, where: str) -> None:  # noqa: ARG002 (top-level keys have no section)
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise UserError(f"device must be cpu or cuda[:N], got {_preview(self.device)}")
-        check_number(self.seed, "seed", 0, 2**31 - 1, integer=True)
         _check_seeds(self.seeds)
 
 

@@ -1,15 +1,14 @@
 """Downstream classifiers on frozen encoder features (MLP feature-256-classes, or linear)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
 
-from .errors import check_number
-from .settings import Number, Settings
+from .settings import Number, Range, Settings
 from .ssl.augment import to_input
 from .ssl.settings import choice
 
@@ -19,22 +18,15 @@ class DownstreamSettings(Settings):
 
     classifier: str = Field("mlp", description="mlp (feature-256-classes) | linear | knn (weighted k-NN vote on cosine; "
                             "epochs, lr, batch_size unused)")
-    knn_k: int = Field(200, description="knn: neighbours that vote")
-    knn_temperature: Number = Field(0.07, description="knn: each neighbour's vote weight is exp(cosine / temperature)")
-    epochs: int = 100
-    lr: Number = 1e-3
-    batch_size: int = 256
-    num_train: Optional[int] = Field(None, description="downstream training inputs per task (null = the whole train split)")
+    knn_k: Annotated[int, Range(1, 10**6)] = Field(200, description="knn: neighbours that vote")
+    knn_temperature: Annotated[Number, Range(0, 100, lo_open=True)] = Field(0.07, description="knn: each neighbour's vote weight is exp(cosine / temperature)")
+    epochs: Annotated[int, Range(1, 100000)] = 100
+    lr: Annotated[Number, Range(0, 100, lo_open=True)] = 1e-3
+    batch_size: Annotated[int, Range(1, 1 << 20)] = 256
+    num_train: Annotated[Optional[int], Range(1, 10**9)] = Field(None, description="downstream training inputs per task (null = the whole train split)")
 
     def check(self, where: str) -> None:
         choice(self.classifier, f"{where}.classifier", ("mlp", "linear", "knn"))
-        check_number(self.knn_k, f"{where}.knn_k", 1, 10**6, integer=True)
-        check_number(self.knn_temperature, f"{where}.knn_temperature", 0, 100, lo_open=True)
-        check_number(self.epochs, f"{where}.epochs", 1, 100000, integer=True)
-        check_number(self.lr, f"{where}.lr", 0, 100, lo_open=True)
-        check_number(self.batch_size, f"{where}.batch_size", 1, 1 << 20, integer=True)
-        if self.num_train is not None:
-            check_number(self.num_train, f"{where}.num_train", 1, 10**9, integer=True)
 
 
 @torch.no_grad()
@@ -80,7 +72,7 @@ class KNNClassifier(nn.Module):
     """
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, num_classes: int, k: int = 200,
-                 temperature: Number = 0.07, chunk: int = 1024):
+                 temperature: float = 0.07, chunk: int = 1024):
         super().__init__()
         self.register_buffer("bank", nn.functional.normalize(features.float(), dim=1))
         self.register_buffer("labels", torch.as_tensor(labels, dtype=torch.long, device=features.device))
@@ -108,8 +100,8 @@ def _new_classifier(features: torch.Tensor, num_classes: int, kind: str, seed: i
 
 
 def train_classifier(features: torch.Tensor, labels, num_classes: int, kind: str = "mlp", epochs: int = 100,
-                     lr: Number = 1e-3, batch_size: int = 256, seed: int = 0, k: int = 200,
-                     temperature: Number = 0.07) -> nn.Module:
+                     lr: float = 1e-3, batch_size: int = 256, seed: int = 0, k: int = 200,
+                     temperature: float = 0.07) -> nn.Module:
     """Train on ``features`` where they lie (CPU or GPU); the batch order comes from a CPU
     generator seeded with ``seed``, so a GPU run draws the same batches as a CPU run.
     ``kind="knn"`` trains nothing: a :class:`KNNClassifier` with ``k`` and ``temperature``."""
@@ -134,8 +126,8 @@ def train_classifier(features: torch.Tensor, labels, num_classes: int, kind: str
 
 
 def train_classifiers(features: list[torch.Tensor], labels, num_classes: int, kind: str = "mlp", epochs: int = 100,
-                      lr: Number = 1e-3, batch_size: int = 256, seed: int = 0, k: int = 200,
-                      temperature: Number = 0.07) -> list[nn.Module]:
+                      lr: float = 1e-3, batch_size: int = 256, seed: int = 0, k: int = 200,
+                      temperature: float = 0.07) -> list[nn.Module]:
     """One classifier per feature set in ``features`` (the same rows and ``labels`` for all), as
     :func:`train_classifier` trains each with ``seed``, but trained together: the M models'
     parameters are stacked into ``(M, ...)`` tensors, each batch is one batched matrix product

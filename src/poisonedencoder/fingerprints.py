@@ -8,6 +8,7 @@ import hashlib
 import json
 from typing import Any
 
+
 def fingerprint(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -12,22 +12,30 @@ from __future__ import annotations
 
 import functools
 import json
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import numpy as np
-
-from . import config as C
 from .attack import build_attack, choose_references
 from .attack.export import load_poisons
-from .data import ImageDataset, load_dataset
+from .config_files import dump
 from .data.datasets import DEFAULT_CACHE
 from .defenses import DefenderData, Defense, build_defense
-from .errors import UserError
-from .io import check_own_dir, ensure_writable_dir, file_lock
+from .fingerprints import experiment_fingerprint
+from .io import check_own_dir, ensure_writable_dir
+from .rundata import RunData, RunLock, cache_lock
 from .rundir import RunDir
-from .stages import (choose_targets, clean_encoder_dir, clean_indices, craft, filter_inputs, load_surrogate, measure,
-                     pretrain_encoder, pretrain_seconds, typicality, write_seconds)
+from .stages import (
+    choose_targets,
+    clean_encoder_dir,
+    clean_indices,
+    craft,
+    filter_inputs,
+    load_surrogate,
+    measure,
+    pretrain_encoder,
+    pretrain_seconds,
+    typicality,
+    write_seconds,
+)
 
 __all__ = ["Experiment", "choose_targets", "clean_encoder_dir", "clean_indices", "craft", "filter_inputs",
            "load_surrogate", "measure", "pretrain_encoder", "pretrain_seconds", "typicality", "write_seconds"]
@@ -35,7 +43,7 @@ __all__ = ["Experiment", "choose_targets", "clean_encoder_dir", "clean_indices",
 
 # ---------------------------------------------------------------------------------------------- the run
 def _holding_run_lock(method):
-    """Run the stage while holding the run directory's lock (:meth:`Experiment._run_lock`)."""
+    """Run the stage while holding the run directory's lock (:class:`~.rundata.RunLock`)."""
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
         with self._run_lock():
@@ -46,50 +54,16 @@ def _holding_run_lock(method):
 
 class Experiment:
     """The run directory ``out`` of configuration ``cfg``, and the stages in order. Each method runs
-    the stages that its result needs (``evaluate``: all of them), reusing finished ones."""
+    the stages that its result needs (``evaluate``: all of them), reusing finished ones. ``data``
+    (:class:`~.rundata.RunData`) holds the datasets and the clean pre-training inputs."""
 
     def __init__(self, cfg: dict, out: str | Path, log=print):
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.dir = RunDir(self.out)
         self.cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
-        self._datasets: dict[str, ImageDataset] = {}
-        self._locked, self._sizes_checked = False, False
+        self.data = RunData(cfg, self.cache)
+        self._run_lock = RunLock(self.dir.lock, self.out, log)
         self._check_out_dir()
-
-    @contextmanager
-    def _run_lock(self):
-        """Hold ``OUT/.lock`` while a stage of this run runs (re-entrant within this object): a second
-        run into the same folder (the same command twice) waits, says so, then reuses what the first
-        finished, instead of training into the same checkpoint at the same time. The kernel drops
-        the lock when its holder dies. Under torchrun rank 0 holds it."""
-        if self._locked or not _is_main():
-            yield
-            return
-        lock = self.dir.lock
-
-        def wait() -> None:
-            self.log(f"another run is using {self.out}; waiting for it to finish ({lock})")
-
-        with file_lock(lock, wait):
-            self._locked = True
-            try:
-                yield
-            finally:
-                self._locked = False
-
-    def check_sizes(self) -> None:
-        """The checks that need only the config and the datasets' sizes, before any training (they
-        would otherwise fail only after an encoder trained): the batch fits the clean pre-training
-        set, and the defense's own (:meth:`~poisonedencoder.defenses.Defense.check_sizes`: fine-tuning
-        needs ``num_clean`` train inputs that pre-training leaves unused)."""
-        if self._sizes_checked:
-            return
-        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
-        num_clean, batch = len(self._clean_indices()), self.cfg["pretrain"]["batch_size"]
-        if batch > num_clean:
-            raise UserError(f"pretrain.batch_size {batch} is larger than the pre-training set ({num_clean} inputs)")
-        build_defense(self.cfg["defense"]).check_sizes(len(ds.train), num_clean)
-        self._sizes_checked = True
 
     def _check_out_dir(self) -> None:
         """Before any work: the run directory and the cache are writable folders, and the run
@@ -97,34 +71,15 @@ class Experiment:
         check_own_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.cache, "cache directory (--cache-dir)")
-        fp = C.experiment_fingerprint(self.cfg)
+        fp = experiment_fingerprint(self.cfg)
         self.dir.check_own(fp)
         self.out.mkdir(parents=True, exist_ok=True)
         if _is_main():
-            self.dir.write_stamp(fp, C.dump(self.cfg))
+            self.dir.write_stamp(fp, dump(self.cfg))
 
-    def dataset(self, spec: str) -> ImageDataset:
-        if spec not in self._datasets:
-            self._datasets[spec] = load_dataset(spec, self.cfg["pretrain"]["image_size"], self.cfg["data_root"],
-                                                self.cache, progress=True)
-        return self._datasets[spec]
-
-    def tasks(self) -> list[ImageDataset]:
-        return [self.dataset(t["dataset"]) for t in self.cfg["tasks"]]
-
-    def _clean_indices(self) -> np.ndarray:
-        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
-        return clean_indices(self.cfg["pretrain_data"]["num_images"], len(ds.train), self.cfg["seed"])
-
-    def clean_pretrain_images(self) -> np.ndarray:
-        return self.dataset(self.cfg["pretrain_data"]["dataset"]).train.images[self._clean_indices()]
-
-    @property
-    def poison_dir(self) -> Path:
-        return self.dir.poisons
-
-    def clean_encoder_dir(self) -> Path:
-        return clean_encoder_dir(self.cfg)
+    def check_sizes(self) -> None:
+        """:meth:`~.rundata.RunData.check_sizes` with this run's defense, before any training."""
+        self.data.check_sizes(build_defense(self.cfg["defense"]))
 
     # -------------------------------------------------------------------------------- craft
     @_holding_run_lock
@@ -135,8 +90,8 @@ class Experiment:
         from .ssl import distributed as D
 
         if self.dir.manifest.exists():
-            self.log(f"craft: reusing {self.poison_dir}")
-            return load_poisons(self.poison_dir)[0]
+            self.log(f"craft: reusing {self.dir.poisons}")
+            return load_poisons(self.dir.poisons)[0]
         a, seed, p, dev = self.cfg["attack"], self.cfg["seed"], self.cfg["pretrain"], self.cfg["device"]
         attack = build_attack(a, seed)
         needs_clean = attack.needs_surrogate or a["reference_selection"] == "typical"
@@ -146,14 +101,14 @@ class Experiment:
         if D.current().is_main:
             from .ssl.pretrain import load_backbone
 
-            tasks = self.tasks()
+            tasks = self.data.tasks()
             targets = choose_targets(self.cfg["tasks"], tasks, seed)
             typ = typicality(load_backbone(clean, p), tasks, p["image_size"], dev) if a["reference_selection"] == "typical" else None
             choose_references(targets, tasks, a["num_references"], seed, typ)
             surrogate = load_surrogate(clean.parent / "checkpoint.pt", p, dev) if attack.needs_surrogate else None
-            craft(attack, targets, tasks, len(self._clean_indices()), self.out, seed, surrogate, self.log)
+            craft(attack, targets, tasks, len(self.data.clean_indices()), self.out, seed, surrogate, self.log)
         D.barrier()
-        return load_poisons(self.poison_dir)[0]
+        return load_poisons(self.dir.poisons)[0]
 
     @_holding_run_lock
     def export_imagefolder(self, dest: str | Path) -> Path:
@@ -166,37 +121,20 @@ class Experiment:
         dest = check_export_dir(dest)  # before any work
         manifest = self.craft()
         if _is_main():
-            _, poisons = load_poisons(self.poison_dir)
-            export_imagefolder(self.clean_pretrain_images(), self._clean_indices(), manifest, poisons, dest)
-            self.log(f"export: {len(self._clean_indices())} clean inputs and {len(poisons)} poisoning inputs "
+            _, poisons = load_poisons(self.dir.poisons)
+            export_imagefolder(self.data.clean_pretrain_images(), self.data.clean_indices(), manifest, poisons, dest)
+            self.log(f"export: {len(self.data.clean_indices())} clean inputs and {len(poisons)} poisoning inputs "
                      f"-> {dest}/unlabeled/ (manifest.json beside it)")
         return dest
 
     # -------------------------------------------------------------------------------- pre-train
-    @contextmanager
-    def _cache_lock(self, d: Path):
-        """Hold ``<d>.lock`` while the shared clean encoder in ``d`` is looked for and trained: a
-        second run that needs the same encoder waits, then reuses it instead of training it again.
-        Under torchrun rank 0 holds the lock and the other ranks wait for it at a barrier."""
-        from .ssl import distributed as D
-
-        lock = d.parent / f"{d.name}.lock"
-
-        def wait() -> None:
-            self.log(f"pretrain clean: another run is training this encoder; waiting for it ({lock})")
-
-        with file_lock(lock, wait) if D.current().is_main else nullcontext():
-            D.barrier()
-            yield
-            D.barrier()
-
     def pretrain_clean(self) -> Path:
         """The clean encoder (shared cache, trained once per setting)."""
         from .ssl.pretrain import PretrainSet
 
-        d = self.clean_encoder_dir()
-        with self._cache_lock(d):
-            return pretrain_encoder("clean", lambda: PretrainSet.from_images(self.clean_pretrain_images()),
+        d = clean_encoder_dir(self.cfg)
+        with cache_lock(d, self.log):
+            return pretrain_encoder("clean", lambda: PretrainSet.from_images(self.data.clean_pretrain_images()),
                                     self.cfg["pretrain"], d, self.cfg["seed"], self.cfg["device"], self.log)
 
     def pretrain_poisoned(self, defense: Defense) -> Path:
@@ -205,8 +143,8 @@ class Experiment:
         from .ssl.pretrain import PretrainSet
 
         def data() -> PretrainSet:
-            clean = self.clean_pretrain_images()
-            _, poisons = load_poisons(self.poison_dir)
+            clean = self.data.clean_pretrain_images()
+            _, poisons = load_poisons(self.dir.poisons)
             if defense.stage == "pre":
                 clean, poisons = filter_inputs(defense, clean, poisons, self.out, self.log)
             return PretrainSet.from_images(clean, poisons)
@@ -222,10 +160,8 @@ class Experiment:
         defense's control, into ``out``); the other defenses acted during pre-training."""
         if defense.stage != "post":
             return encoder
-        ds = self.dataset(self.cfg["pretrain_data"]["dataset"])
-        spare = np.setdiff1d(np.arange(len(ds.train)), self._clean_indices())
-        data = DefenderData(self.cfg["pretrain"], self.cfg["seed"], self.cfg["device"], out or self.out, ds.train.images,
-                            spare, self.log)
+        data = DefenderData(self.cfg["pretrain"], self.cfg["seed"], self.cfg["device"], out or self.out,
+                            self.data.pretrain_dataset().train.images, self.data.spare_indices(), self.log)
         return defense.after_pretrain(encoder.parent, data)[0]
 
     @_holding_run_lock
@@ -283,7 +219,7 @@ class Experiment:
 
     def _measure(self, manifest: dict, encoders: dict, snapshots: list, extra: dict, after: dict) -> dict:
         """Every task on ``encoders`` (``clean``, ``poisoned``), the summary -> metrics.json, report.md."""
-        return measure(self.cfg, self.dir, self.tasks, manifest, encoders, snapshots, extra, after, self.log)
+        return measure(self.cfg, self.dir, self.data.tasks, manifest, encoders, snapshots, extra, after, self.log)
 
     def run(self) -> dict:
         return self.evaluate()

@@ -18,11 +18,12 @@ from __future__ import annotations
 import copy
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import UserError
+from .errors import UserError, check_number
 from .errors import preview as _preview
 
 Number = Union[int, float]
@@ -31,13 +32,24 @@ Number = Union[int, float]
 PATH = "path"
 """Marks a text field that holds a file system path: ``Annotated[str | None, PATH]``."""
 
+
+@dataclass(frozen=True, eq=False)  # eq=False: typing caches Annotated[...] by equality, and Range(0, 1) == Range(0.0, 1.0)
+class Range:
+    """Marks a number field's range: ``Annotated[Number, Range(0, 1)]`` is in ``[0, 1]``,
+    ``Range(0, 1, lo_open=True)`` in ``(0, 1]``; :meth:`Settings.parse` checks it (a null value,
+    where the field allows one, is not checked) before the section's own :meth:`Settings.check`."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+
 _WANT = {"boolean": "true or false", "integer": "an integer", "number": "a number", "text": "text",
          "path": "a path (text)", "list": "a list", "mapping": "a mapping"}
 
 
 class Settings(BaseModel):
-    """One config section's typed settings. Subclasses declare fields (with defaults and
-    descriptions) and may override :meth:`check`; ``doc`` (class attribute, optional) describes the
+    """One config section's typed settings. Subclasses declare fields (with defaults, descriptions
+    and, for numbers, a :class:`Range`) and may override :meth:`check` for what a range cannot say; ``doc`` (class attribute, optional) describes the
     section as a whole in docs/CONFIG.md."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -57,6 +69,11 @@ class Settings(BaseModel):
             out = cls.model_validate(values)
         except ValidationError as e:
             raise _user_error(cls, e, values, where) from None
+        for key, f in cls.model_fields.items():
+            v = getattr(out, key)
+            for r in f.metadata:
+                if isinstance(r, Range) and v is not None:
+                    check_number(v, f"{where}.{key}" if where else key, r.lo, r.hi, cls.kind(key) == "integer", r.lo_open)
         out.check(where)
         return out
 

@@ -8,13 +8,13 @@ inputs per target input, from ``attack.poisoning_rate``)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import numpy as np
-
 from pydantic import Field
 
-from ..errors import UserError, check_number, preview
-from ..settings import NoSettings, Number, Settings
+from ..errors import UserError, preview
+from ..settings import NoSettings, Number, Range, Settings
 from .targets import Target, choose_references
 
 
@@ -47,14 +47,12 @@ class AttackSettings(Settings):
     """The ``attack`` section's shared keys: which attack, and the budget every attack gets."""
 
     name: str = Field("poisonedencoder", description="{attacks} (DESIGN.md)")
-    poisoning_rate: Number = Field(0.03, description="poisoning inputs / clean pre-training inputs, all targets together")
-    num_references: int = Field(10, description="reference inputs per target (from the task's train split)")
+    poisoning_rate: Annotated[Number, Range(0, 1, lo_open=True)] = Field(0.03, description="poisoning inputs / clean pre-training inputs, all targets together")
+    num_references: Annotated[int, Range(1, 10**6)] = Field(10, description="reference inputs per target (from the task's train split)")
     reference_selection: str = Field("random", description="random | typical (closest to the class mean of a clean "
                                      "surrogate encoder; see DESIGN.md)")
 
     def check(self, where: str) -> None:
-        check_number(self.poisoning_rate, f"{where}.poisoning_rate", 0, 1, lo_open=True)
-        check_number(self.num_references, f"{where}.num_references", 1, 10**6, integer=True)
         if self.reference_selection not in ("random", "typical"):
             raise UserError(f"{where}.reference_selection must be random or typical, got {preview(self.reference_selection)}")
 
@@ -110,8 +108,3 @@ class Attack:
         from .export import target_box
 
         return target_box(p)
-
-
-def number(s: Settings, key: str, lo: float, hi: float, where: str, integer: bool = False) -> None:
-    """``<where>.<key>`` is in ``[lo, hi]``."""
-    check_number(getattr(s, key), f"{where}.{key}", lo, hi, integer)

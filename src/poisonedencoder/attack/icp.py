@@ -15,12 +15,14 @@ Each poisoning input uses one reference input of the target class, in turn, as P
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from ..settings import Number, Settings
-from .base import Attack, PoisoningInput, number
+from ..settings import Number, Range, Settings
+from .base import Attack, PoisoningInput
 
 
 def blend(target: np.ndarray, reference: np.ndarray, alpha: float) -> np.ndarray:
@@ -41,16 +43,14 @@ def overlay(target: np.ndarray, reference: np.ndarray, scale: float, y: float, x
 
 class ICPSettings(Settings):
     mode: str = Field("blend", description="blend | overlay")
-    alpha: Number = Field(0.5, description="blend: alpha * target + (1 - alpha) * reference")
-    scale: Number = Field(0.5, description="overlay: target's size relative to the reference")
+    alpha: Annotated[Number, Range(0.0, 1.0)] = Field(0.5, description="blend: alpha * target + (1 - alpha) * reference")
+    scale: Annotated[Number, Range(0.05, 1.0)] = Field(0.5, description="overlay: target's size relative to the reference")
 
     def check(self, where: str) -> None:
         from ..errors import UserError
 
         if self.mode not in ("blend", "overlay"):
             raise UserError(f"{where}.mode must be blend or overlay, got {self.mode!r}")
-        number(self, "alpha", 0.0, 1.0, where)
-        number(self, "scale", 0.05, 1.0, where)
 
 
 class ICP(Attack):

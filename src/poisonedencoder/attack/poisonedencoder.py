@@ -7,11 +7,13 @@ features together: the encoder learns to map the target near its target class.
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError, check_number
-from ..settings import Settings
+from ..errors import UserError
+from ..settings import Range, Settings
 from .base import Attack, PoisoningInput
 
 LAYOUTS = ("left-right", "top-bottom")
@@ -47,14 +49,13 @@ class PoisonedEncoderSettings(Settings):
     doc = "used when name: poisonedencoder"
     layout: str = Field("random", description="random | left-right | top-bottom")
     order: str = Field("random", description="random | target-first | reference-first")
-    gap: int = Field(0, description="gray pixels between target and reference")
+    gap: Annotated[int, Range(0, 4096)] = Field(0, description="gray pixels between target and reference")
 
     def check(self, where: str) -> None:
         if self.layout not in ("random",) + LAYOUTS:
             raise UserError(f"{where}.layout must be random, left-right or top-bottom, got {self.layout!r}")
         if self.order not in ORDERS:
             raise UserError(f"{where}.order must be random, target-first or reference-first, got {self.order!r}")
-        check_number(self.gap, f"{where}.gap", 0, 4096, integer=True)
 
 
 class PoisonedEncoder(Attack):

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..settings import Number, Settings
-from .base import Attack, PoisoningInput, number
+from ..settings import Number, Range, Settings
+from .base import Attack, PoisoningInput
 
 
 @dataclass
@@ -47,16 +48,10 @@ def _flat(grads) -> torch.Tensor:
 
 
 class WitchesBrewSettings(Settings):
-    epsilon: Number = Field(8 / 255, description="L-inf budget (8/255)")
-    steps: int = Field(40, description="signed-Adam steps per target input")
-    restarts: int = 1
-    step_size: Number = Field(0.1, description="Adam step as a fraction of epsilon")
-
-    def check(self, where: str) -> None:
-        number(self, "epsilon", 0.0, 1.0, where)
-        number(self, "steps", 1, 100000, where, integer=True)
-        number(self, "restarts", 1, 1000, where, integer=True)
-        number(self, "step_size", 1e-6, 10.0, where)
+    epsilon: Annotated[Number, Range(0.0, 1.0)] = Field(8 / 255, description="L-inf budget (8/255)")
+    steps: Annotated[int, Range(1, 100000)] = Field(40, description="signed-Adam steps per target input")
+    restarts: Annotated[int, Range(1, 1000)] = 1
+    step_size: Annotated[Number, Range(1e-6, 10.0)] = Field(0.1, description="Adam step as a fraction of epsilon")
 
 
 class WitchesBrew(Attack):

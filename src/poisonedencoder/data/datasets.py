@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError, check_number, preview
+from ..errors import UserError, preview
 from ..io import atomic_write
-from ..settings import Settings
+from ..settings import Range, Settings
 from . import ondisk
 from . import torchvision_sets as tv
 from .base import (  # noqa: F401 (names this module has always exported)
@@ -150,12 +150,10 @@ class PretrainDataSettings(Settings):
     """The ``pretrain_data`` section: the clean pre-training set."""
 
     dataset: str = Field("digits", description="see \"Datasets\"")
-    num_images: Optional[int] = Field(None, description="clean pre-training inputs drawn from the train split (null = all)")
+    num_images: Annotated[Optional[int], Range(1, 10**9)] = Field(None, description="clean pre-training inputs drawn from the train split (null = all)")
 
     def check(self, where: str) -> None:
         check_dataset(self.dataset, f"{where}.dataset")
-        if self.num_images is not None:
-            check_number(self.num_images, f"{where}.num_images", 1, 10**9, integer=True)
 
 
 def _save_npz(path: Path, ds: ImageDataset) -> None:

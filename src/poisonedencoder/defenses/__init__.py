@@ -1,7 +1,7 @@
 """Defenses against poisoning of contrastive pre-training, by name (``defense.name``): one
 pre-processing filter, three in-processing changes to pre-training, one post-processing step."""
 from .aspect_ratio import AspectRatio
-from .base import Defense, DefenderData, DefenseReport, score_verdicts
+from .base import DefenderData, Defense, DefenseReport, score_verdicts
 from .finetune import FineTune
 from .in_training import DropDisagreeing, LargeCrops, OverlappingViews
 from .part_hash import PartHashFilter

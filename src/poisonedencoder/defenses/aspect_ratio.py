@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field
 
-from ..settings import Number, Settings
-from .base import Defense, DefenseReport, _positive
+from ..settings import Number, Range, Settings
+from .base import Defense, DefenseReport
 
 
 class AspectRatioSettings(Settings):
-    tolerance: Number = Field(0.1, description="largest |log(width/height) - log(usual ratio)| kept")
-
-    def check(self, where: str) -> None:
-        _positive(self, "tolerance", where, 10.0)
+    tolerance: Annotated[Number, Range(0, 10.0, lo_open=True)] = Field(0.1, description="largest |log(width/height) - log(usual ratio)| kept")
 
 
 class AspectRatio(Defense):

@@ -121,12 +121,6 @@ class Defense:
         return encoder_dir / "encoder.pt", DefenseReport(self.name, self.stage)
 
 
-def _positive(s: Settings, key: str, where: str, hi: float, integer: bool = False) -> None:
-    """``<where>.<key>`` is in ``(0, hi]``."""
-    from ..errors import check_number
-
-    check_number(getattr(s, key), f"{where}.{key}", 0, hi, integer, lo_open=True)
-
 
 def score_verdicts(verdicts: np.ndarray, is_poison: np.ndarray) -> dict[str, float]:
     """``precision`` = flagged poisons / flagged, ``recall`` = flagged poisons / poisons.

@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field
 
 from ..errors import UserError
 from ..io import write_json
-from ..settings import Settings
-from .base import Defense, DefenderData, DefenseReport, _positive
+from ..settings import Range, Settings
+from .base import DefenderData, Defense, DefenseReport
 
 
 class FineTuneSettings(Settings):
-    num_clean: int = Field(5000, description="clean train inputs that pre-training did not use")
-    epochs: int = Field(20, description="fine-tuning epochs")
+    num_clean: Annotated[int, Range(0, 10**9, lo_open=True)] = Field(5000, description="clean train inputs that pre-training did not use")
+    epochs: Annotated[int, Range(0, 100000, lo_open=True)] = Field(20, description="fine-tuning epochs")
     control: bool = Field(False, description="also fine-tune the clean encoder on the same clean inputs; CA and clean ASR "
                           "are measured on it")
-
-    def check(self, where: str) -> None:
-        _positive(self, "num_clean", where, 10**9, integer=True)
-        _positive(self, "epochs", where, 100000, integer=True)
 
 
 class FineTune(Defense):

@@ -19,12 +19,12 @@ Each acts through one hook of the pre-training loop: ``large_crops`` through the
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from ..settings import Number, Settings
-from .base import Defense, _positive
+from ..settings import Number, Range, Settings
+from .base import Defense
 
 if TYPE_CHECKING:  # torch is imported when a hook runs, not with the registry
     import torch
@@ -33,10 +33,7 @@ if TYPE_CHECKING:  # torch is imported when a hook runs, not with the registry
 
 
 class LargeCropsSettings(Settings):
-    min_scale: Number = Field(0.4, description="minimum crop scale of pre-training")
-
-    def check(self, where: str) -> None:
-        _positive(self, "min_scale", where, 1.0)
+    min_scale: Annotated[Number, Range(0, 1.0, lo_open=True)] = Field(0.4, description="minimum crop scale of pre-training")
 
 
 class LargeCrops(Defense):
@@ -48,10 +45,7 @@ class LargeCrops(Defense):
 
 
 class OverlappingViewsSettings(Settings):
-    min_overlap: Number = Field(0.5, description="the views' crops share at least this fraction of the smaller one")
-
-    def check(self, where: str) -> None:
-        _positive(self, "min_overlap", where, 1.0)
+    min_overlap: Annotated[Number, Range(0, 1.0, lo_open=True)] = Field(0.5, description="the views' crops share at least this fraction of the smaller one")
 
 
 class OverlappingViews(Defense):
@@ -63,10 +57,7 @@ class OverlappingViews(Defense):
 
 
 class DropDisagreeingSettings(Settings):
-    fraction: Number = Field(0.1, description="positive pairs left out of the loss per batch (the least agreeing; simclr)")
-
-    def check(self, where: str) -> None:
-        _positive(self, "fraction", where, 0.9)
+    fraction: Annotated[Number, Range(0, 0.9, lo_open=True)] = Field(0.1, description="positive pairs left out of the loss per batch (the least agreeing; simclr)")
 
 
 class DropDisagreeing(Defense):

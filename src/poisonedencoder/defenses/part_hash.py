@@ -84,8 +84,9 @@ class PartHashFilter(Defense):
 
     def __call__(self, images: Sequence[np.ndarray], progress: bool = False) -> DefenseReport:
         """Verdicts for ``images`` (uint8 ``(H, W, 3)`` arrays of any sizes)."""
-        from tqdm.auto import tqdm
         import sys
+
+        from tqdm.auto import tqdm
 
         t0 = time.time()
         owners, hashes = [], []

@@ -3,13 +3,13 @@ augmentation's (:mod:`.augment`) and the architecture every method builds (:mod:
 Each method's own keys are its section ``pretrain.<name>`` (the method's ``Settings``)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from pydantic import Field
 
-from ..errors import UserError, check_number
+from ..errors import UserError
 from ..errors import preview as _preview
-from ..settings import Number, Settings
+from ..settings import Number, Range, Settings
 
 
 def choice(value: str, key: str, choices, registry: bool = False) -> None:
@@ -26,23 +26,23 @@ class PretrainSettings(Settings):
 
     algorithm: str = Field("simclr", description="{methods}")
     backbone: str = Field("cnn7", description="{backbones} (resnet18: CIFAR stem, the paper's widths; resnet18w: the same at pretrain.width)")
-    width: int = Field(32, description="cnn7 base width; resnet18w first-stage channels (both: feature = 8 * width; resnet18 ignores it)")
-    image_size: int = Field(32, description="every dataset is resized to this once, when decoded")
-    epochs: int = 40
-    batch_size: int = 256
+    width: Annotated[int, Range(1, 4096)] = Field(32, description="cnn7 base width; resnet18w first-stage channels (both: feature = 8 * width; resnet18 ignores it)")
+    image_size: Annotated[int, Range(8, 1024)] = Field(32, description="every dataset is resized to this once, when decoded")
+    epochs: Annotated[int, Range(0, 100000)] = 40
+    batch_size: Annotated[int, Range(2, 1 << 20)] = 256
     optimizer: str = Field("adam", description="adam | sgd")
-    lr: Number = 1e-3
-    weight_decay: Number = 1e-6
-    temperature: Number = 0.5
-    projection_dim: int = 128
+    lr: Annotated[Number, Range(0, 100)] = 1e-3
+    weight_decay: Annotated[Number, Range(0, 1)] = 1e-6
+    temperature: Annotated[Number, Range(1e-6, 100)] = 0.5
+    projection_dim: Annotated[int, Range(1, 65536)] = 128
     projector: str = Field("mlp", description="mlp (SimCLR's head) | linear | none")
     precision: str = Field("auto", description="auto | bf16 | fp32. bf16: autocast forward pass, fp32 loss. auto: bf16 on\n"
                            "CUDA with bf16 and on CPUs with avx512_bf16 or amx_bf16, else fp32; the\n"
                            "run log and encoder.pt say which. bf16 on a CPU without them warns: ~8x slower")
     compile: bool = Field(False, description="torch.compile the training step (on CPU it needs a C++ compiler)")
     threads: Optional[int] = Field(None, description="torch CPU threads")
-    snapshot_every: int = Field(0, description="keep the poisoned backbone every k epochs: ASR over training")
-    checkpoint_every: int = Field(1, description="write the resumable checkpoint every k epochs and after the last (a resumed run loses at most k-1)")
+    snapshot_every: Annotated[int, Range(0, 100000)] = Field(0, description="keep the poisoned backbone every k epochs: ASR over training")
+    checkpoint_every: Annotated[int, Range(1, 100000)] = Field(1, description="write the resumable checkpoint every k epochs and after the last (a resumed run loses at most k-1)")
 
     def check(self, where: str) -> None:
         from .methods import METHODS
@@ -53,28 +53,21 @@ class PretrainSettings(Settings):
         choice(self.projector, f"{where}.projector", ("mlp", "linear", "none"))
         choice(self.precision, f"{where}.precision", ("auto", "bf16", "fp32"))
         choice(self.optimizer, f"{where}.optimizer", ("adam", "sgd"))
-        for key, lo, hi, integer in (("snapshot_every", 0, 100000, True), ("checkpoint_every", 1, 100000, True),
-                                     ("width", 1, 4096, True), ("image_size", 8, 1024, True), ("epochs", 0, 100000, True),
-                                     ("batch_size", 2, 1 << 20, True), ("lr", 0, 100, False), ("weight_decay", 0, 1, False),
-                                     ("temperature", 1e-6, 100, False), ("projection_dim", 1, 65536, True)):
-            check_number(getattr(self, key), f"{where}.{key}", lo, hi, integer)
 
 
 class AugmentSettings(Settings):
     """SimCLR's augmentation of both views (:mod:`.augment`)."""
 
     crop_scale: list[Number] = [0.08, 1.0]
-    flip_p: Number = 0.5
+    flip_p: Annotated[Number, Range(0, 1)] = 0.5
     jitter: list[Number] = [0.4, 0.4, 0.4, 0.1]
-    jitter_p: Number = 0.8
-    gray_p: Number = 0.2
+    jitter_p: Annotated[Number, Range(0, 1)] = 0.8
+    gray_p: Annotated[Number, Range(0, 1)] = 0.2
     augmentation: str = Field("batched", description="batched (per-image parameters, tensor ops, on the device) | per_sample\n"
                               "(torchvision's per-sample PIL pipeline, image by image; one process; not\n"
                               "with defense overlapping_views; slower; for checking the batched one, see BENCHMARKS.md)")
 
     def check(self, where: str) -> None:
-        for key in ("flip_p", "jitter_p", "gray_p"):
-            check_number(getattr(self, key), f"{where}.{key}", 0, 1)
         cs = self.crop_scale
         if not (len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
             raise UserError(f"{where}.crop_scale must be [min, max] with 0 < min <= max <= 1, got {_preview(cs)}")

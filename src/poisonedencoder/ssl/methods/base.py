@@ -77,12 +77,6 @@ class SSLMethod(nn.Module):
         return z.chunk(2)
 
 
-def positive(s: Settings, key: str, where: str, hi: float = 100, integer: bool = False) -> None:
-    """``<where>.<key>`` is in (0, hi] (an integer >= 1 if ``integer``)."""
-    from ...errors import check_number
-
-    check_number(getattr(s, key), f"{where}.{key}", 0, hi, integer, lo_open=True)
-
 
 def mlp(dims: list[int], last_bn: bool = False) -> nn.Sequential:
     """Linear layers with BatchNorm and ReLU between them (and an affine-free BatchNorm at the end

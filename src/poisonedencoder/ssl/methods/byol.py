@@ -8,13 +8,14 @@ backbones)."""
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 from pydantic import Field
 
-from ...settings import Number, Settings
+from ...settings import Number, Range, Settings
 from ..losses import negative_cosine
-from .base import Architecture, SSLMethod, ema_update, frozen_copy, mlp, positive
+from .base import Architecture, SSLMethod, ema_update, frozen_copy, mlp
 
 
 def byol_momentum(base: float, progress: float) -> float:
@@ -23,14 +24,9 @@ def byol_momentum(base: float, progress: float) -> float:
 
 
 class BYOLSettings(Settings):
-    hidden_dim: int = Field(512, description="projector and predictor hidden width (BYOL: 4096)")
-    output_dim: int = Field(128, description="projection size (BYOL: 256)")
-    ema_base: Number = Field(0.99, description="target EMA rate at the start; cosine schedule to 1")
-
-    def check(self, where: str) -> None:
-        positive(self, "hidden_dim", where, 1 << 20, integer=True)
-        positive(self, "output_dim", where, 1 << 20, integer=True)
-        positive(self, "ema_base", where, 1)
+    hidden_dim: Annotated[int, Range(0, 1 << 20, lo_open=True)] = Field(512, description="projector and predictor hidden width (BYOL: 4096)")
+    output_dim: Annotated[int, Range(0, 1 << 20, lo_open=True)] = Field(128, description="projection size (BYOL: 256)")
+    ema_base: Annotated[Number, Range(0, 1, lo_open=True)] = Field(0.99, description="target EMA rate at the start; cosine schedule to 1")
 
 
 class BYOL(SSLMethod):

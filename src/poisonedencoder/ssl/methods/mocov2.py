@@ -7,27 +7,24 @@ they are queued, so every rank holds the same queue, the one a single process wo
 projector is SimCLR's (``pretrain.projector`` / ``projection_dim``)."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ...settings import Number, Settings
+from ...settings import Number, Range, Settings
 from ..distributed import all_gather_with_grad, current
 from ..losses import info_nce_queue
-from .base import Architecture, SSLMethod, ema_update, frozen_copy, positive
+from .base import Architecture, SSLMethod, ema_update, frozen_copy
 from .simclr import projector
 
 
 class MoCoV2Settings(Settings):
     doc = "used when algorithm: mocov2 (projector / projection_dim as for SimCLR)"
-    temperature: Number = 0.2
-    momentum: Number = Field(0.99, description="key encoder EMA rate")
-    queue_size: int = Field(4096, description="negatives kept from past batches")
-
-    def check(self, where: str) -> None:
-        positive(self, "temperature", where)
-        positive(self, "momentum", where, 1)
-        positive(self, "queue_size", where, 1 << 24, integer=True)
+    temperature: Annotated[Number, Range(0, 100, lo_open=True)] = 0.2
+    momentum: Annotated[Number, Range(0, 1, lo_open=True)] = Field(0.99, description="key encoder EMA rate")
+    queue_size: Annotated[int, Range(0, 1 << 24, lo_open=True)] = Field(4096, description="negatives kept from past batches")
 
 
 class MoCoV2(SSLMethod):

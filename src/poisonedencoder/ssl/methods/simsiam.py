@@ -6,21 +6,19 @@ after every layer, predictor output -> hidden -> output with a bottleneck (SimSi
 512; ``pretrain.simsiam`` sets them)."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from pydantic import Field
 
-from ...settings import Settings
+from ...settings import Range, Settings
 from ..losses import negative_cosine
-from .base import Architecture, SSLMethod, mlp, positive
+from .base import Architecture, SSLMethod, mlp
 
 
 class SimSiamSettings(Settings):
-    output_dim: int = Field(512, description="projection size (SimSiam: 2048)")
-    hidden_dim: int = Field(128, description="predictor bottleneck (SimSiam: 512)")
-
-    def check(self, where: str) -> None:
-        positive(self, "output_dim", where, 1 << 20, integer=True)
-        positive(self, "hidden_dim", where, 1 << 20, integer=True)
+    output_dim: Annotated[int, Range(0, 1 << 20, lo_open=True)] = Field(512, description="projection size (SimSiam: 2048)")
+    hidden_dim: Annotated[int, Range(0, 1 << 20, lo_open=True)] = Field(128, description="predictor bottleneck (SimSiam: 512)")
 
 
 class SimSiam(SSLMethod):
