@@ -192,7 +192,7 @@ class Experiment:
 
     def pretrain_clean(self) -> Path:
         """The clean encoder (shared cache, trained once per setting)."""
-        from .ssl.pretrain import PretrainSet
+        from .ssl.pretrain_set import PretrainSet
 
         d = self.clean_encoder_dir()
         with self._cache_lock(d):
@@ -202,7 +202,7 @@ class Experiment:
     def pretrain_poisoned(self, defense: Defense) -> Path:
         """The poisoned encoder of this run, on the clean inputs and the crafted poisons, with the
         pre- and in-processing defense."""
-        from .ssl.pretrain import PretrainSet
+        from .ssl.pretrain_set import PretrainSet
 
         def data() -> PretrainSet:
             clean = self.clean_pretrain_images()
