@@ -74,7 +74,8 @@ def main(argv=None) -> int:
 
     from poisonedencoder.config import resolve
     from poisonedencoder.ssl.augment import AugmentParams, augment
-    from poisonedencoder.ssl.pretrain import PretrainSet, train_step as _step
+    from poisonedencoder.ssl.pretrain_set import PretrainSet
+    from poisonedencoder.ssl.step import train_step as _step
     from poisonedencoder.ssl.methods import SimCLR
 
     p = resolve({"preset": "cpu"}, [f"pretrain.backbone={args.backbone}", f"pretrain.width={args.width}"])["pretrain"]
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
         fns["a_this_loop_bf16"] = lambda: step_a(bf16=True)
         fns["c_model_only_bf16"] = lambda: _step(model, opt, x1, x2, dev, bf16=True)
     if args.compile:
-        from poisonedencoder.ssl.pretrain import _ContrastiveStep
+        from poisonedencoder.ssl.step import _ContrastiveStep
 
         twin = copy.deepcopy(model)
         compiled = torch.compile(_ContrastiveStep(twin))  # the loss as a compiled module, as pretrain.compile does

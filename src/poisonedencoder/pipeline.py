@@ -130,7 +130,7 @@ class Experiment:
     # -------------------------------------------------------------------------------- pre-train
     def pretrain_clean(self) -> Path:
         """The clean encoder (shared cache, trained once per setting)."""
-        from .ssl.pretrain import PretrainSet
+        from .ssl.pretrain_set import PretrainSet
 
         d = clean_encoder_dir(self.cfg)
         with cache_lock(d, self.log):
@@ -140,7 +140,7 @@ class Experiment:
     def pretrain_poisoned(self, defense: Defense) -> Path:
         """The poisoned encoder of this run, on the clean inputs and the crafted poisons, with the
         pre- and in-processing defense."""
-        from .ssl.pretrain import PretrainSet
+        from .ssl.pretrain_set import PretrainSet
 
         def data() -> PretrainSet:
             clean = self.data.clean_pretrain_images()

@@ -14,7 +14,8 @@ from poisonedencoder import config as C
 from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
 
 SSL = Path(inspect.getfile(pretrain)).parent
-WATCHED = [SSL / "pretrain.py", SSL / "losses.py", SSL / "models.py", *sorted((SSL / "methods").glob("*.py"))]
+WATCHED = [SSL / "pretrain.py", SSL / "pretrain_set.py", SSL / "step.py", SSL / "losses.py", SSL / "models.py",
+           *sorted((SSL / "methods").glob("*.py"))]
 READS = ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy")
 
 

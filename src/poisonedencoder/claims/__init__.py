@@ -1,9 +1,10 @@
 """The paper's claims, measured by one command: ``poisonedencoder claims [RECIPE] --out DIR``.
 
 Runs every arm of :func:`arms.plan` on the recipe (resuming what is done), then reads every
-finished run back, pairs arms on the same target inputs and writes one row per claim with a
-verdict by the rules of :mod:`.rows`: ``DIR/claims.md``, ``DIR/claims.json``, and the table on
-standard output. ``only`` restricts the runs to some arms (the table always shows every row).
+finished run back, pairs arms on the same target inputs and writes one row per claim
+(:mod:`.rows`) with a verdict by the rules of :mod:`.verdicts`: ``DIR/claims.md``,
+``DIR/claims.json``, and the table on standard output. ``only`` restricts the runs to some arms
+(the table always shows every row).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..rundir import METRICS, SECONDS_TXT, RunDir
 from . import rows as R
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
 from .results import ArmResult, load
+from .verdicts import Row
 
 __all__ = ["Arm", "plan", "run_claims", "build_rows", "markdown", "read_results"]
 
@@ -38,7 +40,7 @@ def _missing_data(arm: Arm, cfg: dict) -> str | None:
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
                shared_datasets: str | Path | None = None, log: Callable[[str], None] = print, jobs: int = 1,
-               budget_s: float | None = None, executor=None) -> list[R.Row]:
+               budget_s: float | None = None, executor=None) -> list[Row]:
     """Run the arms (all, or ``only``), resumable, then write the table.
 
     The runs of every arm go into one list in the plan's order, each clean encoder they share
@@ -122,7 +124,7 @@ def read_results(cfg: dict, out: Path, arms: list[Arm]) -> dict[str, ArmResult]:
     return res
 
 
-def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[R.Row]:
+def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[Row]:
     """Every row of the table from the arms' results (``planned``: the arms of this recipe and machine)."""
     per_target, _ = recipe_rates(cfg)
     rates = [(r, "poisonedencoder" if abs(r - per_target) < 1e-9 else f"rate_{r:g}") for r in PER_TARGET_RATES]
@@ -149,19 +151,19 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
     return rows
 
 
-def command(r: R.Row) -> str:
+def command(r: Row) -> str:
     """The command that measures a row (on the default recipe; add the recipe's path for another)."""
     return f"poisonedencoder claims --only {','.join(dict.fromkeys(r.arms))}"
 
 
-def markdown(rows: list[R.Row]) -> str:
+def markdown(rows: list[Row]) -> str:
     head = "| claim | regime | measurement (95% intervals) | verdict | command |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r.claim} | {r.regime or '-'} | {r.measurement or '-'} | **{r.verdict}**"
                    f"{': ' + r.why if r.why else ''} | `{command(r)}` |\n" for r in rows)
     return head + body
 
 
-def text(rows: list[R.Row]) -> str:
+def text(rows: list[Row]) -> str:
     """The table for a terminal: one block per row."""
     out = []
     for r in rows:
@@ -176,7 +178,7 @@ def text(rows: list[R.Row]) -> str:
     return "\n".join(out)
 
 
-def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[R.Row]:
+def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[Row]:
     """The table of what ``arms`` (the recipe's :func:`plan`) finished: ``out/claims.md``, ``claims.json``."""
     rows = build_rows(cfg, read_results(cfg, out, arms), {a.name for a in arms})
     write_text(out / "claims.md", markdown(rows))

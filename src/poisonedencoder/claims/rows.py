@@ -1,93 +1,13 @@
-"""The rows of the claims table: the paper's statement, what was measured, and a verdict by a rule
-fixed before the data (docs/CLAIMS.md, "How a verdict is reached").
-
-Rules. An ASR is *high* when its 95% Wilson interval's lower end is at least 0.65; the CA - PA
-gap is *small* when its 95% interval (paired t over seeds) lies below 0.02; one setting *beats*
-another by 0.2 when the paired difference's 95% interval (Newcombe) lies above 0.2, and *differs*
-from it when that interval excludes 0. Inside the noise a row says "no difference measured".
-"""
+"""The rows of the claims table: one function per claim of the paper (or question beyond it), each
+stating what was measured and reaching its verdict by the rules of :mod:`.verdicts`, fixed before
+the data (docs/CLAIMS.md, "How a verdict is reached")."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from ..compare import asr, flips_over_clean, paired
+from ..compare import asr, flips_over_clean
+from .formats import fmt_diff, fmt_mean, fmt_rate
 from .results import ArmResult, gap
-
-REPRODUCED, IN_PART, NOT, NOT_MEASURABLE, PENDING = (
-    "reproduced", "reproduced in part", "not reproduced", "not measurable here", "not measured yet")
-HIGH, SMALL_GAP, MARGIN = 0.65, 0.02, 0.2
-
-
-@dataclass
-class Row:
-    key: str
-    claim: str                       # the paper's statement (or what a row beyond the paper asks)
-    arms: tuple[str, ...]            # the arms it needs, the first its headline
-    regime: str = ""
-    measurement: str = ""
-    verdict: str = PENDING
-    why: str = ""
-    numbers: dict = field(default_factory=dict)
-
-
-def fmt_rate(r: dict) -> str:
-    if r.get("value") is None:
-        return "-"
-    return f"{r['k']}/{r['n']} = {r['value']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
-
-
-def fmt_diff(d: dict, key: str = "dASR", nd: int = 2) -> str:
-    if d.get(key) is None:
-        return "-"
-    p = d.get(f"{key}_p")
-    return (f"{d[key]:+.{nd}f} [{d[key + '_lo']:+.{nd}f}, {d[key + '_hi']:+.{nd}f}]"
-            + (f", McNemar p = {p:.3g}" if p is not None and key == "dASR" else ""))
-
-
-def fmt_mean(m: dict, nd: int = 3, signed: bool = False) -> str:
-    if m.get("mean") is None:
-        return "-"
-    f = f"+.{nd}f" if signed else f".{nd}f"
-    ci = f" [{m['ci95'][0]:{f}}, {m['ci95'][1]:{f}}]" if m.get("ci95") else ""
-    return f"{m['mean']:{f}}{ci}"
-
-
-def regime(a: ArmResult) -> str:
-    """Dataset, encoder, epochs, clean inputs, total and per-target rate, targets per run, seeds."""
-    c, t = a.config or {}, a.threat()
-    p, data = c.get("pretrain", {}), c.get("pretrain_data", {})
-    return (f"{data.get('dataset')} {p.get('image_size')}px, {p.get('algorithm')} / {p.get('backbone')}"
-            f"{'/' + str(p.get('width')) if p.get('backbone') != 'resnet18' else ''}, {p.get('epochs')} epochs, "
-            f"{a.runs[0]['num_clean_inputs']} clean inputs; poisoning rate {100 * t['poisoning_rate']:.1f}% total, "
-            f"{100 * t['poisoning_rate_per_target']:.1f}% per target ({a.targets_per_run():g} target"
-            f"{'s' if a.targets_per_run() != 1 else ''} per run); seeds {', '.join(map(str, a.seeds()))}")
-
-
-def _ready(row: Row, res: dict[str, ArmResult], min_targets: int = 30) -> bool:
-    """Every arm of the row has finished runs; otherwise the row says what is missing."""
-    missing = [a for a in row.arms if a not in res or not res[a].runs]
-    if missing:
-        row.why = "to run: " + ", ".join(missing)
-        return False
-    head = res[row.arms[0]]
-    row.regime = regime(head)
-    partial = [a for a in row.arms if not res[a].done]
-    if partial:
-        row.why = "partial: " + ", ".join(f"{a} {len(res[a].runs)}/{res[a].planned_runs or '?'} runs" for a in partial) + "; "
-    if head.n < min_targets:
-        row.why += f"{head.n} target inputs, fewer than the {min_targets} a verdict needs; "
-    return True
-
-
-def _same_targets(ref: ArmResult, val: ArmResult) -> dict:
-    """``paired`` on the target inputs both arms finished."""
-    keys = set(ref.outcomes) & set(val.outcomes)
-    return paired({k: ref.outcomes[k] for k in keys}, {k: val.outcomes[k] for k in keys})
-
-
-def _final(row: Row, verdict: str, why: str) -> None:
-    row.verdict = PENDING if row.why.startswith("partial") or "fewer than" in row.why else verdict
-    row.why = row.why + why
+from .verdicts import (HIGH, IN_PART, MARGIN, NOT, NOT_MEASURABLE, PENDING, REPRODUCED, SMALL_GAP, Row, _final, _ready,
+                       _same_targets)
 
 
 def targets_per_run(res: dict[str, ArmResult]) -> Row:

@@ -45,7 +45,8 @@ class FineTune(Defense):
     def after_pretrain(self, encoder_dir: Path, data: DefenderData) -> tuple[Path, DefenseReport]:
         """Fine-tune the encoder of ``encoder_dir`` (from its last checkpoint) into
         ``data.out / "encoders" / "finetuned"``; reuses a finished one."""
-        from ..ssl.pretrain import PretrainSet, pretrain
+        from ..ssl.pretrain import pretrain
+        from ..ssl.pretrain_set import PretrainSet
 
         s, d = self.settings, data.out / "encoders" / "finetuned"
         report = DefenseReport(self.name, self.stage, 0.0, clean_data_used=s.num_clean, details={"epochs": s.epochs, "control": s.control})
