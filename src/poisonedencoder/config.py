@@ -627,6 +627,22 @@ def _chosen_section(section: dict, chosen: str, names) -> dict:
     return {k: v for k, v in section.items() if not (k in names and k != chosen)}
 
 
+def _without_added_later(settings: Any, plugin: Any) -> Any:
+    """A plugin's settings without those it declares in ``added_later`` (a dict: setting -> the
+    value that reproduces what the plugin did before the setting existed) where they hold that
+    value. A setting added to a plugin after runs were recorded thus leaves their fingerprints as
+    they were while it is at that value; set to anything else, it enters the identity."""
+    later = getattr(plugin, "added_later", None) or {}
+    if not isinstance(settings, dict) or not later:
+        return settings
+    return {k: v for k, v in settings.items() if not (k in later and _same_value(v, later[k]))}
+
+
+def _same_value(v: Any, default: Any) -> bool:
+    """``v == default`` with the type's kind (``0`` is ``0.0``; ``False`` is not ``0``)."""
+    return type(v) is type(default) and v == default or (_is(v, "number") and _is(default, "number") and v == default)
+
+
 def pretrain_identity(p: dict, device: str = "cpu") -> dict:
     """The pre-training settings that change what an encoder is (other methods' sections do not).
 
@@ -653,14 +669,21 @@ def clean_encoder_key(cfg: dict) -> str:
 
 
 def experiment_fingerprint(cfg: dict) -> str:
-    """What a run directory holds: every setting that changes a result (the chosen plugins' sections only)."""
+    """What a run directory holds: every setting that changes a result (the chosen plugins' sections
+    only; the chosen attack's and defense's without their ``added_later`` settings where these hold
+    their former behaviour's value, :func:`_without_added_later`)."""
     from .attack import ATTACKS
+    from .defenses import DEFENSES
 
     c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
     c["pretrain"] = pretrain_identity(c["pretrain"], cfg["device"])
     c["attack"] = _chosen_section(c["attack"], c["attack"]["name"], ATTACKS)
+    name = c["attack"]["name"]
+    if name in c["attack"]:
+        c["attack"][name] = _without_added_later(c["attack"][name], ATTACKS.get(name))
     d = c["defense"]
-    c["defense"] = {"name": d["name"], **({d["name"]: d[d["name"]]} if d["name"] in d else {})}
+    c["defense"] = {"name": d["name"], **({d["name"]: _without_added_later(d[d["name"]], DEFENSES.get(d["name"]))}
+                                          if d["name"] in d else {})}
     return fingerprint(c)
 
 

@@ -50,11 +50,16 @@ class Attack:
     reference_selection: ``random`` reference inputs of the target class, or the most ``typical``.
     needs_surrogate: ``make`` needs the attacker's clean pre-trained model (``surrogate``); the
         pipeline builds it only then.
+    added_later: settings added after runs were recorded, each with the value that does what the
+        attack did before it existed (its default); at that value a setting stays out of the
+        run's fingerprint (:func:`~poisonedencoder.config.experiment_fingerprint`), so recorded
+        runs keep theirs.
     """
 
     name = ""
     defaults: dict[str, Any] = {}
     doc: dict[str, str] = {}
+    added_later: dict[str, Any] = {}
     needs_surrogate = False
 
     def __init_subclass__(cls, **kwargs):

@@ -64,6 +64,7 @@ class Defense:
     stage = ""
     defaults: dict[str, Any] = {}
     doc: dict[str, str] = {}
+    added_later: dict[str, Any] = {}  # as Attack.added_later: settings kept out of the fingerprint at these values
     _HOOKS = {"pre": ("filter",), "in": ("adjust_pretrain", "view_policy", "pair_filter"), "post": ("after_pretrain",)}
 
     def __init_subclass__(cls, **kwargs):
