@@ -58,9 +58,8 @@ def compose(target: np.ndarray, reference: np.ndarray, layout: str = "left-right
     if layout not in TILINGS:
         raise ValueError(f"unknown layout {layout!r}")
     h, w = target.shape[:2]
-    grow = {"left-right": (0, w), "top-bottom": (h, 0), "2x2": (h, w)}[layout]
-    return _place(target, reference, layout, target_first, gap, fill, (h + grow[0] + (gap if grow[0] else 0),
-                                                                          w + grow[1] + (gap if grow[1] else 0)))
+    size = {"left-right": (h, 2 * w + gap), "top-bottom": (2 * h + gap, w), "2x2": (2 * h + gap, 2 * w + gap)}[layout]
+    return _place(target, reference, layout, target_first, gap, fill, size)
 
 
 def compose_square(target: np.ndarray, reference: np.ndarray, layout: str = "left-right", target_first: bool = True,
