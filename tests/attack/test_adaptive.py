@@ -146,6 +146,21 @@ def test_target_box_of_the_2x2_tiling():
     assert target_box(PoisoningInput(img, 0, 0, "2x2", False), gap=1) == (0, 9, 8, 17)
 
 
+def test_the_defaults_craft_the_paper_inputs_byte_for_byte(toy_dataset):
+    """The poisoning inputs of the default settings, pinned as the attack made them before
+    ``shape`` and ``target_variation`` existed (sha256 of images, kinds and orders)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for kw in ({}, {"gap": 2, "layout": "top-bottom"}):
+        targets = select_targets(toy_dataset, 0, num_targets=3, seed=1)
+        for p in PoisonedEncoder(0.2, 4, seed=5, **kw).craft(targets, [toy_dataset], 60):
+            h.update(p.image.tobytes())
+            h.update(p.kind.encode())
+            h.update(bytes([p.target_first]))
+    assert h.hexdigest()[:16] == "18abf57f3b8eede2"
+
+
 # ------------------------------------------------------------------------------------- fingerprints
 def test_the_new_settings_at_their_defaults_leave_the_fingerprint_unchanged():
     base = C.experiment_fingerprint(C.resolve({}))
