@@ -12,6 +12,14 @@ rule, and the `overlapping_views` constraint when --overlap > 0), and report per
 
     python scripts/view_pairs.py --size 32x64 --scale 0.08 --scale 0.4 --scale 0.7 --overlap 0.5
 
+The variants of ``attack.poisonedencoder``: the paper's shape is ``--size HxW`` with ``W = 2 x``
+the clean inputs' side (32x64 for CIFAR-10's 32x32); ``shape: square`` is the clean inputs' size
+(``--size 32x32``: each part squeezed into half of it); ``layout: 2x2`` is ``--layout 2x2`` (the
+target input top-left and bottom-right, the reference input on the other diagonal; ``--size 64x64``
+for the paper's shape, ``32x32`` for square). top-bottom gives the same shares as left-right (the
+crop's aspect-ratio range is symmetric), and ``target_variation`` changes the parts' content, not
+where they lie, so neither needs a row of its own.
+
 No flips are drawn: a flip mirrors a whole view, which does not change what share of it is target.
 """
 from __future__ import annotations
@@ -31,7 +39,28 @@ def reference_share(boxes, start: int):
     return 1 - target_share(boxes, start)
 
 
-def measure(height: int, width: int, min_scale: float, overlap: float, pairs: int, seed: int, gap: int = 0) -> dict:
+def region_share(boxes, regions):
+    """Per box (x0, y0, x1, y1), the fraction of its area inside the union of the disjoint
+    ``regions`` (each x0, y0, x1, y1)."""
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-9)
+    inside = 0
+    for x0, y0, x1, y1 in regions:
+        w = (boxes[:, 2].clamp(max=x1) - boxes[:, 0].clamp(min=x0)).clamp(min=0)
+        h = (boxes[:, 3].clamp(max=y1) - boxes[:, 1].clamp(min=y0)).clamp(min=0)
+        inside = inside + w * h
+    return (inside / area).clamp(0, 1)
+
+
+def tiles_2x2(height: int, width: int, gap: int = 0):
+    """The target's and the reference's regions of a 2x2 tiling (target top-left and bottom-right)."""
+    ph, pw = (height - gap) // 2, (width - gap) // 2
+    target = [(0, 0, pw, ph), (width - pw, height - ph, width, height)]
+    reference = [(width - pw, 0, width, ph), (0, height - ph, pw, height)]
+    return target, reference
+
+
+def measure(height: int, width: int, min_scale: float, overlap: float, pairs: int, seed: int, gap: int = 0,
+            layout: str = "left-right") -> dict:
     import torch
 
     from poisonedencoder.ssl.augment import AugmentParams, overlapping_boxes, sample_crop_boxes
@@ -43,9 +72,13 @@ def measure(height: int, width: int, min_scale: float, overlap: float, pairs: in
         b = overlapping_boxes(a, height, width, AugmentParams(crop_scale=scale), generator=g, min_overlap=overlap)
     else:
         b = sample_crop_boxes(pairs, height, width, scale, generator=g)
-    part = (width - gap) // 2  # target columns [0, part), gap [part, part + gap), reference after
-    sa, sb = target_share(a, part), target_share(b, part)
-    ra, rb = reference_share(a, part + gap), reference_share(b, part + gap)
+    if layout == "2x2":
+        tgt, ref = tiles_2x2(height, width, gap)
+        sa, sb, ra, rb = region_share(a, tgt), region_share(b, tgt), region_share(a, ref), region_share(b, ref)
+    else:
+        part = (width - gap) // 2  # target columns [0, part), gap [part, part + gap), reference after
+        sa, sb = target_share(a, part), target_share(b, part)
+        ra, rb = reference_share(a, part + gap), reference_share(b, part + gap)
     split = ((sa > 0) & (ra == 0) & (sb == 0) & (rb > 0)) | ((sa == 0) & (ra > 0) & (sb > 0) & (rb == 0))
     diff = (sa - sb).abs()
     return {"split": split.float().mean().item(), "mixed": (diff >= 0.5).float().mean().item(),
@@ -56,6 +89,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="32x64", help="poisoning input HxW, target left, reference right")
     ap.add_argument("--gap", type=int, default=0, help="gray columns between target and reference (included in --size)")
+    ap.add_argument("--layout", choices=("left-right", "2x2"), default="left-right",
+                    help="left-right (also top-bottom's shares) or 2x2 (target on the main diagonal)")
     ap.add_argument("--scale", type=float, action="append", help="minimum crop scale (repeatable)")
     ap.add_argument("--overlap", type=float, action="append", help="overlapping_views min_overlap (repeatable; 0 = off)")
     ap.add_argument("--pairs", type=int, default=200_000)
@@ -63,19 +98,21 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         h, w = (int(x) for x in args.size.lower().split("x"))
-        if h < 2 or w < 2 or (w - args.gap) % 2 or not 0 <= args.gap < w - 1:
+        if h < 2 or w < 2 or (w - args.gap) % 2 or not 0 <= args.gap < w - 1 or (
+                args.layout == "2x2" and ((h - args.gap) % 2 or args.gap >= h - 1)):
             raise ValueError
     except ValueError:
-        sys.exit(f"error: --size {args.size!r} must be HxW whose width less --gap is even, e.g. 32x64 (32x80 with --gap 16)")
+        sys.exit(f"error: --size {args.size!r} must be HxW whose width (and for 2x2 height) less --gap is even, "
+                 "e.g. 32x64 (32x80 with --gap 16)")
     scales, overlaps = args.scale or [0.08], [0.0] + [o for o in (args.overlap or []) if o > 0]
     if any(not 0 < s <= 1 for s in scales) or any(not 0 <= o <= 1 for o in overlaps):
         sys.exit("error: --scale must be in (0, 1] and --overlap in [0, 1]")
-    print(f"poisoning input {h}x{w}, gap {args.gap}, {args.pairs} pairs per row, seed {args.seed}")
+    print(f"poisoning input {h}x{w} ({args.layout}), gap {args.gap}, {args.pairs} pairs per row, seed {args.seed}")
     print("| min crop scale | min overlap | split pairs | mixed pairs (share diff >= 0.5) | mean share diff |")
     print("|---|---|---|---|---|")
     for s in scales:
         for o in overlaps:
-            m = measure(h, w, s, o, args.pairs, args.seed, args.gap)
+            m = measure(h, w, s, o, args.pairs, args.seed, args.gap, args.layout)
             print(f"| {s:g} | {o:g} | {m['split']:.1%} | {m['mixed']:.1%} | {m['mean_diff']:.3f} |")
     return 0
 

@@ -184,3 +184,21 @@ def test_view_pairs_gap_raises_the_share_of_split_pairs():
     assert gapped > 3 * plain             # 16 gray columns: views rarely straddle both parts
     # without the gap argument the gray columns would count as reference: a different, lower share
     assert vp.measure(32, 80, 0.08, 0.0, 40_000, 0)["split"] < gapped
+
+
+def test_view_pairs_reports_the_adaptive_shapes():
+    """attack.poisonedencoder's variants: square (the clean size, each part squeezed into its half)
+    and the 2x2 tiling leave far fewer split pairs than the paper's 1:2 input at the same crops."""
+    import torch
+
+    vp = _script("view_pairs")
+    tgt, ref = vp.tiles_2x2(16, 16)
+    assert tgt == [(0, 0, 8, 8), (8, 8, 16, 16)] and ref == [(8, 0, 16, 8), (0, 8, 8, 16)]
+    boxes = torch.tensor([[0.0, 0, 8, 8], [4.0, 4, 12, 12], [8.0, 0, 16, 8], [0.0, 0, 16, 16]])
+    assert vp.region_share(boxes, tgt).tolist() == [1.0, 0.5, 0.0, 0.5]
+    assert vp.region_share(boxes, ref).tolist() == [0.0, 0.5, 1.0, 0.5]
+    paper = vp.measure(16, 32, 0.08, 0.0, 40_000, 0)["split"]
+    square = vp.measure(16, 16, 0.08, 0.0, 40_000, 0)["split"]
+    tiled = vp.measure(16, 16, 0.08, 0.0, 40_000, 0, layout="2x2")["split"]
+    assert 0.06 < paper < 0.1 and 0 < square < paper / 4 and 0 < tiled < paper / 4
+    assert vp.main(["--size", "16x16", "--layout", "2x2", "--pairs", "1000"]) == 0

@@ -49,14 +49,41 @@ def clean_encoder_key(cfg: dict) -> str:
                         "pretrain": pretrain_identity(cfg["pretrain"], cfg["device"])})
 
 
+def _without_added_later(settings: Any, plugin: Any) -> Any:
+    """A plugin's settings without those its ``Settings`` marks added later
+    (:data:`~poisonedencoder.settings.ADDED_LATER`) where they hold their default: the value that
+    reproduces what the plugin did before the setting existed. A setting added after runs were
+    recorded thus leaves their fingerprints as they were at that value; set to anything else, it
+    enters the identity."""
+    later = plugin.Settings.added_later() if plugin is not None else {}
+    if not isinstance(settings, dict) or not later:
+        return settings
+    return {k: v for k, v in settings.items() if not (k in later and _same_value(v, later[k]))}
+
+
+def _same_value(v: Any, default: Any) -> bool:
+    """``v == default`` within the type's kind (``0`` is ``0.0``; ``False`` is not ``0``)."""
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    return (type(v) is type(default) or (number(v) and number(default))) and v == default
+
+
 def experiment_fingerprint(cfg: dict) -> str:
-    """What a run directory holds: every setting that changes a result (the chosen plugins' sections only)."""
+    """What a run directory holds: every setting that changes a result (the chosen plugins' sections
+    only; the chosen attack's and defense's without their settings added later where these hold
+    their former behaviour's value, :func:`_without_added_later`)."""
     from .attack import ATTACKS
+    from .defenses import DEFENSES
 
     c = {k: v for k, v in cfg.items() if k not in _NOT_IN_FINGERPRINT}
     c["pretrain"] = pretrain_identity(c["pretrain"], cfg["device"])
     c["attack"] = _chosen_section(c["attack"], c["attack"]["name"], ATTACKS)
+    name = c["attack"]["name"]
+    if name in c["attack"]:
+        c["attack"][name] = _without_added_later(c["attack"][name], ATTACKS.get(name))
     d = c["defense"]
-    c["defense"] = {"name": d["name"], **({d["name"]: d[d["name"]]} if d["name"] in d else {})}
+    c["defense"] = {"name": d["name"], **({d["name"]: _without_added_later(d[d["name"]], DEFENSES.get(d["name"]))}
+                                          if d["name"] in d else {})}
     return fingerprint(c)
 

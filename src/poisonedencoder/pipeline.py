@@ -139,18 +139,22 @@ class Experiment:
 
     def pretrain_poisoned(self, defense: Defense) -> Path:
         """The poisoned encoder of this run, on the clean inputs and the crafted poisons, with the
-        pre- and in-processing defense."""
+        pre- and in-processing defense (a filter with ``needs_encoder`` gets the clean encoder)."""
+        from .ssl.pretrain import load_backbone
         from .ssl.pretrain_set import PretrainSet
 
         def data() -> PretrainSet:
             clean = self.data.clean_pretrain_images()
             _, poisons = load_poisons(self.dir.poisons)
             if defense.stage == "pre":
-                clean, poisons = filter_inputs(defense, clean, poisons, self.out, self.log)
+                enc = load_backbone(own, self.cfg["pretrain"]).to(self.cfg["device"]) if own else None
+                clean, poisons = filter_inputs(defense, clean, poisons, self.out, self.log, enc)
             return PretrainSet.from_images(clean, poisons)
 
+        own = None
         if not (self.dir.poisoned_encoder / "encoder.pt").exists():
             self.craft()
+            own = self.pretrain_clean() if defense.needs_encoder else None  # the defender's clean encoder
         return pretrain_encoder("poisoned", data, defense.adjust_pretrain(dict(self.cfg["pretrain"])),
                                 self.dir.poisoned_encoder, self.cfg["seed"], self.cfg["device"], self.log,
                                 **defense.training_hooks())

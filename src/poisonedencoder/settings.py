@@ -33,6 +33,12 @@ PATH = "path"
 """Marks a text field that holds a file system path: ``Annotated[str | None, PATH]``."""
 
 
+ADDED_LATER = "added later"
+"""Marks a setting added after runs were recorded, whose default does what the plugin did before
+it existed: ``Annotated[str, ADDED_LATER]``. At its default it stays out of the run's fingerprint
+(:func:`~poisonedencoder.fingerprints.experiment_fingerprint`), so recorded runs keep theirs."""
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: typing caches Annotated[...] by equality, and Range(0, 1) == Range(0.0, 1.0)
 class Range:
     """Marks a number field's range: ``Annotated[Number, Range(0, 1)]`` is in ``[0, 1]``,
@@ -86,6 +92,11 @@ class Settings(BaseModel):
     def descriptions(cls) -> dict[str, str]:
         """Each field's description (docs/CONFIG.md's comment), where it has one."""
         return {k: f.description for k, f in cls.model_fields.items() if f.description}
+
+    @classmethod
+    def added_later(cls) -> dict[str, Any]:
+        """The settings marked :data:`ADDED_LATER`, with their defaults."""
+        return {k: f.default for k, f in cls.model_fields.items() if ADDED_LATER in f.metadata}
 
     @classmethod
     def kind(cls, key: str) -> str:

@@ -92,12 +92,14 @@ def load_surrogate(checkpoint: Path, p: dict, device: str):
     return Surrogate(model.to(device), AugmentParams.from_config(p), device)
 
 
-def filter_inputs(defense: Defense, clean: np.ndarray, poisons: list, out: Path, log: Callable[[str], None] = print):
+def filter_inputs(defense: Defense, clean: np.ndarray, poisons: list, out: Path, log: Callable[[str], None] = print,
+                  encoder=None):
     """Pre-processing defense: judge every pre-training input, keep the ones it passes, and score its
-    verdicts against the ground truth (``out/defense.json``). Returns the kept clean inputs and poisons."""
+    verdicts against the ground truth (``out/defense.json``). Returns the kept clean inputs and poisons.
+    ``encoder``: the defender's clean encoder, for a defense with ``needs_encoder``."""
     images = list(clean) + list(poisons)
     truth = np.r_[np.zeros(len(clean), bool), np.ones(len(poisons), bool)]
-    report = defense.filter(images)
+    report = defense.filter(images, encoder=encoder) if defense.needs_encoder else defense.filter(images)
     keep = ~report.verdicts
     write_json(out / "defense.json", report.to_dict(truth))
     s = report.score(truth)

@@ -16,13 +16,22 @@ def _pretrain_settings():
     return p
 
 
+def _tiny_encoder():
+    import torch
+
+    from poisonedencoder.ssl.models import build_backbone
+
+    torch.manual_seed(0)
+    return build_backbone("cnn7", 4)
+
+
 @pytest.mark.parametrize("name", sorted(DEFENSES))
 def test_every_defense_acts_at_its_stage_and_reports_its_cost(name, toy_dataset, tmp_path):
     d = DEFENSES[name](**SMALL.get(name, {}))
     p = _pretrain_settings()
     images = list(toy_dataset.train.images)
-    if d.stage == "pre":
-        report = d.filter(images)
+    if d.stage == "pre":  # a filter that needs an encoder gets one (the pipeline's: the clean encoder)
+        report = d.filter(images, encoder=_tiny_encoder()) if d.needs_encoder else d.filter(images)
         assert isinstance(report, DefenseReport) and len(report.verdicts) == len(images)
         assert report.removed == int(report.verdicts.sum()) and report.seconds >= 0
         assert set(report.to_dict(np.zeros(len(images), bool))) >= {"seconds", "removed", "clean_data_used", "precision"}

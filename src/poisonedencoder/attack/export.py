@@ -54,7 +54,7 @@ GRID_LEGEND = ("T<n>: a poisoning input for target input n (manifest.json: targe
 
 def target_box(p, gap: int = 0) -> tuple[int, int, int, int] | None:
     """Where poisoning input ``p`` (a :class:`PoisoningInput`) shows its target input, as
-    ``(top, left, bottom, right)`` pixels; None where the target is not one region of it (ICP's
+    ``(top, left, bottom, right)`` pixels (a ``2x2`` tiling shows it twice: its top tile); None where the target is not one region of it (ICP's
     blend, an overlay at an unrecorded place, Witches' Brew's perturbed reference inputs)."""
     h, w = p.image.shape[:2]
     if p.kind == "left-right":
@@ -63,6 +63,9 @@ def target_box(p, gap: int = 0) -> tuple[int, int, int, int] | None:
     if p.kind == "top-bottom":
         half = (h - gap) // 2
         return (0, 0, half, w) if p.target_first else (h - half, 0, h, w)
+    if p.kind == "2x2":  # the target's first tile: top-left (target first), else top-right
+        hh, hw = (h - gap) // 2, (w - gap) // 2
+        return (0, 0, hh, hw) if p.target_first else (0, w - hw, hh, w)
     if p.kind == "copy":
         return (0, 0, h, w)
     return None

@@ -1,7 +1,8 @@
-"""Defenses against poisoning of contrastive pre-training, by name (``defense.name``): one
-pre-processing filter, three in-processing changes to pre-training, one post-processing step."""
+"""Defenses against poisoning of contrastive pre-training, by name (``defense.name``): three
+pre-processing filters, three in-processing changes to pre-training, one post-processing step."""
 from .aspect_ratio import AspectRatio
 from .base import DefenderData, Defense, DefenseReport, score_verdicts
+from .crop_disagreement import CropDisagreement
 from .finetune import FineTune
 from .in_training import DropDisagreeing, LargeCrops, OverlappingViews
 from .part_hash import PartHashFilter
@@ -12,7 +13,7 @@ class NoDefense(Defense):
 
 
 DEFENSES: dict[str, type[Defense]] = {d.name: d for d in (NoDefense, PartHashFilter, LargeCrops, OverlappingViews,
-                                                           DropDisagreeing, FineTune, AspectRatio)}
+                                                           DropDisagreeing, FineTune, AspectRatio, CropDisagreement)}
 """Defenses by name. Adding one: a module with a :class:`Defense` subclass (its stage's hook) and a line here."""
 
 
@@ -24,5 +25,5 @@ def build_defense(d: dict) -> Defense:
     return DEFENSES[d["name"]](**d.get(d["name"], {}))
 
 
-__all__ = ["DEFENSES", "Defense", "DefenderData", "DefenseReport", "DropDisagreeing", "FineTune", "LargeCrops", "NoDefense",
+__all__ = ["DEFENSES", "CropDisagreement", "Defense", "DefenderData", "DefenseReport", "DropDisagreeing", "FineTune", "LargeCrops", "NoDefense",
            "OverlappingViews", "PartHashFilter", "build_defense", "score_verdicts"]

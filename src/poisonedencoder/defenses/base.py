@@ -62,7 +62,9 @@ class Defense:
     hook of that stage (a subclass with a ``name`` that lacks all of them is an error when it is
     defined):
 
-    * ``pre``: :meth:`filter` judges every pre-training input before pre-training;
+    * ``pre``: :meth:`filter` judges every pre-training input before pre-training; a filter with
+      ``needs_encoder`` gets the defender's clean encoder too (``filter(images, encoder=...)``; the
+      pipeline builds it only then, as it builds an attack's surrogate);
     * ``in``: how the (poisoned) encoder is pre-trained: :meth:`adjust_pretrain` changes its
       ``pretrain`` settings, :meth:`view_policy` and :meth:`pair_filter` supply the loop's hooks
       (:mod:`..ssl.hooks`); any of the three;
@@ -72,6 +74,7 @@ class Defense:
     name = ""
     stage = ""
     Settings: type[Settings] = NoSettings
+    needs_encoder = False  # pre: filter() takes the defender's clean encoder (keyword ``encoder``)
     _HOOKS = {"pre": ("filter",), "in": ("adjust_pretrain", "view_policy", "pair_filter"), "post": ("after_pretrain",)}
 
     def __init_subclass__(cls, **kwargs):
@@ -94,7 +97,8 @@ class Defense:
         self.settings = self.Settings.parse(settings, f"defense.{self.name}")
 
     def filter(self, images) -> DefenseReport | None:  # noqa: ARG002 (the default: a defense that filters nothing)
-        """``pre``: a verdict per pre-training input (True: remove it)."""
+        """``pre``: a verdict per pre-training input (True: remove it). With ``needs_encoder`` it is
+        called as ``filter(images, encoder=backbone)``: a module from float images in [0, 1] to features."""
         return None
 
     def adjust_pretrain(self, p: dict) -> dict:

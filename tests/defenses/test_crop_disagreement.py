@@ -1,0 +1,109 @@
+"""The crop-disagreement filter: an input whose own crops an encoder maps apart (two objects side
+by side) scores higher than one whose crops agree; the budget fixes how many are removed; it gets
+the defender's clean encoder in the pipeline."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from poisonedencoder import config as C
+from poisonedencoder.attack.poisonedencoder import compose, compose_square
+from poisonedencoder.defenses import build_defense
+from poisonedencoder.errors import UserError
+
+
+class MeanColour(torch.nn.Module):
+    """A hand-built encoder whose features are known: a crop's mean colour, centred on gray. Crops
+    of one flat-coloured object agree (cosine near 1); a red crop and a green one do not."""
+
+    def forward(self, x):
+        return x.mean((2, 3)) - 0.5
+
+
+def _detector(**settings):
+    return build_defense({"name": "crop_disagreement", "crop_disagreement": settings})
+
+
+def _inputs(toy_dataset, make=compose_square):
+    """40 clean toy inputs (four flat class colours with noise) and 8 composites of two classes."""
+    clean = list(toy_dataset.train.images)
+    ims, labels = toy_dataset.test.images, toy_dataset.test.labels
+    composites = [make(ims[i], ims[j], layout) for i, j, layout in
+                  [(0, 1, "left-right"), (1, 2, "top-bottom"), (2, 3, "left-right"), (3, 4, "top-bottom"),
+                   (4, 6, "left-right"), (5, 7, "2x2"), (6, 9, "top-bottom"), (7, 10, "left-right")]]
+    assert all(labels[i] != labels[j] for i, j in [(0, 1), (1, 2), (2, 3), (3, 4), (4, 6), (5, 7), (6, 9), (7, 10)])
+    return clean, composites
+
+
+@pytest.mark.parametrize("make", [compose_square, compose], ids=["square", "paper"])
+@pytest.mark.parametrize("statistic", ["mean", "min"])
+def test_composites_of_two_objects_score_higher_than_single_inputs(toy_dataset, make, statistic):
+    clean, composites = _inputs(toy_dataset, make)
+    scores = _detector(statistic=statistic).scores(clean + composites, MeanColour())
+    assert scores[len(clean):].min() > scores[:len(clean)].max()
+    assert scores[:len(clean)].max() < 0.1  # one object: the crops agree
+
+
+def test_the_budget_fixes_how_many_are_removed_and_the_top_scores_go(toy_dataset):
+    clean, composites = _inputs(toy_dataset)
+    images = clean + composites
+    r = _detector(budget=8 / 48).filter(images, encoder=MeanColour())
+    assert r.removed == r.verdicts.sum() == 8
+    assert r.score(np.r_[np.zeros(40, bool), np.ones(8, bool)]) == {"flagged": 8, "precision": 1.0, "recall": 1.0}
+    for budget, want in ((0.01, 0), (0.25, 12), (0.5, 24)):
+        assert _detector(budget=budget).filter(images, encoder=MeanColour()).removed == want
+
+
+def test_scores_are_reproducible_and_min_is_at_least_mean(toy_dataset):
+    clean, composites = _inputs(toy_dataset)
+    a = _detector().scores(clean + composites, MeanColour())
+    assert (a == _detector().scores(clean + composites, MeanColour())).all()
+    assert (_detector(statistic="min").scores(clean + composites, MeanColour()) >= a - 1e-6).all()
+
+
+def test_a_real_encoder_runs_and_leaves_its_mode_as_it_was(toy_dataset):
+    from poisonedencoder.ssl.models import build_backbone
+
+    torch.manual_seed(0)
+    enc = build_backbone("cnn7", 4).train()
+    clean, composites = _inputs(toy_dataset)
+    r = _detector(crops=3).filter(clean + composites, encoder=enc)
+    assert r.removed == round(0.05 * 48) and enc.training
+
+
+def test_without_an_encoder_it_says_what_it_needs():
+    with pytest.raises(UserError, match="needs an encoder"):
+        _detector().filter([np.zeros((8, 8, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("budget=0", r"defense.crop_disagreement.budget must be in \(0, 1\]"),
+    ("budget=1", "budget must be below 1"),
+    ("budget=0.5x", "budget must be a number"),
+    ("crops=1", r"defense.crop_disagreement.crops must be in \[2, 1024\]"),
+    ("crops=2.5", "crops must be an integer"),
+    ("crop_scale=[0.5, 0.2]", r"crop_scale must be \[min, max\] with 0 < min <= max <= 1"),
+    ("crop_scale=[0, 1]", "crop_scale must be"),
+    ("statistic=max", "statistic must be mean or min, got 'max'"),
+])
+def test_settings_are_checked(setting, message):
+    with pytest.raises(UserError, match=message):
+        C.resolve({}, ["defense.name=crop_disagreement", f"defense.crop_disagreement.{setting}"])
+
+
+def test_it_filters_in_the_pipeline_with_the_clean_encoder(tmp_path):
+    """From the CLI: the clean encoder is pre-trained first and handed to the filter; its verdicts
+    are scored against the manifest in defense.json."""
+    from poisonedencoder.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("pretrain_data: {dataset: digits, num_images: 400}\ntasks: [{dataset: digits, num_targets: 2}]\n"
+                   "attack: {poisoning_rate: 0.05, num_references: 5, poisonedencoder: {shape: square}}\n"
+                   "pretrain: {width: 4, image_size: 16, epochs: 1, batch_size: 64, threads: 1}\n"
+                   "defense: {name: crop_disagreement, crop_disagreement: {budget: 0.1, crops: 4}}\n")
+    out = tmp_path / "run"
+    assert main(["pretrain", str(cfg), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    d = json.loads((out / "defense.json").read_text())
+    assert d["name"] == "crop_disagreement" and d["removed"] == round(0.1 * 420) and 0 <= d["recall"] <= 1
+    assert (tmp_path / "cache" / "encoders").is_dir()
