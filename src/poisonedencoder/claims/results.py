@@ -84,8 +84,11 @@ class ArmResult:
     def total_seconds(self) -> dict:
         """Per run: crafting plus pre-training (which holds a pre-processing filter's time: the
         pre-training set is built, and filtered, inside it); mean with t interval."""
-        return mean_ci([m["_seconds"]["craft"] + m["_seconds"]["pretrain"] for m in self.runs
-                        if m["_seconds"].get("craft") is not None and m["_seconds"].get("pretrain") is not None])
+        m = mean_ci([r["_seconds"]["craft"] + r["_seconds"]["pretrain"] for r in self.runs
+                     if r["_seconds"].get("craft") is not None and r["_seconds"].get("pretrain") is not None])
+        if m.get("ci95"):
+            m["ci95"] = [max(0.0, m["ci95"][0]), m["ci95"][1]]  # a time is not negative
+        return m
 
 
 def gap(a: ArmResult, clean_key: str = "CA", poisoned_key: str = "PA", other: ArmResult | None = None) -> dict:
