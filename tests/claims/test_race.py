@@ -65,6 +65,14 @@ def test_only_race_selects_the_group_and_names_still_work(arms):
         select(arms, ["nope", "race"])
 
 
+def _tiny(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"preset": "demo", "seeds": [0], "tasks": [{"dataset": "digits", "num_targets": 2}],
+                                      "attack": {"poisoning_rate": 0.06, "num_references": 30},
+                                      "pretrain": {"epochs": 1}, "downstream": {"epochs": 2}}))
+    return recipe
+
+
 def test_only_race_runs_exactly_the_race_arms(tmp_path, monkeypatch):
     """``claims --only race`` on a tiny recipe: the runs handed over are the race arms' (no training here)."""
     from poisonedencoder import parallel
@@ -77,12 +85,8 @@ def test_only_race_runs_exactly_the_race_arms(tmp_path, monkeypatch):
         return SimpleNamespace(failed=[], left=[])
 
     monkeypatch.setattr(parallel, "run_units", fake)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"preset": "demo", "seeds": [0], "tasks": [{"dataset": "digits", "num_targets": 2}],
-                                      "attack": {"poisoning_rate": 0.06, "num_references": 30},
-                                      "pretrain": {"epochs": 1}, "downstream": {"epochs": 2}}))
     out = tmp_path / "c"
-    assert main(["claims", str(recipe), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--only", "race"]) == 0
+    assert main(["claims", str(_tiny(tmp_path)), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--only", "race"]) == 0
     assert sorted(u.out.parent.name for u in handed) == sorted(race_arm(v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES)
     table = json.loads((out / "claims.json").read_text())
     assert [r["key"] for r in table if r.get("section") == RACE][:2] == ["race_paper_none", "race_paper_aspect_ratio"]
@@ -163,3 +167,22 @@ def test_the_figure_is_written_once_a_cell_is_measured(tmp_path, monkeypatch):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     row = next(r for r in json.loads((tmp_path / "claims.json").read_text()) if r["key"] == "race_paper_part_hash")
     assert row["section"] == RACE and row["numbers"]["detection"]["recall"]["k"] == 1140
+
+
+@pytest.mark.slow
+def test_a_race_cell_end_to_end_reads_the_filters_verdicts_back(tmp_path):
+    """One seed, 2 targets, 1 epoch (about 20 s): the crop_disagreement cell against the shape-matched,
+    varied-target attacker, with the two arms it is paired with."""
+    from poisonedencoder.cli import main
+
+    out = tmp_path / "c"
+    assert main(["claims", str(_tiny(tmp_path)), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--only",
+                 "poisonedencoder,race_square_varied,race_square_varied_crop_disagreement"]) == 0
+    run = out / "arms" / "race_square_varied_crop_disagreement" / "seed_0"
+    report = json.loads((run / "defense.json").read_text())
+    assert report["removed"] == 80  # the budget: 80 poisoning inputs of 1,427 inputs
+    rows = {r["key"]: r for r in json.loads((out / "claims.json").read_text())}
+    det = rows["race_square_varied_crop_disagreement"]["numbers"]["detection"]
+    assert det["recall"]["n"] == 80 and det["recall"]["k"] == round(report["recall"] * 80) == det["precision"]["k"]
+    assert rows["race_square_varied_crop_disagreement"]["numbers"]["vs_same_none"]["paired_n"] == 2
+    assert (out / "arms_race.png").is_file()

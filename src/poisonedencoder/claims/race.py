@@ -76,7 +76,7 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
         row.numbers["detection"] = det
         if det:
             parts.append(f"precision {fmt_rate(det['precision'])}, recall {fmt_rate(det['recall'])} (pooled over "
-                         f"{det['runs']} runs; {det['flagged']:.0f} inputs removed per run, {det['poisons']:.0f} "
+                         f"{det['runs']} run{'s' if det['runs'] != 1 else ''}; {det['flagged']:.0f} inputs removed per run, {det['poisons']:.0f} "
                          "poisoning inputs)")
     pa = f"PA {fmt_mean(c.mean_over_seeds('PA'))}"
     if defense != "none":
