@@ -58,7 +58,8 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
         for a in arms:
             r = res.get(a.name)
             state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
-            print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else ""))
+            print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else "")
+                  + (f"  (group {', '.join(a.groups)})" if a.groups else ""))
         return 0
     if args.record:
         from .claims import record

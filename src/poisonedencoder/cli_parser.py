@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", default="configs/digits_works.yaml",
                    help="the recipe every arm varies (default: configs/digits_works.yaml)")
     _add_common(p, config=False)
-    p.add_argument("--only", help="comma-separated arms to run (see --list); the table shows every row")
+    p.add_argument("--only", help="comma-separated arms to run (see --list), or a group of them: race (the "
+                                  "adaptive attacker against the defenses); the table shows every row")
     p.add_argument("--list", action="store_true", help="print the arms, their overrides and what is finished; run nothing")
     p.add_argument("--table", action="store_true", help="print the table of what is finished; run nothing")
     _add_parallel(p, "--jobs")

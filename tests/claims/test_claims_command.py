@@ -23,7 +23,10 @@ def test_list_shows_every_arm_with_its_overrides(tmp_path, capsys):
     assert main(["claims", str(_recipe(tmp_path)), "--out", str(tmp_path / "c"), "--list"]) == 0
     out = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in out]
-    assert names[:4] == ["poisonedencoder", "one_per_run", "icp", "duplication"] and names[-1] == "witches_brew_paper"
+    assert names[:4] == ["poisonedencoder", "one_per_run", "icp", "duplication"]
+    race = [n for n in names if n.startswith("race_")]
+    assert names[-len(race) - 1] == "witches_brew_paper" and len(race) == 17  # the arms race after the paper's arms
+    assert all(line.endswith("(group race)") for line in out if line.split()[0] in race + ["poisonedencoder"])
     assert "rate_0.005" in names and "rate_0.03" not in names  # 0.06 over 2 targets: the recipe is the 3% point
     rate = next(line for line in out if line.startswith("rate_0.01 "))
     assert "attack.poisoning_rate=0.02" in rate  # 1% per target x 2 targets per run

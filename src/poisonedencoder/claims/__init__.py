@@ -3,8 +3,8 @@
 Runs every arm of :func:`arms.plan` on the recipe (resuming what is done), then reads every
 finished run back, pairs arms on the same target inputs and writes one row per claim
 (:mod:`.rows`) with a verdict by the rules of :mod:`.verdicts`: ``DIR/claims.md``,
-``DIR/claims.json``, and the table on standard output. ``only`` restricts the runs to some arms
-(the table always shows every row).
+``DIR/claims.json``, and the table on standard output. ``only`` restricts the runs to some arms,
+named one by one or by group (``race``: the arms race, :mod:`.race`; the table always shows every row).
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from typing import Callable
 from ..errors import UserError
 from ..io import write_json, write_text
 from ..rundir import METRICS, SECONDS_TXT, RunDir
+from . import race
 from . import rows as R
-from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates
+from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates, select
 from .results import ArmResult, load
 from .verdicts import Row
 
@@ -59,10 +60,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     t0 = time.monotonic()
     cfg = C.resolve(user, overrides)
     arms = plan(cfg, shared_datasets)
-    names = [a.name for a in arms]
-    unknown = sorted(set(only or []) - set(names))
-    if unknown:
-        raise UserError(f"unknown claims arm(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    only = select(arms, only) if only else None  # arm names, or groups of them (race)
     cfgs = {a.name: arm_config(user, overrides, a) for a in arms if not a.one_per_run}  # every arm checked first
     failed: list[str] = []
     units: list[Unit] = []
@@ -148,7 +146,7 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
     rows += [R.dataset_row(res, f"{ds}_{px}px", f"{name} at {px}x{px}", planned) for ds, name in (("eurosat", "EuroSAT"),
                                                                                        ("facemask", "Facemask"))
              for px in (16, 32)]
-    return rows
+    return rows + race.rows(res)
 
 
 def command(r: Row) -> str:
@@ -157,16 +155,29 @@ def command(r: Row) -> str:
 
 
 def markdown(rows: list[Row]) -> str:
+    """The paper's rows as one table; then, under its heading, the arms race: its grid (attacker x
+    defense) and its rows."""
     head = "| claim | regime | measurement (95% intervals) | verdict | command |\n|---|---|---|---|---|\n"
-    body = "".join(f"| {r.claim} | {r.regime or '-'} | {r.measurement or '-'} | **{r.verdict}**"
-                   f"{': ' + r.why if r.why else ''} | `{command(r)}` |\n" for r in rows)
-    return head + body
+
+    def table(rs: list[Row]) -> str:
+        return head + "".join(f"| {r.claim} | {r.regime or '-'} | {r.measurement or '-'} | **{r.verdict}**"
+                              f"{': ' + r.why if r.why else ''} | `{command(r)}` |\n" for r in rs)
+
+    paper, arms_race = [r for r in rows if not r.section], [r for r in rows if r.section == race.RACE]
+    out = table(paper)
+    if arms_race:
+        out += (f"\n## {race.TITLE}\n\nASR over the pooled target inputs (95% Wilson interval), the filter's recall, "
+                f"the verdict; every cell in full below (`poisonedencoder claims --only race`).\n\n"
+                + race.grid(arms_race) + "\n" + table(arms_race))
+    return out
 
 
 def text(rows: list[Row]) -> str:
     """The table for a terminal: one block per row."""
     out = []
-    for r in rows:
+    for i, r in enumerate(rows):
+        if r.section and (i == 0 or rows[i - 1].section != r.section):
+            out.append(f"== {race.TITLE} ==" if r.section == race.RACE else f"== {r.section} ==")
         out.append(f"[{r.verdict}] {r.key}: {r.claim}")
         if r.regime:
             out.append(f"    regime: {r.regime}")
@@ -179,12 +190,15 @@ def text(rows: list[Row]) -> str:
 
 
 def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[Row]:
-    """The table of what ``arms`` (the recipe's :func:`plan`) finished: ``out/claims.md``, ``claims.json``."""
+    """The table of what ``arms`` (the recipe's :func:`plan`) finished: ``out/claims.md``, ``claims.json``,
+    and ``out/arms_race.png`` once a cell of the arms race has a measurement."""
     rows = build_rows(cfg, read_results(cfg, out, arms), {a.name for a in arms})
     write_text(out / "claims.md", markdown(rows))
     write_json(out / "claims.json", [{"key": r.key, "claim": r.claim, "arms": list(r.arms), "regime": r.regime,
                                       "measurement": r.measurement, "verdict": r.verdict, "why": r.why,
-                                      "numbers": r.numbers} for r in rows])
+                                      "numbers": r.numbers, **({"section": r.section} if r.section else {})}
+                                     for r in rows])
+    race.figure([r for r in rows if r.section == race.RACE], out / "arms_race.png")
     return rows
 
 

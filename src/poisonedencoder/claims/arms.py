@@ -14,7 +14,7 @@ with the same reference inputs (passed explicitly) and the recipe run's clean en
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import config as C
@@ -31,6 +31,7 @@ class Arm:
     overrides: tuple[str, ...] = ()         # ``--set`` overrides on the recipe
     one_per_run: bool = False               # each target input of the recipe's runs in a run of its own
     needs: tuple[str, ...] = ()              # datasets it reads beyond the recipe's (to say why it cannot run)
+    groups: tuple[str, ...] = ()             # the groups ``--only`` may name it by (``race``)
 
 
 def recipe_rates(cfg: dict) -> tuple[float, int]:
@@ -112,7 +113,74 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | 
                     needs=(ds,)))
     arms.append(Arm("witches_brew_paper", "Witches' Brew, its paper's budget (240 steps, 8 restarts)",
                     ("attack.name=witches_brew", "attack.witches_brew.steps=240", "attack.witches_brew.restarts=8")))
-    return arms
+    reused = set(RACE_REUSED.values())
+    arms = [replace(a, groups=(*a.groups, RACE)) if a.name in reused else a for a in arms]
+    return arms + race_arms(cfg, num_train)
+
+
+RACE = "race"
+"""The group of the arms-race arms: attacker variants x defenses (``--only race``)."""
+TARGET_VARIATION = 0.5
+"""The ``varied`` attacker's ``target_variation``: the part_hash filter alone (no training) keeps
+recall 0.14 at 0.5 on the digits recipe, 0.54 at 0.25 (docs/DESIGN.md), while each poisoning input
+keeps at least 3/4 of the target input's area."""
+RACE_VARIANTS = {"paper": (), "square": ("attack.poisonedencoder.shape=square",),
+                 "varied": (f"attack.poisonedencoder.target_variation={TARGET_VARIATION:g}",),
+                 "square_varied": ("attack.poisonedencoder.shape=square",
+                                   f"attack.poisonedencoder.target_variation={TARGET_VARIATION:g}")}
+RACE_DEFENSES = ("none", "aspect_ratio", "part_hash", "crop_disagreement", "large_crops")
+RACE_REUSED = {("paper", "none"): "poisonedencoder", ("paper", "part_hash"): "defense_part_hash",
+               ("paper", "large_crops"): "defense_large_crops"}
+"""The cells of the arms race that arms of the paper's rows already measure."""
+RACE_ORDER = (("square", "none"), ("varied", "none"), ("square_varied", "none"),  # does the variant still work?
+              ("square", "aspect_ratio"), ("varied", "part_hash"),                 # the evasion each is made for
+              ("square_varied", "aspect_ratio"), ("square_varied", "part_hash"),
+              *((v, "crop_disagreement") for v in RACE_VARIANTS),                  # the feature-space detector
+              ("square", "part_hash"),                                             # part_hash still matches square halves
+              *((v, "large_crops") for v in RACE_VARIANTS if v != "paper"),
+              ("paper", "aspect_ratio"), ("varied", "aspect_ratio"))               # paper-shaped: all removed by construction
+"""The order the new race arms run in: the most informative first; the cells whose filter removes
+every poisoning input by construction last (the table still shows them)."""
+
+
+def race_arm(variant: str, defense: str) -> str:
+    """The arm of one cell of the arms race (an arm of the paper's rows where one measures it)."""
+    return RACE_REUSED.get((variant, defense)) or f"race_{variant}" + ("" if defense == "none" else f"_{defense}")
+
+
+def race_budget(cfg: dict, num_train: int) -> float:
+    """crop_disagreement's ``budget`` in the race: the share of poisoning inputs among all the recipe's
+    pre-training inputs (a perfect detector could remove every one; 400 of 1,747 on digits: 0.229)."""
+    n_clean = cfg["pretrain_data"]["num_images"] or num_train
+    _, n = recipe_rates(cfg)
+    from ..attack.base import poisons_per_target
+
+    poisons = poisons_per_target(cfg["attack"]["poisoning_rate"], n_clean, n) * n
+    return round(poisons / (n_clean + poisons), 3)
+
+
+def race_arms(cfg: dict, num_train: int) -> list[Arm]:
+    """The arms-race cells no arm of the paper's rows measures, in :data:`RACE_ORDER`."""
+    budget, ms = race_budget(cfg, num_train), large_crops_scale(cfg)
+    defenses = {"none": (), "aspect_ratio": ("defense.name=aspect_ratio",), "part_hash": ("defense.name=part_hash",),
+                "crop_disagreement": ("defense.name=crop_disagreement", f"defense.crop_disagreement.budget={budget:g}"),
+                "large_crops": ("defense.name=large_crops", f"defense.large_crops.min_scale={ms:g}")}
+    said = {"none": "no defense", "crop_disagreement": f"defense crop_disagreement (budget {budget:g})",
+            "large_crops": f"defense large_crops (crops of at least {ms:g})"}
+    return [Arm(race_arm(v, d), f"attacker {v} against {said.get(d, 'defense ' + d)}",
+                (*RACE_VARIANTS[v], *defenses[d]), groups=(RACE,)) for v, d in RACE_ORDER]
+
+
+def select(arms: list[Arm], only: list[str]) -> list[str]:
+    """The arm names ``only`` asks for: each an arm's name or a group's (``race``: every arm of the
+    arms race, the reused ones included), in the plan's order. Unknown names raise a UserError."""
+    names = {a.name for a in arms}
+    groups = {g for a in arms for g in a.groups}
+    unknown = sorted(set(only) - names - groups)
+    if unknown:
+        raise UserError(f"unknown claims arm(s) {', '.join(unknown)}; choose from {', '.join(a.name for a in arms)} "
+                        f"or the group(s) {', '.join(sorted(groups))}")
+    return [a.name for a in arms if a.name in only or set(a.groups) & set(only)]
 
 
 def train_size(cfg: dict) -> int:

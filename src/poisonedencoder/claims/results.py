@@ -7,7 +7,7 @@ from pathlib import Path
 from ..compare import Outcome, outcomes, pool
 from ..metrics import rates_of
 from ..rundir import RunDir
-from ..stats import mean_ci, paired_mean_difference
+from ..stats import mean_ci, paired_mean_difference, rate
 from .arms import Arm
 
 
@@ -62,6 +62,33 @@ class ArmResult:
         keys = ("removed", "precision", "recall", "clean_data_used", "seconds")
         ds = [m.get("defense") or {} for m in self.runs]
         return {k: mean_ci([d[k] for d in ds if d.get(k) is not None]) for k in keys}
+
+    def detection(self) -> dict:
+        """A pre-processing filter's verdicts pooled over the runs (each run's ``defense.json``, as its
+        metrics hold it): ``precision`` (flagged poisoning inputs / flagged inputs) and ``recall``
+        (flagged poisoning inputs / poisoning inputs), each a count with its 95% Wilson interval,
+        ``flagged`` and ``poisons`` per run; ``{}`` where no run scored its verdicts."""
+        tp = flagged = poisons = runs = 0
+        for m in self.runs:
+            d = m.get("defense") or {}
+            if d.get("precision") is None or d.get("flagged") is None:
+                continue
+            runs += 1
+            tp += int(round(d["precision"] * d["flagged"]))
+            flagged, poisons = flagged + int(d["flagged"]), poisons + int(m["num_poisoning_inputs"])
+        if not runs:
+            return {}
+        return {"precision": rate(tp, flagged), "recall": rate(tp, poisons), "runs": runs,
+                "flagged": flagged / runs, "poisons": poisons / runs}
+
+    def total_seconds(self) -> dict:
+        """Per run: crafting plus pre-training (which holds a pre-processing filter's time: the
+        pre-training set is built, and filtered, inside it); mean with t interval."""
+        m = mean_ci([r["_seconds"]["craft"] + r["_seconds"]["pretrain"] for r in self.runs
+                     if r["_seconds"].get("craft") is not None and r["_seconds"].get("pretrain") is not None])
+        if m.get("ci95"):
+            m["ci95"] = [max(0.0, m["ci95"][0]), m["ci95"][1]]  # a time is not negative
+        return m
 
 
 def gap(a: ArmResult, clean_key: str = "CA", poisoned_key: str = "PA", other: ArmResult | None = None) -> dict:

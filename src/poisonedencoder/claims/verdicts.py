@@ -29,6 +29,7 @@ class Row:
     verdict: str = PENDING
     why: str = ""
     numbers: dict = field(default_factory=dict)
+    section: str = ""                # "" (the paper's claims) or the section beyond the paper it belongs to (race)
 
 
 def _ready(row: Row, res: dict[str, ArmResult], min_targets: int = 30) -> bool:

@@ -1,0 +1,183 @@
+"""Beyond the paper: the adaptive attacker against the defenses (the arms race).
+
+One row per cell of attacker variant x defense (:data:`~.arms.RACE_VARIANTS` x
+:data:`~.arms.RACE_DEFENSES`; the arms of :func:`~.arms.race_arms`, and the paper's own arms where
+they measure a cell). Every cell is paired on the same target inputs with the paper's attacker
+without a defense (the recipe's arm), and a defended cell also with the same attacker without a
+defense. Verdicts rest on the 95% interval of the paired difference of ASR, never on a point:
+
+- a defended cell: **defense holds** when the interval against the paper's attacker without a
+  defense lies below 0 and so does the one against the same attacker without a defense;
+  **variant weaker** when only the first does (the variant's own cost, not the defense's work);
+  **evaded** when no reduction against the paper's attacker is measured and the interval rules out
+  one of 0.2 or more (its lower end above -0.2); else **no difference measured**;
+- an attacker without a defense: **variant weaker** (interval below 0), **variant keeps the
+  attack** (no loss measured, the interval's lower end above -0.2), else **no difference measured**;
+- the paper's attacker without a defense is the reference: **measured**.
+"""
+from __future__ import annotations
+
+from ..compare import asr
+from .arms import RACE, RACE_DEFENSES, RACE_VARIANTS, race_arm
+from .formats import fmt_diff, fmt_mean, fmt_rate
+from .results import ArmResult, gap
+from .verdicts import MARGIN, NOT_MEASURABLE, PENDING, Row, _final, _ready, _same_targets
+
+HOLDS, EVADED, WEAKER, KEEPS, NO_DIFF, MEASURED = (
+    "defense holds", "evaded", "variant weaker", "variant keeps the attack", "no difference measured", "measured")
+FILTERS = ("aspect_ratio", "part_hash", "crop_disagreement")
+"""The pre-processing filters: their verdicts on every input are scored (precision, recall)."""
+TITLE = "Beyond the paper: the adaptive attacker"
+WHAT = {"paper": "the paper's attacker", "square": "the shape-matched attacker (square)",
+        "varied": "the varied-target attacker (varied)", "square_varied": "the shape-matched, varied-target attacker"}
+
+
+def cells() -> list[tuple[str, str]]:
+    """Every (variant, defense) of the race, in the table's order (variant by variant)."""
+    return [(v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES]
+
+
+def _below(d: dict) -> bool:
+    return d["dASR"] is not None and d["dASR_hi"] < 0
+
+
+def _within(d: dict) -> bool:
+    return d["dASR"] is not None and d["dASR_hi"] >= 0 and d["dASR_lo"] > -MARGIN
+
+
+def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
+    """The row of one cell (module docstring)."""
+    arm, ref, own = race_arm(variant, defense), race_arm("paper", "none"), race_arm(variant, "none")
+    if (variant, defense) == ("paper", "none"):
+        claim = "(beyond the paper) The arms race's reference: the paper's attacker without a defense."
+    elif defense == "none":
+        claim = f"(beyond the paper) Does {WHAT[variant]} keep the paper attacker's ASR without a defense?"
+    else:
+        claim = f"(beyond the paper) Does defense {defense} hold against {WHAT[variant]}?"
+    row = Row(f"race_{variant}_{defense}", claim, tuple(dict.fromkeys((arm, ref, own))), section=RACE)
+    row.numbers = {"variant": variant, "defense": defense}
+    if not _ready(row, res):
+        return row
+    c = res[arm]
+    vs_ref = _same_targets(res[ref], c)
+    row.numbers.update(ASR=asr(c.outcomes), vs_paper_none=vs_ref, seconds=c.total_seconds(),
+                       PA=c.mean_over_seeds("PA"))
+    parts = [f"ASR {fmt_rate(asr(c.outcomes))}"]
+    if arm != ref:
+        parts.append(f"- paper's attacker without defense: {fmt_diff(vs_ref)}")
+    if defense != "none" and own != ref:
+        vs_own = _same_targets(res[own], c)
+        row.numbers["vs_same_none"] = vs_own
+        parts.append(f"- same attacker without defense ({fmt_rate(asr(res[own].outcomes))}): {fmt_diff(vs_own)}")
+    else:
+        vs_own = vs_ref
+    if defense in FILTERS:
+        det = c.detection()
+        row.numbers["detection"] = det
+        if det:
+            parts.append(f"precision {fmt_rate(det['precision'])}, recall {fmt_rate(det['recall'])} (pooled over "
+                         f"{det['runs']} run{'s' if det['runs'] != 1 else ''}; {det['flagged']:.0f} inputs removed per run, {det['poisons']:.0f} "
+                         "poisoning inputs)")
+    pa = f"PA {fmt_mean(c.mean_over_seeds('PA'))}"
+    if defense != "none":
+        change = gap(c, "PA", "PA", res[own])  # PA with the defense - PA of the same attacker without
+        row.numbers["PA_change"] = change
+        pa += f", change {fmt_mean(change, signed=True)}"
+    parts.append(pa)
+    filt = c.defense()["seconds"]
+    parts.append(f"time per run {fmt_mean(row.numbers['seconds'], 0)} s (crafting and pre-training"
+                 + (f", the filter's {fmt_mean(filt, 1)} s in it" if defense in FILTERS and filt.get("mean") is not None
+                    else "") + ")")
+    row.measurement = "; ".join(parts)
+    if arm == ref:
+        _final(row, MEASURED, "the reference every cell is paired with")
+    elif vs_ref["dASR"] is None:
+        _final(row, NOT_MEASURABLE, "no target inputs in common with the paper's attacker")
+    elif defense == "none":
+        _final(row, *((WEAKER, "ASR below the paper attacker's (the interval lies below 0)") if _below(vs_ref) else
+                      (KEEPS, f"no loss measured, and the interval rules out one of {MARGIN} or more") if _within(vs_ref)
+                      else (NO_DIFF, f"the interval includes 0 and reaches below -{MARGIN}")))
+    elif _below(vs_ref) and _below(vs_own):
+        _final(row, HOLDS, "ASR below the paper's attacker without defense and below the same attacker without "
+                           "defense (both intervals below 0)")
+    elif _below(vs_ref):
+        _final(row, WEAKER, "ASR below the paper's attacker without defense, but not measured below the same "
+                            "attacker without defense: the variant's cost, not the defense's work")
+    elif _within(vs_ref):
+        _final(row, EVADED, f"no reduction from the paper's attacker without defense measured, and the interval "
+                            f"rules out one of {MARGIN} or more")
+    else:
+        _final(row, NO_DIFF, f"the interval includes 0 and reaches below -{MARGIN}")
+    return row
+
+
+def rows(res: dict[str, ArmResult]) -> list[Row]:
+    return [cell(res, v, d) for v, d in cells()]
+
+
+def _short(r: Row) -> str:
+    """A cell of the grid: ASR, the filter's recall, the verdict."""
+    if r.verdict == PENDING and "ASR" not in r.numbers:
+        return "not measured yet"
+    x = r.numbers["ASR"]
+    s = f"ASR {x['value']:.2f} [{x['ci95'][0]:.2f}, {x['ci95'][1]:.2f}] ({x['k']}/{x['n']})"
+    det = r.numbers.get("detection") or {}
+    if det.get("recall", {}).get("value") is not None:
+        s += f"; recall {det['recall']['value']:.2f}"
+    return s + f"; {r.verdict}"
+
+
+def grid(race_rows: list[Row]) -> str:
+    """The race as one table: a row per attacker variant, a column per defense (markdown)."""
+    by = {(r.numbers["variant"], r.numbers["defense"]): r for r in race_rows}
+    head = "| attacker \\ defense | " + " | ".join(RACE_DEFENSES) + " |\n|---|" + "---|" * len(RACE_DEFENSES) + "\n"
+    return head + "".join(f"| {v} | " + " | ".join(_short(by[v, d]) for d in RACE_DEFENSES) + " |\n"
+                          for v in RACE_VARIANTS if all((v, d) in by for d in RACE_DEFENSES))
+
+
+def figure(race_rows: list[Row], path) -> bool:
+    """``path`` (PNG): ASR with 95% intervals per variant x defense (grouped bars), and the
+    pre-processing filters' recall; written when at least one cell has a measurement."""
+    by = {(r.numbers["variant"], r.numbers["defense"]): r for r in race_rows}
+    if not any("ASR" in r.numbers for r in race_rows):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_write
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120, gridspec_kw={"width_ratios": [5, 3]})
+    for ax, defenses, key, ylabel in ((axes[0], RACE_DEFENSES, "ASR", "ASR (95% Wilson)"),
+                                      (axes[1], FILTERS, "recall", "filter recall (pooled, 95% Wilson)")):
+        width = 0.8 / len(RACE_VARIANTS)
+        for i, v in enumerate(RACE_VARIANTS):
+            xs, ys, lo, hi = [], [], [], []
+            for j, d in enumerate(defenses):
+                r = by.get((v, d))
+                x = (r.numbers.get("ASR") if key == "ASR" else (r.numbers.get("detection") or {}).get("recall")) if r else None
+                if x and x.get("value") is not None:
+                    xs.append(j + (i - (len(RACE_VARIANTS) - 1) / 2) * width)
+                    ys.append(x["value"])
+                    lo.append(x["value"] - x["ci95"][0])
+                    hi.append(x["ci95"][1] - x["value"])
+            if xs:
+                ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=f"C{i}")
+            for x, y, up in zip(xs, ys, hi, strict=True):  # the value: a bar at 0 is a measurement too
+                ax.text(x, y + up + 0.01, f"{y:.2f}", ha="center", va="bottom", fontsize=5)
+        ax.set_xticks(range(len(defenses)), defenses, fontsize=7)
+        ax.set_xlim(-0.5, len(defenses) - 0.5)
+        ax.set_ylim(0, 1.12)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    from matplotlib.patches import Patch
+
+    axes[0].legend([Patch(color=f"C{i}") for i in range(len(RACE_VARIANTS))], list(RACE_VARIANTS), fontsize=7,
+                   title="attacker", title_fontsize=7)
+    axes[0].set_title("ASR per attacker and defense (missing bar: not measured yet)", fontsize=8)
+    axes[1].set_title("pre-processing filters: poisoning inputs removed", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+    return True
