@@ -202,3 +202,24 @@ def test_view_pairs_reports_the_adaptive_shapes():
     tiled = vp.measure(16, 16, 0.08, 0.0, 40_000, 0, layout="2x2")["split"]
     assert 0.06 < paper < 0.1 and 0 < square < paper / 4 and 0 < tiled < paper / 4
     assert vp.main(["--size", "16x16", "--layout", "2x2", "--pairs", "1000"]) == 0
+
+
+def test_filter_detection_scores_each_filter_against_the_manifest(tmp_path, capsys):
+    """aspect_ratio finds every paper-shaped poisoning input and no square one; an unknown variant
+    and a filter whose clean encoder is not cached are one-line errors."""
+    fd = _script("filter_detection")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"preset: demo\nseeds: [0, 1]\ncache_dir: {tmp_path / 'cache'}\npretrain_data: {{num_images: 200}}\n"
+                      "tasks: [{dataset: digits, num_targets: 2}]\nattack: {poisoning_rate: 0.1, num_references: 10}\n")
+    assert fd.main([str(recipe), "--out", str(tmp_path / "fd"), "--variants", "paper,square",
+                    "--filters", "aspect_ratio,part_hash"]) == 0
+    rows = {(r["variant"], r["filter"]): r for r in __import__("csv").DictReader(open(tmp_path / "fd" / "filter_detection.csv"))}
+    paper, square = rows[("paper", "aspect_ratio")], rows[("square", "aspect_ratio")]
+    assert int(paper["poisoning_inputs"]) == 2 * 2 * 10  # 2 seeds x 2 targets x round(0.1 * 200 / 2)
+    assert float(paper["recall"]) == 1.0 and float(paper["precision"]) == 1.0 and paper["recall_per_seed"] == "1.00 1.00"
+    assert float(square["recall"]) == 0.0 and int(square["flagged"]) == 0
+    assert (tmp_path / "fd" / "filter_detection.md").read_text() in capsys.readouterr().out
+    assert fd.main([str(recipe), "--out", str(tmp_path / "fd"), "--variants", "round"]) == 2
+    assert fd.main([str(recipe), "--out", str(tmp_path / "fd"), "--variants", "paper", "--filters", "crop_disagreement"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: unknown variant 'round'") and "no cached clean encoder" in err[1]
