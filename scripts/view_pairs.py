@@ -85,6 +85,15 @@ def measure(height: int, width: int, min_scale: float, overlap: float, pairs: in
             "mean_diff": diff.mean().item()}
 
 
+def _share(frac: float, n: int) -> str:
+    """A share of ``n`` sampled pairs as count, percent and 95% Wilson interval."""
+    from poisonedencoder.stats import wilson
+
+    k = round(frac * n)
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} = {k / n:.2%} [{lo:.2%}, {hi:.2%}]"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="32x64", help="poisoning input HxW, target left, reference right")
@@ -108,12 +117,13 @@ def main(argv=None) -> int:
     if any(not 0 < s <= 1 for s in scales) or any(not 0 <= o <= 1 for o in overlaps):
         sys.exit("error: --scale must be in (0, 1] and --overlap in [0, 1]")
     print(f"poisoning input {h}x{w} ({args.layout}), gap {args.gap}, {args.pairs} pairs per row, seed {args.seed}")
-    print("| min crop scale | min overlap | split pairs | mixed pairs (share diff >= 0.5) | mean share diff |")
+    print("| min crop scale | min overlap | split pairs (95% interval) | mixed pairs (share diff >= 0.5) | mean share diff |")
     print("|---|---|---|---|---|")
     for s in scales:
         for o in overlaps:
             m = measure(h, w, s, o, args.pairs, args.seed, args.gap, args.layout)
-            print(f"| {s:g} | {o:g} | {m['split']:.1%} | {m['mixed']:.1%} | {m['mean_diff']:.3f} |")
+            print(f"| {s:g} | {o:g} | {_share(m['split'], args.pairs)} | {_share(m['mixed'], args.pairs)} | "
+                  f"{m['mean_diff']:.3f} |")
     return 0
 
 
