@@ -62,6 +62,26 @@ def test_scores_are_reproducible_and_min_is_at_least_mean(toy_dataset):
     assert (_detector(statistic="min").scores(clean + composites, MeanColour()) >= a - 1e-6).all()
 
 
+def test_crops_and_crop_scale_are_what_the_encoder_sees(toy_dataset):
+    """``crops``: that many crops of every input reach the encoder; ``crop_scale`` [1, 1]: every crop
+    is the whole input, so even a composite's crops agree and nothing scores above zero."""
+    clean, composites = _inputs(toy_dataset)
+    seen = []
+
+    class Counting(MeanColour):
+        def forward(self, x):
+            seen.append(len(x))
+            return super().forward(x)
+
+    for k in (2, 5):
+        seen.clear()
+        _detector(crops=k).scores(clean + composites, Counting())
+        assert sum(seen) == k * len(clean + composites)
+    whole = _detector(crop_scale=[1.0, 1.0]).scores(clean + composites, MeanColour())
+    assert np.abs(whole).max() < 1e-5
+    assert _detector().scores(clean + composites, MeanColour())[len(clean):].min() > 0.01  # the default crops do not agree
+
+
 def test_a_real_encoder_runs_and_leaves_its_mode_as_it_was(toy_dataset):
     from poisonedencoder.ssl.models import build_backbone
 
