@@ -263,18 +263,18 @@ def validate(cfg: dict) -> None:
     build_attack(a)  # the chosen attack's own section
     for name, attack in ATTACKS.items():
         if _has_settings(attack) and name != a["name"]:
-            attack.Settings.parse(a[name], f"attack.{name}")
+            attack.Settings.parse(a.get(name, {}), f"attack.{name}")
     p = cfg["pretrain"]
     PretrainSettings.parse(pick(p, PretrainSettings), "pretrain")
     AugmentSettings.parse(pick(p, AugmentSettings), "pretrain")
     for name, method in METHODS.items():
         if _has_settings(method):
-            method.Settings.parse(p[name], f"pretrain.{name}")
+            method.Settings.parse(p.get(name, {}), f"pretrain.{name}")
     owners["defense"].parse(pick(cfg["defense"], owners["defense"]), "defense")
     chosen = build_defense(cfg["defense"])
     for name, defense in DEFENSES.items():
         if _has_settings(defense) and name != cfg["defense"]["name"]:
-            defense.Settings.parse(cfg["defense"][name], f"defense.{name}")
+            defense.Settings.parse(cfg["defense"].get(name, {}), f"defense.{name}")
     check_hooks(chosen.adjust_pretrain(dict(p)), **chosen.training_hooks())  # how the poisoned encoder trains
     owners["downstream"].parse(cfg["downstream"], "downstream")
     for i, t in enumerate(cfg["tasks"]):
