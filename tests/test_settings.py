@@ -121,3 +121,10 @@ def test_equal_ranges_of_different_types_stay_apart():
         A.parse({"a": 2}, "")
     with pytest.raises(UserError, match=r"^b must be in \[0.0, 1.0\], got 2$"):
         A.parse({"b": 2}, "")
+
+
+def test_a_config_written_before_a_plugin_existed_still_validates():
+    cfg = C.resolve({})
+    for section, name in (("defense", "crop_disagreement"), ("attack", "icp"), ("pretrain", "byol")):
+        del cfg[section][name]
+    C.validate(cfg)  # the missing sections are their defaults
