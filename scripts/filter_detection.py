@@ -103,12 +103,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="folder for the crafts and filter_detection.csv/.md")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("--filters", default=",".join(FILTERS), help=f"comma-separated, of {', '.join(FILTERS)}")
+    ap.add_argument("--variation", type=float, action="append", default=[],
+                    help="also the attacker varied_S: target_variation S (in (0, 1]), repeatable: how recall falls as it grows")
     args = ap.parse_args(argv)
     from poisonedencoder.errors import UserError
     from poisonedencoder.io import write_text
 
     try:
         variants, filters = args.variants.split(","), args.filters.split(",")
+        for v in args.variation:
+            if not 0 < v <= 1:
+                raise UserError(f"--variation must be in (0, 1], got {v}")
+            VARIANTS[f"varied_{v:g}"] = [f"attack.poisonedencoder.target_variation={v:g}"]
+            variants.append(f"varied_{v:g}")
         for name, chosen, known in (("variant", variants, VARIANTS), ("filter", filters, FILTERS)):
             bad = [x for x in chosen if x not in known]
             if bad:

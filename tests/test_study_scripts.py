@@ -219,7 +219,13 @@ def test_filter_detection_scores_each_filter_against_the_manifest(tmp_path, caps
     assert float(paper["recall"]) == 1.0 and float(paper["precision"]) == 1.0 and paper["recall_per_seed"] == "1.00 1.00"
     assert float(square["recall"]) == 0.0 and int(square["flagged"]) == 0
     assert (tmp_path / "fd" / "filter_detection.md").read_text() in capsys.readouterr().out
+    assert fd.main([str(recipe), "--out", str(tmp_path / "fv"), "--variants", "paper", "--filters", "part_hash",
+                    "--variation", "1"]) == 0  # part_hash finds the paper's repeated targets, not fully varied ones
+    rows = {r["variant"]: r for r in __import__("csv").DictReader(open(tmp_path / "fv" / "filter_detection.csv"))}
+    assert set(rows) == {"paper", "varied_1"} and float(rows["varied_1"]["recall"]) < float(rows["paper"]["recall"])
+    assert fd.main([str(recipe), "--out", str(tmp_path / "fd"), "--variation", "1.5"]) == 2
     assert fd.main([str(recipe), "--out", str(tmp_path / "fd"), "--variants", "round"]) == 2
     assert fd.main([str(recipe), "--out", str(tmp_path / "fd"), "--variants", "paper", "--filters", "crop_disagreement"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("error: unknown variant 'round'") and "no cached clean encoder" in err[1]
+    assert err[0] == "error: --variation must be in (0, 1], got 1.5"
+    assert err[1].startswith("error: unknown variant 'round'") and "no cached clean encoder" in err[2]
