@@ -154,10 +154,22 @@ class Experiment:
         own = None
         if not (self.dir.poisoned_encoder / "encoder.pt").exists():
             self.craft()
-            own = self.pretrain_clean() if defense.needs_encoder else None  # the defender's clean encoder
+            if defense.needs_encoder:  # the filter's encoder: the defender's clean one, or one on the unfiltered data
+                own = self.pretrain_clean() if defense.encoder_source == "clean" else self.pretrain_unfiltered()
         return pretrain_encoder("poisoned", data, defense.adjust_pretrain(dict(self.cfg["pretrain"])),
                                 self.dir.poisoned_encoder, self.cfg["seed"], self.cfg["device"], self.log,
                                 **defense.training_hooks())
+
+    def pretrain_unfiltered(self) -> Path:
+        """An encoder pre-trained on the unfiltered pre-training set (clean and poisoning inputs, no
+        defense), as a defender without clean data of its own has it: ``encoders/unfiltered/``."""
+        from .ssl.pretrain_set import PretrainSet
+
+        def data() -> PretrainSet:
+            return PretrainSet.from_images(self.data.clean_pretrain_images(), load_poisons(self.dir.poisons)[1])
+
+        return pretrain_encoder("unfiltered", data, self.cfg["pretrain"], self.dir.unfiltered_encoder,
+                                self.cfg["seed"], self.cfg["device"], self.log)
 
     def defend(self, defense: Defense, encoder: Path, out: Path | None = None) -> Path:
         """Post-processing defense on an encoder (the poisoned one; with ``out``, the clean one as the

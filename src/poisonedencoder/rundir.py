@@ -38,6 +38,7 @@ class RunDir:
         self.timing = self.poisons / "timing.json"
         self.encoders = self.path / "encoders"
         self.poisoned_encoder = self.encoders / "poisoned"
+        self.unfiltered_encoder = self.encoders / "unfiltered"  # a filter's own encoder, on the unfiltered data
         self.metrics = self.path / METRICS
         self.report = self.path / REPORT
         self.lock = self.path / ".lock"

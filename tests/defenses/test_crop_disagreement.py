@@ -106,6 +106,7 @@ def test_without_an_encoder_it_says_what_it_needs():
     ("crop_scale=[0.5, 0.2]", r"crop_scale must be \[min, max\] with 0 < min <= max <= 1"),
     ("crop_scale=[0, 1]", "crop_scale must be"),
     ("statistic=max", "statistic must be mean or min, got 'max'"),
+    ("encoder=poisoned", "encoder must be clean or unfiltered, got 'poisoned'"),
 ])
 def test_settings_are_checked(setting, message):
     with pytest.raises(UserError, match=message):
@@ -127,3 +128,25 @@ def test_it_filters_in_the_pipeline_with_the_clean_encoder(tmp_path):
     d = json.loads((out / "defense.json").read_text())
     assert d["name"] == "crop_disagreement" and d["removed"] == round(0.1 * 420) and 0 <= d["recall"] <= 1
     assert (tmp_path / "cache" / "encoders").is_dir()
+
+
+@pytest.mark.parametrize("source", ["clean", "unfiltered"])
+def test_the_encoder_setting_picks_which_encoder_scores(tmp_path, source):
+    """``encoder: unfiltered`` pre-trains an encoder on the unfiltered data (clean and poisoning
+    inputs) in the run's encoders/unfiltered/ and scores with it, and no clean encoder is trained
+    for the filter; ``clean`` does the reverse."""
+    from poisonedencoder.pipeline import Experiment
+
+    cfg = C.resolve({"pretrain_data": {"dataset": "digits", "num_images": 300}, "cache_dir": str(tmp_path / "cache"),
+                     "tasks": [{"dataset": "digits", "num_targets": 2}],
+                     "attack": {"poisoning_rate": 0.05, "num_references": 5},
+                     "pretrain": {"width": 4, "image_size": 16, "epochs": 1, "batch_size": 64, "threads": 1}},
+                    ["defense.name=crop_disagreement", "defense.crop_disagreement.crops=3",
+                     f"defense.crop_disagreement.encoder={source}"])
+    exp = Experiment(cfg, tmp_path / "run", log=lambda _: None)
+    exp.pretrain("poisoned")
+    d = json.loads((tmp_path / "run" / "defense.json").read_text())
+    assert d["encoder"] == source and d["removed"] == round(0.05 * (300 + 16))
+    unfiltered = (tmp_path / "run" / "encoders" / "unfiltered" / "encoder.pt").exists()
+    clean = any((tmp_path / "cache" / "encoders").glob("*/encoder.pt"))
+    assert (unfiltered, clean) == ((True, False) if source == "unfiltered" else (False, True))

@@ -63,8 +63,9 @@ class Defense:
     defined):
 
     * ``pre``: :meth:`filter` judges every pre-training input before pre-training; a filter with
-      ``needs_encoder`` gets the defender's clean encoder too (``filter(images, encoder=...)``; the
-      pipeline builds it only then, as it builds an attack's surrogate);
+      ``needs_encoder`` gets an encoder too (``filter(images, encoder=...)``): the defender's clean
+      encoder, or with ``encoder_source = "unfiltered"`` one pre-trained on the unfiltered
+      pre-training set (the pipeline builds it only then, as it builds an attack's surrogate);
     * ``in``: how the (poisoned) encoder is pre-trained: :meth:`adjust_pretrain` changes its
       ``pretrain`` settings, :meth:`view_policy` and :meth:`pair_filter` supply the loop's hooks
       (:mod:`..ssl.hooks`); any of the three;
@@ -74,7 +75,8 @@ class Defense:
     name = ""
     stage = ""
     Settings: type[Settings] = NoSettings
-    needs_encoder = False  # pre: filter() takes the defender's clean encoder (keyword ``encoder``)
+    needs_encoder = False  # pre: filter() takes an encoder (keyword ``encoder``)
+    encoder_source = "clean"  # which: the defender's clean encoder, or ``unfiltered`` (pre-trained on the unfiltered data)
     _HOOKS = {"pre": ("filter",), "in": ("adjust_pretrain", "view_policy", "pair_filter"), "post": ("after_pretrain",)}
 
     def __init_subclass__(cls, **kwargs):

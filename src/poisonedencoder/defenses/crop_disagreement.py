@@ -11,16 +11,18 @@ antialiased by ``roi_align``'s adaptive sampling), embed them with the defender'
 the crops' features. The ``budget`` fraction of inputs with the highest scores is removed. The
 crops are drawn with a fixed seed, so the verdicts are reproducible.
 
-The encoder: the defender's clean encoder, standing for one that the defender pre-trains on clean
-data of its own (in the pipeline the configuration's clean encoder, the one the attacker's
-surrogate also stands in for; it is built only for a defense with ``needs_encoder``). The shape
+The encoder (``encoder``): ``clean``, the defender's clean encoder, standing for one that the
+defender pre-trains on clean data of its own (in the pipeline the configuration's clean encoder,
+the one the attacker's surrogate also stands in for; it is built only for a defense with
+``needs_encoder``); or ``unfiltered``, an encoder the run pre-trains first on the unfiltered
+pre-training set, poisoning inputs included, as a defender without clean data has it. The shape
 of an input plays no part, so the ``square`` poisoning inputs that pass the aspect-ratio filter
 are scored like any other; ``target_variation`` does not hide the two objects either.
 
 From PatchSearch (Tejankar et al., CVPR 2023; an encoder's features locate and score candidate
 poisons, then the top-scoring are removed before the final pre-training) it takes the use of an
-encoder's features to score every training input and the removal of a fixed top fraction. It does
-not take its encoder pre-trained on the poisoned data itself, its k-means clusters, Grad-CAM
+encoder's features to score every training input, an encoder trained on the poisoned data as one
+choice (``encoder: unfiltered``), and the removal of a fixed top fraction. It does not take its k-means clusters, Grad-CAM
 localisation of a trigger patch or the poison classifier trained on the first finds: PoisonedEncoder
 has no trigger patch to paste elsewhere; the disagreement of the input's own crops is the direct
 test of what its poisoning inputs need. From DeDe (Hou et al., CVPR 2024; a decoder trained to
@@ -43,6 +45,7 @@ from ..settings import Number, Range, Settings
 from .base import Defense, DefenseReport
 
 STATISTICS = ("mean", "min")
+ENCODERS = ("clean", "unfiltered")
 SEED = 1234  # the crops' random stream: fixed, so that the verdicts are reproducible
 
 
@@ -52,6 +55,8 @@ class CropDisagreementSettings(Settings):
     crops: Annotated[int, Range(2, 1024)] = Field(8, description="random crops per input whose features are compared")
     crop_scale: list[Number] = Field([0.08, 1.0], description="[min, max] area fraction of a crop (pre-training's crop rule)")
     statistic: str = Field("mean", description="mean (score 1 - mean pairwise cosine of the crops' features) | min (1 - the least)")
+    encoder: str = Field("clean", description="clean (the defender's clean encoder) | unfiltered (pre-trained on the\n"
+                         "unfiltered pre-training set, poisoning inputs included, as PatchSearch's; one more pre-training)")
 
     def check(self, where: str) -> None:
         if self.budget >= 1:
@@ -61,12 +66,19 @@ class CropDisagreementSettings(Settings):
             raise UserError(f"{where}.crop_scale must be [min, max] with 0 < min <= max <= 1, got {preview(cs)}")
         if self.statistic not in STATISTICS:
             raise UserError(f"{where}.statistic must be mean or min, got {preview(self.statistic)}")
+        if self.encoder not in ENCODERS:
+            raise UserError(f"{where}.encoder must be clean or unfiltered, got {preview(self.encoder)}")
 
 
 class CropDisagreement(Defense):
     name, stage = "crop_disagreement", "pre"
     needs_encoder = True
     Settings = CropDisagreementSettings
+
+    @property
+    def encoder_source(self) -> str:
+        """Which encoder the pipeline hands to :meth:`filter`: ``clean`` or ``unfiltered``."""
+        return self.settings.encoder
 
     def filter(self, images: Sequence[np.ndarray], encoder=None) -> DefenseReport:
         """Verdicts for ``images`` (uint8 ``(H, W, 3)`` of any sizes): the top ``budget`` fraction of
@@ -79,7 +91,7 @@ class CropDisagreement(Defense):
         verdicts = np.zeros(len(images), bool)
         verdicts[np.argsort(-scores, kind="stable")[:k]] = True
         return DefenseReport(self.name, self.stage, time.time() - t0, int(verdicts.sum()), 0,
-                             {"crops": self.settings.crops, "statistic": self.settings.statistic,
+                             {"crops": self.settings.crops, "statistic": self.settings.statistic, "encoder": self.settings.encoder,
                               "threshold": float(scores[verdicts].min()) if k else None}, verdicts)
 
     def scores(self, images: Sequence[np.ndarray], encoder, batch: int = 256) -> np.ndarray:
