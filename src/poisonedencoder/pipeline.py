@@ -14,20 +14,21 @@ import functools
 import json
 from pathlib import Path
 
-from .attack import build_attack, choose_references
+from . import pretraining as P
 from .attack.export import load_poisons
 from .config_files import dump
 from .data.datasets import DEFAULT_CACHE
-from .defenses import DefenderData, Defense, build_defense
+from .defenses import Defense, build_defense
 from .fingerprints import experiment_fingerprint
 from .io import check_own_dir, ensure_writable_dir
-from .rundata import RunData, RunLock, cache_lock
+from .rundata import RunData, RunLock
 from .rundir import RunDir
 from .stages import (
     choose_targets,
     clean_encoder_dir,
     clean_indices,
     craft,
+    craft_run,
     filter_inputs,
     load_surrogate,
     measure,
@@ -37,7 +38,7 @@ from .stages import (
     write_seconds,
 )
 
-__all__ = ["Experiment", "choose_targets", "clean_encoder_dir", "clean_indices", "craft", "filter_inputs",
+__all__ = ["Experiment", "choose_targets", "clean_encoder_dir", "clean_indices", "craft", "craft_run", "filter_inputs",
            "load_surrogate", "measure", "pretrain_encoder", "pretrain_seconds", "typicality", "write_seconds"]
 
 
@@ -84,30 +85,11 @@ class Experiment:
     # -------------------------------------------------------------------------------- craft
     @_holding_run_lock
     def craft(self) -> dict:
-        """Target inputs, reference inputs, poisoning inputs; returns the manifest. Where the attacker
-        needs a clean encoder (typical reference inputs, a surrogate) it is pre-trained first (all
-        ranks under torchrun); rank 0 crafts while the others wait."""
-        from .ssl import distributed as D
-
+        """Target inputs, reference inputs, poisoning inputs (:func:`~.stages.craft_run`); returns the manifest."""
         if self.dir.manifest.exists():
             self.log(f"craft: reusing {self.dir.poisons}")
-            return load_poisons(self.dir.poisons)[0]
-        a, seed, p, dev = self.cfg["attack"], self.cfg["seed"], self.cfg["pretrain"], self.cfg["device"]
-        attack = build_attack(a, seed)
-        needs_clean = attack.needs_surrogate or a["reference_selection"] == "typical"
-        if needs_clean:
-            self.check_sizes()  # before the clean encoder trains
-        clean = self.pretrain_clean() if needs_clean else None
-        if D.current().is_main:
-            from .ssl.pretrain import load_backbone
-
-            tasks = self.data.tasks()
-            targets = choose_targets(self.cfg["tasks"], tasks, seed)
-            typ = typicality(load_backbone(clean, p), tasks, p["image_size"], dev) if a["reference_selection"] == "typical" else None
-            choose_references(targets, tasks, a["num_references"], seed, typ)
-            surrogate = load_surrogate(clean.parent / "checkpoint.pt", p, dev) if attack.needs_surrogate else None
-            craft(attack, targets, tasks, len(self.data.clean_indices()), self.out, seed, surrogate, self.log)
-        D.barrier()
+        else:
+            craft_run(self.cfg, self.data, self.dir.path, self.pretrain_clean, self.check_sizes, self.log)
         return load_poisons(self.dir.poisons)[0]
 
     @_holding_run_lock
@@ -130,55 +112,22 @@ class Experiment:
     # -------------------------------------------------------------------------------- pre-train
     def pretrain_clean(self) -> Path:
         """The clean encoder (shared cache, trained once per setting)."""
-        from .ssl.pretrain_set import PretrainSet
-
-        d = clean_encoder_dir(self.cfg)
-        with cache_lock(d, self.log):
-            return pretrain_encoder("clean", lambda: PretrainSet.from_images(self.data.clean_pretrain_images()),
-                                    self.cfg["pretrain"], d, self.cfg["seed"], self.cfg["device"], self.log)
+        return P.clean_encoder(self.cfg, self.data, self.log)
 
     def pretrain_poisoned(self, defense: Defense) -> Path:
-        """The poisoned encoder of this run, on the clean inputs and the crafted poisons, with the
-        pre- and in-processing defense (a filter with ``needs_encoder`` gets the clean encoder)."""
-        from .ssl.pretrain import load_backbone
-        from .ssl.pretrain_set import PretrainSet
-
-        def data() -> PretrainSet:
-            clean = self.data.clean_pretrain_images()
-            _, poisons = load_poisons(self.dir.poisons)
-            if defense.stage == "pre":
-                enc = load_backbone(own, self.cfg["pretrain"]).to(self.cfg["device"]) if own else None
-                clean, poisons = filter_inputs(defense, clean, poisons, self.out, self.log, enc)
-            return PretrainSet.from_images(clean, poisons)
-
+        """The poisoned encoder, defended before and during pre-training (:func:`~.pretraining.poisoned_encoder`);
+        a filter that scores with an encoder gets the clean one or one on the unfiltered data."""
         own = None
         if not (self.dir.poisoned_encoder / "encoder.pt").exists():
             self.craft()
-            if defense.needs_encoder:  # the filter's encoder: the defender's clean one, or one on the unfiltered data
-                own = self.pretrain_clean() if defense.encoder_source == "clean" else self.pretrain_unfiltered()
-        return pretrain_encoder("poisoned", data, defense.adjust_pretrain(dict(self.cfg["pretrain"])),
-                                self.dir.poisoned_encoder, self.cfg["seed"], self.cfg["device"], self.log,
-                                **defense.training_hooks())
-
-    def pretrain_unfiltered(self) -> Path:
-        """An encoder pre-trained on the unfiltered pre-training set (clean and poisoning inputs, no
-        defense), as a defender without clean data of its own has it: ``encoders/unfiltered/``."""
-        from .ssl.pretrain_set import PretrainSet
-
-        def data() -> PretrainSet:
-            return PretrainSet.from_images(self.data.clean_pretrain_images(), load_poisons(self.dir.poisons)[1])
-
-        return pretrain_encoder("unfiltered", data, self.cfg["pretrain"], self.dir.unfiltered_encoder,
-                                self.cfg["seed"], self.cfg["device"], self.log)
+            if defense.needs_encoder:
+                own = (self.pretrain_clean() if defense.encoder_source == "clean"
+                       else P.unfiltered_encoder(self.cfg, self.data, self.dir, self.log))
+        return P.poisoned_encoder(self.cfg, self.data, self.dir, defense, own, self.log)
 
     def defend(self, defense: Defense, encoder: Path, out: Path | None = None) -> Path:
-        """Post-processing defense on an encoder (the poisoned one; with ``out``, the clean one as the
-        defense's control, into ``out``); the other defenses acted during pre-training."""
-        if defense.stage != "post":
-            return encoder
-        data = DefenderData(self.cfg["pretrain"], self.cfg["seed"], self.cfg["device"], out or self.out,
-                            self.data.pretrain_dataset().train.images, self.data.spare_indices(), self.log)
-        return defense.after_pretrain(encoder.parent, data)[0]
+        """The post-processing defense on the poisoned encoder (with ``out``: on the clean one, as its control)."""
+        return P.defended(self.cfg, self.data, defense, encoder, out or self.out, self.log)
 
     @_holding_run_lock
     def pretrain(self, which: str = "both") -> dict[str, Path]:

@@ -1,6 +1,7 @@
 """The stages of the paper's data flow, one function each, in order:
 
-targets and reference inputs (:func:`choose_targets`) -> poisoning inputs (:func:`craft`: poisons/,
+targets and reference inputs (:func:`choose_targets`) -> poisoning inputs (:func:`craft`, in the
+run's order by :func:`craft_run`: poisons/,
 poisons_grid.png) -> pre-training (:func:`pretrain_encoder`: the clean encoder in the shared cache,
 :func:`clean_encoder_dir`; encoders/poisoned/) with a pre-processing defense (:func:`filter_inputs`)
 -> downstream, metrics and report (:func:`measure`: metrics.json, report.md).
@@ -63,6 +64,34 @@ def craft(attack: Attack, targets: list[Target], tasks: list[ImageDataset], num_
               boxes=[attack.target_box(p) for p in shown], legend=GRID_LEGEND)
     log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
         f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {out / 'poisons'}")
+
+
+def craft_run(cfg: dict, data, out: Path, clean_encoder: Callable[[], Path], check_sizes: Callable[[], None],
+              log: Callable[[str], None] = print) -> None:
+    """The attack stage of one run: target inputs, reference inputs (random, or the most typical by a
+    clean encoder), the poisoning inputs (:func:`craft`) into ``out``. ``data`` is the run's
+    :class:`~.rundata.RunData`. Where the attacker needs a clean encoder (typical reference inputs,
+    a surrogate) ``clean_encoder()`` pre-trains it first, after ``check_sizes()`` (all ranks under
+    torchrun); rank 0 crafts while the others wait."""
+    from .attack import build_attack, choose_references
+    from .ssl import distributed as D
+
+    a, seed, p, dev = cfg["attack"], cfg["seed"], cfg["pretrain"], cfg["device"]
+    attack = build_attack(a, seed)
+    needs_clean = attack.needs_surrogate or a["reference_selection"] == "typical"
+    if needs_clean:
+        check_sizes()  # before the clean encoder trains
+    clean = clean_encoder() if needs_clean else None
+    if D.current().is_main:
+        from .ssl.pretrain import load_backbone
+
+        tasks = data.tasks()
+        targets = choose_targets(cfg["tasks"], tasks, seed)
+        typ = typicality(load_backbone(clean, p), tasks, p["image_size"], dev) if a["reference_selection"] == "typical" else None
+        choose_references(targets, tasks, a["num_references"], seed, typ)
+        surrogate = load_surrogate(clean.parent / "checkpoint.pt", p, dev) if attack.needs_surrogate else None
+        craft(attack, targets, tasks, len(data.clean_indices()), out, seed, surrogate, log)
+    D.barrier()
 
 
 def typicality(encoder, tasks: list[ImageDataset], image_size: int, device: str) -> list[np.ndarray]:
