@@ -42,6 +42,7 @@ from pydantic import Field
 
 from ..errors import UserError, preview
 from ..settings import Number, Range, Settings
+from ..ssl.settings import check_crop_scale
 from .base import Defense, DefenseReport
 
 STATISTICS = ("mean", "min")
@@ -61,9 +62,7 @@ class CropDisagreementSettings(Settings):
     def check(self, where: str) -> None:
         if self.budget >= 1:
             raise UserError(f"{where}.budget must be below 1 (a fraction removed), got {self.budget}")
-        cs = self.crop_scale
-        if not (len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
-            raise UserError(f"{where}.crop_scale must be [min, max] with 0 < min <= max <= 1, got {preview(cs)}")
+        check_crop_scale(self.crop_scale, f"{where}.crop_scale")
         if self.statistic not in STATISTICS:
             raise UserError(f"{where}.statistic must be mean or min, got {preview(self.statistic)}")
         if self.encoder not in ENCODERS:

@@ -21,6 +21,12 @@ def choice(value: str, key: str, choices, registry: bool = False) -> None:
         raise UserError(f"{key} must be one of {', '.join(choices)}, got {_preview(value)}")
 
 
+def check_crop_scale(cs: list, key: str) -> None:
+    """``key`` (a crop's area fraction, RandomResizedCrop's ``scale``) is ``[min, max]`` with ``0 < min <= max <= 1``."""
+    if not (len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
+        raise UserError(f"{key} must be [min, max] with 0 < min <= max <= 1, got {_preview(cs)}")
+
+
 class PretrainSettings(Settings):
     """How an encoder is pre-trained: the method, the backbone, the optimisation and the run."""
 
@@ -68,9 +74,7 @@ class AugmentSettings(Settings):
                               "with defense overlapping_views; slower; for checking the batched one, see BENCHMARKS.md)")
 
     def check(self, where: str) -> None:
-        cs = self.crop_scale
-        if not (len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1):
-            raise UserError(f"{where}.crop_scale must be [min, max] with 0 < min <= max <= 1, got {_preview(cs)}")
+        check_crop_scale(self.crop_scale, f"{where}.crop_scale")
         j = self.jitter
         if not (len(j) == 4 and all(x >= 0 for x in j) and j[3] <= 0.5):
             raise UserError(f"{where}.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, got {_preview(j)}")
