@@ -127,3 +127,18 @@ def test_fine_tuning_arms_leave_the_defender_clean_inputs_pre_training_did_not_u
     assert "pretrain_data.num_images=1010" in full.overrides and "defense.finetune.num_clean=84" in small.overrides
     none, full, _ = finetune_arms({"pretrain_data": {"num_images": 600}}, 1347)  # room left: the recipe's own set
     assert none.overrides == () and "defense.finetune.num_clean=747" in full.overrides
+
+
+def test_a_defense_row_reads_cleanly_and_its_times_are_not_negative():
+    """An in-training defense (no inputs removed, no own time) leaves no empty field in the
+    measurement; the t interval of times that vary a lot is cut at 0."""
+    import re
+
+    pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
+    for s, t in zip(pe.runs, (10.0, 900.0, 20.0), strict=True):
+        s["_seconds"]["pretrain"] = t
+    row = R.defense({"poisonedencoder": pe, "defense_x": _arm("defense_x", [0] * 30)}, "x")
+    assert "; ;" not in row.measurement and "pre-training" in row.measurement
+    lows = [float(x) for x in re.findall(r"\[(-?[\d.]+), [\d.]+\] s", row.measurement)]
+    assert lows and min(lows) >= 0
+    assert pe.seconds("pretrain")["ci95"][0] == 0.0

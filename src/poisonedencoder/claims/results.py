@@ -55,7 +55,7 @@ class ArmResult:
 
     def seconds(self, what: str) -> dict:
         """Per run: ``pretrain`` (the poisoned encoder's wall time), ``craft`` or ``evaluate``; mean with t interval."""
-        return mean_ci([m["_seconds"][what] for m in self.runs if m["_seconds"].get(what) is not None])
+        return _not_negative(mean_ci([m["_seconds"][what] for m in self.runs if m["_seconds"].get(what) is not None]))
 
     def defense(self) -> dict:
         """The defense's report per run (removed inputs, precision, recall, clean data used)."""
@@ -84,11 +84,15 @@ class ArmResult:
     def total_seconds(self) -> dict:
         """Per run: crafting plus pre-training (which holds a pre-processing filter's time: the
         pre-training set is built, and filtered, inside it); mean with t interval."""
-        m = mean_ci([r["_seconds"]["craft"] + r["_seconds"]["pretrain"] for r in self.runs
-                     if r["_seconds"].get("craft") is not None and r["_seconds"].get("pretrain") is not None])
-        if m.get("ci95"):
-            m["ci95"] = [max(0.0, m["ci95"][0]), m["ci95"][1]]  # a time is not negative
-        return m
+        return _not_negative(mean_ci([r["_seconds"]["craft"] + r["_seconds"]["pretrain"] for r in self.runs
+                                      if r["_seconds"].get("craft") is not None and r["_seconds"].get("pretrain") is not None]))
+
+
+def _not_negative(m: dict) -> dict:
+    """A time's t interval, its lower end cut at 0 (a time is not negative)."""
+    if m.get("ci95"):
+        m["ci95"] = [max(0.0, m["ci95"][0]), m["ci95"][1]]
+    return m
 
 
 def gap(a: ArmResult, clean_key: str = "CA", poisoned_key: str = "PA", other: ArmResult | None = None) -> dict:

@@ -147,8 +147,8 @@ def defense(res: dict[str, ArmResult], name: str, ref_arm: str = "poisonedencode
         control = f"; control CA {fmt_mean(dres.mean_over_seeds('CA'))}, control CA - PA {fmt_mean(gap(dres), signed=True)}"
         row.numbers["control_CA_minus_PA"] = gap(dres)
     row.measurement = (f"ASR {fmt_rate(asr(dres.outcomes))} (none: {fmt_rate(asr(ref.outcomes))}); with - without: "
-                       f"{fmt_diff(d)}; PA change {fmt_mean(pa, signed=True)}{control}; " + "; ".join(cost)
-                       + f"; pre-training {fmt_mean(dres.seconds('pretrain'), 0)} s (none: "
+                       f"{fmt_diff(d)}; PA change {fmt_mean(pa, signed=True)}{control}; " + "".join(f"{c}; " for c in cost)
+                       + f"pre-training {fmt_mean(dres.seconds('pretrain'), 0)} s (none: "
                          f"{fmt_mean(ref.seconds('pretrain'), 0)} s)")
     lowers = d["dASR"] is not None and d["dASR_hi"] < 0
     pa_cost = pa.get("ci95") is not None and pa["ci95"][1] < 0
