@@ -64,7 +64,7 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.record:
         from .claims import record
 
-        n = record(out, args.record)
+        n = record(out, args.record, shared)
         print(f"recorded {n} runs and the table: {out} -> {args.record}")
         return 0
     if args.table:

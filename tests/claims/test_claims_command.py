@@ -87,3 +87,27 @@ def test_one_target_per_run_reuses_the_recipes_targets_references_and_rate_per_t
     assert main(["claims", str(_recipe(tmp_path)), "--out", str(rec), "--cache-dir", str(tmp_path / "cache2"),
                  "--only", "poisonedencoder,one_per_run"]) == 0
     assert not (tmp_path / "cache2" / "encoders").exists() and not list(rec.rglob("*.pt"))
+
+
+def test_record_writes_the_shared_datasets_folder_without_this_machines_path(tmp_path):
+    """A run's data_root inside --shared-datasets (spelled with '..', as a run from another working
+    directory writes it) is recorded as <shared-datasets>/NAME; it is in no fingerprint, so the
+    recorded config still resolves to the run's."""
+    from poisonedencoder import config as C
+    from poisonedencoder.claims import SHARED, record
+
+    shared = tmp_path / "shared" / "datasets"
+    (shared / "eurosat").mkdir(parents=True)
+    run = tmp_path / "out" / "arms" / "eurosat_16px" / "seed_0"
+    run.mkdir(parents=True)
+    cfg = C.resolve({}, [f"data_root={tmp_path / 'work' / '..' / 'shared' / 'datasets' / 'eurosat'}"])
+    (run / "config.yaml").write_text(C.dump(cfg))
+    (run / ".fingerprint").write_text(C.experiment_fingerprint(cfg) + "\n")
+    (run / "metrics.json").write_text("{}")
+    assert record(tmp_path / "out", tmp_path / "rec", shared) == 1
+    text = (tmp_path / "rec" / "arms" / "eurosat_16px" / "seed_0" / "config.yaml").read_text()
+    assert f"data_root: {SHARED}/eurosat\n" in text and str(tmp_path) not in text
+    assert text.replace(f"{SHARED}/eurosat", cfg["data_root"]) == C.dump(cfg)  # nothing else changed
+    assert C.experiment_fingerprint(C.resolve(yaml.safe_load(text))) == C.experiment_fingerprint(cfg)
+    record(tmp_path / "out", tmp_path / "rec2")  # without the folder: the path stays as it was
+    assert cfg["data_root"] in (tmp_path / "rec2" / "arms" / "eurosat_16px" / "seed_0" / "config.yaml").read_text()

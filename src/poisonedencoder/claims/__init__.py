@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
+from ..config_files import dump
 from ..errors import UserError
 from ..io import write_json, write_text
 from ..rundir import METRICS, SECONDS_TXT, RunDir
@@ -211,17 +214,36 @@ RECORD = {**{p.as_posix(): p.as_posix() for p in (_RUN.metrics, _RUN.config, _RU
 made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
 
 
-def record(out: str | Path, dest: str | Path) -> int:
+SHARED = "<shared-datasets>"
+"""What a recorded config.yaml writes for the ``--shared-datasets`` folder of the machine that ran it."""
+
+
+def record(out: str | Path, dest: str | Path, shared_datasets: str | Path | None = None) -> int:
     """Copy the record of every finished run under ``out/arms`` (``RECORD``), and the table, into
     ``dest`` with the same layout. ``claims --out dest`` then rebuilds the table from it, and a
     copy of it as ``--out`` resumes the table without running the recorded runs again (on a
-    machine where they have the same configuration fingerprint). Returns the runs recorded."""
+    machine where they have the same configuration fingerprint). Paths of this machine become
+    relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside
+    ``shared_datasets``, however the run spelled it); none of them is in a fingerprint. Returns
+    the runs recorded."""
     out, dest = Path(out), Path(dest)
     here, home = str(out.resolve()) + "/", str(Path.home())
+    shared = Path(shared_datasets).resolve() if shared_datasets is not None else None
 
-    def copy(src: Path, target: Path) -> None:  # paths of this machine made relative (the run folder) or ~ (home)
+    def portable(text: str, name: str) -> str:
+        text = text.replace(here, "").replace(str(out.absolute()) + "/", "")
+        if shared is not None and name == _RUN.config.name:
+            cfg = yaml.safe_load(text)
+            root = cfg.get("data_root") if isinstance(cfg, dict) else None
+            if isinstance(root, str) and Path(root).resolve().is_relative_to(shared):
+                inside = Path(root).resolve().relative_to(shared)
+                cfg["data_root"] = SHARED if inside == Path(".") else f"{SHARED}/{inside.as_posix()}"
+                text = dump(cfg)
+        return text.replace(home, "~")
+
+    def copy(src: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_text(target, src.read_text().replace(here, "").replace(str(out.absolute()) + "/", "").replace(home, "~"))
+        write_text(target, portable(src.read_text(), target.name))
 
     n = 0
     for m in sorted((out / "arms").rglob(METRICS)):
