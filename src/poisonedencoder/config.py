@@ -28,7 +28,7 @@ from .config_files import (  # noqa: F401 (the config API: reading and writing c
     parse_value,
     parse_yaml,
 )
-from .errors import UserError
+from .errors import UserError, is_integer, is_number
 from .errors import preview as _preview
 from .fingerprints import clean_encoder_key, experiment_fingerprint, fingerprint, pretrain_identity  # noqa: F401
 from .presets import PRESETS
@@ -58,7 +58,7 @@ def _check_seeds(seeds: Any) -> None:
     """``seeds``: absent (``None``) or a non-empty list of distinct integers in [0, 2^31)."""
     if seeds is None:
         return
-    if (not seeds or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**31 for x in seeds)):
+    if not seeds or not all(is_integer(x) and 0 <= x < 2**31 for x in seeds):
         raise UserError(f"seeds must be a non-empty list of integers in [0, 2^31), e.g. [0, 1, 2], got {_preview(seeds)}")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"seeds must not repeat a seed, got {_preview(seeds)}")
@@ -73,6 +73,16 @@ def _owners() -> dict[str, type[Settings]]:
 
     return {"pretrain_data": PretrainDataSettings, "attack": AttackSettings, "defense": DefenseSettings,
             "downstream": DownstreamSettings}
+
+
+def _all_owners() -> list[tuple[str, type[Settings]]]:
+    """Every owner of keys that are not a plugin's, with the prefix of its keys (``""`` for the
+    run keys, ``tasks[].`` for a task's; ``pretrain.`` twice: the loop and the augmentation)."""
+    from .attack.targets import TaskSettings
+    from .ssl.settings import AugmentSettings, PretrainSettings
+
+    return [("", RunSettings), ("tasks[].", TaskSettings), ("pretrain.", PretrainSettings), ("pretrain.", AugmentSettings),
+            *((f"{section}.", owner) for section, owner in _owners().items())]
 
 
 def _registries() -> dict[str, dict]:
@@ -108,19 +118,12 @@ def defaults() -> dict[str, Any]:
 def descriptions() -> dict[str, str]:
     """What each key means (docs/CONFIG.md's comments): the fields' descriptions, with the choices
     of the registries filled in; a plugin section's own line from its ``Settings.doc``."""
-    from .attack.targets import TaskSettings
     from .ssl.models import BACKBONES
-    from .ssl.settings import AugmentSettings, PretrainSettings
 
     regs = _registries()
     names = {"{attacks}": regs["attack"], "{methods}": regs["pretrain"], "{defenses}": regs["defense"],
              "{backbones}": BACKBONES}
-    out = dict(RunSettings.descriptions())
-    sections = {**_owners(), "pretrain": PretrainSettings}
-    for section, owner in sections.items():
-        out.update({f"{section}.{k}": v for k, v in owner.descriptions().items()})
-    out.update({f"pretrain.{k}": v for k, v in AugmentSettings.descriptions().items()})
-    out.update({f"tasks[].{k}": v for k, v in TaskSettings.descriptions().items()})
+    out = {prefix + k: v for prefix, owner in _all_owners() for k, v in owner.descriptions().items()}
     out["tasks"] = "target downstream tasks (default: one task on the pre-training dataset)"
     for k, v in out.items():
         for placeholder, registry in names.items():
@@ -143,12 +146,7 @@ def _task_defaults() -> dict[str, Any]:
 
 def _nullable() -> dict[str, str]:
     """The type of each key whose default is null ("not set"); a task's keys are ``tasks[].<key>``."""
-    from .attack.targets import TaskSettings
-    from .ssl.settings import PretrainSettings
-
-    owners = {"": RunSettings, "pretrain.": PretrainSettings, "tasks[].": TaskSettings,
-              **{f"{s}.": o for s, o in _owners().items()}}
-    return {p + k: o.kind(k) for p, o in owners.items() for k, f in o.model_fields.items() if f.default is None}
+    return {p + k: o.kind(k) for p, o in _all_owners() for k, f in o.model_fields.items() if f.default is None}
 
 
 def __getattr__(name: str):
@@ -180,7 +178,7 @@ def _drop_moved_keys(section: Any, source: str) -> Any:
         if key not in out:
             continue
         v = out.pop(key)
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0):
+        if not (is_number(v) and v == 0):
             raise UserError(f"{source}pretrain.{key} is no longer a pretrain setting: use the defense, "
                             f"defense.name: {defense} with defense.{defense}.{setting}: {_preview(v, 40)}")
     return out

@@ -14,10 +14,20 @@ class UserError(Exception):
     """
 
 
+def is_integer(v) -> bool:
+    """An integer as the config means it: ``int``, never a bool."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+    """A number as the config means it: ``int`` or ``float``, never a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def check_number(v, name: str, lo: float, hi: float, integer: bool = False, lo_open: bool = False) -> None:
     """Raise :class:`UserError` unless ``v`` is a number (an integer if ``integer``; never a bool)
     in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``). ``name`` is the config key, as the user writes it."""
-    if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+    if not (is_integer(v) if integer else is_number(v)):
         raise UserError(f"{name} must be {'an integer' if integer else 'a number'}, got {preview(v)}")
     if (v <= lo if lo_open else v < lo) or v > hi:
         raise UserError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")

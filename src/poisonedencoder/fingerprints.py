@@ -8,6 +8,8 @@ import hashlib
 import json
 from typing import Any
 
+from .errors import is_number
+
 
 def fingerprint(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -63,10 +65,7 @@ def _without_added_later(settings: Any, plugin: Any) -> Any:
 
 def _same_value(v: Any, default: Any) -> bool:
     """``v == default`` within the type's kind (``0`` is ``0.0``; ``False`` is not ``0``)."""
-    def number(x: Any) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-    return (type(v) is type(default) or (number(v) and number(default))) and v == default
+    return (type(v) is type(default) or (is_number(v) and is_number(default))) and v == default
 
 
 def experiment_fingerprint(cfg: dict) -> str:

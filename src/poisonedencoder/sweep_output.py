@@ -7,6 +7,7 @@ import csv
 import io
 from pathlib import Path
 
+from .errors import is_number
 from .io import atomic_write, write_text
 from .sweep_table import markdown_table
 
@@ -24,7 +25,7 @@ def _write(results: list[dict], key: str, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     xs = [r[key] for r in results]
-    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    numeric = all(is_number(x) for x in xs)
     cosine = all(r.get("cosine_poisoned") is not None for r in results)
     fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
     if numeric:  # error bars: 95% Wilson intervals

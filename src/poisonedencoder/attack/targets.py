@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from ..data import ImageDataset
-from ..errors import UserError
+from ..errors import UserError, is_integer
 from ..errors import preview as _preview
 from ..settings import Settings
 
@@ -34,18 +34,14 @@ class TaskSettings(Settings):
                             f"references (optional): [train indices]}} mappings, got {_preview(self.targets)}")
 
 
-def _integer(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _explicit_target(x) -> bool:
     """``{index, target_class, references?}`` with an integer index, a class index or name, and
     a non-empty list of integer train indices if references are given."""
     if not (isinstance(x, dict) and {"index", "target_class"} <= set(x) <= {"index", "target_class", "references"}):
         return False
     refs = x.get("references", [1])
-    return (_integer(x["index"]) and (_integer(x["target_class"]) or isinstance(x["target_class"], str))
-            and isinstance(refs, list) and refs != [] and all(_integer(r) for r in refs))
+    return (is_integer(x["index"]) and (is_integer(x["target_class"]) or isinstance(x["target_class"], str))
+            and isinstance(refs, list) and refs != [] and all(is_integer(r) for r in refs))
 
 
 @dataclass
