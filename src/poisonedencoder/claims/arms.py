@@ -121,9 +121,9 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | 
 RACE = "race"
 """The group of the arms-race arms: attacker variants x defenses (``--only race``)."""
 TARGET_VARIATION = 0.5
-"""The ``varied`` attacker's ``target_variation``: the part_hash filter alone (no training) keeps
-recall 0.14 at 0.5 on the digits recipe, 0.54 at 0.25 (docs/DESIGN.md), while each poisoning input
-keeps at least 3/4 of the target input's area."""
+"""The ``varied`` attacker's ``target_variation``: the part_hash filter alone (no training) finds
+0.15 [0.13, 0.18] of its poisoning inputs on the digits recipe, 0.49 [0.47, 0.52] at 0.25 (3 seeds;
+docs/CLAIMS.md), while each poisoning input keeps at least 3/4 of the target input's area."""
 RACE_VARIANTS = {"paper": (), "square": ("attack.poisonedencoder.shape=square",),
                  "varied": (f"attack.poisonedencoder.target_variation={TARGET_VARIATION:g}",),
                  "square_varied": ("attack.poisonedencoder.shape=square",
