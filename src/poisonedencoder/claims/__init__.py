@@ -134,7 +134,7 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
             R.ineffective(res, "witches_brew", "witches_brew", "Witches' Brew (gradient matching) is ineffective "
                           "against contrastive pre-training (default budget)."),
             R.ineffective(res, "witches_brew_paper", "witches_brew_paper", "Witches' Brew is ineffective at the budget "
-                          "of its own paper (240 steps, 8 restarts)."),
+                          "of its own paper (240 steps, 8 restarts; measured: 240 steps, 1 restart)."),
             R.beats(res, "vs_duplication", "duplication", "(the naive floor) Pairing with reference inputs, not repeating "
                     "the target input, makes the attack: PoisonedEncoder at least 0.2 above target duplication."),
             R.rate_curve(res, rates)]
