@@ -44,8 +44,8 @@ class RunSettings(Settings):
                                   "pooled result in OUT/")
     data_root: Annotated[Optional[str], PATH] = Field(None, description="datasets are read from here (torchvision ones "
                                                        "downloaded here); --data-root")
-    cache_dir: Annotated[Optional[str], PATH] = Field(None, description="decoded datasets and shared clean encoders "
-                                                       "(~/.cache/poisonedencoder)")
+    cache_dir: Annotated[Optional[str], PATH] = Field(None, description="decoded datasets, shared clean "
+                                                       "encoders, encoders kept by their inputs (~/.cache/poisonedencoder)")
     device: str = Field("cpu", description="cpu | cuda[:N]")
 
     def check(self, where: str) -> None:  # noqa: ARG002 (top-level keys have no section)

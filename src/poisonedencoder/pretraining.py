@@ -11,17 +11,26 @@ from .attack.export import load_poisons
 from .defenses import DefenderData, Defense
 from .rundata import RunData, cache_lock
 from .rundir import RunDir
-from .stages import clean_encoder_dir, filter_inputs, pretrain_encoder
+from . import encoder_cache as EC
+from .stages import cache_root, clean_encoder_dir, content_key_of, filter_inputs, pretrain_encoder
 
 
 def clean_encoder(cfg: dict, data: RunData, log: Callable[[str], None]) -> Path:
     """The clean encoder, trained once per setting in the shared cache (under its lock)."""
     from .ssl.pretrain_set import PretrainSet
 
-    d = clean_encoder_dir(cfg)
+    d, cache = clean_encoder_dir(cfg), cache_root(cfg)
+
+    def make() -> PretrainSet:
+        return PretrainSet.from_images(data.clean_pretrain_images())
+
     with cache_lock(d, log):
-        return pretrain_encoder("clean", lambda: PretrainSet.from_images(data.clean_pretrain_images()),
-                                cfg["pretrain"], d, cfg["seed"], cfg["device"], log)
+        enc = pretrain_encoder("clean", make, cfg["pretrain"], d, cfg["seed"], cfg["device"], log, cache=cache)
+        if EC.published_key(d) is None:  # trained before encoders were kept by content
+            key = content_key_of(make(), cfg["pretrain"], cfg["seed"], cfg["device"], cache, {})
+            if key is not None:
+                EC.publish(cache, key, d)
+        return enc
 
 
 def unfiltered_encoder(cfg: dict, data: RunData, rundir: RunDir, log: Callable[[str], None]) -> Path:
@@ -32,7 +41,8 @@ def unfiltered_encoder(cfg: dict, data: RunData, rundir: RunDir, log: Callable[[
     def make() -> PretrainSet:
         return PretrainSet.from_images(data.clean_pretrain_images(), load_poisons(rundir.poisons)[1])
 
-    return pretrain_encoder("unfiltered", make, cfg["pretrain"], rundir.unfiltered_encoder, cfg["seed"], cfg["device"], log)
+    return pretrain_encoder("unfiltered", make, cfg["pretrain"], rundir.unfiltered_encoder, cfg["seed"], cfg["device"], log,
+                            cache=cache_root(cfg))
 
 
 def poisoned_encoder(cfg: dict, data: RunData, rundir: RunDir, defense: Defense, filter_encoder: Path | None,
@@ -52,7 +62,7 @@ def poisoned_encoder(cfg: dict, data: RunData, rundir: RunDir, defense: Defense,
         return PretrainSet.from_images(clean, poisons)
 
     return pretrain_encoder("poisoned", make, defense.adjust_pretrain(dict(cfg["pretrain"])), rundir.poisoned_encoder,
-                            cfg["seed"], cfg["device"], log, **defense.training_hooks())
+                            cfg["seed"], cfg["device"], log, cache=cache_root(cfg), **defense.training_hooks())
 
 
 def defended(cfg: dict, data: RunData, defense: Defense, encoder: Path, out: Path, log: Callable[[str], None]) -> Path:

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from . import config as C
+from . import encoder_cache as EC
 from .attack import Attack, craft_rng, select_targets
 from .attack.export import GRID_LEGEND, save_grid, save_poisons
 from .attack.targets import Target
@@ -138,10 +139,14 @@ def filter_inputs(defense: Defense, clean: np.ndarray, poisons: list, out: Path,
 
 
 def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int, device: str,
-                     log: Callable[[str], None] = print, **hooks) -> Path:
+                     log: Callable[[str], None] = print, cache: Path | None = None, **hooks) -> Path:
     """Pre-train an encoder into ``d`` with settings ``p`` on ``make_data()`` (a :class:`PretrainSet`,
     built only when needed); reuses a finished one. Returns its ``encoder.pt``. ``hooks``: an
-    in-training defense's (``view_policy``, ``pair_filter``), for :func:`~.ssl.pretrain.pretrain`."""
+    in-training defense's (``view_policy``, ``pair_filter``), for :func:`~.ssl.pretrain.pretrain`.
+
+    ``cache``: the shared cache, where an encoder trained on the same inputs with the same settings,
+    seed, device and precision is taken instead of training again, and where this one is kept
+    (:mod:`~.encoder_cache`; never with hooks, nor across the processes of a distributed run)."""
     from .ssl.pretrain import pretrain
 
     enc = d / "encoder.pt"
@@ -150,10 +155,27 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
         return enc
     t0 = time.time()
     data = make_data()
+    key = content_key_of(data, p, seed, device, cache, hooks)
+    if key is not None and EC.fetch(cache, key, d):
+        log(f"pretrain {name}: the same inputs, settings and seed as an encoder trained before; reusing it "
+            f"(pretrained/{key}) -> {d}")
+        return enc
     log(f"pretrain {name}: {len(data)} inputs, {p['epochs']} epochs -> {d}")
     model = pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log, **hooks)
     write_seconds(d, time.time() - t0, getattr(model, "timing", None))
+    if key is not None:
+        EC.publish(cache, key, d)
     return enc
+
+
+def content_key_of(data, p: dict, seed: int, device: str, cache: Path | None, hooks: dict) -> str | None:
+    """:func:`~.encoder_cache.content_key`, or None where no encoder is kept (no cache, an
+    in-training defense's hooks, or one process of a distributed run)."""
+    from .ssl import distributed as D
+
+    if cache is None or hooks or D.current().active:
+        return None
+    return EC.content_key(data, p, seed, device)
 
 
 def write_seconds(d: Path, seconds: float, timing: dict | None) -> None:
@@ -170,8 +192,12 @@ def pretrain_seconds(d: str | Path) -> float | None:
 
 def clean_encoder_dir(cfg: dict) -> Path:
     """Where the clean encoder of ``cfg`` lies in the shared cache (one per pre-training setting and seed)."""
-    cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
-    return cache / "encoders" / C.clean_encoder_key(cfg)
+    return cache_root(cfg) / "encoders" / C.clean_encoder_key(cfg)
+
+
+def cache_root(cfg: dict) -> Path:
+    """The shared cache of ``cfg`` (its ``cache_dir``, or the default)."""
+    return Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
 
 
 def measure(cfg: dict, rundir: RunDir, tasks: Callable[[], list[ImageDataset]], manifest: dict, encoders: dict,
