@@ -44,6 +44,22 @@ def test_the_run_directory_guard_refuses_a_finished_run_of_another_configuration
     assert C.experiment_fingerprint(dict(other, data_root="/elsewhere", seeds=[0, 1])) == C.experiment_fingerprint(other)
 
 
+def test_a_finished_runs_config_is_what_it_ran_with(tmp_path):
+    """Opening a finished run with a setting outside the fingerprint changed (as the claims table
+    does with its own thread count) leaves its config.yaml as it ran; an unfinished run that is
+    resumed records the settings it resumes with."""
+    def cfg(threads):
+        return C.resolve({"preset": "demo"}, [f"cache_dir={tmp_path / 'cache'}", f"pretrain.threads={threads}"])
+
+    out = tmp_path / "run"
+    Experiment(cfg(1), out, log=lambda _: None)
+    Experiment(cfg(2), out, log=lambda _: None)  # resumed with two threads
+    assert "threads: 2" in (out / "config.yaml").read_text()
+    (out / "metrics.json").write_text("{}")  # finished
+    Experiment(cfg(1), out, log=lambda _: None)
+    assert "threads: 2" in (out / "config.yaml").read_text()
+
+
 def test_classify_learns_a_separable_task_and_train_subset_is_seeded(toy_dataset):
     idx = train_subset(toy_dataset, None, 0, 0)
     assert (idx == np.arange(len(toy_dataset.train))).all()

@@ -75,7 +75,7 @@ class Experiment:
         fp = experiment_fingerprint(self.cfg)
         self.dir.check_own(fp)
         self.out.mkdir(parents=True, exist_ok=True)
-        if _is_main():
+        if _is_main() and not self.dir.finished(fp):  # a finished run's config.yaml says what it ran with
             self.dir.write_stamp(fp, dump(self.cfg))
 
     def check_sizes(self) -> None:
