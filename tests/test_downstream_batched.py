@@ -2,8 +2,14 @@
 trains one after another (same initial weights, batches and Adam; batched matrix products may
 round differently, hence the tolerances), and evaluate_task measures the same with and without it.
 
-Tolerances: initial weights and the kNN / fallback paths are compared exactly; trained logits on
-held-out inputs within ``rtol=1e-5, atol=1e-5`` (logits of order 1-10) with equal predictions."""
+Tolerances: initial weights and the kNN / fallback paths are compared exactly. Trained classifiers
+are compared in float64 (``FLOAT64_TOL``): 150 Adam steps amplify a batched product's different
+rounding, and in float32 that differs by processor and thread count (bit-equal on a Xeon; on a
+2-core AMD EPYC with one thread, logits of order 20 off by up to 1.6e-4, about 130 float32 ulps).
+The same amplification in float64 (unit roundoff 1.1e-16) gives about 130 x 20 x 1.1e-16 = 3e-13;
+``1e-9`` leaves a factor of 3,000 above that, and is still 10^5 below what a wrong gradient, batch
+or Adam step gives (order 1e-2 and more). Predictions must be equal. The pipeline's own float32
+metrics (``evaluate_task``) are compared within ``TOL``."""
 import numpy as np
 import pytest
 import torch
@@ -13,6 +19,16 @@ from poisonedencoder.attack.targets import Target
 from poisonedencoder.evaluation import evaluate_task
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
+FLOAT64_TOL = {"rtol": 1e-9, "atol": 1e-9}
+
+
+@pytest.fixture
+def float64():
+    """Classifiers built in float64 (torch's default dtype for the test, restored after it)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
 
 
 def _problem(num_sets: int, dim: int = 24, n: int = 300, n_test: int = 200, classes: int = 5):
@@ -40,17 +56,21 @@ def test_untrained_classifiers_start_from_the_sequential_initial_weights(kind):
         assert sb.keys() == ss.keys() and all(torch.equal(sb[k], ss[k]) for k in sb)  # weights, mean, std
 
 
+@pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("kind", ["mlp", "linear"])
 @pytest.mark.parametrize("num_models", [1, 3])
 def test_batched_classifiers_equal_the_sequential_ones(kind, num_models):
-    sets, y, c = _problem(num_models)
+    raw, y, c = _problem(num_models)
+    sets = [(f.double(), t.double()) for f, t in raw]
     settings = {"kind": kind, "epochs": 15, "lr": 1e-2, "batch_size": 32, "seed": 3}  # 300 = 9 x 32 + 12: a short last batch
     batched = DS.train_classifiers([f for f, _ in sets], y, c, **settings)
     assert len(batched) == num_models
     for (f, f_test), b in zip(sets, batched, strict=True):
         s = DS.train_classifier(f, y, c, **settings)
-        lb, ls = DS.logits(b, f_test), DS.logits(s, f_test)
-        torch.testing.assert_close(lb, ls, **TOL)
+        with torch.no_grad():  # the float64 logits themselves (DS.logits returns float32)
+            lb, ls = b(f_test), s(f_test)
+        assert lb.dtype == ls.dtype == torch.float64
+        torch.testing.assert_close(lb, ls, **FLOAT64_TOL)
         assert (DS.predict(b, f_test) == DS.predict(s, f_test)).all()
         assert not torch.equal(b.state_dict()["net.0.weight" if kind == "mlp" else "net.weight"],
                                DS.train_classifier(f, y, c, **{**settings, "epochs": 0}).state_dict()[
