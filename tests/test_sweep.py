@@ -55,7 +55,7 @@ def test_categorical_sweep_writes_bars_tradeoff_and_defense_columns(tmp_path):
     from poisonedencoder.sweep import _write
 
     base = {"CA": 0.58, "clean_ASR": 0.0, "poisoning_rate": 0.3, "poisoning_rate_per_target": 0.03, "num_targets": 10,
-            "cosine_clean": 0.05}
+            "poisoning_share": 0.3 / 1.3, "cosine_clean": 0.05}
     rows = [dict(base, **{"defense.name": "none", "PA": 0.6, "ASR": 0.2, "cosine_poisoned": 0.29,
                           "defense_removed": None, "defense_precision": None, "defense_recall": None,
                           "defense_clean_data_used": None}),
@@ -66,10 +66,10 @@ def test_categorical_sweep_writes_bars_tradeoff_and_defense_columns(tmp_path):
     for name in ("sweep.png", "sweep_tradeoff.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "sweep.md").read_text().splitlines()
-    assert table[0].endswith("| removed | precision | recall | clean data used | poisoning rate: total | per target |")
-    assert table[2].endswith("| - | - | - | - | 0.3000 | 0.0300 |")  # the threat model on every row
+    assert table[0].endswith("| removed | precision | recall | clean data used | poisoning inputs / clean set | per target input | share of the pre-training set |")
+    assert table[2].endswith("| - | - | - | - | 0.3000 | 0.0300 | 0.2308 |")  # the threat model on every row
     assert table[3].startswith("| part_hash | 0.580 | 0.580 | 0.00 |")
-    assert table[3].endswith("| 1500 | 1.000 | 0.500 | 0 | 0.3000 | 0.0300 |")
+    assert table[3].endswith("| 1500 | 1.000 | 0.500 | 0 | 0.3000 | 0.0300 | 0.2308 |")
 
 
 def test_sweep_over_seeds_pairs_values_on_the_same_targets_and_marks_significance():

@@ -109,12 +109,18 @@ def summarize(per_task: list[dict]) -> dict:
 
 
 def threat_model(num_poisoning_inputs: float, num_clean_inputs: float, num_targets: float) -> dict:
-    """The attacker's budget as a reader of the paper weighs it: the **total** poisoning rate
-    (poisoning inputs / clean pre-training inputs, all target inputs together) and the rate **per
-    target input** (the total over the number of target inputs the run attacks)."""
+    """The attacker's budget, as a reader of the paper weighs it, named by what it divides by:
+
+    - ``poisoning_rate``: poisoning inputs over the **clean** pre-training inputs, all target inputs
+      together (``attack.poisoning_rate``: "poisoning inputs equal to 29.7% of the clean set");
+    - ``poisoning_rate_per_target``: the same over the number of target inputs the run attacks;
+    - ``poisoning_share``: poisoning inputs over the **whole** pre-training set (clean plus
+      poisoning inputs: "22.9% of the pre-training set")."""
     total = num_poisoning_inputs / num_clean_inputs if num_clean_inputs else None
     per = total / num_targets if total is not None and num_targets else None
-    return {"poisoning_rate": total, "poisoning_rate_per_target": per}
+    whole = num_poisoning_inputs + num_clean_inputs
+    return {"poisoning_rate": total, "poisoning_rate_per_target": per,
+            "poisoning_share": num_poisoning_inputs / whole if whole else None}
 
 
 def targets_per_run(m: dict) -> float:
@@ -124,19 +130,35 @@ def targets_per_run(m: dict) -> float:
 
 def rates_of(m: dict) -> dict:
     """``threat_model`` of a run's (or a run over seeds') metrics; metrics written before the
-    per-target rate was recorded get it from their counts."""
-    if m.get("poisoning_rate_per_target") is not None:
-        return {"poisoning_rate": m["poisoning_rate"], "poisoning_rate_per_target": m["poisoning_rate_per_target"]}
-    per_run_targets = targets_per_run(m)
+    per-target rate or the share of the pre-training set were recorded get them from their counts."""
     total = m.get("poisoning_rate")
-    return {"poisoning_rate": total, "poisoning_rate_per_target": total / per_run_targets if total is not None else None}
+    per = m.get("poisoning_rate_per_target")
+    if per is None and total is not None:
+        per = total / targets_per_run(m)
+    share = m.get("poisoning_share")
+    if share is None and m.get("num_poisoning_inputs") is not None and m.get("num_clean_inputs") is not None:
+        whole = m["num_poisoning_inputs"] + m["num_clean_inputs"]
+        share = m["num_poisoning_inputs"] / whole if whole else None
+    return {"poisoning_rate": total, "poisoning_rate_per_target": per, "poisoning_share": share}
+
+
+def rate_words(rate: float, share: float | None, per_target: float | None = None, nd: int = 1) -> str:
+    """``poisoning inputs equal to 29.7% of the clean set (22.9% of the pre-training set), 3.0% per
+    target input``: the budget in words, each percentage with what it divides by."""
+    out = f"poisoning inputs equal to {100 * rate:.{nd}f}% of the clean set"
+    if share is not None:
+        out += f" ({100 * share:.{nd}f}% of the pre-training set)"
+    if per_target is not None:
+        out += f", {100 * per_target:.{nd}f}% per target input"
+    return out
 
 
 def threat_line(m: dict, per_seed: bool = False) -> str:
-    """``poisoning rate 0.2970 in total (400 poisoning inputs beside 1347 clean pre-training inputs),
-    0.0297 per target input (10 target inputs)``: the line every table and report carries."""
+    """``poisoning inputs equal to 29.70% of the clean set (22.90% of the pre-training set), 2.97% per
+    target input (400 poisoning inputs beside 1347 clean inputs; 10 target inputs)``: the line every
+    table and report carries."""
     r, per_run_targets = rates_of(m), targets_per_run(m)
     seed = " per seed" if per_seed else ""
-    return (f"poisoning rate {r['poisoning_rate']:.4f} in total{seed} ({m['num_poisoning_inputs']:.0f} poisoning inputs "
-            f"beside {m['num_clean_inputs']:.0f} clean pre-training inputs), {r['poisoning_rate_per_target']:.4f} per "
-            f"target input ({per_run_targets:.0f} target input{'s' if per_run_targets != 1 else ''}{seed})")
+    return (rate_words(r["poisoning_rate"], r["poisoning_share"], r["poisoning_rate_per_target"], nd=2)
+            + f" ({m['num_poisoning_inputs']:.0f} poisoning inputs beside {m['num_clean_inputs']:.0f} clean "
+              f"pre-training inputs{seed}; {per_run_targets:.0f} target input{'s' if per_run_targets != 1 else ''}{seed})")

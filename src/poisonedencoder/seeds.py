@@ -162,6 +162,7 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict:
         "num_clean_inputs": _mean([m["num_clean_inputs"] for m in per_seed]),
         "poisoning_rate": _mean([rates_of(m)["poisoning_rate"] for m in per_seed]),
         "poisoning_rate_per_target": _mean([rates_of(m)["poisoning_rate_per_target"] for m in per_seed]),
+        "poisoning_share": _mean([rates_of(m)["poisoning_share"] for m in per_seed]),
         "intervals": intervals,
         "margins": margin_summary(all_t),
         "over_seeds": over_seeds,

@@ -85,7 +85,7 @@ def markdown_table(results: list[dict], key: str) -> str:
              f"Δ margin vs {ref} [95% CI], paired t p", "centred cos. (clean -> poisoned)"]
     if defended:
         head += ["removed", "precision", "recall", "clean data used"]
-    head += ["poisoning rate: total", "per target"]
+    head += ["poisoning inputs / clean set", "per target input", "share of the pre-training set"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         row = [str(r[key]), _ci(r, "CA"), _ci(r, "PA"), _rate_count(r, "ASR"), _rate_count(r, "clean_ASR")]
@@ -98,7 +98,7 @@ def markdown_table(results: list[dict], key: str) -> str:
         if defended:
             row += [f(r.get("defense_removed")), f(r.get("defense_precision")), f(r.get("defense_recall")),
                     f(r.get("defense_clean_data_used"))]
-        row += [f(r.get("poisoning_rate"), 4), f(r.get("poisoning_rate_per_target"), 4)]
+        row += [f(r.get("poisoning_rate"), 4), f(r.get("poisoning_rate_per_target"), 4), f(r.get("poisoning_share"), 4)]
         lines.append("| " + " | ".join(row) + " |")
     n = next((r.get("paired_n") for r in results if r.get("paired_n")), None)
     lines += ["", f"Rates: value [95% Wilson interval] (k/n){', pooled over seeds' if seeds else ''}. "

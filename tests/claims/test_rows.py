@@ -25,7 +25,8 @@ def test_high_asr_with_a_small_gap_is_reproduced_and_each_half_alone_is_in_part(
     res = {"poisonedencoder": _arm("poisonedencoder", [1] * 28 + [0] * 2)}
     row = R.high_asr(res)
     assert row.verdict == R.REPRODUCED, row.why                     # 28/30: lower end 0.79; gap 0.002 +- small
-    assert "29.7% total, 3.0% per target (10 targets per run)" in row.regime
+    assert ("poisoning inputs equal to 29.7% of the clean set (22.9% of the pre-training set), 3.0% per target input "
+            "(10 targets per run)") in row.regime  # 400 / 1347 and 400 / 1747
     res = {"poisonedencoder": _arm("poisonedencoder", [1] * 28 + [0] * 2, pa=(0.90, 0.91, 0.92))}
     assert R.high_asr(res).verdict == R.IN_PART                     # a 8-point utility loss
     res = {"poisonedencoder": _arm("poisonedencoder", [1] * 15 + [0] * 15)}
@@ -39,7 +40,8 @@ def test_the_one_per_run_row_takes_ca_from_the_recipe_and_pa_from_its_own_runs()
     one = _arm("one_per_run", [1] * 12 + [0] * 18, per_run=1, pa=(0.99, 0.992, 0.99))
     row = R.high_asr({"poisonedencoder": ten, "one_per_run": one}, "one_per_run")
     assert row.key == "high_asr_one_per_run" and row.verdict == R.IN_PART  # 12/30 is not high; no PA loss
-    assert "3.0% total, 3.0% per target (1 target per run)" in row.regime
+    assert "equal to 3.0% of the clean set (2.9% of the pre-training set), 3.0% per target input (1 target per run)" \
+        in row.regime  # 40 / 1347 and 40 / 1387
     assert row.numbers["CA_minus_PA"]["mean"] == pytest.approx(0.99 - (0.99 + 0.992 + 0.99) / 3)
 
 
@@ -59,12 +61,109 @@ def test_beating_icp_by_two_tenths_needs_the_interval_above_two_tenths():
     assert R.beats({"poisonedencoder": pe, "icp": _arm("icp", [1] * 27 + [0] * 3)}, "k", "icp", "x").verdict == R.NOT
 
 
-def test_witches_brew_is_ineffective_only_without_flips_above_the_clean_encoder():
+def _wb(pe_flips, wb_flips, wb_clean=None):
+    res = {"poisonedencoder": _arm("poisonedencoder", pe_flips), "witches_brew": _arm("witches_brew", wb_flips, wb_clean)}
+    return R.ineffective(res, "wb", "witches_brew", "x")
+
+
+def test_witches_brew_is_ineffective_only_where_an_effect_of_two_tenths_is_ruled_out_and_poisonedencoder_beats_it():
+    pe = [1] * 27 + [0] * 3
+    row = _wb(pe, [0] * 30)                                        # 0/30: it - clean 0 [-0.11, +0.11]
+    assert row.verdict == R.REPRODUCED and row.numbers["over_clean"]["dASR_hi"] < 0.2, row.why
+    row = _wb(pe, [1] * 2 + [0] * 28, [1] * 2 + [0] * 28)          # its flips are the clean encoder's
+    assert row.verdict == R.REPRODUCED, row.why
+    # 4/30 against 0/30: no rise of 0.2 shown, but none ruled out either: "no effect measured" is not "ineffective"
+    row = _wb(pe, [1] * 4 + [0] * 26)
+    over = row.numbers["over_clean"]
+    assert over["dASR"] < 0.2 <= over["dASR_hi"] and row.verdict == R.IN_PART, row.why
+    assert "not ruled out" in row.why
+    row = _wb(pe, [1] * 27 + [0] * 3)                              # as strong as PoisonedEncoder: effective
+    assert row.verdict == R.NOT and "flips 0.2 or more above the clean encoder" in row.why
+
+
+def test_witches_brew_without_flips_is_not_ineffective_when_poisonedencoder_does_not_beat_it():
+    row = _wb([1] * 3 + [0] * 27, [0] * 30)      # no effect (0/30), but PoisonedEncoder itself flips 3/30
+    assert row.numbers["over_clean"]["dASR_hi"] < 0.2 and row.numbers["difference"]["dASR"] < 0.2
+    assert row.verdict == R.NOT and "PoisonedEncoder is not above it" in row.why
+
+
+def test_a_verdict_needs_three_seeds_as_well_as_thirty_targets():
+    two_seeds = _arm("poisonedencoder", [1] * 30)
+    two_seeds.outcomes = {(k[0] % 2, *k[1:]): v for k, v in two_seeds.outcomes.items()}  # 30 targets over seeds 0, 1
+    assert two_seeds.n == 30 and two_seeds.seeds() == [0, 1]
+    row = R.high_asr({"poisonedencoder": two_seeds})
+    assert row.verdict == R.PENDING and "2 seeds, fewer than the 3" in row.why
+    few = _arm("icp", [0] * 30)                   # the other arm of a row is checked too
+    few.outcomes = dict(list(few.outcomes.items())[:20])
+    row = R.beats({"poisonedencoder": _arm("poisonedencoder", [1] * 30), "icp": few}, "vs_icp", "icp", "x")
+    assert row.verdict == R.PENDING and "icp: 20 target inputs, fewer than the 30" in row.why
+
+
+@pytest.mark.parametrize("flips,clean,verdict", [
+    ([1] * 10 + [0] * 20, None, R.IN_PART),                # Facemask 32 px: +0.33 [+0.17..], above 0.2 by its point
+    ([1] * 11 + [0] * 19, [1] + [0] * 29, R.IN_PART),      # Facemask 16 px: 11/30 against 1/30
+    ([1] * 5 + [0] * 25, None, R.NOT),                     # EuroSAT 32 px: +0.17, below 0.2
+    ([1] * 28 + [0] * 2, None, R.REPRODUCED),              # high, and above chance by 0.2
+])
+def test_datasets_and_methods_are_judged_by_one_rule(flips, clean, verdict):
+    """"The attack works" on a dataset and under another method: the same outcomes, the same verdict."""
     pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
-    wb = _arm("witches_brew", [1] * 2 + [0] * 28, clean=[1] * 2 + [0] * 28)  # its flips are the clean encoder's
-    assert R.ineffective({"poisonedencoder": pe, "witches_brew": wb}, "wb", "witches_brew", "x").verdict == R.REPRODUCED
-    wb = _arm("witches_brew", [1] * 10 + [0] * 20)
-    assert R.ineffective({"poisonedencoder": pe, "witches_brew": wb}, "wb", "witches_brew", "x").verdict == R.IN_PART
+    ds = R.dataset_row({"facemask_32px": _arm("facemask_32px", flips, clean)}, "facemask_32px", "Facemask", {"facemask_32px"})
+    method = R.transfers({"poisonedencoder": pe, "method_byol": _arm("method_byol", flips, clean)}, "byol")
+    assert ds.verdict == method.verdict == verdict, (ds.why, method.why)
+    assert R.attack_works(_arm("x", flips, clean).outcomes)[0] == verdict
+
+
+def test_two_tasks_are_judged_task_by_task():
+    def arm(task0, task1):  # 15 target inputs per task, 5 per seed and task
+        a = _arm("two_tasks", [0] * 30)
+        flips = {0: task0, 1: task1}
+        a.outcomes = {(i % 3, ti, i, 1): Outcome(bool(flips[ti][i]), 1.0, False) for ti in (0, 1) for i in range(15)}
+        return a
+
+    row = R.two_tasks({"two_tasks": arm([1] * 13 + [0] * 2, [1] + [0] * 14)}, {"two_tasks"})
+    assert row.numbers["over_clean"]["dASR_lo"] >= 0.2          # pooled, the attack is above chance by 0.2 ...
+    assert row.verdict == R.NOT and "task 1 not reproduced" in row.why  # ... but not in task 1 (1/15)
+    row = R.two_tasks({"two_tasks": arm([1] * 15, [1] * 15)}, {"two_tasks"})
+    assert row.verdict == R.REPRODUCED                          # 15/15 each: lower end 0.80
+    row = R.two_tasks({"two_tasks": arm([1] * 15, [1] * 9 + [0] * 6)}, {"two_tasks"})
+    assert row.verdict == R.IN_PART and "task 1 reproduced in part" in row.why
+
+
+def test_fine_tuning_states_its_clean_data_as_a_share_of_the_pre_training_set():
+    none = _arm("finetune_none", [1] * 22 + [0] * 8)
+    ft = _arm("defense_finetune", [1] * 9 + [0] * 21, defense={"clean_data_used": 337})
+    for m in ft.runs:
+        m["num_clean_inputs"] = 1010
+    row = R.defense({"finetune_none": none, "defense_finetune": ft}, "finetune", "finetune_none")
+    assert row.verdict == R.REPRODUCED
+    assert "337 clean inputs, 23.9% of the size of the pre-training set" in row.why  # 337 / (1010 + 400)
+
+
+def test_where_mcnemar_and_the_interval_disagree_the_interval_decides_and_the_row_says_so():
+    """overlapping_views on digits: 27/30 -> 20/30 with 9 and 2 discordant pairs: Newcombe's interval
+    excludes 0, McNemar's exact p = 2 * 67 / 2048 = 0.065."""
+    pe = [1] * 27 + [0] * 3
+    defended = [0] * 9 + [1] * 18 + [1] * 2 + [0]
+    row = R.defense({"poisonedencoder": _arm("poisonedencoder", pe), "defense_x": _arm("defense_x", defended)}, "x")
+    d = row.numbers["difference"]
+    assert d["dASR_hi"] < 0 and d["dASR_p"] == pytest.approx(2 * 67 / 2048)
+    assert row.verdict == R.NOT and "the interval decides" in row.why and "0.0654 is not below 0.05" in row.why
+    assert R.tests_disagree({"dASR": 0.1, "dASR_lo": -0.05, "dASR_hi": 0.3, "dASR_p": 0.5}) == ""
+
+
+def test_the_markdown_states_the_regime_once_and_each_row_what_differs():
+    from poisonedencoder.claims import markdown
+
+    pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
+    other = _arm("method_mocov2", [1] * 13 + [0] * 17)
+    other.config = {**CFG, "pretrain": {**CFG["pretrain"], "algorithm": "mocov2"}}
+    rows = [R.high_asr({"poisonedencoder": pe}), R.transfers({"poisonedencoder": pe, "method_mocov2": other}, "mocov2")]
+    md = markdown(rows)
+    assert md.count("digits 16px") == 1 and md.count("(22.9% of the pre-training set)") == 1
+    assert md.startswith("**Regime of every row**")
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ") and "**" in ln]
+    assert "| as above |" in lines[0] and "| mocov2 / cnn7/16 |" in lines[1]
 
 
 def test_targets_per_run_is_a_paired_comparison_on_the_same_targets():
@@ -72,7 +171,8 @@ def test_targets_per_run_is_a_paired_comparison_on_the_same_targets():
     ten = _arm("poisonedencoder", [1] * 20 + [0] * 10)
     row = R.targets_per_run({"one_per_run": one, "poisonedencoder": ten})
     assert row.verdict == "no difference measured" and row.numbers["difference"]["paired_n"] == 30
-    assert "one per run (3.0% total)" in row.measurement and "10 per run (29.7% total)" in row.measurement
+    assert "one per run (3.0% of the clean set)" in row.measurement
+    assert "10 per run (29.7% of the clean set)" in row.measurement
     assert R.headline({"one_per_run": one, "poisonedencoder": ten}) == "poisonedencoder"
     one = _arm("one_per_run", [0] * 30, per_run=1)
     res = {"one_per_run": one, "poisonedencoder": ten}

@@ -20,6 +20,7 @@ from ..io import write_json, write_text
 from ..rundir import METRICS, SECONDS_TXT, RunDir
 from . import race
 from . import rows as R
+from .formats import differences, line
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates, select
 from .results import ArmResult, load
 from .verdicts import Row
@@ -158,16 +159,28 @@ def command(r: Row) -> str:
 
 
 def markdown(rows: list[Row]) -> str:
-    """The paper's rows as one table; then, under its heading, the arms race: its grid (attacker x
+    """The regime once (the recipe's arm's), then the paper's rows as one table, each saying only
+    what of its regime differs; then, under its heading, the arms race: its grid (attacker x
     defense) and its rows."""
-    head = "| claim | regime | measurement (95% intervals) | verdict | command |\n|---|---|---|---|---|\n"
+    common = next((r.setting for r in rows if r.key == "high_asr" and r.setting), {})
+    head = ("| claim | regime, where it differs | measurement (95% intervals) | verdict | command |\n"
+            "|---|---|---|---|---|\n")
+
+    def where(r: Row) -> str:
+        if not r.setting:
+            return "-"
+        return differences(r.setting, common) or "as above"
 
     def table(rs: list[Row]) -> str:
-        return head + "".join(f"| {r.claim} | {r.regime or '-'} | {r.measurement or '-'} | **{r.verdict}**"
+        return head + "".join(f"| {r.claim} | {where(r)} | {r.measurement or '-'} | **{r.verdict}**"
                               f"{': ' + r.why if r.why else ''} | `{command(r)}` |\n" for r in rs)
 
     paper, arms_race = [r for r in rows if not r.section], [r for r in rows if r.section == race.RACE]
-    out = table(paper)
+    out = ""
+    if common:
+        out += ("**Regime of every row**, unless its regime column says what differs: "
+                + line(common) + ".\n\n")
+    out += table(paper)
     if arms_race:
         out += (f"\n## {race.TITLE}\n\nASR over the pooled target inputs (95% Wilson interval), the filter's recall, "
                 f"the verdict; every cell in full below (`poisonedencoder claims --only race`).\n\n"

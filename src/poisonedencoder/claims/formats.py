@@ -27,12 +27,34 @@ def fmt_mean(m: dict, nd: int = 3, signed: bool = False) -> str:
     return f"{m['mean']:{f}}{ci}"
 
 
-def regime(a: ArmResult) -> str:
-    """Dataset, encoder, epochs, clean inputs, total and per-target rate, targets per run, seeds."""
+def setting(a: ArmResult) -> dict:
+    """The regime of an arm in parts: dataset and size, method and encoder, epochs, clean inputs, the
+    poisoning budget (named by what each share divides by), targets per run, seeds."""
+    from ..metrics import rate_words
+
     c, t = a.config or {}, a.threat()
     p, data = c.get("pretrain", {}), c.get("pretrain_data", {})
-    return (f"{data.get('dataset')} {p.get('image_size')}px, {p.get('algorithm')} / {p.get('backbone')}"
-            f"{'/' + str(p.get('width')) if p.get('backbone') != 'resnet18' else ''}, {p.get('epochs')} epochs, "
-            f"{a.runs[0]['num_clean_inputs']} clean inputs; poisoning rate {100 * t['poisoning_rate']:.1f}% total, "
-            f"{100 * t['poisoning_rate_per_target']:.1f}% per target ({a.targets_per_run():g} target"
-            f"{'s' if a.targets_per_run() != 1 else ''} per run); seeds {', '.join(map(str, a.seeds()))}")
+    per_run = a.targets_per_run()
+    return {"data": f"{data.get('dataset')} {p.get('image_size')}px",
+            "method": f"{p.get('algorithm')} / {p.get('backbone')}"
+                      f"{'/' + str(p.get('width')) if p.get('backbone') != 'resnet18' else ''}",
+            "epochs": f"{p.get('epochs')} epochs",
+            "clean": f"{a.runs[0]['num_clean_inputs']} clean inputs",
+            "budget": rate_words(t["poisoning_rate"], t.get("poisoning_share"), t["poisoning_rate_per_target"])
+                      + f" ({per_run:g} target{'s' if per_run != 1 else ''} per run)",
+            "seeds": f"seeds {', '.join(map(str, a.seeds()))}"}
+
+
+def regime(a: ArmResult) -> str:
+    """The regime as one line (:func:`setting`'s parts)."""
+    return line(setting(a))
+
+
+def line(s: dict) -> str:
+    """:func:`setting`'s parts as one line."""
+    return f"{s['data']}, {s['method']}, {s['epochs']}, {s['clean']}; {s['budget']}; {s['seeds']}"
+
+
+def differences(s: dict, common: dict) -> str:
+    """What of regime ``s`` differs from ``common`` (``""`` where nothing does)."""
+    return "; ".join(v for k, v in s.items() if common.get(k) != v)

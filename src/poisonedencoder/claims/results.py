@@ -28,9 +28,11 @@ class ArmResult:
         return len(self.outcomes)
 
     def threat(self) -> dict:
-        """Total and per-target poisoning rate (the mean over runs: equal by construction)."""
+        """Poisoning inputs over the clean set (all targets, and per target input) and over the whole
+        pre-training set (the mean over runs: equal by construction)."""
         r = [rates_of(m) for m in self.runs]
-        return {k: sum(x[k] for x in r) / len(r) for k in ("poisoning_rate", "poisoning_rate_per_target")}
+        return {k: (sum(x[k] for x in r) / len(r) if all(x[k] is not None for x in r) else None)
+                for k in ("poisoning_rate", "poisoning_rate_per_target", "poisoning_share")}
 
     def targets_per_run(self) -> float:
         return sum(m["num_targets"] for m in self.runs) / len(self.runs)

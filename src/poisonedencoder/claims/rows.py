@@ -6,25 +6,25 @@ from __future__ import annotations
 from ..compare import asr, flips_over_clean
 from .formats import fmt_diff, fmt_mean, fmt_rate
 from .results import ArmResult, gap
-from .verdicts import (HIGH, IN_PART, MARGIN, NOT, NOT_MEASURABLE, PENDING, REPRODUCED, SMALL_GAP, Row, _final, _ready,
-                       _same_targets)
+from .verdicts import (ABOVE, HIGH, IN_PART, LADDER, MARGIN, NOT, NOT_ABOVE, NOT_MEASURABLE, PENDING, POINT_ABOVE,
+                       REPRODUCED, SMALL_GAP, Row, _final, _ready, _same_targets, above, differs, tests_disagree)
 
 
 def targets_per_run(res: dict[str, ArmResult]) -> Row:
-    row = Row("targets_per_run", "(threat model) Does attacking 10 targets per run (about 30% in total) instead of one "
-              "(about 3%) change ASR at the same rate per target?", ("one_per_run", "poisonedencoder"))
+    row = Row("targets_per_run", "(threat model) Does attacking 10 targets per run (poisoning inputs about 30% of the "
+              "clean set) instead of one (about 3%) change ASR at the same rate per target?", ("one_per_run", "poisonedencoder"))
     if not _ready(row, res):
         return row
     one, ten = res["one_per_run"], res["poisonedencoder"]
     d = _same_targets(ten, one)
     row.numbers = {"one_per_run": asr(one.outcomes), "ten_per_run": asr(ten.outcomes), "difference": d}
-    row.measurement = (f"one per run ({100 * one.threat()['poisoning_rate']:.1f}% total): ASR {fmt_rate(asr(one.outcomes))}; "
-                       f"{ten.targets_per_run():g} per run ({100 * ten.threat()['poisoning_rate']:.1f}% total): "
+    row.measurement = (f"one per run ({100 * one.threat()['poisoning_rate']:.1f}% of the clean set): ASR "
+                       f"{fmt_rate(asr(one.outcomes))}; {ten.targets_per_run():g} per run "
+                       f"({100 * ten.threat()['poisoning_rate']:.1f}% of the clean set): "
                        f"{fmt_rate(asr({k: ten.outcomes[k] for k in one.outcomes if k in ten.outcomes}))} on the same "
                        f"targets; one - ten: {fmt_diff(d)}; PA one per run {fmt_mean(one.mean_over_seeds('PA'))}")
-    differs = d["dASR"] is not None and (d["dASR_lo"] > 0 or d["dASR_hi"] < 0)
-    _final(row, "difference measured" if differs else "no difference measured",
-           "the 95% interval of the paired difference " + ("excludes 0" if differs else "includes 0"))
+    _final(row, "difference measured" if differs(d) else "no difference measured",
+           "the 95% interval of the paired difference " + ("excludes 0" if differs(d) else "includes 0") + tests_disagree(d))
     return row
 
 
@@ -57,8 +57,8 @@ def high_asr(res: dict[str, ArmResult], arm: str | None = None) -> Row:
     _final(row, verdict, f"ASR {'is' if high else 'is not'} high (lower end {'>=' if high else '<'} {HIGH}); the gap "
                          f"{'lies' if small else 'does not lie'} below {SMALL_GAP}")
     if tp.verdict not in ("difference measured", "no difference measured") and a.targets_per_run() > 1 and key == "high_asr":
-        row.why += (f"; at {100 * a.threat()['poisoning_rate']:.1f}% in total: whether one target per run differs is "
-                    "not measured yet")
+        row.why += (f"; at poisoning inputs equal to {100 * a.threat()['poisoning_rate']:.1f}% of the clean set: whether "
+                    "one target per run differs is not measured yet")
     return row
 
 
@@ -77,17 +77,20 @@ def beats(res: dict[str, ArmResult], key: str, other: str, claim: str) -> Row:
                        f"{fmt_mean(o.seconds('craft'), 1)} s per run; PoisonedEncoder - it: {fmt_diff(d)}")
     if d["dASR"] is None:
         _final(row, NOT_MEASURABLE, "no target inputs in common")
-    elif d["dASR_lo"] >= MARGIN:
-        _final(row, REPRODUCED, f"the difference's interval lies above {MARGIN}")
-    elif d["dASR"] >= MARGIN:
-        _final(row, IN_PART, f"the difference is {MARGIN} or more but its interval reaches below {MARGIN}")
     else:
-        _final(row, NOT, f"the difference is below {MARGIN}")
+        level = above(d)
+        _final(row, LADDER[level], {ABOVE: f"the difference's interval lies above {MARGIN}",
+                                    POINT_ABOVE: f"the difference is {MARGIN} or more but its interval reaches below {MARGIN}",
+                                    NOT_ABOVE: f"the difference is below {MARGIN}"}[level])
     return row
 
 
 def ineffective(res: dict[str, ArmResult], key: str, other: str, claim: str) -> Row:
-    """Witches' Brew is ineffective: no ASR measured above the clean encoder's on the same targets."""
+    """Witches' Brew is ineffective: *reproduced* when the interval of its ASR minus the clean
+    encoder's on the same targets ends below 0.2 (an effect of 0.2 or more ruled out, as the race's
+    "evaded") and PoisonedEncoder is above it by 0.2 (:func:`beats`); *not reproduced* when its
+    ASR is above the clean encoder's by 0.2 (the interval) or PoisonedEncoder is not above it by
+    0.2 even at the point estimate; else *in part* (neither ruled out nor shown)."""
     row = beats(res, key, other, claim)
     if row.verdict == PENDING or row.verdict == NOT_MEASURABLE:
         return row
@@ -95,10 +98,41 @@ def ineffective(res: dict[str, ArmResult], key: str, other: str, claim: str) -> 
     over = flips_over_clean(o.outcomes)
     row.numbers["over_clean"] = over
     row.measurement += f"; it - clean encoder: {fmt_diff(over)}"
-    none = over["dASR"] is None or over["dASR_lo"] <= 0
-    row.verdict = REPRODUCED if none else IN_PART  # beats() left PENDING (partial, too few targets) above
-    row.why = "no ASR measured above the clean encoder's" if none else "it flips measurably more targets than the clean encoder"
+    beat = above(row.numbers["difference"])
+    negligible = over["dASR"] is not None and over["dASR_hi"] < MARGIN
+    said = (f"PoisonedEncoder is {'' if beat == ABOVE else 'not '}above it by {MARGIN} (interval)"
+            if beat != POINT_ABOVE else f"PoisonedEncoder is above it by {MARGIN} at the point estimate only")
+    if negligible and beat == ABOVE:
+        row.verdict, row.why = REPRODUCED, f"its ASR above the clean encoder's is ruled out at {MARGIN} or more (the " \
+                                           f"interval ends below {MARGIN}); {said}"
+    elif above(over) == ABOVE or beat == NOT_ABOVE:
+        row.verdict = NOT
+        row.why = (f"it flips {MARGIN} or more above the clean encoder (interval)" if above(over) == ABOVE
+                   else f"an effect of {MARGIN} above the clean encoder is not ruled out") + f"; {said}"
+    else:
+        row.verdict = IN_PART
+        row.why = (f"an effect of {MARGIN} or more above the clean encoder is not ruled out (the interval reaches "
+                   f"{over['dASR_hi']:+.2f})" if not negligible else f"its ASR above the clean encoder's is ruled out at "
+                   f"{MARGIN} or more") + f"; {said}"
     return row
+
+
+def attack_works(outcomes: dict) -> tuple[str, str]:
+    """The one rule for "the attack works" (on a dataset, in a downstream task, under a pre-training
+    method): *reproduced* when ASR is high and above the clean encoder's by 0.2 (:func:`above`, the
+    interval); *in part* when it is above by 0.2, by the interval or the point estimate, but not
+    high; else *not reproduced*. Returns the verdict and why."""
+    r, over = asr(outcomes), flips_over_clean(outcomes)
+    high, level = r["ci95"][0] >= HIGH, above(over)
+    if high and level == ABOVE:
+        return REPRODUCED, f"high ASR (lower end >= {HIGH}), above the clean encoder's by {MARGIN} (interval)"
+    if level != NOT_ABOVE:
+        return IN_PART, (f"ASR above the clean encoder's by {MARGIN} ({'interval' if level == ABOVE else 'point estimate only'})"
+                         f", not high (lower end {r['ci95'][0]:.2f} < {HIGH})" if not high else
+                         f"high ASR, above the clean encoder's by {MARGIN} at the point estimate only")
+    rise = "not paired" if over["dASR"] is None else (f"{over['dASR']:+.2f} [{over['dASR_lo']:+.2f}, "
+                                                      f"{over['dASR_hi']:+.2f}]")
+    return NOT, f"ASR not above the clean encoder's by {MARGIN} (it - clean: {rise})"
 
 
 def transfers(res: dict[str, ArmResult], method: str) -> Row:
@@ -114,12 +148,10 @@ def transfers(res: dict[str, ArmResult], method: str) -> Row:
                    "CA_minus_PA": gap(m, "CA", "PA")}
     row.measurement = (f"ASR {fmt_rate(asr(m.outcomes))}, clean ASR {fmt_rate(asr(m.outcomes, clean=True))}, CA - PA "
                        f"{fmt_mean(gap(m), signed=True)}; - SimCLR: {fmt_diff(d)}")
-    works = over["dASR"] is not None and over["dASR_lo"] >= MARGIN
-    as_simclr = d["dASR"] is not None and d["dASR_lo"] <= 0 <= d["dASR_hi"]
-    verdict = REPRODUCED if works and as_simclr else IN_PART if works else NOT
-    _final(row, verdict, ("ASR above the clean encoder's by more than 0.2" if works else
-                          "ASR not measured 0.2 above the clean encoder's") +
-           ("; no difference from SimCLR measured" if as_simclr else "; it differs from SimCLR"))
+    verdict, why = attack_works(m.outcomes)
+    as_simclr = d["dASR"] is not None and not differs(d)
+    _final(row, verdict, why + ("; no difference from SimCLR measured" if as_simclr else "; it differs from SimCLR")
+           + tests_disagree(d))
     return row
 
 
@@ -153,13 +185,30 @@ def defense(res: dict[str, ArmResult], name: str, ref_arm: str = "poisonedencode
     lowers = d["dASR"] is not None and d["dASR_hi"] < 0
     pa_cost = pa.get("ci95") is not None and pa["ci95"][1] < 0
     data_cost = bool(rep["clean_data_used"].get("mean"))
+    note = tests_disagree(d)
     if lowers and (pa_cost or data_cost):
-        _final(row, REPRODUCED, "it lowers ASR, at a " + ("utility" if pa_cost else "clean-data") + " cost")
+        cost = "utility" if pa_cost else "clean-data"
+        if data_cost:
+            share = clean_data_share(dres)
+            cost = (f"{cost} cost ({rep['clean_data_used']['mean']:.0f} clean inputs, "
+                    f"{100 * share:.1f}% of the size of the pre-training set)" if share is not None else f"{cost} cost")
+        else:
+            cost += " cost"
+        _final(row, REPRODUCED, f"it lowers ASR, at a {cost}{note}")
     elif lowers:
-        _final(row, NOT, "it lowers ASR with no PA loss measured and no clean data")
+        _final(row, NOT, f"it lowers ASR with no PA loss measured and no clean data{note}")
     else:
-        _final(row, IN_PART, "no ASR reduction measured (consistent with an insufficient defense)")
+        _final(row, IN_PART, f"no ASR reduction measured (consistent with an insufficient defense){note}")
     return row
+
+
+def clean_data_share(a: ArmResult) -> float | None:
+    """The clean inputs a defense needs (fine-tuning's) as a share of the size of the pre-training
+    set it defends (clean plus poisoning inputs), the mean over runs."""
+    shares = [m["defense"]["clean_data_used"] / (m["num_clean_inputs"] + m["num_poisoning_inputs"])
+              for m in a.runs if (m.get("defense") or {}).get("clean_data_used")
+              and m.get("num_clean_inputs") is not None and m.get("num_poisoning_inputs") is not None]
+    return sum(shares) / len(shares) if shares else None
 
 
 def rate_curve(res: dict[str, ArmResult], per_target_arms: list[tuple[float, str]]) -> Row:
@@ -192,10 +241,7 @@ def dataset_row(res: dict[str, ArmResult], arm: str, label: str, planned: set[st
     row.numbers = {"ASR": r, "over_clean": over, "CA_minus_PA": gap(a)}
     row.measurement = (f"ASR {fmt_rate(r)}, clean ASR {fmt_rate(asr(a.outcomes, clean=True))}, CA "
                        f"{fmt_mean(a.mean_over_seeds('CA'))}, PA {fmt_mean(a.mean_over_seeds('PA'))}")
-    high = r["ci95"][0] >= HIGH
-    works = over["dASR"] is not None and over["dASR_lo"] >= MARGIN
-    _final(row, REPRODUCED if high else IN_PART if works else NOT,
-           "high ASR" if high else "ASR above chance but not high" if works else "no ASR 0.2 above chance measured")
+    _final(row, *attack_works(a.outcomes))
     return row
 
 
@@ -208,16 +254,19 @@ def two_tasks(res: dict[str, ArmResult], planned: set[str]) -> Row:
     if not _ready(row, res):
         return row
     a = res["two_tasks"]
-    parts = []
+    parts, verdicts = [], []
     for ti in sorted({k[1] for k in a.outcomes}):
         o = {k: v for k, v in a.outcomes.items() if k[1] == ti}
-        parts.append(f"task {ti}: ASR {fmt_rate(asr(o))}, clean {fmt_rate(asr(o, clean=True))}")
+        v, why = attack_works(o)
+        verdicts.append((ti, v, why))
+        parts.append(f"task {ti}: ASR {fmt_rate(asr(o))}, clean {fmt_rate(asr(o, clean=True))}, it - clean "
+                     f"{fmt_diff(flips_over_clean(o))}")
     row.measurement = "; ".join(parts)
-    over = flips_over_clean(a.outcomes)
-    row.numbers = {"over_clean": over}
-    per_task_high = all(asr({k: v for k, v in a.outcomes.items() if k[1] == ti})["ci95"][0] >= HIGH
-                        for ti in {k[1] for k in a.outcomes})
-    _final(row, REPRODUCED if per_task_high else IN_PART if over["dASR_lo"] >= MARGIN else NOT,
-           "high ASR in every task" if per_task_high else "pooled ASR above chance but not high in every task"
-           if over["dASR_lo"] >= MARGIN else "no ASR 0.2 above chance measured")
+    row.numbers = {"over_clean": flips_over_clean(a.outcomes),
+                   "per_task": {str(ti): {"ASR": asr({k: x for k, x in a.outcomes.items() if k[1] == ti}),
+                                          "verdict": v} for ti, v, _ in verdicts}}
+    order = (NOT, IN_PART, REPRODUCED)
+    weakest = min((v for _, v, _ in verdicts), key=order.index)
+    _final(row, weakest, "each task judged by the rule of the dataset rows, the row by its weakest task: "
+           + "; ".join(f"task {ti} {v} ({why})" for ti, v, why in verdicts))
     return row
