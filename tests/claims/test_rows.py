@@ -242,3 +242,14 @@ def test_a_defense_row_reads_cleanly_and_its_times_are_not_negative():
     lows = [float(x) for x in re.findall(r"\[(-?[\d.]+), [\d.]+\] s", row.measurement)]
     assert lows and min(lows) >= 0
     assert pe.seconds("pretrain")["ci95"][0] == 0.0
+
+
+def test_the_rate_curve_figure_is_drawn_from_the_rows_points_and_only_then(tmp_path):
+    from poisonedencoder.claims.figures import rate_curve
+
+    res = {f"r{i}": _arm(f"r{i}", [1] * k + [0] * (30 - k)) for i, k in enumerate((3, 10, 20, 27, 29))}
+    row = R.rate_curve(res, [(r, f"r{i}") for i, r in enumerate((0.005, 0.01, 0.02, 0.03, 0.05))])
+    assert rate_curve(row, tmp_path / "curve.png", 10)
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = R.rate_curve({}, [(0.01, "r0")])
+    assert not rate_curve(empty, tmp_path / "none.png") and not (tmp_path / "none.png").exists()

@@ -18,7 +18,7 @@ from ..config_files import dump
 from ..errors import UserError
 from ..io import write_json, write_text
 from ..rundir import METRICS, SECONDS_TXT, RunDir
-from . import race
+from . import figures, race
 from . import rows as R
 from .formats import differences, line
 from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates, select
@@ -207,7 +207,8 @@ def text(rows: list[Row]) -> str:
 
 def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[Row]:
     """The table of what ``arms`` (the recipe's :func:`plan`) finished: ``out/claims.md``, ``claims.json``,
-    and ``out/arms_race.png`` once a cell of the arms race has a measurement."""
+    ``out/arms_race.png`` once a cell of the arms race has a measurement, and ``out/rate_curve.png``
+    (ASR against the rate per target input) once a point of the rate curve has one."""
     rows = build_rows(cfg, read_results(cfg, out, arms), {a.name for a in arms})
     write_text(out / "claims.md", markdown(rows))
     write_json(out / "claims.json", [{"key": r.key, "claim": r.claim, "arms": list(r.arms), "regime": r.regime,
@@ -215,6 +216,8 @@ def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[Row]:
                                       "numbers": r.numbers, **({"section": r.section} if r.section else {})}
                                      for r in rows])
     race.figure([r for r in rows if r.section == race.RACE], out / "arms_race.png")
+    curve = next(r for r in rows if r.key == "rate_curve")
+    figures.rate_curve(curve, out / "rate_curve.png", recipe_rates(cfg)[1])
     return rows
 
 
