@@ -64,7 +64,9 @@ def craft(attack: Attack, targets: list[Target], tasks: list[ImageDataset], num_
     save_grid([p.image for p in shown], out / "poisons_grid.png", labels=[f"T{p.target_id}" for p in shown],
               boxes=[attack.target_box(p) for p in shown], legend=GRID_LEGEND)
     log(f"craft: {len(poisons)} poisoning inputs for {len(targets)} target inputs "
-        f"(rate {len(poisons) / num_clean:.4f}) in {time.time() - t0:.1f}s -> {out / 'poisons'}")
+        f"({100 * len(poisons) / num_clean:.2f}% of the {num_clean} clean inputs, "
+        f"{100 * len(poisons) / (num_clean + len(poisons)):.2f}% of the pre-training set) in {time.time() - t0:.1f}s "
+        f"-> {out / 'poisons'}")
 
 
 def craft_run(cfg: dict, data, out: Path, clean_encoder: Callable[[], Path], check_sizes: Callable[[], None],

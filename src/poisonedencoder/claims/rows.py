@@ -4,7 +4,7 @@ the data (docs/CLAIMS.md, "How a verdict is reached")."""
 from __future__ import annotations
 
 from ..compare import asr, flips_over_clean
-from .formats import fmt_diff, fmt_mean, fmt_rate
+from .formats import fmt_diff, fmt_mean, fmt_rate, line
 from .results import ArmResult, gap
 from .verdicts import (ABOVE, HIGH, IN_PART, LADDER, MARGIN, NOT, NOT_ABOVE, NOT_MEASURABLE, PENDING, POINT_ABOVE,
                        REPRODUCED, SMALL_GAP, Row, _final, _ready, _same_targets, above, differs, tests_disagree)
@@ -219,6 +219,10 @@ def rate_curve(res: dict[str, ArmResult], per_target_arms: list[tuple[float, str
               tuple(a for _, a in per_target_arms))
     if not _ready(row, res, min_targets=0):
         return row
+    per_run = res[row.arms[0]].targets_per_run()
+    row.setting["budget"] = (f"{100 * per_target_arms[0][0]:g}% to {100 * per_target_arms[-1][0]:g}% of the clean set per "
+                             f"target input ({per_run:g} target{'s' if per_run != 1 else ''} per run)")
+    row.regime = line(row.setting)
     pts = [(r, asr(res[a].outcomes)) for r, a in per_target_arms]
     fit = logistic_fit([(r, x["k"], x["n"]) for r, x in pts], goal=0.8)
     row.numbers = {"points": [{"per_target": r, **x} for r, x in pts], "fit": fit}
