@@ -8,7 +8,7 @@ Arms with the recipe's seeds and tasks attack the same target inputs with the sa
 inputs (both depend on the seed only), so any two of them pair.
 
 ``one_per_run`` is the exception: each target input of the recipe's run attacked alone, in a run
-of its own with the same rate per target input (so a total rate ``num_targets`` times lower),
+of its own with the same rate per target input (so poisoning inputs ``num_targets`` times fewer),
 with the same reference inputs (passed explicitly) and the recipe run's clean encoder.
 """
 from __future__ import annotations

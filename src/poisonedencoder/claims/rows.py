@@ -40,7 +40,7 @@ def high_asr(res: dict[str, ArmResult], arm: str | None = None) -> Row:
     tp = targets_per_run(res)
     key = "high_asr" if arm is None else f"high_asr_{arm}"
     arm = arm or "poisonedencoder"
-    alone = " (one target per run: a total rate equal to the rate per target)" if arm == "one_per_run" else ""
+    alone = " (one target per run: the run's poisoning inputs are the rate per target)" if arm == "one_per_run" else ""
     row = Row(key, "PoisonedEncoder achieves high ASR while the poisoned encoder keeps its utility "
               f"(small CA - PA gap){alone}.", (arm, "poisonedencoder") if arm != "poisonedencoder" else (arm,))
     if not _ready(row, res):
