@@ -93,7 +93,8 @@ def test_a_defense_that_lowers_asr_for_free_contradicts_the_paper():
 
 def test_the_table_has_one_row_per_claim_and_says_what_is_not_measurable():
     cfg = {"attack": {"poisoning_rate": 0.3}, "tasks": [{"num_targets": 10, "targets": None}]}
-    rows = build_rows(cfg, {"poisonedencoder": _arm("poisonedencoder", [1] * 27 + [0] * 3)}, {"poisonedencoder"})
+    away = {a: "not on this machine" for a in ("eurosat_16px", "eurosat_32px", "facemask_16px", "facemask_32px", "two_tasks")}
+    rows = build_rows(cfg, {"poisonedencoder": _arm("poisonedencoder", [1] * 27 + [0] * 3)}, away)
     keys = [r.key for r in rows]
     assert keys[:4] == ["targets_per_run", "high_asr", "high_asr_one_per_run", "vs_icp"] and len(set(keys)) == len(keys)
     assert rows[1].claim.startswith("**Headline.**")  # no one-per-run difference measured: the recipe's row
