@@ -85,8 +85,18 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
         print(f"recorded {n} runs and the table: {out} -> {args.record}")
         return 0
     if args.table:  # reads only; --write: the table's files rewritten from what is finished
+        from .claims import differences
+
         arms = plan(cfg, shared, reading=True)
-        print(text((write_table if args.write else read_table)(cfg, out, arms, shared)))
+        rows = read_table(cfg, out, arms, shared)
+        changed = differences(out, rows)
+        if changed:
+            print(f"note: {len(changed)} row(s) differ from {out / 'claims.json'} ({', '.join(changed[:4])}"
+                  f"{', ...' if len(changed) > 4 else ''}): it was not written from the finished runs under "
+                  f"{out / 'arms'} by this code" + ("; rewritten" if args.write else ""), file=sys.stderr)
+        if args.write:
+            write_table(cfg, out, arms, shared, rows)
+        print(text(rows))
         if args.write:
             print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
         return 0

@@ -48,7 +48,8 @@ def test_the_recorded_table_rebuilds_identically_without_the_datasets(record_cop
     on another machine) gives the same rows and verdicts here, where none of those datasets is."""
     recorded = json.loads((RECORD / "claims.json").read_text())
     assert main(["claims", str(RECIPE), "--out", str(record_copy), "--table", *no_data]) == 0
-    printed = capsys.readouterr().out
+    printed, said = capsys.readouterr()
+    assert said == ""  # no row differs from the recorded claims.json
     for row in recorded:  # every row's verdict and measurement, as printed
         assert f"[{row['verdict']}] {row['key']}: " in printed, row["key"]
         if row["measurement"]:
@@ -185,3 +186,19 @@ def test_bad_reading_options_are_one_line(tmp_path, args, message):
                         "--cache-dir", str(tmp_path / "cache"), *args], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert not (tmp_path / "none").exists() and not (tmp_path / "x").exists()
+
+
+def test_table_says_which_rows_differ_from_the_folders_claims_json(record_copy, no_data, capsys):
+    """A folder whose table was kept without its runs' records (or was written by other code): the
+    rebuilt rows are printed, and one line on standard error names the rows that differ."""
+    shutil.rmtree(record_copy / "arms" / "icp")
+    shutil.rmtree(record_copy / "arms" / "eurosat_32px")
+    assert main(["claims", str(RECIPE), "--out", str(record_copy), "--table", *no_data]) == 0
+    printed, said = capsys.readouterr()
+    assert "[not measured yet] vs_icp:" in printed and "[not measurable here] eurosat_32px:" in printed
+    assert said.startswith("note: 2 row(s) differ from ") and "(vs_icp, eurosat_32px)" in said
+    assert len(said.splitlines()) == 1
+    assert main(["claims", str(RECIPE), "--out", str(record_copy), "--table", "--write", *no_data]) == 0
+    assert capsys.readouterr().err.rstrip().endswith("; rewritten")
+    assert main(["claims", str(RECIPE), "--out", str(record_copy), "--table", *no_data]) == 0
+    assert capsys.readouterr().err == ""  # the file now holds what the runs give

@@ -30,7 +30,7 @@ from .results import ArmResult, load
 from .verdicts import Row
 
 __all__ = ["Arm", "SHARED", "UNKNOWN", "plan", "run_claims", "build_rows", "markdown", "read_results", "read_table", "write_table",
-           "not_here", "record"]
+           "not_here", "differences", "record"]
 
 
 def _runner(arm: Arm, cfg: dict, out: Path, log):
@@ -206,10 +206,25 @@ def read_table(cfg: dict, out: Path, arms: list[Arm], shared_datasets: str | Pat
     return build_rows(cfg, read_results(cfg, out, arms), not_here(cfg, arms, shared_datasets))
 
 
-def write_table(cfg: dict, out: Path, arms: list[Arm], shared_datasets: str | Path | None = None) -> list[Row]:
-    """:func:`read_table`, written: ``out/claims.md``, ``claims.json``, and ``out/arms_race.png``
-    once a cell of the arms race has a measurement."""
-    rows = read_table(cfg, out, arms, shared_datasets)
+def differences(out: Path, rows: list[Row]) -> list[str]:
+    """The keys of ``rows`` whose verdict or measurement differs from ``out/claims.json`` (a table
+    written from runs that are not under ``out/arms``, or by other code); none without that file."""
+    import json
+
+    try:
+        was = json.loads((out / "claims.json").read_text())
+    except (OSError, ValueError):
+        return []
+    was = {r.get("key"): (r.get("verdict"), r.get("measurement")) for r in was if isinstance(r, dict)} \
+        if isinstance(was, list) else {}
+    return [r.key for r in rows if r.key in was and was[r.key] != (r.verdict, r.measurement)]
+
+
+def write_table(cfg: dict, out: Path, arms: list[Arm], shared_datasets: str | Path | None = None,
+                rows: list[Row] | None = None) -> list[Row]:
+    """:func:`read_table` (or ``rows``, read already), written: ``out/claims.md``, ``claims.json``,
+    and ``out/arms_race.png`` once a cell of the arms race has a measurement."""
+    rows = read_table(cfg, out, arms, shared_datasets) if rows is None else rows
     write_text(out / "claims.md", markdown(rows))
     write_json(out / "claims.json", [{"key": r.key, "claim": r.claim, "arms": list(r.arms), "regime": r.regime,
                                       "measurement": r.measurement, "verdict": r.verdict, "why": r.why,
