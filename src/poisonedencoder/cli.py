@@ -95,6 +95,9 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
                   f"{', ...' if len(changed) > 4 else ''}): it was not written from the finished runs under "
                   f"{out / 'arms'} by this code" + ("; rewritten" if args.write else ""), file=sys.stderr)
         if args.write:
+            from .io import check_own_dir
+
+            check_own_dir(out, "claims directory (--out)")  # never over a file of a folder the toolkit did not make
             write_table(cfg, out, arms, shared, rows)
         print(text(rows))
         if args.write:

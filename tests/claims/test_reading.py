@@ -202,3 +202,13 @@ def test_table_says_which_rows_differ_from_the_folders_claims_json(record_copy, 
     assert capsys.readouterr().err.rstrip().endswith("; rewritten")
     assert main(["claims", str(RECIPE), "--out", str(record_copy), "--table", *no_data]) == 0
     assert capsys.readouterr().err == ""  # the file now holds what the runs give
+
+
+def test_write_refuses_a_folder_the_toolkit_did_not_make(tmp_path, no_data, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.md").write_text("my own notes\n")
+    assert main(["claims", str(RECIPE), "--out", str(out), "--table", *no_data]) == 0  # reading it is harmless
+    assert main(["claims", str(RECIPE), "--out", str(out), "--table", "--write", *no_data]) == 2
+    assert "is not empty (notes.md) and holds no run of this toolkit" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.md"] and (out / "notes.md").read_text() == "my own notes\n"
