@@ -245,7 +245,8 @@ made it, not the encoders or images (an unfinished run crafts its poisoning inpu
 
 def record(out: str | Path, dest: str | Path, shared_datasets: str | Path | None = None) -> int:
     """Copy the record of every finished run under ``out/arms`` (``RECORD``), and the table, into
-    ``dest`` with the same layout. ``claims --out dest`` then rebuilds the table from it, and a
+    ``dest`` with the same layout. ``claims --out dest --table`` then rebuilds the table from it on any
+    machine (no dataset or device needed: :func:`read_table`), and a
     copy of it as ``--out`` resumes the table without running the recorded runs again (on a
     machine where they have the same configuration fingerprint). Paths of this machine become
     relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside
