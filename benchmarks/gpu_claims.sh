@@ -2,12 +2,16 @@
 # The CIFAR-10 rows of the claims table on one GPU, in one command: `poisonedencoder claims` on
 # configs/cifar10_gpu.yaml (CIFAR ResNet18, 200 epochs, 5,000 clean inputs, 10 targets at 3% each:
 # 30% in total) for the arms in ARMS over SEEDS, JOBS runs at once on the device, inside BUDGET_S
-# seconds; then, whatever finished, the claims table (claims.md, claims.json), the wall time of
-# every stage of every run (stages.csv) and the run logs. Uses python3 from PATH; installs nothing.
+# seconds; then, whatever finished, the claims table (claims.md, claims.json), the record of every
+# finished run (OUT/arms/<arm>/seed_<s>/: metrics.json, config.yaml, timings, manifest; no encoders
+# or images: `poisonedencoder claims --record`), the wall time of every stage of every run
+# (stages.csv) and the run logs. Uses python3 from PATH; installs nothing.
 #
 #   python scripts/pack_cifar10.py                          # once, here: packed/cifar10 (about 32 MB)
 #   OUT=gpu_out bash benchmarks/gpu_claims.sh               # on the GPU machine, packed/ carried along
 #   OUT=dry DEVICE=cpu DATA=packed/cifar10_tiny bash benchmarks/gpu_claims.sh --set pretrain.epochs=1   # CPU dry run
+#   poisonedencoder claims configs/cifar10_gpu.yaml --seeds 0,1,2 --out gpu_out --table   # anywhere: the table again
+#                    # from the record, with no GPU or data (the SEEDS it ran, and any extra --set of tasks or attack)
 #
 # The prediction and the measured times: docs/BENCHMARKS.md, "The claims rows on one GPU".
 # Environment: OUT (results), ARMS (default poisonedencoder,icp,defense_large_crops), SEEDS
@@ -43,9 +47,10 @@ timeout --kill-after=10 $((BUDGET_S + 60)) $py -m poisonedencoder claims "${comm
     --jobs "$JOBS" --budget "$BUDGET_S" 2>&1 | tee -a "$log" | grep --line-buffered "^claims\|^error"
 rc=${PIPESTATUS[0]}
 echo "claims: exit $rc, wall $((SECONDS - start)) s" | tee -a "$log"
-# whatever finished: the table, every run's stage times, and the runs' own logs
-$py -m poisonedencoder claims "${common[@]}" --table > "$OUT/table.txt" 2>>"$log"
-cp "$RUNS/claims.md" "$RUNS/claims.json" "$OUT/" 2>/dev/null
+# whatever finished: the table (rewritten from the finished runs), every finished run's record and the
+# table into OUT (what `claims --out OUT --table` rebuilds the table from), every run's stage times, the runs' logs
+$py -m poisonedencoder claims "${common[@]}" --table --write > "$OUT/table.txt" 2>>"$log"
+$py -m poisonedencoder claims "${common[@]}" --record "$OUT" 2>&1 | tee -a "$log"
 $py benchmarks/stage_times.py "$RUNS" --csv "$OUT/stages.csv" 2>&1 | tee -a "$log"
 (cd "$RUNS" && find . \( -name run.log -o -name clean.log \) -print0 | sort -z | xargs -0 tail -n 4 > "$OUT/run_logs.txt" 2>/dev/null)
 grep -v "^    command:" "$OUT/table.txt" | grep -B1 -A3 "^\[reproduced\|^\[not reproduced\|^\[reproduced in part" | tee -a "$log"

@@ -109,9 +109,20 @@ def test_gpu_claims_script_runs_the_arms_on_the_cpu_and_writes_the_table_and_sta
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} == {"device.txt", "log.txt", "table.txt", "claims.md", "claims.json",
-                                               "stages.csv", "run_logs.txt"}
+                                               "stages.csv", "run_logs.txt", "arms"}
     rows = {r["key"]: r for r in json.loads((out / "claims.json").read_text())}
     assert rows["high_asr"]["numbers"] and rows["vs_icp"]["numbers"] and rows["defense_large_crops"]["numbers"]
+    # every finished run recorded (no encoders or images), and the table rebuilt from the record alone,
+    # with no device or data named: the recipe as the script ran it, but for the extra tasks setting
+    recorded = sorted(p.parent.relative_to(out).as_posix() for p in (out / "arms").glob("*/seed_*/metrics.json"))
+    assert recorded == ["arms/defense_large_crops/seed_0", "arms/icp/seed_0", "arms/poisonedencoder/seed_0"]
+    assert all((out / r / "config.yaml").is_file() for r in recorded) and not list(out.rglob("*.pt"))
+    rebuilt = subprocess.run([sys.executable, "-m", "poisonedencoder", "claims", str(ROOT / "configs" / "cifar10_gpu.yaml"),
+                              "--seeds", "0", "--set", "tasks=[{dataset: 'imagefolder:%s', num_targets: 2}]" % source_folder,
+                              "--out", str(out), "--table"], capture_output=True, text=True, cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    printed = (out / "table.txt").read_text()
+    assert printed.startswith(rebuilt.stdout) and printed[len(rebuilt.stdout):].startswith("table: ")
     stages = (out / "stages.csv").read_text().splitlines()
     assert stages[0] == "run,craft,pretrain_clean,pretrain_poisoned,evaluate"
     assert sorted(line.split(",")[0] for line in stages[1:-1]) == [

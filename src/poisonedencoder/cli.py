@@ -45,21 +45,38 @@ def _check_jobs(args) -> None:
         raise UserError(f"{flag} must be between 1 and 64, got {jobs}")
 
 
+def _reads_only(args) -> bool:
+    """``claims --list``, ``--table`` or ``--record``: reads the claims folder, runs nothing (no device needed)."""
+    return args.command == "claims" and bool(args.list or args.table or args.record)
+
+
 def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
-    from .claims import plan, read_results, run_claims, text, write_table
+    from .claims import UNKNOWN, not_here, plan, read_results, read_table, run_claims, text, write_table
 
     out = Path(args.out or "runs/claims")
     shared = args.shared_datasets
     if shared is not None and not Path(shared).is_dir():
         raise UserError(f"--shared-datasets {shared} is not a folder")
+    modes = [flag for flag, on in (("--list", args.list), ("--table", args.table), ("--record", args.record)) if on]
+    if len(modes) > 1:
+        raise UserError(f"{modes[0]} and {modes[1]} exclude each other: give one")
+    if args.write and not args.table:
+        raise UserError("--write goes with --table (a run of the arms rewrites the table itself)")
+    if (args.table or args.record) and not out.is_dir():
+        raise UserError(f"--out {out} is not a folder: no claims runs to read there (run 'poisonedencoder claims' "
+                        "first, or give --out DIR)")
     if args.list:
-        arms = plan(cfg, shared)
-        res = read_results(cfg, out, arms)
+        arms = plan(cfg, shared, reading=True)
+        res, why = read_results(cfg, out, arms), not_here(cfg, arms, shared)
         for a in arms:
             r = res.get(a.name)
             state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
             print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else "")
+                  + (f"  (cannot run here: {why[a.name]})" if a.name in why else "")
                   + (f"  (group {', '.join(a.groups)})" if a.groups else ""))
+        if any(f"={UNKNOWN}" in o for a in arms for o in a.overrides):
+            print(f"({UNKNOWN}: a size that follows from the train split of the recipe's dataset, which is not on this "
+                  "machine or not decoded yet; a run reads it)")
         return 0
     if args.record:
         from .claims import record
@@ -67,8 +84,24 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
         n = record(out, args.record, shared)
         print(f"recorded {n} runs and the table: {out} -> {args.record}")
         return 0
-    if args.table:
-        print(text(write_table(cfg, out, plan(cfg, shared))))
+    if args.table:  # reads only; --write: the table's files rewritten from what is finished
+        from .claims import changed_rows
+
+        arms = plan(cfg, shared, reading=True)
+        rows = read_table(cfg, out, arms, shared)
+        changed = changed_rows(out, rows)
+        if changed:
+            print(f"note: {len(changed)} row(s) differ from {out / 'claims.json'} ({', '.join(changed[:4])}"
+                  f"{', ...' if len(changed) > 4 else ''}): it was not written from the finished runs under "
+                  f"{out / 'arms'} by this code" + ("; rewritten" if args.write else ""), file=sys.stderr)
+        if args.write:
+            from .io import check_own_dir
+
+            check_own_dir(out, "claims directory (--out)")  # never over a file of a folder the toolkit did not make
+            write_table(cfg, out, arms, shared, rows)
+        print(text(rows))
+        if args.write:
+            print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
         return 0
     if args.budget is not None and not args.budget > 0:
         raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
@@ -86,7 +119,7 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
     from . import config as C
 
     user = C.load_yaml(args.config) if getattr(args, "config", None) else {}
-    if args.command == "claims" and not getattr(args, "list", False) and not getattr(args, "table", False) \
+    if args.command == "claims" and not _reads_only(args) \
             and not user.get("seeds") and not getattr(args, "seeds", None) \
             and not any(o.startswith("seeds=") for o in args.overrides):
         raise UserError("claims needs a recipe with seeds (e.g. seeds: [0, 1, 2] or --seeds 0,1,2): every row pools seeds")
@@ -148,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         env, cfg["device"] = D.init_from_env(cfg["device"])  # under torchrun: join the process group
         from .ssl.pretrain import check_device
 
-        if getattr(args, "slurm", None) is None and not getattr(args, "submitit_local", False):
-            check_device(cfg["device"])  # before any work (a cluster's job checks it on its node)
+        if getattr(args, "slurm", None) is None and not getattr(args, "submitit_local", False) and not _reads_only(args):
+            check_device(cfg["device"])  # before any work (a cluster's job checks it on its node; reading needs none)
         if env.active and args.command in ("sweep", "demo"):
             raise UserError(f"'{args.command}' runs in one process; launch run, craft, pretrain or evaluate under torchrun")
         say = (lambda s: print(s, flush=True)) if env.is_main else (lambda _: None)

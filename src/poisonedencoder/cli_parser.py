@@ -67,23 +67,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", required=True, help="config key, e.g. attack.poisoning_rate")
     p.add_argument("--values", required=True, help="comma-separated values, e.g. 0.01,0.03,0.1")
     p = sub.add_parser("claims", help="the paper's claims, one row each with a verdict: runs what is missing "
-                                      "(resumable), prints the table, writes OUT/claims.md and claims.json")
+                                      "(resumable), prints the table, writes OUT/claims.md and claims.json",
+                       description="Runs every arm of the claims table that is not finished (resumable), then prints "
+                                   "the table and writes OUT/claims.md, OUT/claims.json (and OUT/arms_race.png). "
+                                   "--list, --table and --record run nothing; --list and --table write nothing "
+                                   "(--table --write rewrites the table's files from the finished runs).")
     p.add_argument("config", nargs="?", default="configs/digits_works.yaml",
                    help="the recipe every arm varies (default: configs/digits_works.yaml)")
     _add_common(p, config=False)
     p.add_argument("--only", help="comma-separated arms to run (see --list), or a group of them: race (the "
                                   "adaptive attacker against the defenses); the table shows every row")
-    p.add_argument("--list", action="store_true", help="print the arms, their overrides and what is finished; run nothing")
-    p.add_argument("--table", action="store_true", help="print the table of what is finished; run nothing")
+    p.add_argument("--list", action="store_true",
+                   help="print the arms, their overrides, what is finished and what cannot run here; run nothing, "
+                        "write nothing")
+    p.add_argument("--table", action="store_true",
+                   help="print the table of what is finished under OUT (an arm's finished runs are judged whatever "
+                        "this machine holds: a record folder rebuilds its table anywhere, with no dataset or device); "
+                        "run nothing, write nothing")
+    p.add_argument("--write", action="store_true",
+                   help="with --table: also rewrite OUT/claims.md, OUT/claims.json and OUT/arms_race.png from the "
+                        "finished runs (a run of the arms rewrites them itself)")
     _add_parallel(p, "--jobs")
     p.add_argument("--budget", type=float, metavar="SECONDS",
                    help="wall-time bound: start no run that would end past it (by the runs finished so far), stop "
                         "the ones still going at it (checkpoints stay; the same command resumes), then the table")
     _add_cluster(p)
     p.add_argument("--record", metavar="DIR", help="copy every finished run's record (metrics, config, timings, "
-                                                  "manifest; no encoders or images) and the table into DIR; run nothing")
+                                                  "manifest; no encoders or images) and the table's files as they are "
+                                                  "into DIR (--table --write first to bring them up to date); run "
+                                                  "nothing. 'claims --out DIR --table' rebuilds the table from DIR")
     p.add_argument("--shared-datasets", metavar="DIR",
-                   help="folder holding eurosat/ and facemask/ (their rows are not measurable without it)")
+                   help="folder holding eurosat/ and facemask/, to run their arms (without it their rows are not "
+                        "measurable here unless their finished runs are under OUT)")
     return ap
 
 

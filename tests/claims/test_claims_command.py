@@ -31,6 +31,10 @@ def test_list_shows_every_arm_with_its_overrides(tmp_path, capsys):
     rate = next(line for line in out if line.startswith("rate_0.01 "))
     assert "attack.poisoning_rate=0.02" in rate  # 1% per target x 2 targets per run
     assert all("not started" in line for line in out)
+    # the dataset arms are planned without their data (their records are read), and say why they cannot run
+    assert [n for n in names if n.endswith("px")] == ["eurosat_16px", "eurosat_32px", "facemask_16px", "facemask_32px"]
+    assert all("(cannot run here: " in line for line in out if line.split()[0].endswith("px"))
+    assert not any("cannot run here" in line for line in out if line.split()[0] in ("poisonedencoder", "icp"))
 
 
 @pytest.mark.parametrize("args,message", [

@@ -108,7 +108,7 @@ def test_a_verdict_needs_three_seeds_as_well_as_thirty_targets():
 def test_datasets_and_methods_are_judged_by_one_rule(flips, clean, verdict):
     """"The attack works" on a dataset and under another method: the same outcomes, the same verdict."""
     pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
-    ds = R.dataset_row({"facemask_32px": _arm("facemask_32px", flips, clean)}, "facemask_32px", "Facemask", {"facemask_32px"})
+    ds = R.dataset_row({"facemask_32px": _arm("facemask_32px", flips, clean)}, "facemask_32px", "Facemask", {})
     method = R.transfers({"poisonedencoder": pe, "method_byol": _arm("method_byol", flips, clean)}, "byol")
     assert ds.verdict == method.verdict == verdict, (ds.why, method.why)
     assert R.attack_works(_arm("x", flips, clean).outcomes)[0] == verdict
@@ -121,12 +121,12 @@ def test_two_tasks_are_judged_task_by_task():
         a.outcomes = {(i % 3, ti, i, 1): Outcome(bool(flips[ti][i]), 1.0, False) for ti in (0, 1) for i in range(15)}
         return a
 
-    row = R.two_tasks({"two_tasks": arm([1] * 13 + [0] * 2, [1] + [0] * 14)}, {"two_tasks"})
+    row = R.two_tasks({"two_tasks": arm([1] * 13 + [0] * 2, [1] + [0] * 14)}, {})
     assert row.numbers["over_clean"]["dASR_lo"] >= 0.2          # pooled, the attack is above chance by 0.2 ...
     assert row.verdict == R.NOT and "task 1 not reproduced" in row.why  # ... but not in task 1 (1/15)
-    row = R.two_tasks({"two_tasks": arm([1] * 15, [1] * 15)}, {"two_tasks"})
+    row = R.two_tasks({"two_tasks": arm([1] * 15, [1] * 15)}, {})
     assert row.verdict == R.REPRODUCED                          # 15/15 each: lower end 0.80
-    row = R.two_tasks({"two_tasks": arm([1] * 15, [1] * 9 + [0] * 6)}, {"two_tasks"})
+    row = R.two_tasks({"two_tasks": arm([1] * 15, [1] * 9 + [0] * 6)}, {})
     assert row.verdict == R.IN_PART and "task 1 reproduced in part" in row.why
 
 
@@ -193,7 +193,8 @@ def test_a_defense_that_lowers_asr_for_free_contradicts_the_paper():
 
 def test_the_table_has_one_row_per_claim_and_says_what_is_not_measurable():
     cfg = {"attack": {"poisoning_rate": 0.3}, "tasks": [{"num_targets": 10, "targets": None}]}
-    rows = build_rows(cfg, {"poisonedencoder": _arm("poisonedencoder", [1] * 27 + [0] * 3)}, {"poisonedencoder"})
+    away = {a: "not on this machine" for a in ("eurosat_16px", "eurosat_32px", "facemask_16px", "facemask_32px", "two_tasks")}
+    rows = build_rows(cfg, {"poisonedencoder": _arm("poisonedencoder", [1] * 27 + [0] * 3)}, away)
     keys = [r.key for r in rows]
     assert keys[:4] == ["targets_per_run", "high_asr", "high_asr_one_per_run", "vs_icp"] and len(set(keys)) == len(keys)
     assert rows[1].claim.startswith("**Headline.**")  # no one-per-run difference measured: the recipe's row

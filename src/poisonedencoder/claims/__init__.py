@@ -5,6 +5,10 @@ finished run back, pairs arms on the same target inputs and writes one row per c
 (:mod:`.rows`) with a verdict by the rules of :mod:`.verdicts`: ``DIR/claims.md``,
 ``DIR/claims.json``, and the table on standard output. ``only`` restricts the runs to some arms,
 named one by one or by group (``race``: the arms race, :mod:`.race`; the table always shows every row).
+
+Reading is apart from running: :func:`read_table` builds the table of what is finished and writes
+nothing (``claims --table``); an arm's finished runs are judged whatever this machine holds, and
+only an arm with no finished run whose data are absent is "not measurable here".
 """
 from __future__ import annotations
 
@@ -20,27 +24,20 @@ from ..io import write_json, write_text
 from ..rundir import METRICS, SECONDS_TXT, RunDir
 from . import figures, race
 from . import rows as R
+from .arms import (PER_TARGET_RATES, SHARED, UNKNOWN, Arm, arm_config, missing_data, one_per_run_configs, plan, recipe_rates,
+                   select)
 from .formats import differences, line
-from .arms import PER_TARGET_RATES, Arm, arm_config, one_per_run_configs, plan, recipe_rates, select
 from .results import ArmResult, load
 from .verdicts import Row
 
-__all__ = ["Arm", "plan", "run_claims", "build_rows", "markdown", "read_results"]
+__all__ = ["Arm", "SHARED", "UNKNOWN", "plan", "run_claims", "build_rows", "markdown", "read_results", "read_table", "write_table",
+           "not_here", "changed_rows", "record"]
 
 
 def _runner(arm: Arm, cfg: dict, out: Path, log):
     from ..seeds import SeedRuns
 
     return SeedRuns(cfg, out / "arms" / arm.name, log=log)
-
-
-def _missing_data(arm: Arm, cfg: dict) -> str | None:
-    """Why an arm cannot run on this machine (a dataset it needs is absent), or None."""
-    from ..data.datasets import fashion_mnist_folder
-
-    if "fashion-mnist" in arm.needs and fashion_mnist_folder(cfg["data_root"]) is None:
-        return "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or under --data-root)"
-    return None
 
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
@@ -72,7 +69,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     for arm in arms:
         if only and arm.name not in only:
             continue
-        why = _missing_data(arm, cfg)
+        why = missing_data(arm, cfg, shared_datasets)
         if why:
             log(f"claims: skipping {arm.name}: {why}")
             continue
@@ -96,7 +93,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     else:  # here: one list, each clean encoder just before the first run that needs it
         def table_so_far(u: Unit) -> None:
             if u.stage != CLEAN:
-                write_table(cfg, out, arms)
+                write_table(cfg, out, arms, shared_datasets)
 
         done = run_units(with_clean_first(units), jobs, log, budget_s, name="claims", on_done=table_so_far)
         failures = done.failed
@@ -109,7 +106,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     if not_done:
         log(f"claims: {not_done} of {len(units)} runs not finished (the table shows what did; the same command resumes)")
     log(f"claims: {time.monotonic() - t0:.0f}s")
-    return write_table(cfg, out, arms)
+    return write_table(cfg, out, arms, shared_datasets)
 
 
 def read_results(cfg: dict, out: Path, arms: list[Arm]) -> dict[str, ArmResult]:
@@ -126,8 +123,20 @@ def read_results(cfg: dict, out: Path, arms: list[Arm]) -> dict[str, ArmResult]:
     return res
 
 
-def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[Row]:
-    """Every row of the table from the arms' results (``planned``: the arms of this recipe and machine)."""
+def not_here(cfg: dict, arms: list[Arm], shared_datasets: str | Path | None = None) -> dict[str, str]:
+    """Why this machine cannot run an arm of the table, for each such arm of ``arms`` (the recipe's
+    :func:`plan`): a dataset it needs is absent (:func:`~.arms.missing_data`), or the recipe has no
+    such arm (``two_tasks`` off digits)."""
+    why = {a.name: w for a in arms if (w := missing_data(a, cfg, shared_datasets))}
+    if "two_tasks" not in {a.name for a in arms}:
+        why["two_tasks"] = "the recipe is not on digits"
+    return why
+
+
+def build_rows(cfg: dict, res: dict[str, ArmResult], unavailable: dict[str, str]) -> list[Row]:
+    """Every row of the table from the arms' results. ``unavailable``: why this machine cannot run
+    an arm (:func:`not_here`); a row whose arm has no finished run says so ("not measurable here"),
+    one whose arm finished runs is judged on them whatever this machine holds."""
     per_target, _ = recipe_rates(cfg)
     rates = [(r, "poisonedencoder" if abs(r - per_target) < 1e-9 else f"rate_{r:g}") for r in PER_TARGET_RATES]
     rows = [R.targets_per_run(res), R.high_asr(res), R.high_asr(res, "one_per_run"),
@@ -142,12 +151,12 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], planned: set[str]) -> list[
     rows += [R.transfers(res, m) for m in ("mocov2", "byol", "simsiam")]
     rows += [R.defense(res, d) for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing")]
     rows += [R.defense(res, d, "finetune_none") for d in ("finetune", "finetune_small")]
-    rows.append(R.two_tasks(res, planned))
+    rows.append(R.two_tasks(res, unavailable))
     head = "high_asr_one_per_run" if R.headline(res) == "one_per_run" else "high_asr"
     for r in rows:
         if r.key == head:
             r.claim = "**Headline.** " + r.claim
-    rows += [R.dataset_row(res, f"{ds}_{px}px", f"{name} at {px}x{px}", planned) for ds, name in (("eurosat", "EuroSAT"),
+    rows += [R.dataset_row(res, f"{ds}_{px}px", f"{name} at {px}x{px}", unavailable) for ds, name in (("eurosat", "EuroSAT"),
                                                                                        ("facemask", "Facemask"))
              for px in (16, 32)]
     return rows + race.rows(res)
@@ -205,11 +214,31 @@ def text(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def write_table(cfg: dict, out: Path, arms: list[Arm]) -> list[Row]:
-    """The table of what ``arms`` (the recipe's :func:`plan`) finished: ``out/claims.md``, ``claims.json``,
+def read_table(cfg: dict, out: Path, arms: list[Arm], shared_datasets: str | Path | None = None) -> list[Row]:
+    """The rows of what ``arms`` (the recipe's :func:`plan`) finished under ``out``; reads only."""
+    return build_rows(cfg, read_results(cfg, out, arms), not_here(cfg, arms, shared_datasets))
+
+
+def changed_rows(out: Path, rows: list[Row]) -> list[str]:
+    """The keys of ``rows`` whose verdict or measurement differs from ``out/claims.json`` (a table
+    written from runs that are not under ``out/arms``, or by other code); none without that file."""
+    import json
+
+    try:
+        was = json.loads((out / "claims.json").read_text())
+    except (OSError, ValueError):
+        return []
+    was = {r.get("key"): (r.get("verdict"), r.get("measurement")) for r in was if isinstance(r, dict)} \
+        if isinstance(was, list) else {}
+    return [r.key for r in rows if r.key in was and was[r.key] != (r.verdict, r.measurement)]
+
+
+def write_table(cfg: dict, out: Path, arms: list[Arm], shared_datasets: str | Path | None = None,
+                rows: list[Row] | None = None) -> list[Row]:
+    """:func:`read_table` (or ``rows``, read already), written: ``out/claims.md``, ``claims.json``,
     ``out/arms_race.png`` once a cell of the arms race has a measurement, and ``out/rate_curve.png``
     (ASR against the rate per target input) once a point of the rate curve has one."""
-    rows = build_rows(cfg, read_results(cfg, out, arms), {a.name for a in arms})
+    rows = read_table(cfg, out, arms, shared_datasets) if rows is None else rows
     write_text(out / "claims.md", markdown(rows))
     write_json(out / "claims.json", [{"key": r.key, "claim": r.claim, "arms": list(r.arms), "regime": r.regime,
                                       "measurement": r.measurement, "verdict": r.verdict, "why": r.why,
@@ -230,13 +259,10 @@ RECORD = {**{p.as_posix(): p.as_posix() for p in (_RUN.metrics, _RUN.config, _RU
 made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
 
 
-SHARED = "<shared-datasets>"
-"""What a recorded config.yaml writes for the ``--shared-datasets`` folder of the machine that ran it."""
-
-
 def record(out: str | Path, dest: str | Path, shared_datasets: str | Path | None = None) -> int:
     """Copy the record of every finished run under ``out/arms`` (``RECORD``), and the table, into
-    ``dest`` with the same layout. ``claims --out dest`` then rebuilds the table from it, and a
+    ``dest`` with the same layout. ``claims --out dest --table`` then rebuilds the table from it on any
+    machine (no dataset or device needed: :func:`read_table`), and a
     copy of it as ``--out`` resumes the table without running the recorded runs again (on a
     machine where they have the same configuration fingerprint). Paths of this machine become
     relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside

@@ -21,6 +21,14 @@ from .. import config as C
 from ..errors import UserError
 
 PER_TARGET_RATES = (0.005, 0.01, 0.02, 0.03, 0.05)
+SHARED = "<shared-datasets>"
+"""The ``--shared-datasets`` folder where a path cannot name it: a recorded config.yaml (the folder of
+the machine that ran it), an arm's overrides planned without the option."""
+SHARED_DATASETS = ("eurosat", "facemask")
+"""The datasets of the paper read from the ``--shared-datasets`` folder (``DIR/<name>/``)."""
+UNKNOWN = "?"
+"""A size that follows from the recipe's train split, in an arm's label and overrides, where the
+plan is read without the dataset (:func:`train_size_here`)."""
 """Rates per target input of the ASR-against-rate row (the recipe's own rate is one of its points)."""
 
 
@@ -53,17 +61,22 @@ FINETUNE_SHARE = 0.25
 whole train split (digits), the fine-tuning arms pre-train on the other 75% and leave this share."""
 
 
-def finetune_arms(cfg: dict, num_train: int) -> list[Arm]:
+def finetune_arms(cfg: dict, num_train: int | None) -> list[Arm]:
     """The post-processing defense and its two references: PoisonedEncoder without a defense on the
     same (smaller) pre-training set, and fine-tuning with the control (the clean encoder fine-tuned
-    on the same clean inputs, so the data's gain is credited to both). Two clean-set sizes."""
+    on the same clean inputs, so the data's gain is credited to both). Two clean-set sizes
+    (:data:`UNKNOWN` where ``num_train`` is None: the train split's size is not known here)."""
     n_clean = cfg["pretrain_data"]["num_images"] or num_train
-    if num_train - n_clean >= 100:
-        pre, spare = [], num_train - n_clean
+    if num_train is None:  # read without the dataset: a recipe's own set is taken as leaving room (as cifar10_gpu's)
+        pre, spare, small = [] if n_clean else [f"pretrain_data.num_images={UNKNOWN}"], UNKNOWN, UNKNOWN
+        n_clean = n_clean or UNKNOWN
     else:
-        n_clean = int(round(num_train * (1 - FINETUNE_SHARE)))
-        pre, spare = [f"pretrain_data.num_images={n_clean}"], num_train - n_clean
-    small = max(1, spare // 4)
+        if num_train - n_clean >= 100:
+            pre, spare = [], num_train - n_clean
+        else:
+            n_clean = int(round(num_train * (1 - FINETUNE_SHARE)))
+            pre, spare = [f"pretrain_data.num_images={n_clean}"], num_train - n_clean
+        small = max(1, spare // 4)
     return [Arm("finetune_none", f"no defense, {n_clean} clean pre-training inputs (the fine-tuning rows' reference)",
                 tuple(pre)),
             Arm("defense_finetune", f"defense finetune on {spare} clean inputs, with the control",
@@ -72,12 +85,17 @@ def finetune_arms(cfg: dict, num_train: int) -> list[Arm]:
                 (*pre, "defense.name=finetune", f"defense.finetune.num_clean={small}", "defense.finetune.control=true"))]
 
 
-def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | None = None) -> list[Arm]:
+def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | None = None,
+         reading: bool = False) -> list[Arm]:
     """Every arm of the claims table for the resolved recipe ``cfg``, in the order they run
-    (the rows a user most needs first; the costliest last). ``num_train``: the size of the
-    pre-training dataset's train split (read from the dataset when not given)."""
+    (the rows a user most needs first; the costliest last), whatever this machine holds (an arm
+    whose data are absent is in the plan: :func:`missing_data` says why it cannot run here).
+    ``num_train``: the size of the pre-training dataset's train split (read from the dataset when
+    not given). ``reading``: the plan of a command that runs nothing (``--table``, ``--list``):
+    the size is read only where that needs no download and writes nothing
+    (:func:`train_size_here`), else the sizes that follow from it are :data:`UNKNOWN`."""
     if num_train is None:
-        num_train = train_size(cfg)
+        num_train = train_size_here(cfg) if reading else train_size(cfg)
     per_target, n = recipe_rates(cfg)
     arms = [Arm("poisonedencoder", f"PoisonedEncoder, the recipe ({n} targets per run)"),
             Arm("one_per_run", "PoisonedEncoder, one target per run", one_per_run=True),
@@ -102,15 +120,14 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | 
         arms.append(Arm("two_tasks", "targets in two downstream tasks (digits, Fashion-MNIST), one pre-training",
                         ('tasks=[{dataset: digits, num_targets: 5}, {dataset: fashion-mnist, num_targets: 5}]', "downstream.num_train=5000"),
                         needs=("fashion-mnist",)))
-    if shared_datasets is not None:
-        n_clean = cfg["pretrain_data"]["num_images"] or 1347
-        for ds in ("eurosat", "facemask"):
-            root = (Path(shared_datasets) / ds).absolute()
-            for px in (16, 32):
-                arms.append(Arm(f"{ds}_{px}px", f"the recipe on {ds} at {px}x{px}", (
-                    f"data_root={json.dumps(str(root))}", f"pretrain_data.dataset={ds}", f"pretrain_data.num_images={n_clean}",
-                    f"tasks=[{{dataset: {ds}, num_targets: {n}}}]", f"pretrain.image_size={px}", "downstream.num_train=5000"),
-                    needs=(ds,)))
+    n_clean = cfg["pretrain_data"]["num_images"] or 1347
+    for ds in SHARED_DATASETS:  # without --shared-datasets: planned (their records are read), not runnable
+        root = str((Path(shared_datasets) / ds).absolute()) if shared_datasets is not None else f"{SHARED}/{ds}"
+        for px in (16, 32):
+            arms.append(Arm(f"{ds}_{px}px", f"the recipe on {ds} at {px}x{px}", (
+                f"data_root={json.dumps(root)}", f"pretrain_data.dataset={ds}", f"pretrain_data.num_images={n_clean}",
+                f"tasks=[{{dataset: {ds}, num_targets: {n}}}]", f"pretrain.image_size={px}", "downstream.num_train=5000"),
+                needs=(ds,)))
     # Its paper's 240 steps, 1 of its 8 restarts: one restart of 240 steps took 571 s of crafting on 2 cores
     # (commit 67443ac), so 8 would take about 76 minutes per run, 3.8 hours for the 3 seeds
     arms.append(Arm("witches_brew_paper", "Witches' Brew, its paper's 240 steps, 1 restart (its paper: 8)",
@@ -150,10 +167,13 @@ def race_arm(variant: str, defense: str) -> str:
     return RACE_REUSED.get((variant, defense)) or f"race_{variant}" + ("" if defense == "none" else f"_{defense}")
 
 
-def race_budget(cfg: dict, num_train: int) -> float:
+def race_budget(cfg: dict, num_train: int | None) -> float | None:
     """crop_disagreement's ``budget`` in the race: the share of poisoning inputs among all the recipe's
-    pre-training inputs (a perfect detector could remove every one; 400 of 1,747 on digits: 0.229)."""
+    pre-training inputs (a perfect detector could remove every one; 400 of 1,747 on digits: 0.229).
+    None where it follows from a train split of unknown size (``num_train`` None)."""
     n_clean = cfg["pretrain_data"]["num_images"] or num_train
+    if n_clean is None:
+        return None
     _, n = recipe_rates(cfg)
     from ..attack.base import poisons_per_target
 
@@ -161,13 +181,14 @@ def race_budget(cfg: dict, num_train: int) -> float:
     return round(poisons / (n_clean + poisons), 3)
 
 
-def race_arms(cfg: dict, num_train: int) -> list[Arm]:
+def race_arms(cfg: dict, num_train: int | None) -> list[Arm]:
     """The arms-race cells no arm of the paper's rows measures, in :data:`RACE_ORDER`."""
     budget, ms = race_budget(cfg, num_train), large_crops_scale(cfg)
+    budget = UNKNOWN if budget is None else f"{budget:g}"
     defenses = {"none": (), "aspect_ratio": ("defense.name=aspect_ratio",), "part_hash": ("defense.name=part_hash",),
-                "crop_disagreement": ("defense.name=crop_disagreement", f"defense.crop_disagreement.budget={budget:g}"),
+                "crop_disagreement": ("defense.name=crop_disagreement", f"defense.crop_disagreement.budget={budget}"),
                 "large_crops": ("defense.name=large_crops", f"defense.large_crops.min_scale={ms:g}")}
-    said = {"none": "no defense", "crop_disagreement": f"defense crop_disagreement (budget {budget:g})",
+    said = {"none": "no defense", "crop_disagreement": f"defense crop_disagreement (budget {budget})",
             "large_crops": f"defense large_crops (crops of at least {ms:g})"}
     return [Arm(race_arm(v, d), f"attacker {v} against {said.get(d, 'defense ' + d)}",
                 (*RACE_VARIANTS[v], *defenses[d]), groups=(RACE,)) for v, d in RACE_ORDER]
@@ -193,6 +214,35 @@ def train_size(cfg: dict) -> int:
     ds = load_dataset(cfg["pretrain_data"]["dataset"], cfg["pretrain"]["image_size"], cfg["data_root"],
                       Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE, progress=False)
     return len(ds.train)
+
+
+def train_size_here(cfg: dict) -> int | None:
+    """:func:`train_size` without downloading, decoding into the cache or writing anything: from the
+    decoded cache where it holds the dataset, decoded in memory where the dataset needs no files
+    (digits, shipped with scikit-learn), else None."""
+    from ..data.datasets import DEFAULT_CACHE, DEFAULT_DATA_ROOT, cached_train_size, dataset_source
+
+    spec, px = cfg["pretrain_data"]["dataset"], cfg["pretrain"]["image_size"]
+    root = Path(cfg["data_root"]).expanduser() if cfg["data_root"] else DEFAULT_DATA_ROOT
+    n = cached_train_size(spec, px, root, Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE)
+    if n is None and spec == "digits":
+        _, train, _ = dataset_source(spec).load(spec, px, root, False)
+        n = len(train.labels)
+    return n
+
+
+def missing_data(arm: Arm, cfg: dict, shared_datasets: str | Path | None = None) -> str | None:
+    """Why ``arm`` cannot run on this machine (a dataset it needs is absent), or None."""
+    from ..data.datasets import fashion_mnist_folder
+
+    if "fashion-mnist" in arm.needs and fashion_mnist_folder(cfg["data_root"]) is None:
+        return "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or under --data-root)"
+    for ds in (d for d in arm.needs if d in SHARED_DATASETS):
+        if shared_datasets is None:
+            return f"{ds} is not on this machine (--shared-datasets DIR: a folder holding {ds}/)"
+        if not (Path(shared_datasets) / ds).is_dir():
+            return f"{ds} is not on this machine (no {ds}/ in --shared-datasets {shared_datasets})"
+    return None
 
 
 def arm_config(user: dict, overrides: list[str], arm: Arm) -> dict:

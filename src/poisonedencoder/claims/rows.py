@@ -233,10 +233,19 @@ def rate_curve(res: dict[str, ArmResult], per_target_arms: list[tuple[float, str
     return row
 
 
-def dataset_row(res: dict[str, ArmResult], arm: str, label: str, planned: set[str]) -> Row:
+def _not_here(row: Row, res: dict[str, ArmResult], unavailable: dict[str, str]) -> bool:
+    """An arm with no finished run that this machine cannot run (``unavailable``: why): the row is
+    not measurable here. An arm with finished runs is judged on them wherever it is read."""
+    arm = row.arms[0]
+    if (arm in res and res[arm].runs) or arm not in unavailable:
+        return False
+    row.verdict, row.why = NOT_MEASURABLE, unavailable[arm]
+    return True
+
+
+def dataset_row(res: dict[str, ArmResult], arm: str, label: str, unavailable: dict[str, str]) -> Row:
     row = Row(arm, f"The attack works on {label} (a dataset of the paper), with the recipe's encoder and budget.", (arm,))
-    if arm not in planned:
-        row.verdict, row.why = NOT_MEASURABLE, "the dataset is not on this machine (--shared-datasets)"
+    if _not_here(row, res, unavailable):
         return row
     if not _ready(row, res):
         return row
@@ -249,11 +258,10 @@ def dataset_row(res: dict[str, ArmResult], arm: str, label: str, planned: set[st
     return row
 
 
-def two_tasks(res: dict[str, ArmResult], planned: set[str]) -> Row:
+def two_tasks(res: dict[str, ArmResult], unavailable: dict[str, str]) -> Row:
     row = Row("two_tasks", "Target inputs in several downstream tasks can be attacked from one pre-training.",
               ("two_tasks",))
-    if "two_tasks" not in planned:
-        row.verdict, row.why = NOT_MEASURABLE, "the recipe is not on digits"
+    if _not_here(row, res, unavailable):
         return row
     if not _ready(row, res):
         return row

@@ -174,6 +174,25 @@ def _load_npz(path: Path, name: str) -> ImageDataset | None:
         return None  # corrupt cache: decode again
 
 
+def cached_train_size(spec: str, image_size: int, data_root: str | Path | None = None,
+                      cache_dir: str | Path | None = None) -> int | None:
+    """The train split's size of ``spec`` from its decoded cache (see :func:`load_dataset`) alone:
+    no decoding, no download, nothing written; None where it is not cached (or its files are gone)."""
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
+    data_root = Path(data_root).expanduser() if data_root else DEFAULT_DATA_ROOT
+    try:
+        cache = cache_dir / "datasets" / f"{dataset_source(spec).cache_key(spec, data_root)}-{image_size}px.npz"
+    except (UserError, OSError):  # its files are not here
+        return None
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            return int(z["train_y"].shape[0])
+    except Exception:
+        return None  # a corrupt cache: as load_dataset, no size from it
+
+
 def load_dataset(spec: str, image_size: int = 32, data_root: str | Path | None = None,
                  cache_dir: str | Path | None = None, progress: bool = True) -> ImageDataset:
     """Load ``spec`` as an :class:`ImageDataset` with images resized to ``image_size``.
