@@ -6,10 +6,10 @@ import argparse
 from . import __version__
 
 
-def _add_common(p: argparse.ArgumentParser, config: bool = True) -> None:
+def _add_common(p: argparse.ArgumentParser, config: bool = True, out: str = "runs/<config name>") -> None:
     if config:
         p.add_argument("config", help="experiment YAML file (see configs/)")
-    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--out", help=f"run directory (default: {out})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set pretrain.epochs=10 (repeatable)")
     p.add_argument("--preset", help="preset: paper, cpu, gpu or demo")
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"poisonedencoder {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="digits end to end in 2-5 minutes on 2 CPU cores: prints CA / PA / ASR")
-    _add_common(p, config=False)
+    _add_common(p, config=False, out="runs/demo")
     for name, text in (("run", "craft, pre-train clean and poisoned encoders, evaluate"),
                        ("craft", "build the poisoning inputs (PNG + manifest.json)"),
                        ("pretrain", "pre-train the clean and/or poisoned encoder"),
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(--table --write rewrites the table's files from the finished runs).")
     p.add_argument("config", nargs="?", default="configs/digits_works.yaml",
                    help="the recipe every arm varies (default: configs/digits_works.yaml)")
-    _add_common(p, config=False)
+    _add_common(p, config=False, out="runs/claims")
     p.add_argument("--only", help="comma-separated arms to run (see --list), or a group of them: race (the "
                                   "adaptive attacker against the defenses); the table shows every row")
     p.add_argument("--list", action="store_true",

@@ -225,3 +225,13 @@ def test_the_claims_page_shows_the_recorded_table():
     assert table == recorded.split("\n## Beyond the paper")[0].rstrip("\n") + "\n"
     grid = re.search(r"<!-- race:begin -->\n(.*?)<!-- race:end -->", page, re.S).group(1)
     assert grid.startswith("| attacker \\ defense |") and grid in recorded
+
+
+@pytest.mark.parametrize("command,default", [("claims", "runs/claims"), ("demo", "runs/demo"),
+                                             ("run", "runs/<config name>")])
+def test_help_gives_each_commands_own_out_default(command, default):
+    from poisonedencoder.cli_parser import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    out = next(a for a in sub._actions if a.dest == "out")
+    assert out.help == f"run directory (default: {default})"
