@@ -47,13 +47,14 @@ def _check_jobs(args) -> None:
 
 def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     from .claims import plan, read_results, run_claims, text, write_table
+    from .data.location import data_root
 
     out = Path(args.out or "runs/claims")
-    shared = args.shared_datasets
-    if shared is not None and not Path(shared).is_dir():
-        raise UserError(f"--shared-datasets {shared} is not a folder")
+    if args.shared_datasets is not None:
+        print("note: --shared-datasets is the former name of --data-root (the same folder); use --data-root",
+              file=sys.stderr)
     if args.list:
-        arms = plan(cfg, shared)
+        arms = plan(cfg, out=out)
         res = read_results(cfg, out, arms)
         for a in arms:
             r = res.get(a.name)
@@ -64,11 +65,11 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.record:
         from .claims import record
 
-        n = record(out, args.record, shared)
+        n = record(out, args.record, data_root(cfg["data_root"]))
         print(f"recorded {n} runs and the table: {out} -> {args.record}")
         return 0
     if args.table:
-        print(text(write_table(cfg, out, plan(cfg, shared))))
+        print(text(write_table(cfg, out, plan(cfg, out=out))))
         return 0
     if args.budget is not None and not args.budget > 0:
         raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
@@ -76,7 +77,7 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     user, over = _user_and_overrides(args)
-    rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
+    rows = run_claims(user, over, out, only, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0
@@ -93,13 +94,26 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
     overrides = list(args.overrides)
     if args.command == "demo":
         overrides.insert(0, "preset=demo")
-    for flag, key in ((args.preset, "preset"), (args.data_root, "data_root"), (args.cache_dir, "cache_dir"),
+    for flag, key in ((args.preset, "preset"), (_data_root_flag(args), "data_root"), (args.cache_dir, "cache_dir"),
                       (args.device, "device")):
         if flag:
             overrides.append(f"{key}={json.dumps(flag)}")  # quoted: a folder named 123 or a: b stays text
     if getattr(args, "seeds", None):
         overrides.append(f"seeds=[{args.seeds}]")
     return user, overrides
+
+
+def _data_root_flag(args) -> str | None:
+    """``--data-root``, or its former name on ``claims``, ``--shared-datasets`` (which must then be
+    a folder, and not differ from ``--data-root`` where both are given)."""
+    shared = getattr(args, "shared_datasets", None)
+    if shared is None:
+        return args.data_root
+    if not Path(shared).is_dir():
+        raise UserError(f"--shared-datasets {shared} is not a folder")
+    if args.data_root is not None and Path(args.data_root).absolute() != Path(shared).absolute():
+        raise UserError("--shared-datasets is the former name of --data-root: give one of them")
+    return shared
 
 
 def _resolve(args) -> tuple[dict, Path]:

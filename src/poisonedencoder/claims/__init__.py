@@ -34,18 +34,19 @@ def _runner(arm: Arm, cfg: dict, out: Path, log):
 
 
 def _missing_data(arm: Arm, cfg: dict) -> str | None:
-    """Why an arm cannot run on this machine (a dataset it needs is absent), or None."""
-    from ..data.datasets import fashion_mnist_folder
+    """Why an arm cannot run on this machine (a dataset it needs is not under the data root: its
+    one-line error, which says where to get it), or None."""
+    from ..data.datasets import missing
 
-    if "fashion-mnist" in arm.needs and fashion_mnist_folder(cfg["data_root"]) is None:
-        return "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or under --data-root)"
-    return None
+    return next((why for ds in arm.needs if (why := missing(ds, cfg["data_root"]))), None)
 
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
-               shared_datasets: str | Path | None = None, log: Callable[[str], None] = print, jobs: int = 1,
+               log: Callable[[str], None] = print, jobs: int = 1,
                budget_s: float | None = None, executor=None) -> list[Row]:
-    """Run the arms (all, or ``only``), resumable, then write the table.
+    """Run the arms (all, or ``only``), resumable, then write the table. The datasets are read from
+    under the recipe's data root (``data_root`` in ``user`` or ``overrides``, else
+    ``POISONEDENCODER_DATA``, else the default: :func:`~poisonedencoder.data.location.data_root`).
 
     The runs of every arm go into one list in the plan's order, each clean encoder they share
     as a unit of its own just before the first run that needs it
@@ -62,8 +63,8 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     out = Path(out)
     t0 = time.monotonic()
     cfg = C.resolve(user, overrides)
-    arms = plan(cfg, shared_datasets)
-    only = select(arms, only) if only else None  # arm names, or groups of them (race)
+    arms = plan(cfg, out=out)
+    only = select(arms, only, cfg["data_root"]) if only else None  # arm names, or groups of them (race)
     cfgs = {a.name: arm_config(user, overrides, a) for a in arms if not a.one_per_run}  # every arm checked first
     failed: list[str] = []
     units: list[Unit] = []
@@ -215,20 +216,22 @@ made it, not the encoders or images (an unfinished run crafts its poisoning inpu
 
 
 SHARED = "<shared-datasets>"
-"""What a recorded config.yaml writes for the ``--shared-datasets`` folder of the machine that ran it."""
+"""What a recorded config.yaml writes for the data root of the machine that ran it (``--data-root``,
+formerly ``--shared-datasets``: the name of the placeholder is the older one, kept so that records
+of either time read alike)."""
 
 
-def record(out: str | Path, dest: str | Path, shared_datasets: str | Path | None = None) -> int:
+def record(out: str | Path, dest: str | Path, data_root: str | Path | None = None) -> int:
     """Copy the record of every finished run under ``out/arms`` (``RECORD``), and the table, into
     ``dest`` with the same layout. ``claims --out dest`` then rebuilds the table from it, and a
     copy of it as ``--out`` resumes the table without running the recorded runs again (on a
     machine where they have the same configuration fingerprint). Paths of this machine become
     relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside
-    ``shared_datasets``, however the run spelled it); none of them is in a fingerprint. Returns
-    the runs recorded."""
+    ``data_root``, however the run spelled it; left as it is when ``data_root`` is None); none of
+    them is in a fingerprint. Returns the runs recorded."""
     out, dest = Path(out), Path(dest)
     here, home = str(out.resolve()) + "/", str(Path.home())
-    shared = Path(shared_datasets).resolve() if shared_datasets is not None else None
+    shared = Path(data_root).resolve() if data_root is not None else None
 
     def portable(text: str, name: str) -> str:
         text = text.replace(here, "").replace(str(out.absolute()) + "/", "")

@@ -13,11 +13,11 @@ with the same reference inputs (passed explicitly) and the recipe run's clean en
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import config as C
+from ..data.datasets import missing
 from ..errors import UserError
 
 PER_TARGET_RATES = (0.005, 0.01, 0.02, 0.03, 0.05)
@@ -72,10 +72,18 @@ def finetune_arms(cfg: dict, num_train: int) -> list[Arm]:
                 (*pre, "defense.name=finetune", f"defense.finetune.num_clean={small}", "defense.finetune.control=true"))]
 
 
-def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | None = None) -> list[Arm]:
+PAPER_DATASETS = ("eurosat", "facemask")
+"""The paper's datasets the table runs the recipe on, each at 16x16 and 32x32 (arm ``<name>_<px>px``)."""
+DATASET_ARMS = {f"{ds}_{px}px": (ds, px) for ds in PAPER_DATASETS for px in (16, 32)}
+
+
+def plan(cfg: dict, num_train: int | None = None, out: str | Path | None = None) -> list[Arm]:
     """Every arm of the claims table for the resolved recipe ``cfg``, in the order they run
     (the rows a user most needs first; the costliest last). ``num_train``: the size of the
-    pre-training dataset's train split (read from the dataset when not given)."""
+    pre-training dataset's train split (read from the dataset when not given). The arms on the
+    paper's datasets are there when their dataset is under the recipe's data root
+    (:func:`~poisonedencoder.data.location.data_root`), or when the claims folder ``out`` holds
+    their runs (a record read on a machine without the dataset)."""
     if num_train is None:
         num_train = train_size(cfg)
     per_target, n = recipe_rates(cfg)
@@ -102,15 +110,13 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | 
         arms.append(Arm("two_tasks", "targets in two downstream tasks (digits, Fashion-MNIST), one pre-training",
                         ('tasks=[{dataset: digits, num_targets: 5}, {dataset: fashion-mnist, num_targets: 5}]', "downstream.num_train=5000"),
                         needs=("fashion-mnist",)))
-    if shared_datasets is not None:
-        n_clean = cfg["pretrain_data"]["num_images"] or 1347
-        for ds in ("eurosat", "facemask"):
-            root = (Path(shared_datasets) / ds).absolute()
-            for px in (16, 32):
-                arms.append(Arm(f"{ds}_{px}px", f"the recipe on {ds} at {px}x{px}", (
-                    f"data_root={json.dumps(str(root))}", f"pretrain_data.dataset={ds}", f"pretrain_data.num_images={n_clean}",
-                    f"tasks=[{{dataset: {ds}, num_targets: {n}}}]", f"pretrain.image_size={px}", "downstream.num_train=5000"),
-                    needs=(ds,)))
+    n_clean = cfg["pretrain_data"]["num_images"] or 1347
+    for name, (ds, px) in DATASET_ARMS.items():
+        if missing(ds, cfg["data_root"]) is None or (out is not None and (Path(out) / "arms" / name).is_dir()):
+            arms.append(Arm(name, f"the recipe on {ds} at {px}x{px}", (
+                f"pretrain_data.dataset={ds}", f"pretrain_data.num_images={n_clean}",
+                f"tasks=[{{dataset: {ds}, num_targets: {n}}}]", f"pretrain.image_size={px}", "downstream.num_train=5000"),
+                needs=(ds,)))
     # Its paper's 240 steps, 1 of its 8 restarts: one restart of 240 steps took 571 s of crafting on 2 cores
     # (commit 67443ac), so 8 would take about 76 minutes per run, 3.8 hours for the 3 seeds
     arms.append(Arm("witches_brew_paper", "Witches' Brew, its paper's 240 steps, 1 restart (its paper: 8)",
@@ -173,12 +179,18 @@ def race_arms(cfg: dict, num_train: int) -> list[Arm]:
                 (*RACE_VARIANTS[v], *defenses[d]), groups=(RACE,)) for v, d in RACE_ORDER]
 
 
-def select(arms: list[Arm], only: list[str]) -> list[str]:
+def select(arms: list[Arm], only: list[str], data_root: str | Path | None = None) -> list[str]:
     """The arm names ``only`` asks for: each an arm's name or a group's (``race``: every arm of the
-    arms race, the reused ones included), in the plan's order. Unknown names raise a UserError."""
+    arms race, the reused ones included), in the plan's order. Unknown names raise a UserError; an
+    arm of a paper's dataset that is not under ``data_root`` (not planned) raises its dataset's
+    not-found error, which says where to get it."""
     names = {a.name for a in arms}
     groups = {g for a in arms for g in a.groups}
     unknown = sorted(set(only) - names - groups)
+    for name in unknown:
+        why = missing(DATASET_ARMS[name][0], data_root) if name in DATASET_ARMS else None
+        if why:
+            raise UserError(f"claims arm {name}: {why}")
     if unknown:
         raise UserError(f"unknown claims arm(s) {', '.join(unknown)}; choose from {', '.join(a.name for a in arms)} "
                         f"or the group(s) {', '.join(sorted(groups))}")

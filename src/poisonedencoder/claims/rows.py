@@ -183,7 +183,7 @@ def rate_curve(res: dict[str, ArmResult], per_target_arms: list[tuple[float, str
 def dataset_row(res: dict[str, ArmResult], arm: str, label: str, planned: set[str]) -> Row:
     row = Row(arm, f"The attack works on {label} (a dataset of the paper), with the recipe's encoder and budget.", (arm,))
     if arm not in planned:
-        row.verdict, row.why = NOT_MEASURABLE, "the dataset is not on this machine (--shared-datasets)"
+        row.verdict, row.why = NOT_MEASURABLE, "the dataset is not under the data root (--data-root or POISONEDENCODER_DATA)"
         return row
     if not _ready(row, res):
         return row
