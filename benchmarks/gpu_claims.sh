@@ -5,7 +5,8 @@
 # seconds; then, whatever finished, the claims table (claims.md, claims.json), the wall time of
 # every stage of every run (stages.csv) and the run logs. Uses python3 from PATH; installs nothing.
 #
-#   python scripts/pack_cifar10.py                          # once, here: packed/cifar10 (about 32 MB)
+#   python scripts/pack_cifar10.py                          # once, here: packed/cifar10 (about 32 MB) from
+#                                                           # cifar10/ under the data root (--data-root or POISONEDENCODER_DATA)
 #   OUT=gpu_out bash benchmarks/gpu_claims.sh               # on the GPU machine, packed/ carried along
 #   OUT=dry DEVICE=cpu DATA=packed/cifar10_tiny bash benchmarks/gpu_claims.sh --set pretrain.epochs=1   # CPU dry run
 #
