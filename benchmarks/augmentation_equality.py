@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
             order = ("batched", "per_sample") if i % 2 == 0 else ("per_sample", "batched")
             runs += [run_one(args, s, aug, log) for aug in order]
     except UserError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     summary = summarize(runs, seeds)
     result = {"runs": runs, "summary": summary, "epochs": args.epochs, "precision": args.precision,

@@ -139,9 +139,9 @@ def test_missing_dataset_is_one_line_that_says_how_to_get_it(tmp_path):
                         "--data-root", str(empty), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.startswith(f"error: dataset eurosat not found under {empty} (no 2750/")
+    assert r.stderr.startswith(f"error: dataset eurosat not found under {empty} (no eurosat/2750/")
     assert "set --data-root or POISONEDENCODER_DATA); get it: " in r.stderr
-    assert "https://github.com/phelber/EuroSAT" in r.stderr and "expected layout: <data_root>/2750/<class>/*.jpg" in r.stderr
+    assert "https://github.com/phelber/EuroSAT" in r.stderr and "expected layout: <data_root>/eurosat/2750/<class>/*.jpg" in r.stderr
 
 
 @pytest.mark.parametrize("name", ["eurosat", "facemask", "stl10", "tiny-imagenet", "cifar10-folder"])
@@ -272,3 +272,17 @@ def test_pack_reads_cifar10_from_the_data_root(tmp_path, monkeypatch, how):
     assert sorted(f.name for f in (tmp_path / "p" / "train" / "bee").iterdir()) == ["0.png", "1.png"]
     with pytest.raises(SystemExit, match=r"empty/cifar10/train does not exist; .*--data-root or POISONEDENCODER_DATA"):
         _pack().main(["--out", str(tmp_path / "q"), "--data-root", str(tmp_path / "empty")])
+
+
+# --------------------------------------------------------------------------- benchmarks/augmentation_equality.py
+@pytest.mark.usefixtures("roots")
+def test_augmentation_equality_reads_the_data_root(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("augmentation_equality", ROOT / "benchmarks" / "augmentation_equality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--data-root", str(tmp_path / "given"), "--seeds", "0", "--cache-dir", str(tmp_path / "cache"),
+                     "--out", str(tmp_path / "eq")]) == 2  # the default dataset, cifar10-folder, is not there
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: dataset cifar10-folder not found under {tmp_path / 'given'} (no cifar10/train/"), err

@@ -99,8 +99,8 @@ def test_eurosat_jpeg_folders_fixed_disjoint_split(tmp_path, sub):
 
 
 def test_eurosat_missing_names_the_layout(tmp_path):
-    with pytest.raises(UserError, match=r"dataset eurosat not found under .*\(no 2750/.*--data-root.*get it: .*"
-                                        r"https://github.com/phelber/EuroSAT.*expected layout: <data_root>/2750/<class>/\*.jpg"):
+    with pytest.raises(UserError, match=r"dataset eurosat not found under .*\(no eurosat/2750/.*--data-root.*get it: .*"
+                                        r"https://github.com/phelber/EuroSAT.*expected layout: <data_root>/eurosat/2750/<class>/"):
         _load("eurosat", tmp_path, tmp_path)
     (tmp_path / "2750" / "Forest").mkdir(parents=True)
     with pytest.raises(UserError, match="Forest holds no images"):

@@ -101,14 +101,14 @@ STL10 = OnDisk("stl10", STL10_LAYOUT, _stl10_find, _stl10_read,
 
 # --------------------------------------------------------------------------- EuroSAT (RGB JPEG folders)
 EUROSAT_DIRS = ("2750", "EuroSAT_RGB", "eurosat/2750", "eurosat/EuroSAT_RGB")
-EUROSAT_LAYOUT = "<data_root>/2750/<class>/*.jpg, <data_root>/EuroSAT_RGB/<class>/*.jpg or <data_root>/eurosat/2750/<class>/*.jpg"
+EUROSAT_LAYOUT = "<data_root>/eurosat/2750/<class>/*.jpg, <data_root>/2750/<class>/*.jpg or <data_root>/EuroSAT_RGB/<class>/*.jpg"
 
 
 def _eurosat_find(root: Path) -> Path:
     for sub in EUROSAT_DIRS:
         if (root / sub).is_dir():
             return root / sub
-    raise _missing("eurosat", "2750/, EuroSAT_RGB/ or eurosat/2750/", root, EUROSAT_LAYOUT)
+    raise _missing("eurosat", "eurosat/2750/, 2750/ or EuroSAT_RGB/", root, EUROSAT_LAYOUT)
 
 
 def _eurosat_read(folder: Path, size: int, progress: bool) -> Loaded:
