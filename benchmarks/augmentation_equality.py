@@ -8,8 +8,11 @@ in alternating order (seed 0: batched first; seed 1: per_sample first; ...), so 
 machine hits both alike. Reports per run CA with its 95% Wilson interval, the mean over seeds with a
 t interval, the paired difference (per_sample - batched) with a t interval, and seconds per epoch.
 
-    python benchmarks/augmentation_equality.py --dataset imagefolder:../shared/datasets/cifar10 \\
+    python benchmarks/augmentation_equality.py --dataset cifar10-folder --data-root DATA \\
         --seeds 0,1,2 --epochs 30 --precision fp32 --out runs/augmentation_equality
+
+``DATA``: the data root that holds ``cifar10/{train,test}/<class>/*`` (default: the environment
+variable ``POISONEDENCODER_DATA``, else ``~/.cache/poisonedencoder/data``; docs/CONFIG.md).
 
 Encoders are cached under ``--cache-dir`` like any clean encoder; a rerun reuses them (and the
 seconds measured when they were trained, from ``seconds.txt``).
@@ -20,6 +23,7 @@ import argparse
 import json
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +50,7 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
 
     cfg = C.resolve({"preset": "cpu", "seed": seed, "pretrain_data": {"dataset": args.dataset},
                      "tasks": [{"dataset": args.dataset, "num_targets": 1}],
-                     "cache_dir": args.cache_dir, "device": args.device},
+                     "cache_dir": args.cache_dir, "data_root": args.data_root, "device": args.device},
                     [f"pretrain.epochs={args.epochs}", f"pretrain.augmentation={augmentation}",
                      f"pretrain.precision={args.precision}"]
                     + ([f"pretrain_data.num_images={args.num_images}"] if args.num_images else [])
@@ -116,7 +120,9 @@ def table(runs: list[dict], summary: dict, seeds: list[int]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="imagefolder:../shared/datasets/cifar10")
+    ap.add_argument("--dataset", default="cifar10-folder", help="a dataset name (docs/CONFIG.md, Datasets)")
+    ap.add_argument("--data-root", default=None,
+                    help="where the datasets are (default: $POISONEDENCODER_DATA, else ~/.cache/poisonedencoder/data)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=30, help="pre-training epochs (the cpu preset has 100)")
     ap.add_argument("--precision", default="fp32", choices=("auto", "bf16", "fp32"))
@@ -140,7 +146,7 @@ def main(argv=None) -> int:
             order = ("batched", "per_sample") if i % 2 == 0 else ("per_sample", "batched")
             runs += [run_one(args, s, aug, log) for aug in order]
     except UserError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
     summary = summarize(runs, seeds)
     result = {"runs": runs, "summary": summary, "epochs": args.epochs, "precision": args.precision,

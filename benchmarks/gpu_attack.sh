@@ -5,7 +5,8 @@
 # (480 s) stops after one seed; run the others in later calls with SEEDS. Uses python3 from PATH;
 # installs nothing.
 #
-#   python scripts/pack_cifar10.py                         # once, here: packed/cifar10 (about 32 MB)
+#   python scripts/pack_cifar10.py                         # once, here: packed/cifar10 (about 32 MB) from
+#                                                          # cifar10/ under the data root (--data-root or POISONEDENCODER_DATA)
 #   OUT=gpu_out bash benchmarks/gpu_attack.sh              # on the GPU machine, packed/ carried along
 #   OUT=dry_run DEVICE=cpu SEEDS="0 1" bash benchmarks/gpu_attack.sh --set pretrain.epochs=1   # a CPU dry run
 #

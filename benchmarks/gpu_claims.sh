@@ -7,7 +7,8 @@
 # or images: `poisonedencoder claims --record`), the wall time of every stage of every run
 # (stages.csv) and the run logs. Uses python3 from PATH; installs nothing.
 #
-#   python scripts/pack_cifar10.py                          # once, here: packed/cifar10 (about 32 MB)
+#   python scripts/pack_cifar10.py                          # once, here: packed/cifar10 (about 32 MB) from
+#                                                           # cifar10/ under the data root (--data-root or POISONEDENCODER_DATA)
 #   OUT=gpu_out bash benchmarks/gpu_claims.sh               # on the GPU machine, packed/ carried along
 #   OUT=dry DEVICE=cpu DATA=packed/cifar10_tiny bash benchmarks/gpu_claims.sh --set pretrain.epochs=1   # CPU dry run
 #   poisonedencoder claims configs/cifar10_gpu.yaml --seeds 0,1,2 --out gpu_out --table   # anywhere: the table again

@@ -1,10 +1,12 @@
 """Pack a CIFAR-10 subset into the checkout, so that it travels with the working tree to a GPU
-machine that cannot reach ``../shared`` (the files are copied byte for byte, not re-encoded).
+machine that cannot reach the data root (the files are copied byte for byte, not re-encoded).
 
     python scripts/pack_cifar10.py                      # 2,500 train + 1,000 test inputs per class
     python scripts/pack_cifar10.py --train-per-class 500 --test-per-class 100 --out packed/cifar10_tiny
 
-Source: an image folder ``SRC/{train,test}/<class>/*.jpg`` (default ``../shared/datasets/cifar10``).
+Source: an image folder ``SRC/{train,test}/<class>/*.jpg`` (default: ``cifar10/`` under the data
+root, the dataset ``cifar10-folder``: ``--data-root DIR``, else ``POISONEDENCODER_DATA``, else
+``~/.cache/poisonedencoder/data``; docs/CONFIG.md).
 Output: the same layout under ``--out`` (default ``packed/cifar10``, ignored by git through
 ``.gitignore``), the first files of each class in name order, plus ``SOURCE.txt``. The default
 subset is about 32 MB (0.9 KB per JPEG) and is what ``configs/cifar10_gpu.yaml`` reads.
@@ -30,7 +32,8 @@ def pack(src: Path, out: Path, train_per_class: int, test_per_class: int) -> dic
         for split, per_class in (("train", train_per_class), ("test", test_per_class)):
             sdir = src / split
             if not sdir.is_dir():
-                raise SystemExit(f"error: {sdir} does not exist; give the CIFAR-10 image folder with --src")
+                raise SystemExit(f"error: {sdir} does not exist; give the CIFAR-10 image folder with --src, or the "
+                                 f"data root that holds it as cifar10/ with --data-root or POISONEDENCODER_DATA")
             classes = sorted(p.name for p in sdir.iterdir() if p.is_dir())
             if not classes:
                 raise SystemExit(f"error: {sdir} holds no class folders")
@@ -58,7 +61,9 @@ def pack(src: Path, out: Path, train_per_class: int, test_per_class: int) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", default="../shared/datasets/cifar10", help="CIFAR-10 image folder (train/ and test/)")
+    ap.add_argument("--src", help="CIFAR-10 image folder (train/ and test/); default: DATA_ROOT/cifar10")
+    ap.add_argument("--data-root", metavar="DATA_ROOT",
+                    help="the data root (default: $POISONEDENCODER_DATA, else ~/.cache/poisonedencoder/data)")
     ap.add_argument("--out", default="packed/cifar10", help="where to write the subset (inside the checkout)")
     ap.add_argument("--train-per-class", type=int, default=2500)
     ap.add_argument("--test-per-class", type=int, default=1000)
@@ -66,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_per_class < 1 or args.test_per_class < 1:
         print("error: --train-per-class and --test-per-class must be positive", file=sys.stderr)
         return 2
+    if args.src is None:
+        from poisonedencoder.data.location import data_root
+
+        args.src = data_root(args.data_root) / "cifar10"
     counts = pack(Path(args.src), Path(args.out), args.train_per_class, args.test_per_class)
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(f"packed {counts['train']} train + {counts['test']} test images ({size / 1e6:.1f} MB) -> {args.out}")

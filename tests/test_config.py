@@ -193,11 +193,22 @@ def test_relative_paths_in_a_config_file_are_relative_to_its_folder(tmp_path, mo
     assert cfg["cache_dir"] == str(elsewhere / "c")
 
 
-def test_shipped_config_finds_the_shared_cifar10_from_any_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    cfg = C.resolve(C.load_yaml(ROOT / "configs" / "cifar10_cpu.yaml"))
-    spec = cfg["pretrain_data"]["dataset"]
-    assert spec == f"imagefolder:{ROOT.parent / 'shared' / 'datasets' / 'cifar10'}"
+def test_shipped_cpu_config_reads_cifar10_from_the_data_root_from_any_directory(tmp_path, monkeypatch):
+    """No path of one machine's layout: the CIFAR-10 image folder is found under the data root."""
+    from PIL import Image
+
+    from poisonedencoder.data import load_dataset
+
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (tmp_path / "data" / "cifar10" / split / c).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (9, 9, 9)).save(tmp_path / "data" / "cifar10" / split / c / "0.jpg")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    cfg = C.resolve(C.load_yaml(ROOT / "configs" / "cifar10_cpu.yaml"), [f"data_root={tmp_path / 'data'}"])
+    assert cfg["pretrain_data"]["dataset"] == "cifar10-folder" and cfg["tasks"][0]["dataset"] == "cifar10-folder"
+    ds = load_dataset(cfg["pretrain_data"]["dataset"], 8, cfg["data_root"], tmp_path / "cache", progress=False)
+    assert ds.classes == ["cat", "dog"] and len(ds.train) == 2
 
 
 def test_digits_works_config_is_three_percent_per_target_over_three_seeds(tmp_path):

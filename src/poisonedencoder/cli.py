@@ -52,11 +52,12 @@ def _reads_only(args) -> bool:
 
 def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     from .claims import UNKNOWN, not_here, plan, read_results, read_table, run_claims, text, write_table
+    from .data.location import data_root
 
     out = Path(args.out or "runs/claims")
-    shared = args.shared_datasets
-    if shared is not None and not Path(shared).is_dir():
-        raise UserError(f"--shared-datasets {shared} is not a folder")
+    if args.shared_datasets is not None:
+        print("note: --shared-datasets is the former name of --data-root (the same folder); use --data-root",
+              file=sys.stderr)
     modes = [flag for flag, on in (("--list", args.list), ("--table", args.table), ("--record", args.record)) if on]
     if len(modes) > 1:
         raise UserError(f"{modes[0]} and {modes[1]} exclude each other: give one")
@@ -66,8 +67,8 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
         raise UserError(f"--out {out} is not a folder: no claims runs to read there (run 'poisonedencoder claims' "
                         "first, or give --out DIR)")
     if args.list:
-        arms = plan(cfg, shared, reading=True)
-        res, why = read_results(cfg, out, arms), not_here(cfg, arms, shared)
+        arms = plan(cfg, reading=True)
+        res, why = read_results(cfg, out, arms), not_here(cfg, arms)
         for a in arms:
             r = res.get(a.name)
             state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
@@ -81,14 +82,14 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.record:
         from .claims import record
 
-        n = record(out, args.record, shared)
+        n = record(out, args.record, data_root(cfg["data_root"]))
         print(f"recorded {n} runs and the table: {out} -> {args.record}")
         return 0
     if args.table:  # reads only; --write: the table's files rewritten from what is finished
         from .claims import changed_rows
 
-        arms = plan(cfg, shared, reading=True)
-        rows = read_table(cfg, out, arms, shared)
+        arms = plan(cfg, reading=True)
+        rows = read_table(cfg, out, arms)
         changed = changed_rows(out, rows)
         if changed:
             print(f"note: {len(changed)} row(s) differ from {out / 'claims.json'} ({', '.join(changed[:4])}"
@@ -98,7 +99,7 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
             from .io import check_own_dir
 
             check_own_dir(out, "claims directory (--out)")  # never over a file of a folder the toolkit did not make
-            write_table(cfg, out, arms, shared, rows)
+            write_table(cfg, out, arms, rows)
         print(text(rows))
         if args.write:
             print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
@@ -109,7 +110,7 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     user, over = _user_and_overrides(args)
-    rows = run_claims(user, over, out, only, shared, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
+    rows = run_claims(user, over, out, only, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0
@@ -126,13 +127,26 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
     overrides = list(args.overrides)
     if args.command == "demo":
         overrides.insert(0, "preset=demo")
-    for flag, key in ((args.preset, "preset"), (args.data_root, "data_root"), (args.cache_dir, "cache_dir"),
+    for flag, key in ((args.preset, "preset"), (_data_root_flag(args), "data_root"), (args.cache_dir, "cache_dir"),
                       (args.device, "device")):
         if flag:
             overrides.append(f"{key}={json.dumps(flag)}")  # quoted: a folder named 123 or a: b stays text
     if getattr(args, "seeds", None):
         overrides.append(f"seeds=[{args.seeds}]")
     return user, overrides
+
+
+def _data_root_flag(args) -> str | None:
+    """``--data-root``, or its former name on ``claims``, ``--shared-datasets`` (which must then be
+    a folder, and not differ from ``--data-root`` where both are given)."""
+    shared = getattr(args, "shared_datasets", None)
+    if shared is None:
+        return args.data_root
+    if not Path(shared).is_dir():
+        raise UserError(f"--shared-datasets {shared} is not a folder")
+    if args.data_root is not None and Path(args.data_root).absolute() != Path(shared).absolute():
+        raise UserError("--shared-datasets is the former name of --data-root: give one of them")
+    return shared
 
 
 def _resolve(args) -> tuple[dict, Path]:

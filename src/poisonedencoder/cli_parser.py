@@ -13,7 +13,9 @@ def _add_common(p: argparse.ArgumentParser, config: bool = True, out: str = "run
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set pretrain.epochs=10 (repeatable)")
     p.add_argument("--preset", help="preset: paper, cpu, gpu or demo")
-    p.add_argument("--data-root", help="where torchvision datasets are (or are downloaded to)")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="where every dataset is read from (torchvision ones downloaded to); config key data_root; "
+                        "default: $POISONEDENCODER_DATA, else ~/.cache/poisonedencoder/data (docs/CONFIG.md)")
     p.add_argument("--cache-dir", help="cache for decoded datasets and shared clean encoders")
     p.add_argument("--device", help="cpu or cuda[:N]")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: one run per seed in OUT/seed_<s>/ and the "
@@ -97,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "into DIR (--table --write first to bring them up to date); run "
                                                   "nothing. 'claims --out DIR --table' rebuilds the table from DIR")
     p.add_argument("--shared-datasets", metavar="DIR",
-                   help="folder holding eurosat/ and facemask/, to run their arms (without it their rows are not "
-                        "measurable here unless their finished runs are under OUT)")
+                   help="deprecated: the former name of --data-root (the same folder, holding eurosat/ and facemask/)")
     return ap
 
 

@@ -42,8 +42,9 @@ class RunSettings(Settings):
     seed: Annotated[int, Range(0, 2**31 - 1)] = 0
     seeds: Optional[list] = Field(None, description="[0, 1, 2] (or --seeds 0,1,2): one run per seed in OUT/seed_<s>/, "
                                   "pooled result in OUT/")
-    data_root: Annotated[Optional[str], PATH] = Field(None, description="datasets are read from here (torchvision ones "
-                                                       "downloaded here); --data-root")
+    data_root: Annotated[Optional[str], PATH] = Field(None, description="every dataset is read from here (torchvision "
+                                                       "ones downloaded here); --data-root; null: $POISONEDENCODER_DATA, "
+                                                       "else ~/.cache/poisonedencoder/data")
     cache_dir: Annotated[Optional[str], PATH] = Field(None, description="decoded datasets, shared clean "
                                                        "encoders, encoders kept by their inputs (~/.cache/poisonedencoder)")
     device: str = Field("cpu", description="cpu | cuda[:N]")

@@ -74,8 +74,8 @@ def test_table_and_list_write_nothing(record_copy, no_data, tmp_path, capsys):
     assert not (tmp_path / "cache").exists() and not any((tmp_path / "data").iterdir())
     listed = capsys.readouterr().out
     line = next(x for x in listed.splitlines() if x.startswith("eurosat_16px "))
-    assert "3/3 runs finished" in line and "(cannot run here: eurosat is not on this machine" in line
-    assert "data_root=\"<shared-datasets>/eurosat\"" in line  # no path of this machine stands in for the folder
+    assert "3/3 runs finished" in line and "(cannot run here: dataset eurosat not found under" in line
+    assert "data_root=" not in line  # the arm names its dataset, not a folder: the data root finds it
     # --write is the one that writes
     assert main(["claims", str(RECIPE), "--out", str(record_copy), "--table", "--write", *no_data]) == 0
     assert (record_copy / "claims.md").read_bytes() == (RECORD / "claims.md").read_bytes()
@@ -138,39 +138,25 @@ def test_the_size_of_a_cached_dataset_is_read_from_its_cache_alone(tmp_path):
     assert cached_train_size(f"imagefolder:{tmp_path / 'nowhere'}", 16, None, cache) is None
 
 
-def test_dataset_arms_are_skipped_with_their_reason_without_their_data(tmp_path, no_data, capsys):
-    """Planned always (their records are read); run only with --shared-datasets holding them."""
-    recipe = yaml.safe_load(RECIPE.read_text())
-    recipe["pretrain"]["epochs"] = 1
-    p = tmp_path / "r.yaml"
-    p.write_text(yaml.safe_dump(recipe))
-    args = ["claims", str(p), "--out", str(tmp_path / "c"), "--only", "eurosat_16px,facemask_32px", *no_data]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "claims: skipping eurosat_16px: eurosat is not on this machine (--shared-datasets DIR" in printed
-    assert "claims: 0 runs of 0 arm(s)" in printed
-    shared = tmp_path / "shared"
-    (shared / "facemask").mkdir(parents=True)
-    assert main(args[:-len(no_data) - 2] + ["--only", "eurosat_16px", "--shared-datasets", str(shared), *no_data]) == 0
-    printed = capsys.readouterr().out
-    assert f"skipping eurosat_16px: eurosat is not on this machine (no eurosat/ in --shared-datasets {shared})" in printed
-    assert main(args[:-len(no_data) - 2] + ["--list", "--shared-datasets", str(shared), *no_data]) == 0
-    listed = {x.split()[0]: x for x in capsys.readouterr().out.splitlines()}
-    assert "cannot run here" in listed["eurosat_32px"] and "cannot run here" not in listed["facemask_32px"]
-
-
-def test_an_arm_runnable_here_is_not_listed_as_unavailable(tmp_path):
+def test_dataset_arms_are_planned_without_their_data_and_refused_by_name(tmp_path, no_data, capsys):
+    """Planned always (their records are read); runnable only where their dataset is under the data
+    root; named with --only without it: the dataset's one-line error (a whole table skips them)."""
     from poisonedencoder import config as C
+    from poisonedencoder.claims.arms import missing_data
 
-    cfg = C.resolve(yaml.safe_load(RECIPE.read_text()))
-    shared = tmp_path / "shared"
-    for ds in ("eurosat", "facemask"):
-        (shared / ds).mkdir(parents=True)
-    arms = plan(cfg, shared, num_train=1347)
-    assert not set(not_here(cfg, arms, shared)) & set(DATASET_ROWS)
-    assert set(DATASET_ROWS) <= set(not_here(cfg, arms, None))
-    eurosat = next(a for a in arms if a.name == "eurosat_16px")
-    assert f"data_root={json.dumps(str(shared / 'eurosat'))}" in eurosat.overrides  # as before: the run's config
+    args = ["claims", str(RECIPE), "--out", str(tmp_path / "c"), "--only", "eurosat_16px,icp", *no_data]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: claims arm eurosat_16px: dataset eurosat not found under ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "c" / "arms").exists()  # refused before anything ran
+    root = tmp_path / "data"
+    (root / "facemask" / "train" / "WithMask").mkdir(parents=True)  # facemask only
+    cfg = C.resolve(yaml.safe_load(RECIPE.read_text()), [f"data_root={json.dumps(str(root))}"])
+    arms = {a.name: a for a in plan(cfg, num_train=1347)}
+    assert set(DATASET_ROWS) <= set(arms)
+    assert missing_data(arms["facemask_32px"], cfg) is None
+    assert missing_data(arms["eurosat_32px"], cfg).startswith("dataset eurosat not found under")
+    assert set(not_here(cfg, list(arms.values()))) & set(DATASET_ROWS) == {"eurosat_16px", "eurosat_32px"}
 
 
 @pytest.mark.parametrize("args,message", [

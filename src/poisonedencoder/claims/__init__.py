@@ -41,9 +41,11 @@ def _runner(arm: Arm, cfg: dict, out: Path, log):
 
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
-               shared_datasets: str | Path | None = None, log: Callable[[str], None] = print, jobs: int = 1,
+               log: Callable[[str], None] = print, jobs: int = 1,
                budget_s: float | None = None, executor=None) -> list[Row]:
-    """Run the arms (all, or ``only``), resumable, then write the table.
+    """Run the arms (all, or ``only``), resumable, then write the table. The datasets are read from
+    under the recipe's data root (``data_root`` in ``user`` or ``overrides``, else
+    ``POISONEDENCODER_DATA``, else the default: :func:`~poisonedencoder.data.location.data_root`).
 
     The runs of every arm go into one list in the plan's order, each clean encoder they share
     as a unit of its own just before the first run that needs it
@@ -60,8 +62,8 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     out = Path(out)
     t0 = time.monotonic()
     cfg = C.resolve(user, overrides)
-    arms = plan(cfg, shared_datasets)
-    only = select(arms, only) if only else None  # arm names, or groups of them (race)
+    arms = plan(cfg)
+    only = select(arms, only, cfg) if only else None  # arm names, or groups of them (race)
     cfgs = {a.name: arm_config(user, overrides, a) for a in arms if not a.one_per_run}  # every arm checked first
     failed: list[str] = []
     units: list[Unit] = []
@@ -69,7 +71,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     for arm in arms:
         if only and arm.name not in only:
             continue
-        why = missing_data(arm, cfg, shared_datasets)
+        why = missing_data(arm, cfg)
         if why:
             log(f"claims: skipping {arm.name}: {why}")
             continue
@@ -93,7 +95,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     else:  # here: one list, each clean encoder just before the first run that needs it
         def table_so_far(u: Unit) -> None:
             if u.stage != CLEAN:
-                write_table(cfg, out, arms, shared_datasets)
+                write_table(cfg, out, arms)
 
         done = run_units(with_clean_first(units), jobs, log, budget_s, name="claims", on_done=table_so_far)
         failures = done.failed
@@ -106,7 +108,7 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     if not_done:
         log(f"claims: {not_done} of {len(units)} runs not finished (the table shows what did; the same command resumes)")
     log(f"claims: {time.monotonic() - t0:.0f}s")
-    return write_table(cfg, out, arms, shared_datasets)
+    return write_table(cfg, out, arms)
 
 
 def read_results(cfg: dict, out: Path, arms: list[Arm]) -> dict[str, ArmResult]:
@@ -123,11 +125,11 @@ def read_results(cfg: dict, out: Path, arms: list[Arm]) -> dict[str, ArmResult]:
     return res
 
 
-def not_here(cfg: dict, arms: list[Arm], shared_datasets: str | Path | None = None) -> dict[str, str]:
+def not_here(cfg: dict, arms: list[Arm]) -> dict[str, str]:
     """Why this machine cannot run an arm of the table, for each such arm of ``arms`` (the recipe's
     :func:`plan`): a dataset it needs is absent (:func:`~.arms.missing_data`), or the recipe has no
     such arm (``two_tasks`` off digits)."""
-    why = {a.name: w for a in arms if (w := missing_data(a, cfg, shared_datasets))}
+    why = {a.name: w for a in arms if (w := missing_data(a, cfg))}
     if "two_tasks" not in {a.name for a in arms}:
         why["two_tasks"] = "the recipe is not on digits"
     return why
@@ -214,9 +216,9 @@ def text(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def read_table(cfg: dict, out: Path, arms: list[Arm], shared_datasets: str | Path | None = None) -> list[Row]:
+def read_table(cfg: dict, out: Path, arms: list[Arm]) -> list[Row]:
     """The rows of what ``arms`` (the recipe's :func:`plan`) finished under ``out``; reads only."""
-    return build_rows(cfg, read_results(cfg, out, arms), not_here(cfg, arms, shared_datasets))
+    return build_rows(cfg, read_results(cfg, out, arms), not_here(cfg, arms))
 
 
 def changed_rows(out: Path, rows: list[Row]) -> list[str]:
@@ -233,12 +235,11 @@ def changed_rows(out: Path, rows: list[Row]) -> list[str]:
     return [r.key for r in rows if r.key in was and was[r.key] != (r.verdict, r.measurement)]
 
 
-def write_table(cfg: dict, out: Path, arms: list[Arm], shared_datasets: str | Path | None = None,
-                rows: list[Row] | None = None) -> list[Row]:
+def write_table(cfg: dict, out: Path, arms: list[Arm], rows: list[Row] | None = None) -> list[Row]:
     """:func:`read_table` (or ``rows``, read already), written: ``out/claims.md``, ``claims.json``,
     ``out/arms_race.png`` once a cell of the arms race has a measurement, and ``out/rate_curve.png``
     (ASR against the rate per target input) once a point of the rate curve has one."""
-    rows = read_table(cfg, out, arms, shared_datasets) if rows is None else rows
+    rows = read_table(cfg, out, arms) if rows is None else rows
     write_text(out / "claims.md", markdown(rows))
     write_json(out / "claims.json", [{"key": r.key, "claim": r.claim, "arms": list(r.arms), "regime": r.regime,
                                       "measurement": r.measurement, "verdict": r.verdict, "why": r.why,
@@ -259,18 +260,18 @@ RECORD = {**{p.as_posix(): p.as_posix() for p in (_RUN.metrics, _RUN.config, _RU
 made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
 
 
-def record(out: str | Path, dest: str | Path, shared_datasets: str | Path | None = None) -> int:
+def record(out: str | Path, dest: str | Path, data_root: str | Path | None = None) -> int:
     """Copy the record of every finished run under ``out/arms`` (``RECORD``), and the table, into
     ``dest`` with the same layout. ``claims --out dest --table`` then rebuilds the table from it on any
     machine (no dataset or device needed: :func:`read_table`), and a
     copy of it as ``--out`` resumes the table without running the recorded runs again (on a
     machine where they have the same configuration fingerprint). Paths of this machine become
     relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside
-    ``shared_datasets``, however the run spelled it); none of them is in a fingerprint. Returns
-    the runs recorded."""
+    ``data_root``, however the run spelled it; left as it is when ``data_root`` is None); none of
+    them is in a fingerprint. Returns the runs recorded."""
     out, dest = Path(out), Path(dest)
     here, home = str(out.resolve()) + "/", str(Path.home())
-    shared = Path(shared_datasets).resolve() if shared_datasets is not None else None
+    shared = Path(data_root).resolve() if data_root is not None else None
 
     def portable(text: str, name: str) -> str:
         text = text.replace(here, "").replace(str(out.absolute()) + "/", "")

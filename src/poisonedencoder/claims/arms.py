@@ -13,19 +13,18 @@ with the same reference inputs (passed explicitly) and the recipe run's clean en
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import config as C
+from ..data.datasets import missing
 from ..errors import UserError
 
 PER_TARGET_RATES = (0.005, 0.01, 0.02, 0.03, 0.05)
 SHARED = "<shared-datasets>"
-"""The ``--shared-datasets`` folder where a path cannot name it: a recorded config.yaml (the folder of
-the machine that ran it), an arm's overrides planned without the option."""
-SHARED_DATASETS = ("eurosat", "facemask")
-"""The datasets of the paper read from the ``--shared-datasets`` folder (``DIR/<name>/``)."""
+"""What a recorded config.yaml writes for the data root of the machine that ran it (``--data-root``,
+formerly ``--shared-datasets``: the placeholder keeps the older name, so that records of either
+time read alike)."""
 UNKNOWN = "?"
 """A size that follows from the recipe's train split, in an arm's label and overrides, where the
 plan is read without the dataset (:func:`train_size_here`)."""
@@ -85,15 +84,21 @@ def finetune_arms(cfg: dict, num_train: int | None) -> list[Arm]:
                 (*pre, "defense.name=finetune", f"defense.finetune.num_clean={small}", "defense.finetune.control=true"))]
 
 
-def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | None = None,
-         reading: bool = False) -> list[Arm]:
+PAPER_DATASETS = ("eurosat", "facemask")
+"""The paper's datasets the table runs the recipe on, each at 16x16 and 32x32 (arm ``<name>_<px>px``),
+read from under the data root (:func:`~poisonedencoder.data.location.data_root`)."""
+DATASET_ARMS = {f"{ds}_{px}px": (ds, px) for ds in PAPER_DATASETS for px in (16, 32)}
+
+
+def plan(cfg: dict, num_train: int | None = None, reading: bool = False) -> list[Arm]:
     """Every arm of the claims table for the resolved recipe ``cfg``, in the order they run
     (the rows a user most needs first; the costliest last), whatever this machine holds (an arm
-    whose data are absent is in the plan: :func:`missing_data` says why it cannot run here).
-    ``num_train``: the size of the pre-training dataset's train split (read from the dataset when
-    not given). ``reading``: the plan of a command that runs nothing (``--table``, ``--list``):
-    the size is read only where that needs no download and writes nothing
-    (:func:`train_size_here`), else the sizes that follow from it are :data:`UNKNOWN`."""
+    whose data are not under the data root is in the plan: :func:`missing_data` says why it cannot
+    run here, and its finished runs are still read). ``num_train``: the size of the pre-training
+    dataset's train split (read from the dataset when not given). ``reading``: the plan of a
+    command that runs nothing (``--table``, ``--list``): the size is read only where that needs no
+    download and writes nothing (:func:`train_size_here`), else the sizes that follow from it are
+    :data:`UNKNOWN`."""
     if num_train is None:
         num_train = train_size_here(cfg) if reading else train_size(cfg)
     per_target, n = recipe_rates(cfg)
@@ -121,11 +126,9 @@ def plan(cfg: dict, shared_datasets: str | Path | None = None, num_train: int | 
                         ('tasks=[{dataset: digits, num_targets: 5}, {dataset: fashion-mnist, num_targets: 5}]', "downstream.num_train=5000"),
                         needs=("fashion-mnist",)))
     n_clean = cfg["pretrain_data"]["num_images"] or 1347
-    for ds in SHARED_DATASETS:  # without --shared-datasets: planned (their records are read), not runnable
-        root = str((Path(shared_datasets) / ds).absolute()) if shared_datasets is not None else f"{SHARED}/{ds}"
-        for px in (16, 32):
-            arms.append(Arm(f"{ds}_{px}px", f"the recipe on {ds} at {px}x{px}", (
-                f"data_root={json.dumps(root)}", f"pretrain_data.dataset={ds}", f"pretrain_data.num_images={n_clean}",
+    for name, (ds, px) in DATASET_ARMS.items():  # planned whatever this machine holds: their records are read
+        arms.append(Arm(name, f"the recipe on {ds} at {px}x{px}", (
+            f"pretrain_data.dataset={ds}", f"pretrain_data.num_images={n_clean}",
                 f"tasks=[{{dataset: {ds}, num_targets: {n}}}]", f"pretrain.image_size={px}", "downstream.num_train=5000"),
                 needs=(ds,)))
     # Its paper's 240 steps, 1 of its 8 restarts: one restart of 240 steps took 571 s of crafting on 2 cores
@@ -194,15 +197,21 @@ def race_arms(cfg: dict, num_train: int | None) -> list[Arm]:
                 (*RACE_VARIANTS[v], *defenses[d]), groups=(RACE,)) for v, d in RACE_ORDER]
 
 
-def select(arms: list[Arm], only: list[str]) -> list[str]:
+def select(arms: list[Arm], only: list[str], cfg: dict | None = None) -> list[str]:
     """The arm names ``only`` asks for: each an arm's name or a group's (``race``: every arm of the
-    arms race, the reused ones included), in the plan's order. Unknown names raise a UserError."""
+    arms race, the reused ones included), in the plan's order. Unknown names raise a UserError, and
+    so does an arm named on its own whose data are not under the data root of ``cfg`` (its
+    dataset's one-line error, which says where to get it): asked for by name, it is not skipped."""
     names = {a.name for a in arms}
     groups = {g for a in arms for g in a.groups}
     unknown = sorted(set(only) - names - groups)
     if unknown:
         raise UserError(f"unknown claims arm(s) {', '.join(unknown)}; choose from {', '.join(a.name for a in arms)} "
                         f"or the group(s) {', '.join(sorted(groups))}")
+    for a in arms:
+        why = missing_data(a, cfg) if cfg is not None and a.name in only else None
+        if why:
+            raise UserError(f"claims arm {a.name}: {why}")
     return [a.name for a in arms if a.name in only or set(a.groups) & set(only)]
 
 
@@ -231,18 +240,10 @@ def train_size_here(cfg: dict) -> int | None:
     return n
 
 
-def missing_data(arm: Arm, cfg: dict, shared_datasets: str | Path | None = None) -> str | None:
-    """Why ``arm`` cannot run on this machine (a dataset it needs is absent), or None."""
-    from ..data.datasets import fashion_mnist_folder
-
-    if "fashion-mnist" in arm.needs and fashion_mnist_folder(cfg["data_root"]) is None:
-        return "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or under --data-root)"
-    for ds in (d for d in arm.needs if d in SHARED_DATASETS):
-        if shared_datasets is None:
-            return f"{ds} is not on this machine (--shared-datasets DIR: a folder holding {ds}/)"
-        if not (Path(shared_datasets) / ds).is_dir():
-            return f"{ds} is not on this machine (no {ds}/ in --shared-datasets {shared_datasets})"
-    return None
+def missing_data(arm: Arm, cfg: dict) -> str | None:
+    """Why ``arm`` cannot run on this machine (a dataset it needs is not under the recipe's data
+    root: that dataset's one-line error, which says where to get it), or None."""
+    return next((why for ds in arm.needs if (why := missing(ds, cfg["data_root"]))), None)
 
 
 def arm_config(user: dict, overrides: list[str], arm: Arm) -> dict:

@@ -1,10 +1,11 @@
 """Load a dataset by name into uint8 arrays ``(N, H, W, 3)`` plus int64 labels.
 
 Names (the registry :data:`DATASETS`): ``digits`` (embedded in scikit-learn, no download),
-``cifar10``, ``svhn``, ``gtsrb``, ``fashion-mnist`` (torchvision, under ``--data-root``:
-:mod:`.torchvision_sets`), ``stl10``, ``eurosat``, ``tiny-imagenet``, ``facemask`` (read from
-their files under ``--data-root``, never downloaded: :mod:`.ondisk`) and ``imagefolder:PATH``
-(``PATH/train/<class>/*`` and ``PATH/test/<class>/*``).
+``cifar10``, ``svhn``, ``gtsrb``, ``fashion-mnist`` (torchvision, under the data root:
+:mod:`.torchvision_sets`), ``stl10``, ``eurosat``, ``tiny-imagenet``, ``facemask``,
+``cifar10-folder`` (read from their files under the data root, never downloaded: :mod:`.ondisk`)
+and ``imagefolder:PATH`` (``PATH/train/<class>/*`` and ``PATH/test/<class>/*``, anywhere). The data
+root is one setting (``--data-root``, ``data_root``, ``POISONEDENCODER_DATA``): :mod:`.location`.
 
 Every image is converted to RGB and resized to ``image_size`` once; the decoded
 arrays are cached as ``.npz`` under the cache directory (never pickled).
@@ -43,6 +44,8 @@ from .base import (  # noqa: F401 (names this module has always exported)
     _to_rgb_array,
 )
 from .files import OnDisk
+from .location import data_root as resolve_data_root
+from .location import not_found
 from .torchvision_sets import FASHION_MNIST_CLASSES, FASHION_MNIST_SYSTEM, fashion_mnist_folder, read_idx  # noqa: F401
 
 
@@ -100,7 +103,8 @@ def _load_imagefolder(root: Path, size: int, progress: bool = True) -> tuple[lis
 def _imagefolder_root(spec: str) -> Path:
     root = Path(spec.split(":", 1)[1]).expanduser().resolve()
     if not root.is_dir():
-        raise UserError(f"image folder {root} does not exist")
+        raise UserError(f"image folder {root} does not exist (imagefolder:PATH reads PATH/train/<class>/* and "
+                        f"PATH/test/<class>/*; CIFAR-10 under the data root is the dataset cifar10-folder)")
     return root
 
 
@@ -119,6 +123,7 @@ DATASETS: dict[str, DatasetSource | OnDisk] = {
     "eurosat": ondisk.EUROSAT,
     "tiny-imagenet": ondisk.TINY_IMAGENET,
     "facemask": ondisk.FACEMASK,
+    "cifar10-folder": ondisk.CIFAR10_FOLDER,
     "imagefolder": DatasetSource(lambda spec, size, _root, progress: _load_imagefolder(_imagefolder_root(spec), size, progress),
                                  _imagefolder_key, argument="PATH"),
 }
@@ -144,6 +149,26 @@ def dataset_source(spec: object, where: str = "dataset") -> DatasetSource | OnDi
 
 def check_dataset(spec: object, where: str = "dataset") -> None:
     dataset_source(spec, where)
+
+
+FASHION_MNIST_LAYOUT = ("<data_root>/fashion-mnist/ (or <data_root>, <data_root>/FashionMNIST/raw, "
+                        f"{FASHION_MNIST_SYSTEM}) holding {{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz]")
+
+
+def missing(spec: str, data_root: str | Path | None = None) -> str | None:
+    """Why dataset ``spec`` cannot be read from under the data root (:func:`.location.data_root`)
+    without a download, as its one-line error, or None: a dataset read from its files
+    (:class:`.files.OnDisk`) whose folder is not there, or Fashion-MNIST without its IDX files."""
+    root = resolve_data_root(data_root)
+    if spec == "fashion-mnist":
+        return None if fashion_mnist_folder(root) else str(not_found(spec, root, "IDX files", FASHION_MNIST_LAYOUT))
+    source = dataset_source(spec)
+    if isinstance(source, OnDisk):
+        try:
+            source.find(root)
+        except UserError as e:
+            return str(e)
+    return None
 
 
 class PretrainDataSettings(Settings):
@@ -195,12 +220,14 @@ def cached_train_size(spec: str, image_size: int, data_root: str | Path | None =
 
 def load_dataset(spec: str, image_size: int = 32, data_root: str | Path | None = None,
                  cache_dir: str | Path | None = None, progress: bool = True) -> ImageDataset:
-    """Load ``spec`` as an :class:`ImageDataset` with images resized to ``image_size``.
+    """Load ``spec`` as an :class:`ImageDataset` with images resized to ``image_size``, read from
+    under ``data_root`` (None: ``POISONEDENCODER_DATA``, else ``~/.cache/poisonedencoder/data``:
+    :func:`.location.data_root`).
 
     Decoded arrays are cached under ``cache_dir`` (default ``~/.cache/poisonedencoder``).
     """
     cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
-    data_root = Path(data_root).expanduser() if data_root else DEFAULT_DATA_ROOT
+    data_root = resolve_data_root(data_root)
     source = dataset_source(spec)
     cache = cache_dir / "datasets" / f"{source.cache_key(spec, data_root)}-{image_size}px.npz"
     if cache.exists():

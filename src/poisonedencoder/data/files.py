@@ -10,10 +10,12 @@ from typing import Callable, Iterable
 
 from ..errors import UserError
 from .base import IMAGE_SUFFIXES, Loaded
+from .location import SET_IT, not_found
 
 
 def _missing(name: str, what: str, where: Path, layout: str) -> UserError:
-    return UserError(f"{name}: no {what} under {where}; expected {layout} (pass --data-root)")
+    """Dataset ``name`` is not under ``where`` (``what`` is not there): where to get it, its layout."""
+    return not_found(name, where, what, layout)
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -34,7 +36,7 @@ def _class_files(name: str, folder: Path, layout: str) -> tuple[list[str], list[
     for c in classes:
         found = _images_in(folder / c)
         if not found:
-            raise UserError(f"{name}: class folder {folder / c} holds no images; expected {layout} (pass --data-root)")
+            raise UserError(f"{name}: class folder {folder / c} holds no images; expected layout: {layout} ({SET_IT})")
         files += [(f, c) for f in found]
     return classes, files
 

@@ -1,6 +1,7 @@
-"""The paper's datasets read straight from their files under ``--data-root``: ``stl10``,
-``eurosat``, ``tiny-imagenet`` and ``facemask``. No torchvision class, no md5 check, no download:
-a missing layout is a one-line :class:`UserError` that names the layout expected.
+"""Datasets read straight from their files under the data root (:mod:`.location`): the paper's
+``stl10``, ``eurosat``, ``tiny-imagenet`` and ``facemask``, and ``cifar10-folder`` (CIFAR-10 as an
+image folder). No torchvision class, no md5 check, no download: a missing layout is a one-line
+:class:`UserError` that names the layout expected and where to get the dataset.
 
 Each dataset is an :class:`.files.OnDisk`, which is also its entry of :data:`.datasets.DATASETS`
 (one line there registers it): ``find(data_root)`` locates its folder, ``load`` decodes it
@@ -19,6 +20,7 @@ Splits (none depends on the run's seed):
 - ``tiny-imagenet``: train = ``train/``, test = ``val/`` (labels from ``val/val_annotations.txt``).
 - ``facemask``: ``train/`` and ``test/`` (or ``val/``) when there, else a per-class (stratified)
   80/20 split, ``np.random.default_rng(0)`` over the classes in sorted order.
+- ``cifar10-folder``: ``cifar10/train/`` and ``cifar10/test/``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from PIL import Image
 from ..errors import UserError
 from .base import ImageSplit, Loaded, _bar, _split, _to_rgb_array
 from .files import OnDisk, _class_files, _images_in, _missing, _subdirs, _tree
+from .location import SET_IT
 
 
 # --------------------------------------------------------------------------- STL-10 (binary files)
@@ -98,14 +101,14 @@ STL10 = OnDisk("stl10", STL10_LAYOUT, _stl10_find, _stl10_read,
 
 # --------------------------------------------------------------------------- EuroSAT (RGB JPEG folders)
 EUROSAT_DIRS = ("2750", "EuroSAT_RGB", "eurosat/2750", "eurosat/EuroSAT_RGB")
-EUROSAT_LAYOUT = "<data_root>/2750/<class>/*.jpg, <data_root>/EuroSAT_RGB/<class>/*.jpg or <data_root>/eurosat/2750/<class>/*.jpg"
+EUROSAT_LAYOUT = "<data_root>/eurosat/2750/<class>/*.jpg, <data_root>/2750/<class>/*.jpg or <data_root>/EuroSAT_RGB/<class>/*.jpg"
 
 
 def _eurosat_find(root: Path) -> Path:
     for sub in EUROSAT_DIRS:
         if (root / sub).is_dir():
             return root / sub
-    raise _missing("eurosat", "2750/, EuroSAT_RGB/ or eurosat/2750/", root, EUROSAT_LAYOUT)
+    raise _missing("eurosat", "eurosat/2750/, 2750/ or EuroSAT_RGB/", root, EUROSAT_LAYOUT)
 
 
 def _eurosat_read(folder: Path, size: int, progress: bool) -> Loaded:
@@ -160,7 +163,7 @@ def _tiny_read(folder: Path, size: int, progress: bool) -> Loaded:
             raise _missing("tiny-imagenet", f"train/{w}/images/", folder, TINY_LAYOUT)
         found = _images_in(d)
         if not found:
-            raise UserError(f"tiny-imagenet: {d} holds no images; expected {TINY_LAYOUT} (pass --data-root)")
+            raise UserError(f"tiny-imagenet: {d} holds no images; expected layout: {TINY_LAYOUT} ({SET_IT})")
         train += [(f, w) for f in found]
     test: list[tuple[Path, str]] = []
     ann = folder / "val" / "val_annotations.txt"
@@ -181,7 +184,7 @@ def _tiny_read(folder: Path, size: int, progress: bool) -> Loaded:
     else:
         raise _missing("tiny-imagenet", "val/val_annotations.txt", folder, TINY_LAYOUT)
     if not test:
-        raise UserError(f"tiny-imagenet: {folder / 'val'} holds no images; expected {TINY_LAYOUT} (pass --data-root)")
+        raise UserError(f"tiny-imagenet: {folder / 'val'} holds no images; expected layout: {TINY_LAYOUT} ({SET_IT})")
     return (_tiny_class_names(folder, wnids), _split(wnids, train, size, progress, "decode tiny-imagenet/train"),
             _split(wnids, test, size, progress, "decode tiny-imagenet/val"))
 
@@ -198,11 +201,13 @@ _TEST_NAMES = ("test", "val", "valid", "validation")
 
 
 def _facemask_find(root: Path) -> Path:
-    d = root / "facemask"
-    d = d if d.is_dir() else root
-    if not d.is_dir():
-        raise _missing("facemask", "facemask/", root, FACEMASK_LAYOUT)
-    return d
+    """``root/facemask``, or ``root`` itself where it holds a train folder or class folders of images
+    (not a data root that holds other datasets only)."""
+    if (root / "facemask").is_dir():
+        return root / "facemask"
+    if root.is_dir() and (_facemask_splits(root)[0] is not None or any(_images_in(d) for d in _subdirs(root))):
+        return root
+    raise _missing("facemask", "facemask/", root, FACEMASK_LAYOUT)
 
 
 def _facemask_splits(folder: Path) -> tuple[Path | None, Path | None]:
@@ -246,3 +251,27 @@ def _facemask_read(folder: Path, size: int, progress: bool) -> Loaded:
 
 
 FACEMASK = OnDisk("facemask", FACEMASK_LAYOUT, _facemask_find, _facemask_read, lambda d: _tree(d, 2))
+
+
+# --------------------------------------------------------------------------- CIFAR-10 as an image folder
+CIFAR10_FOLDER_LAYOUT = "<data_root>/cifar10/{train,test}/<class>/* (image files; classes: the sorted folder names)"
+
+
+def _cifar10_folder_find(root: Path) -> Path:
+    d = root / "cifar10"
+    if not ((d / "train").is_dir() and (d / "test").is_dir()):
+        raise _missing("cifar10-folder", "cifar10/train/ and cifar10/test/", root, CIFAR10_FOLDER_LAYOUT)
+    return d
+
+
+def _cifar10_folder_read(folder: Path, size: int, progress: bool) -> Loaded:
+    classes, train = _class_files("cifar10-folder", folder / "train", CIFAR10_FOLDER_LAYOUT)
+    test_classes, test = _class_files("cifar10-folder", folder / "test", CIFAR10_FOLDER_LAYOUT)
+    if test_classes != classes:
+        raise UserError(f"cifar10-folder: {folder / 'train'} has classes {classes} but {folder / 'test'} has {test_classes}")
+    return (classes, _split(classes, train, size, progress, "decode cifar10/train"),
+            _split(classes, test, size, progress, "decode cifar10/test"))
+
+
+CIFAR10_FOLDER = OnDisk("cifar10-folder", CIFAR10_FOLDER_LAYOUT, _cifar10_folder_find, _cifar10_folder_read,
+                        lambda d: _tree(d, 2))

@@ -1,5 +1,5 @@
 """Datasets torchvision knows (``cifar10``, ``svhn``, ``gtsrb``, ``fashion-mnist``): read from its
-files under ``--data-root`` when there, else downloaded; ``fashion-mnist`` first from its IDX
+files under the data root (:mod:`.location`) when there, else downloaded there; ``fashion-mnist`` first from its IDX
 files (under ``--data-root`` or Debian's ``dataset-fashion-mnist``), with no download.
 
 The registry entries (:class:`.base.DatasetSource`) are :data:`CIFAR10`, :data:`SVHN`,
@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from .base import DatasetSource, ImageSplit, _from_arrays, _to_rgb_array
+from .location import GET, SET_IT, data_root
 
 # --------------------------------------------------------------------------- IDX files (Fashion-MNIST)
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
@@ -55,8 +56,9 @@ def _idx_folder(root: Path) -> Path | None:
 
 
 def fashion_mnist_folder(root: str | Path | None) -> Path | None:
-    """Where Fashion-MNIST's IDX files are (under ``root`` or Debian's package), or None."""
-    return _idx_folder(Path(root or "."))
+    """Where Fashion-MNIST's IDX files are (under the data root ``root``, :func:`.location.data_root`,
+    or Debian's package), or None."""
+    return _idx_folder(data_root(root))
 
 
 def _load_fashion_idx(folder: Path, size: int) -> tuple[list[str], ImageSplit, ImageSplit]:
@@ -71,10 +73,8 @@ def _load_fashion_idx(folder: Path, size: int) -> tuple[list[str], ImageSplit, I
 
 # --------------------------------------------------------------------------- torchvision
 def _offline_error(name: str, root: Path, err: Exception) -> UserError:
-    return UserError(
-        f"dataset {name} is not under --data-root {root} and could not be downloaded ({type(err).__name__}); "
-        f"put it there, pass --data-root DIR that holds it, or use imagefolder:PATH"
-    )
+    return UserError(f"dataset {name} not found under {root} and not downloaded ({type(err).__name__}; {SET_IT}); "
+                     f"get it: {GET.get(name, 'see docs/CONFIG.md, Datasets')}")
 
 
 def _tv(name: str, root: Path, make: Callable[[bool, bool], object]):
