@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CIFAR-10 rows of the claims table on one GPU, in one command: `poisonedencoder claims` on
 # configs/cifar10_gpu.yaml (CIFAR ResNet18, 200 epochs, 5,000 clean inputs, 10 targets at 3% each:
-# 30% in total) for the arms in ARMS over SEEDS, JOBS runs at once on the device, inside BUDGET_S
+# poisoning inputs equal to 30% of the clean set, 23.1% of the pre-training set) for the arms in ARMS over SEEDS, JOBS runs at once on the device, inside BUDGET_S
 # seconds; then, whatever finished, the claims table (claims.md, claims.json), the record of every
 # finished run (OUT/arms/<arm>/seed_<s>/: metrics.json, config.yaml, timings, manifest; no encoders
 # or images: `poisonedencoder claims --record`), the wall time of every stage of every run
