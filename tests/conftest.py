@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,19 @@ def slow_pretrain(monkeypatch):
 
     monkeypatch.setattr(P, "pretrain", fake)
     return state
+
+
+@pytest.fixture
+def finished_run():
+    """A function that makes ``run`` look like a finished run of ``cfg`` (its config.yaml, its
+    fingerprint and an empty metrics.json): what ``claims --record`` copies."""
+    from poisonedencoder import config as C
+
+    def make(run: Path, cfg: dict) -> Path:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(C.dump(cfg))
+        (run / ".fingerprint").write_text(C.experiment_fingerprint(cfg) + "\n")
+        (run / "metrics.json").write_text("{}")
+        return run
+
+    return make

@@ -237,18 +237,13 @@ def test_shared_datasets_and_a_different_data_root_are_refused(tmp_path, capsys)
 
 @pytest.mark.usefixtures("roots")
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_claims_record_writes_the_data_root_as_the_placeholder(tmp_path, monkeypatch, how):
+def test_claims_record_writes_the_data_root_as_the_placeholder(tmp_path, monkeypatch, how, finished_run):
     """--record turns a run's data_root inside the data root (here: the former arms' data_root
     <root>/eurosat) into <shared-datasets>/eurosat, the placeholder the records carry."""
     from poisonedencoder.claims import SHARED
 
     root = _paper_datasets(tmp_path / "data")
-    run = tmp_path / "c" / "arms" / "eurosat_16px" / "seed_0"
-    run.mkdir(parents=True)
-    cfg = C.resolve({}, [f"data_root={root / 'eurosat'}"])
-    (run / "config.yaml").write_text(C.dump(cfg))
-    (run / ".fingerprint").write_text(C.experiment_fingerprint(cfg) + "\n")
-    (run / "metrics.json").write_text("{}")
+    finished_run(tmp_path / "c" / "arms" / "eurosat_16px" / "seed_0", C.resolve({}, [f"data_root={root / 'eurosat'}"]))
     extra = ["--data-root", str(root)] if how == "flag" else []
     if how == "env":
         monkeypatch.setenv(ENV, str(root))

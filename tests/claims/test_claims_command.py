@@ -93,7 +93,7 @@ def test_one_target_per_run_reuses_the_recipes_targets_references_and_rate_per_t
     assert not (tmp_path / "cache2" / "encoders").exists() and not list(rec.rglob("*.pt"))
 
 
-def test_record_writes_the_shared_datasets_folder_without_this_machines_path(tmp_path):
+def test_record_writes_the_shared_datasets_folder_without_this_machines_path(tmp_path, finished_run):
     """A run's data_root inside --shared-datasets (spelled with '..', as a run from another working
     directory writes it) is recorded as <shared-datasets>/NAME; it is in no fingerprint, so the
     recorded config still resolves to the run's."""
@@ -102,12 +102,8 @@ def test_record_writes_the_shared_datasets_folder_without_this_machines_path(tmp
 
     shared = tmp_path / "shared" / "datasets"
     (shared / "eurosat").mkdir(parents=True)
-    run = tmp_path / "out" / "arms" / "eurosat_16px" / "seed_0"
-    run.mkdir(parents=True)
     cfg = C.resolve({}, [f"data_root={tmp_path / 'work' / '..' / 'shared' / 'datasets' / 'eurosat'}"])
-    (run / "config.yaml").write_text(C.dump(cfg))
-    (run / ".fingerprint").write_text(C.experiment_fingerprint(cfg) + "\n")
-    (run / "metrics.json").write_text("{}")
+    finished_run(tmp_path / "out" / "arms" / "eurosat_16px" / "seed_0", cfg)
     assert record(tmp_path / "out", tmp_path / "rec", shared) == 1
     text = (tmp_path / "rec" / "arms" / "eurosat_16px" / "seed_0" / "config.yaml").read_text()
     assert f"data_root: {SHARED}/eurosat\n" in text and str(tmp_path) not in text
