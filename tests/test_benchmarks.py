@@ -106,3 +106,20 @@ def test_compare_trees_refuses_a_folder_without_the_package(tmp_path, capsys):
     assert mod.main(["--a", str(tmp_path), "--b", str(tmp_path), "--", "demo"]) == 2
     assert "holds no poisonedencoder package" in capsys.readouterr().err
     assert mod.main(["--a", str(tmp_path), "--b", str(tmp_path)]) == 2
+
+
+def test_scan_speed_times_the_whole_set_and_both_paths(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("scan_speed", BENCH.parent / "scan_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "s.json"
+    assert mod.main(["--dataset", "digits", "--size", "16", "--limit", "40", "--subset", "8", "--rounds", "2",
+                     "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["images"] == 40 and r["subset"] == 8 and 0 < r["encoder_share"] < 1
+    assert abs(r["images_per_s"] - 40 / r["seconds"]) < 1e-6
+    assert abs(r["batched_over_one_at_a_time"] - r["batched_images_per_s"] / r["one_at_a_time_images_per_s"]) < 1e-9
+    assert r["machine"] in capsys.readouterr().out
+    assert mod.main(["--subset", "1"]) == 2
+    assert mod.main(["--dataset", "eurosat", "--data-root", str(tmp_path / "none")]) == 2
+    assert "dataset eurosat not found" in capsys.readouterr().err
