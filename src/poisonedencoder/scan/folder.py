@@ -139,7 +139,7 @@ def _walk(root: Path, exclude: list[Path], skipped: list, extensions: set[str]) 
                 skipped.append((rel, "not a regular file"))
                 continue
             files.append((rel, p))
-    return files, others
+    return sorted(files), others
 
 
 def read_folder(folder: str | Path, what: str = "FOLDER", exclude: tuple[str | Path, ...] = (),
