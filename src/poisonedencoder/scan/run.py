@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..io import claim_dir
+from ..io import check_own_dir, claim_dir
 from .folder import read_folder
 from .scores import FILTERS, filter_scores, own_verdicts, threshold_verdicts
 
@@ -97,8 +97,9 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
         raise UserError(f"FOLDER {root} {'is not a folder' if root.exists() else 'does not exist'}")
     if out.absolute() == root.absolute() or (out.exists() and out.resolve() == root.resolve()):
         raise UserError(f"--out {out} is FOLDER itself: give a new folder for the scan's outputs")
-    out = claim_dir(out, "scan folder (--out)")
-    outputs.begin(out)  # the last scan's scan.json goes first: the outputs are a finished scan's only beside it
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a new folder for the scan's outputs")
+    check_own_dir(out, "scan folder (--out)")  # before reading; nothing is written until the inputs are read
     data = read_folder(root, "FOLDER", exclude=(out,), log=log)
     ref = read_folder(reference, "--reference", exclude=(out,), log=log) if reference is not None else None
     truth = None
@@ -106,6 +107,8 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
         from .truth import ground_truth
 
         truth = ground_truth(manifest, data)
+    out = claim_dir(out, "scan folder (--out)")
+    outputs.begin(out)  # the last scan's scan.json goes first: the outputs are a finished scan's only beside it
     t_read = time.time() - t0
     log(f"scan: {len(data.images)} images in {data.root} ({len(data.skipped)} skipped, {data.others} other files)")
     crop = "crop_disagreement" in filters
