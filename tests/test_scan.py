@@ -333,3 +333,19 @@ def test_an_interrupted_scan_leaves_no_scan_json_and_the_same_command_finishes_i
     again = scan(out, "--filters", "aspect_ratio", kit_dir=kit)
     assert again["filters_run"] == ["aspect_ratio"] and done["filters_run"] != again["filters_run"]
     assert [k for k in rows(out)[0] if k.endswith("_score")] == ["aspect_ratio_score"]
+
+
+def test_train_resumes_from_the_checkpoint_of_an_interrupted_scan_and_restarts_for_another_folder(kit, tmp_path):
+    from poisonedencoder.io import load_torch
+
+    out = tmp_path / "t"
+    scan(out, "--train", "--train-epochs", 1, "--filters", "crop_disagreement", kit_dir=kit)
+    (out / "train" / "encoder.pt").unlink()  # killed after the checkpoint, before the encoder's file
+    (out / "scan.json").unlink()
+    r = scan(out, "--train", "--train-epochs", 2, "--filters", "crop_disagreement", kit_dir=kit)
+    assert r["encoder"]["resumed_after_epoch"] == 1 and r["encoder"]["epochs_done"] == 2
+    assert len(load_torch(out / "train" / "encoder.pt")["loss"]) == 2  # one history: epoch 1 kept, epoch 2 added
+    folder = tmp_path / "other"
+    make_set(folder, n_clean=10, n_poison=2, seed=5)
+    other = scan(out, "--train", "--train-epochs", 2, "--filters", "crop_disagreement", folder=folder)
+    assert other["encoder"]["resumed_after_epoch"] == 0 and other["images"] == 12  # another folder: trained afresh

@@ -83,7 +83,7 @@ def train_encoder(images: Sequence[np.ndarray], workdir: str | Path, image_size:
     key, ckpt, enc = _key(images, p, SEED, device), d / "checkpoint.pt", d / "encoder.pt"
     state = json.loads((d / "train.json").read_text()) if (d / "train.json").is_file() else {}
     done, seconds = 0, 0.0
-    if state.get("key") == key and ckpt.is_file() and enc.is_file():
+    if state.get("key") == key and ckpt.is_file():
         saved = load_torch(ckpt)
         done, seconds = int(saved["epoch"]), float(saved.get("seconds") or 0.0)
     if done > goal or (ckpt.exists() and done == 0):  # more epochs than asked, or another folder's or settings'
@@ -109,6 +109,8 @@ def train_encoder(images: Sequence[np.ndarray], workdir: str | Path, image_size:
         loss = load_torch(enc)["loss"][-1]
         log(f"train: epoch {done}" + (f"/{epochs}" if epochs is not None else "") + f", loss {loss:.4f}, "
             f"{seconds / 60:.2f} min of training")
+    if not enc.is_file():  # stopped between the last checkpoint and its encoder.pt: written from the checkpoint
+        pretrain(data, dict(p, epochs=done), d, SEED, device, desc="train", log=lambda _: None)
     if minutes is not None and seconds >= minutes * 60 and (epochs is None or done < epochs):
         stopped_by = "minutes"
     info = {"choice": "train", "trained_on": TRAINED_ON["train"], "algorithm": p["algorithm"], "backbone": p["backbone"],
