@@ -135,6 +135,7 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
                              else "not run: left out by --filters"}
             continue
         t1 = time.time()
+        log(f"scan: scoring {len(data.images)} images with {name}")
         s = filter_scores(name, data.images, enc, size, log)
         extra = {}
         if name == "crop_disagreement":
