@@ -91,7 +91,7 @@ def test_an_encoder_scan_flags_the_two_object_inputs_and_writes_only_into_out(ki
     before = _tree(kit)
     r = scan(out, "--encoder", kit / "mean.pt", "--normalize", "none", "--manifest", kit / "list.txt", kit_dir=kit)
     assert _tree(kit) == before  # FOLDER, the encoder, the manifest untouched; all output under --out
-    assert {p.name for p in out.iterdir()} == {".poisonedencoder", "scores.csv", "suspects.png", "roc.png", "report.md",
+    assert {p.name for p in out.iterdir()} == {".poisonedencoder", ".lock", "scores.csv", "suspects.png", "roc.png", "report.md",
                                                "scan.json"}
     assert r["images"] == 30 and r["filters_run"] == ["crop_disagreement", "part_hash", "aspect_ratio"]
     e = r["encoder"]
@@ -196,8 +196,9 @@ def test_reference_sets_the_conformal_threshold_from_the_reference_scores(kit, t
     ref = filter_scores("crop_disagreement", read_folder(kit / "ref", log=lambda _: None).images, enc, size=8)
     assert t["method"] == "reference" and t["n_reference"] == 19 and t["value"] == pytest.approx(reference_threshold(ref, 0.05))
     assert r["reference"]["images"] == 19 and "split-conformal" in (tmp_path / "r" / "report.md").read_text()
-    assert "needs at least 99" in _fail(capsys, kit / "set", "--out", tmp_path / "r2", "--encoder", kit / "mean.pt",
+    assert "needs at least 99" in _fail(capsys, kit / "set", "--out", tmp_path / "r2", "--train",
                                         "--reference", kit / "ref", "--fpr", 0.01)
+    assert not (tmp_path / "r2").exists()  # refused before training
 
 
 def test_budget_is_the_oracle_and_every_output_says_so(kit, tmp_path):
@@ -286,7 +287,7 @@ def test_skipped_files_are_counted_with_their_reason(kit, tmp_path):
 def test_bad_options_are_one_line_before_any_work(kit, tmp_path, capsys, argv, says):
     argv = [a.replace("{kit}", str(kit)) for a in argv]
     assert says in _fail(capsys, kit / "set", "--out", tmp_path / "o", *argv)
-    assert not (tmp_path / "o" / "scan.json").exists()
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 def test_bad_folders_and_outs_are_one_line_and_nothing_of_the_users_is_touched(kit, tmp_path, capsys):
@@ -324,6 +325,7 @@ def test_an_interrupted_scan_leaves_no_scan_json_and_the_same_command_finishes_i
     def interrupted(_):
         raise KeyboardInterrupt
 
+    (out / ".scores.csv.0123456789ab.tmp").write_text("half")  # what a write killed midway leaves
     monkeypatch.setattr(report, "report_md", interrupted)
     rc = main(["scan", str(kit / "set"), "--out", str(out), "--filters", "aspect_ratio"])
     assert rc == 130 and "run the same command" in capsys.readouterr().err

@@ -20,7 +20,11 @@ THUMB = 64  # suspects.png shows each image at most this many pixels on a side
 
 
 def begin(out: Path) -> None:
+    """Remove the last scan's ``scan.json`` and the temporary files that a killed scan's writes left."""
     (out / "scan.json").unlink(missing_ok=True)
+    for name in FILES:
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _flag_column(name: str, thr: dict) -> str:

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..io import check_own_dir, claim_dir
+from ..io import check_own_dir, claim_dir, file_lock
 from .folder import read_folder
 from .scores import FILTERS, filter_scores, own_verdicts, threshold_verdicts
 
@@ -107,31 +107,55 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
         from .truth import ground_truth
 
         truth = ground_truth(manifest, data)
-    out = claim_dir(out, "scan folder (--out)")
-    outputs.begin(out)  # the last scan's scan.json goes first: the outputs are a finished scan's only beside it
+    rate = fpr if fpr is not None else DEFAULT_FPR
+    if ref is not None and budget is None:
+        from ..defenses.threshold import reference_threshold
+
+        reference_threshold(np.zeros(len(ref.images)), rate)  # too small a reference for the rate: refused now
     t_read = time.time() - t0
     log(f"scan: {len(data.images)} images in {data.root} ({len(data.skipped)} skipped, {data.others} other files)")
     crop = "crop_disagreement" in filters
     usual = min(Counter(im.shape[:2] for im in data.images).most_common(1)[0][0])
     size = image_size or (min(usual, TRAIN_SIZE) if train else usual)
     enc, enc_info = None, None
-    if crop:
+    if crop and not train:  # loaded and checked before anything is written
+        from .encoders import load_outside
+
         t1 = time.time()
-        if train:
+        enc, enc_info = load_outside(encoder or clean_encoder, "encoder" if encoder else "clean-encoder", size,
+                                     arch, width, prefix, normalize)
+        enc, enc_info["seconds"] = enc.to(device), round(time.time() - t1, 2)
+    out = claim_dir(out, "scan folder (--out)")
+    with file_lock(out / ".lock", on_wait=lambda: log(f"scan: another scan writes into {out}; waiting for it")):
+        outputs.begin(out)  # the last scan's scan.json goes first: the outputs are a finished scan's only beside it
+        if crop and train:
             from .encoders import train_encoder
 
+            t1 = time.time()
             enc, enc_info = train_encoder(data.images, out / "train", size, train_epochs, train_minutes, device, log)
-        else:
-            from .encoders import load_outside
+            enc_info["seconds"] = round(time.time() - t1, 2)
+        results, scores = _score(filters, data, ref, truth, enc, size, rate, budget, log)
+        result = {"format": "poisonedencoder-scan/1", "folder": str(data.root), "out": str(out.absolute()),
+                  "images": len(data.images), "skipped": [{"file": f, "reason": r} for f, r in data.skipped],
+                  "other_files": data.others, "filters_run": list(filters), "image_size": size if crop else None,
+                  "encoder": enc_info, "filters": results,
+                  "reference": None if ref is None else {"folder": str(ref.root), "images": len(ref.images),
+                                                         "skipped": [{"file": f, "reason": r} for f, r in ref.skipped]},
+                  "manifest": None if truth is None else truth[1], "device": device,
+                  "seconds": {"reading": round(t_read, 2), "total": None}}
+        outputs.write_all(out, data, scores, truth[0] if truth is not None else None, result, top, t0)
+    return result
 
-            enc, enc_info = load_outside(encoder or clean_encoder, "encoder" if encoder else "clean-encoder", size,
-                                         arch, width, prefix, normalize)
-            enc = enc.to(device)
-        enc_info["seconds"] = round(time.time() - t1, 2)
+
+def _score(filters: list[str], data, ref, truth, enc, size: int, rate: float, budget: float | None,
+           log: Callable[[str], None]) -> tuple[dict, dict]:
+    """Every filter's scores, verdicts and (with the truth) detection metrics: ``(results, {name: (scores, verdicts)})``."""
+    from .detection import detection
+
     results, scores = {}, {}
     for name in FILTERS:
         if name not in filters:
-            results[name] = {"ran": False, "why": NO_ENCODER if name == "crop_disagreement" and not crop
+            results[name] = {"ran": False, "why": NO_ENCODER if name == "crop_disagreement" and enc is None
                              else "not run: left out by --filters"}
             continue
         t1 = time.time()
@@ -140,7 +164,7 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
         extra = {}
         if name == "crop_disagreement":
             ref_scores = filter_scores(name, ref.images, enc, size, log) if ref is not None else None
-            verdicts, thr = threshold_verdicts(s, fpr if fpr is not None else DEFAULT_FPR, ref_scores, budget)
+            verdicts, thr = threshold_verdicts(s, rate, ref_scores, budget)
             if ref_scores is not None:
                 extra["reference_scores"] = _summary(ref_scores)
         else:
@@ -150,20 +174,9 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
                          "flagged_files": [data.paths[i] for i in np.flatnonzero(verdicts)],
                          "seconds": round(time.time() - t1, 2)}
         if truth is not None:
-            from .detection import detection
-
             results[name]["detection"] = detection(s, truth[0], thr.get("value"), verdicts)
         log(f"scan: {name}: {int(verdicts.sum())} of {len(s)} flagged ({thr['rule']})")
-    result = {"format": "poisonedencoder-scan/1", "folder": str(data.root), "out": str(out.absolute()),
-              "images": len(data.images), "skipped": [{"file": f, "reason": r} for f, r in data.skipped],
-              "other_files": data.others, "filters_run": [f for f in filters], "image_size": size if crop else None,
-              "encoder": enc_info, "filters": results,
-              "reference": None if ref is None else {"folder": str(ref.root), "images": len(ref.images),
-                                                     "skipped": [{"file": f, "reason": r} for f, r in ref.skipped]},
-              "manifest": None if truth is None else truth[1], "device": device,
-              "seconds": {"reading": round(t_read, 2), "total": None}}
-    outputs.write_all(out, data, scores, truth[0] if truth is not None else None, result, top, t0)
-    return result
+    return results, scores
 
 
 def _summary(s: np.ndarray) -> dict:
