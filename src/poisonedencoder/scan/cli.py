@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     g.add_argument("--image-size", type=int, metavar="N", help="the side crops are resized to before the encoder "
                                                                "(default: the smaller side of FOLDER's most common image "
                                                                "shape; with --train at most 32)")
-    t = p.add_argument_group("crop_disagreement's threshold: one of")
+    t = p.add_argument_group("crop_disagreement's threshold (--fpr alone or with --reference; or --budget)")
     t.add_argument("--fpr", type=float, help="the false-positive rate to set it for (default 0.05): from the folder's "
                                              "own scores (robust z), or from --reference")
     t.add_argument("--reference", metavar="DIR", help="a small folder of images you trust to be clean, scored the same "
