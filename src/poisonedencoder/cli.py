@@ -1,4 +1,4 @@
-"""Command line: ``poisonedencoder demo | run | craft | pretrain | evaluate``."""
+"""Command line: ``poisonedencoder demo | run | craft | pretrain | evaluate | scan | sweep | claims``."""
 from __future__ import annotations
 
 import json
@@ -188,6 +188,10 @@ def _cut(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "scan":  # a folder, not a configuration
+            from .scan.cli import main as scan
+
+            return scan(args, lambda s: print(s, flush=True))
         from . import api
         from .ssl import distributed as D
 
@@ -251,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the input is nested too deeply (RecursionError)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if args.command == "scan":
+            print("interrupted: the scan did not finish (its scan.json, written last, is absent); a --train "
+                  "encoder is checkpointed every epoch: run the same command to resume", file=sys.stderr)
+            return 130
         print("interrupted: pre-training is checkpointed every pretrain.checkpoint_every epochs; run the same command to resume", file=sys.stderr)
         return 130
 

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--normalize", choices=("imagenet", "cifar10", "none"),
                            help="normalization of the [0, 1] images before the encoder (default: none for an encoder "
                                 "that stores its own input statistics, as the toolkit's do; imagenet otherwise)")
+    from .scan.cli import add_parser as add_scan
+
+    add_scan(sub)
     p = sub.add_parser("sweep", help="one run per value of a config key; sweep.csv and sweep.png")
     _add_common(p)
     _add_parallel(p, "--parallel")

@@ -22,3 +22,11 @@ def test_tolerance_decides_what_is_kept():
 def test_the_usual_shape_is_the_most_common_one():
     r = build_defense({"name": "aspect_ratio"}).filter([WIDE] * 4 + [SQUARE])
     assert r.verdicts.tolist() == [False] * 4 + [True]
+
+
+def test_the_score_is_the_log_ratio_distance_and_the_verdict_is_score_above_tolerance():
+    d = build_defense({"name": "aspect_ratio", "aspect_ratio": {"tolerance": 0.5}})
+    images = [SQUARE] * 5 + [WIDE, TALL, np.zeros((32, 40, 3), np.uint8)]
+    s = d.scores(images)
+    assert np.allclose(s, [0] * 5 + [np.log(2), np.log(2), np.log(40 / 32)])
+    assert (d.filter(images).verdicts == (s > 0.5)).all()

@@ -52,3 +52,22 @@ def test_docstring_examples():
     from poisonedencoder.defenses import base
 
     assert doctest.testmod(base).failed == 0
+
+
+@pytest.mark.parametrize("min_group", [2, 5, 12])
+def test_the_score_is_the_largest_shared_group_and_the_verdict_is_score_at_least_min_group(digits, min_group):
+    images, truth = _poisoned_set(digits, PoisonedEncoder(poisoning_rate=0.075, num_references=10))
+    f = PartHashFilter(min_group=min_group)
+    scores = f.scores(images)
+    assert (f(images).verdicts == (scores >= min_group)).all()
+    assert scores.min() >= 1 and scores[truth].min() >= 10  # 10 poisoning inputs per target share its half
+    assert np.median(scores[~truth]) == 1  # a clean input shares no part
+
+
+def test_part_hash_scores_on_a_hand_case():
+    rng = np.random.default_rng(0)
+    shared = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    composites = [np.concatenate([shared, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)], 1) for _ in range(3)]
+    lone = rng.integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    flat = np.full((16, 16, 3), 7, np.uint8)  # no part with content: shares nothing
+    assert PartHashFilter(max_distance=0).scores(composites + [lone, flat]).tolist() == [3, 3, 3, 1, 1]

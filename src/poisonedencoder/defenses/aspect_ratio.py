@@ -25,8 +25,20 @@ class AspectRatio(Defense):
 
     def filter(self, images) -> DefenseReport:
         t0 = time.time()
-        ratios = np.array([np.log(img.shape[1] / img.shape[0]) for img in images])
-        usual = Counter(np.round(ratios, 6)).most_common(1)[0][0]
-        verdicts = np.abs(ratios - usual) > self.settings.tolerance
+        scores, usual = self._scores(images)
+        verdicts = scores > self.settings.tolerance
         return DefenseReport(self.name, self.stage, time.time() - t0, int(verdicts.sum()), 0,
-                             {"usual_log_ratio": float(usual)}, verdicts)
+                             {"usual_log_ratio": usual}, verdicts)
+
+    def scores(self, images) -> np.ndarray:
+        """Per input, ``|log(width / height) - log(usual ratio)|`` (the usual ratio: the most
+        common one); the verdict of :meth:`filter` is ``scores > tolerance``."""
+        return self._scores(images)[0]
+
+    @staticmethod
+    def _scores(images) -> tuple[np.ndarray, float]:
+        ratios = np.array([np.log(img.shape[1] / img.shape[0]) for img in images])
+        if ratios.size == 0:
+            return ratios, 0.0
+        usual = Counter(np.round(ratios, 6)).most_common(1)[0][0]
+        return np.abs(ratios - usual), float(usual)

@@ -93,8 +93,10 @@ class CropDisagreement(Defense):
                              {"crops": self.settings.crops, "statistic": self.settings.statistic, "encoder": self.settings.encoder,
                               "threshold": float(scores[verdicts].min()) if k else None}, verdicts)
 
-    def scores(self, images: Sequence[np.ndarray], encoder, batch: int = 256) -> np.ndarray:
-        """Per input, how much the features of its own random crops disagree (module docstring)."""
+    def scores(self, images: Sequence[np.ndarray], encoder, batch: int = 256, size: int | None = None) -> np.ndarray:
+        """Per input, how much the features of its own random crops disagree (module docstring).
+        ``size``: the side the crops are resized to (default: the smaller side of the most common
+        input shape)."""
         import torch
         import torch.nn.functional as F
         from torchvision.ops import roi_align
@@ -102,7 +104,8 @@ class CropDisagreement(Defense):
         from ..ssl.augment import sample_crop_boxes
 
         s, k = self.settings, self.settings.crops
-        size = min(Counter(im.shape[:2] for im in images).most_common(1)[0][0]) if len(images) else 1
+        if size is None:
+            size = min(Counter(im.shape[:2] for im in images).most_common(1)[0][0]) if len(images) else 1
         device = next(iter(encoder.parameters()), torch.zeros(0)).device
         g = torch.Generator().manual_seed(SEED)
         out = np.zeros(len(images))

@@ -83,12 +83,27 @@ class PartHashFilter(Defense):
         return self(images, progress)
 
     def __call__(self, images: Sequence[np.ndarray], progress: bool = False) -> DefenseReport:
-        """Verdicts for ``images`` (uint8 ``(H, W, 3)`` arrays of any sizes)."""
+        """Verdicts for ``images`` (uint8 ``(H, W, 3)`` arrays of any sizes): ``scores >= min_group``."""
+        t0 = time.time()
+        scores, hashed, groups = self._groups(images, progress)
+        verdicts = scores >= self.min_group
+        shared = sum(1 for g in groups if g >= self.min_group)
+        return DefenseReport(self.name, self.stage, time.time() - t0, int(verdicts.sum()),
+                             details={"parts_hashed": hashed, "groups_removed": shared},
+                             verdicts=verdicts)
+
+    def scores(self, images: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
+        """Per input, the number of distinct inputs in the largest group that one of its parts
+        belongs to (1: no part of it is shared, or it has no part with content); the verdict of
+        :meth:`filter` is ``scores >= min_group``."""
+        return self._groups(images, progress)[0]
+
+    def _groups(self, images: Sequence[np.ndarray], progress: bool) -> tuple[np.ndarray, int, list[int]]:
+        """The scores, the number of parts hashed and the size (distinct inputs) of every group."""
         import sys
 
         from tqdm.auto import tqdm
 
-        t0 = time.time()
         owners, hashes = [], []
         for i, img in enumerate(tqdm(images, desc="part hashes", disable=not (progress and sys.stderr.isatty()))):
             for part in parts(img).values():
@@ -112,10 +127,8 @@ class PartHashFilter(Defense):
         groups: dict[int, set[int]] = defaultdict(set)
         for j in range(len(hashes)):
             groups[uf.find(j)].add(owners[j])
-        verdicts = np.zeros(len(images), bool)
-        shared = [g for g in groups.values() if len(g) >= self.min_group]
-        for g in shared:
-            verdicts[list(g)] = True
-        return DefenseReport(self.name, self.stage, time.time() - t0, int(verdicts.sum()),
-                             details={"parts_hashed": len(hashes), "groups_removed": len(shared)},
-                             verdicts=verdicts)
+        scores = np.ones(len(images), dtype=np.int64)
+        for g in groups.values():
+            members = list(g)
+            scores[members] = np.maximum(scores[members], len(g))
+        return scores, len(hashes), [len(g) for g in groups.values()]
