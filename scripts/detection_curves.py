@@ -59,6 +59,7 @@ def measure(recipe: str, out: Path, overrides: list[str], variants: list[str], r
     user = C.load_yaml(recipe)
     base = C.resolve(user, overrides)
     seeds = base["seeds"] or [base["seed"]]
+    rates = list(dict.fromkeys(base["attack"]["poisoning_rate"] if r is None else r for r in rates))  # 'recipe' may repeat one
     per: dict[tuple, list[dict]] = {}
     what: dict[tuple, str] = {}
     for rate in rates:

@@ -17,7 +17,7 @@ def test_detection_curves_pool_each_filter_over_seeds_and_rates(tmp_path, capsys
     mod = _script()
     out = tmp_path / "d"
     args = ["configs/digits_demo.yaml", "--out", str(out), "--set", "seeds=[0, 1]", "--set", f"cache_dir={tmp_path / 'c'}",
-            "--variants", "paper,square", "--rates", "recipe,0.03", "--encoders", "none"]
+            "--variants", "paper,square", "--rates", "recipe,0.03,0.3", "--encoders", "none"]  # 0.3: the recipe again
     assert mod.main([str(ROOT / args[0]), *args[1:]]) == 0
     rows = json.loads((out / "detection.json").read_text())
     assert {(r["variant"], r["filter"]) for r in rows} == {(v, f) for v in ("paper", "square")
