@@ -93,7 +93,10 @@ def train_encoder(images: Sequence[np.ndarray], workdir: str | Path, image_size:
         done, seconds = 0, 0.0
     write_json(d / "train.json", {"key": key, "settings": p})
     resumed, t_call = done, time.time()
-    data = PretrainSet([im[None] for im in images])
+    by_shape: dict[tuple, list[np.ndarray]] = {}
+    for im in images:  # one array per shape: the batched augmentation runs per array (one per image: 10x slower)
+        by_shape.setdefault(im.shape, []).append(im)
+    data = PretrainSet([np.stack(group) for group in by_shape.values()])
     log(f"train: SimCLR {p['backbone']} width {p['width']} on {len(images)} inputs at {image_size}px, batch "
         f"{p['batch_size']}; budget {epochs if epochs is not None else 'any number of'} epochs"
         + (f", {minutes:g} minutes" if minutes is not None else "") + (f"; resuming after epoch {done}" if done else ""))
