@@ -99,6 +99,8 @@ def _pool(key: tuple, ds: list[dict], desc: str) -> dict:
 
     rate_clean, share, v, f, e = key
     au = mean_ci([d["auroc"]["value"] for d in ds])
+    if au.get("ci95"):  # an AUROC lies in [0, 1]: so does its interval
+        au["ci95"] = [max(0.0, au["ci95"][0]), min(1.0, au["ci95"][1])]
     row = {"rate_of_clean_set": rate_clean, "share_of_pretraining_set": share, "variant": v, "filter": f, "encoder": e,
            "encoder_detail": desc, "seeds": len(ds), "auroc": au["mean"],
            "auroc_lo": (au.get("ci95") or [None, None])[0], "auroc_hi": (au.get("ci95") or [None, None])[1],
