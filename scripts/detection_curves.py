@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -146,6 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="folder for the crafts, the self-trained encoders and the tables")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override the recipe (another dataset, size, seeds), repeatable")
+    ap.add_argument("--data-root", help="the data root (docs/CONFIG.md; default: the recipe's, POISONEDENCODER_DATA, ...)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("--rates", default="recipe,0.03",
                     help="attack.poisoning_rate values (poisoning inputs over the clean set; 'recipe': its own); "
@@ -172,7 +174,8 @@ def main(argv=None) -> int:
         if not 0 < args.fpr < 1 or args.self_epochs < 1:
             raise UserError("--fpr must lie in (0, 1) and --self-epochs be at least 1")
         out = Path(args.out)
-        rows = measure(args.recipe, out, args.overrides, variants, rates, encoders, args.fpr, args.self_epochs)
+        over = args.overrides + ([f"data_root={json.dumps(str(Path(args.data_root).absolute()))}"] if args.data_root else [])
+        rows = measure(args.recipe, out, over, variants, rates, encoders, args.fpr, args.self_epochs)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

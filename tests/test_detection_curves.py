@@ -33,3 +33,8 @@ def test_detection_curves_pool_each_filter_over_seeds_and_rates(tmp_path, capsys
     assert "| 30.1%; 23.1% | paper | aspect_ratio | none | 1.000" in (out / "detection.md").read_text()
     assert mod.main([str(ROOT / args[0]), "--out", str(out), "--encoders", "gpu"]) == 2
     assert "unknown encoder 'gpu'" in capsys.readouterr().err
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    assert mod.main([str(ROOT / args[0]), "--out", str(tmp_path / "e"), "--data-root", str(empty), "--set",
+                     "pretrain_data.dataset=eurosat", "--set", "tasks=[{dataset: eurosat, num_targets: 2}]"]) == 2
+    assert f"dataset eurosat not found under {empty}" in capsys.readouterr().err
