@@ -18,23 +18,30 @@ defense. Verdicts rest on the 95% interval of the paired difference of ASR, neve
 from __future__ import annotations
 
 from ..compare import asr
-from .arms import RACE, RACE_DEFENSES, RACE_VARIANTS, race_arm
+from .arms import FPR_DEFENSES, RACE, RACE_FPR, RACE_DEFENSES, RACE_VARIANTS, race_arm, race_cells
 from .formats import fmt_diff, fmt_mean, fmt_rate
 from .results import ArmResult, gap
 from .verdicts import MARGIN, NOT_MEASURABLE, PENDING, Row, _final, _ready, _same_targets
 
 HOLDS, EVADED, WEAKER, KEEPS, NO_DIFF, MEASURED = (
     "defense holds", "evaded", "variant weaker", "variant keeps the attack", "no difference measured", "measured")
-FILTERS = ("aspect_ratio", "part_hash", "crop_disagreement")
+FILTERS = ("aspect_ratio", "part_hash", "crop_disagreement", *FPR_DEFENSES)
 """The pre-processing filters: their verdicts on every input are scored (precision, recall)."""
+SAID = {"crop_disagreement": "crop_disagreement (the oracle's budget)",
+        "crop_disagreement_fpr": f"crop_disagreement without the oracle (fpr {RACE_FPR:g}, the clean encoder)",
+        "crop_disagreement_fpr_unfiltered": f"crop_disagreement without the oracle or clean data (fpr {RACE_FPR:g}, "
+                                            "an encoder pre-trained on the unfiltered set)"}
+NOT_RUN = "not run: 0/30 without a defense"
+"""A grid cell of a variant that is not measured against a column (:data:`~.arms.FPR_VARIANTS`)."""
 TITLE = "Beyond the paper: the adaptive attacker"
 WHAT = {"paper": "the paper's attacker", "square": "the shape-matched attacker (square)",
         "varied": "the varied-target attacker (varied)", "square_varied": "the shape-matched, varied-target attacker"}
 
 
 def cells() -> list[tuple[str, str]]:
-    """Every (variant, defense) of the race, in the table's order (variant by variant)."""
-    return [(v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES]
+    """Every measured (variant, defense) of the race, in the table's order (variant by variant;
+    :func:`~.arms.race_cells`)."""
+    return race_cells()
 
 
 def _below(d: dict) -> bool:
@@ -53,7 +60,7 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
     elif defense == "none":
         claim = f"(beyond the paper) Does {WHAT[variant]} keep the paper attacker's ASR without a defense?"
     else:
-        claim = f"(beyond the paper) Does defense {defense} hold against {WHAT[variant]}?"
+        claim = f"(beyond the paper) Does defense {SAID.get(defense, defense)} hold against {WHAT[variant]}?"
     row = Row(f"race_{variant}_{defense}", claim, tuple(dict.fromkeys((arm, ref, own))), section=RACE)
     row.numbers = {"variant": variant, "defense": defense}
     if not _ready(row, res):
@@ -128,11 +135,13 @@ def _short(r: Row) -> str:
 
 
 def grid(race_rows: list[Row]) -> str:
-    """The race as one table: a row per attacker variant, a column per defense (markdown)."""
+    """The race as one table: a row per attacker variant, a column per defense (markdown); a cell
+    that is not planned (:func:`~.arms.race_cells`) says why."""
     by = {(r.numbers["variant"], r.numbers["defense"]): r for r in race_rows}
+    planned = set(cells())
     head = "| attacker \\ defense | " + " | ".join(RACE_DEFENSES) + " |\n|---|" + "---|" * len(RACE_DEFENSES) + "\n"
-    return head + "".join(f"| {v} | " + " | ".join(_short(by[v, d]) for d in RACE_DEFENSES) + " |\n"
-                          for v in RACE_VARIANTS if all((v, d) in by for d in RACE_DEFENSES))
+    return head + "".join(f"| {v} | " + " | ".join(_short(by[v, d]) if (v, d) in planned else NOT_RUN for d in RACE_DEFENSES)
+                          + " |\n" for v in RACE_VARIANTS if all((v, d) in by for d in RACE_DEFENSES if (v, d) in planned))
 
 
 def figure(race_rows: list[Row], path) -> bool:
