@@ -61,7 +61,7 @@ SEED = 1234  # the crops' random stream: fixed, so that the verdicts are reprodu
 class CropDisagreementSettings(Settings):
     budget: Annotated[Number, Range(0, 1, lo_open=True)] = Field(
         0.05, description="fraction of the pre-training inputs removed (the most disagreeing); unused when fpr is set")
-    fpr: Annotated[Number | None, Range(0, 1, lo_open=True), ADDED_LATER] = Field(
+    fpr: Annotated[Number | None, ADDED_LATER] = Field(
         None, description="null (remove the budget fraction) | a false-positive rate in (0, 1): remove the inputs\n"
                           "scoring above median + z(1 - fpr) * 1.4826 * MAD of the scores (no labels, no oracle);\n"
                           "fpr, when set, replaces budget")
@@ -74,8 +74,8 @@ class CropDisagreementSettings(Settings):
     def check(self, where: str) -> None:
         if self.budget >= 1:
             raise UserError(f"{where}.budget must be below 1 (a fraction removed), got {self.budget}")
-        if self.fpr is not None and self.fpr >= 1:
-            raise UserError(f"{where}.fpr must be below 1 (a false-positive rate), got {self.fpr}")
+        if self.fpr is not None and not 0 < self.fpr < 1:
+            raise UserError(f"{where}.fpr must lie strictly between 0 and 1 (a false-positive rate) or be null, got {self.fpr}")
         check_crop_scale(self.crop_scale, f"{where}.crop_scale")
         if self.statistic not in STATISTICS:
             raise UserError(f"{where}.statistic must be mean or min, got {preview(self.statistic)}")
