@@ -31,6 +31,10 @@ SAID = {"crop_disagreement": "crop_disagreement (the oracle's budget)",
         "crop_disagreement_fpr": f"crop_disagreement without the oracle (fpr {RACE_FPR:g}, the clean encoder)",
         "crop_disagreement_fpr_unfiltered": f"crop_disagreement without the oracle or clean data (fpr {RACE_FPR:g}, "
                                             "an encoder pre-trained on the unfiltered set)"}
+TICKS = {"aspect_ratio": "aspect_ratio", "part_hash": "part_hash", "crop_disagreement": "crop_disagr.\noracle budget",
+         "large_crops": "large_crops", "crop_disagreement_fpr": "crop_disagr.\nfpr, clean enc.",
+         "crop_disagreement_fpr_unfiltered": "crop_disagr.\nfpr, unfiltered enc.", "none": "none"}
+"""The figure's tick labels (two lines where the column's name is long)."""
 NOT_RUN = "not run: 0/30 without a defense"
 """A grid cell of a variant that is not measured against a column (:data:`~.arms.FPR_VARIANTS`)."""
 TITLE = "Beyond the paper: the adaptive attacker"
@@ -157,7 +161,8 @@ def figure(race_rows: list[Row], path) -> bool:
 
     from ..io import atomic_write
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120, gridspec_kw={"width_ratios": [5, 3]})
+    planned = set(cells())
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), dpi=120, gridspec_kw={"width_ratios": [len(RACE_DEFENSES), len(FILTERS)]})
     for ax, defenses, key, ylabel in ((axes[0], RACE_DEFENSES, "ASR", "ASR (95% Wilson)"),
                                       (axes[1], FILTERS, "recall", "filter recall (pooled, 95% Wilson)")):
         width = 0.8 / len(RACE_VARIANTS)
@@ -165,6 +170,9 @@ def figure(race_rows: list[Row], path) -> bool:
             xs, ys, lo, hi = [], [], [], []
             for j, d in enumerate(defenses):
                 r = by.get((v, d))
+                if (v, d) not in planned:  # not run: said, so that no bar reads as missing
+                    ax.text(j + (i - (len(RACE_VARIANTS) - 1) / 2) * width, 0.01, "not run", rotation=90, ha="center",
+                            va="bottom", fontsize=5, color="0.4")
                 x = (r.numbers.get("ASR") if key == "ASR" else (r.numbers.get("detection") or {}).get("recall")) if r else None
                 if x and x.get("value") is not None:
                     xs.append(j + (i - (len(RACE_VARIANTS) - 1) / 2) * width)
@@ -175,18 +183,19 @@ def figure(race_rows: list[Row], path) -> bool:
                 ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=f"C{i}")
             for x, y, up in zip(xs, ys, hi, strict=True):  # the value: a bar at 0 is a measurement too
                 ax.text(x, y + up + 0.01, f"{y:.2f}", ha="center", va="bottom", fontsize=5)
-        ax.set_xticks(range(len(defenses)), defenses, fontsize=7)
+        ax.set_xticks(range(len(defenses)), [TICKS.get(d, d) for d in defenses], fontsize=7)
         ax.set_xlim(-0.5, len(defenses) - 0.5)
         ax.set_ylim(0, 1.12)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     from matplotlib.patches import Patch
 
-    axes[0].legend([Patch(color=f"C{i}") for i in range(len(RACE_VARIANTS))], list(RACE_VARIANTS), fontsize=7,
-                   title="attacker", title_fontsize=7)
-    axes[0].set_title("ASR per attacker and defense (missing bar: not measured yet)", fontsize=8)
+    fig.legend([Patch(color=f"C{i}") for i in range(len(RACE_VARIANTS))], [f"attacker {v}" for v in RACE_VARIANTS],
+               loc="lower center", ncol=len(RACE_VARIANTS), fontsize=7, frameon=False)  # below: no bar hidden
+    axes[0].set_title("ASR per attacker and defense (missing bar: not measured yet; \"not run\": 0/30 without a defense)",
+                      fontsize=8)
     axes[1].set_title("pre-processing filters: poisoning inputs removed", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return True
