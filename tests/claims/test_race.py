@@ -198,15 +198,26 @@ def test_cells_show_what_they_wait_for_and_the_table_shows_the_race_after_the_pa
 
 def test_a_cell_without_the_oracle_pairs_with_the_same_attacker_and_reads_its_filter():
     """A crop_disagreement_fpr cell: the filter's verdicts (however many it removed) are scored,
-    paired with the same attacker without a defense, and the grid shows it in its column."""
+    paired with the same attacker without a defense (the verdict), and, shown beside, with the same
+    filter at the oracle's budget and, for the unfiltered encoder, with the clean encoder's threshold;
+    the grid shows it in its column."""
     found = {"name": "crop_disagreement", "removed": 150, "flagged": 150, "precision": 0.8, "recall": 0.3,
              "seconds": 4.0, "threshold_rule": "fpr", "fpr": 0.05, "threshold": 0.4}
     res = _res(race_varied=_arm("race_varied", [1] * 12 + [0] * 18),
+               race_varied_crop_disagreement=_arm("race_varied_crop_disagreement", [1] + [0] * 29),
+               race_varied_crop_disagreement_fpr=_arm("race_varied_crop_disagreement_fpr", [1] * 3 + [0] * 27),
                race_varied_crop_disagreement_fpr_unfiltered=_arm("race_varied_crop_disagreement_fpr_unfiltered",
                                                                  [1] * 11 + [0] * 19, defense=found))
     row = race.cell(res, "varied", "crop_disagreement_fpr_unfiltered")
-    assert row.arms == ("race_varied_crop_disagreement_fpr_unfiltered", "poisonedencoder", "race_varied")
+    assert row.arms == ("race_varied_crop_disagreement_fpr_unfiltered", "poisonedencoder", "race_varied",
+                        "race_varied_crop_disagreement", "race_varied_crop_disagreement_fpr")
     assert "without the oracle or clean data" in row.claim and "fpr 0.05" in row.claim
+    assert row.numbers["vs_crop_disagreement"]["dASR"] == pytest.approx(10 / 30)
+    assert row.numbers["vs_crop_disagreement_fpr"]["dASR"] == pytest.approx(8 / 30)
+    assert "- the same filter at the oracle's budget (1/30 = 0.03 [0.01, 0.17]): +0.33 [" in row.measurement
+    assert "- the same threshold with the clean encoder (3/30 = 0.10 [" in row.measurement
+    clean = race.cell(res, "varied", "crop_disagreement_fpr")
+    assert "vs_crop_disagreement" in clean.numbers and "vs_crop_disagreement_fpr" not in clean.numbers
     det = row.numbers["detection"]
     assert (det["recall"]["k"], det["recall"]["n"], det["flagged"]) == (360, 1200, 150)
     assert "150 inputs removed per run" in row.measurement
@@ -214,7 +225,7 @@ def test_a_cell_without_the_oracle_pairs_with_the_same_attacker_and_reads_its_fi
     rows = race.rows(res)
     assert [(r.numbers["variant"], r.numbers["defense"]) for r in rows] == race_cells()
     line = next(x for x in race.grid(rows).splitlines() if x.startswith("| varied |"))
-    assert line.endswith("| not measured yet | ASR 0.37 [0.22, 0.54] (11/30); recall 0.30; variant weaker |")
+    assert line.endswith("| ASR 0.10 [0.03, 0.26] (3/30); defense holds | ASR 0.37 [0.22, 0.54] (11/30); recall 0.30; variant weaker |")
 
 
 def test_the_figure_is_written_once_a_cell_is_measured(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ One row per cell of attacker variant x defense (:data:`~.arms.RACE_VARIANTS` x
 :data:`~.arms.RACE_DEFENSES`; the arms of :func:`~.arms.race_arms`, and the paper's own arms where
 they measure a cell). Every cell is paired on the same target inputs with the paper's attacker
 without a defense (the recipe's arm), and a defended cell also with the same attacker without a
-defense. Verdicts rest on the 95% interval of the paired difference of ASR, never on a point:
+defense; a column without the oracle is also paired, for the reader, with the same filter at the
+oracle's budget (and the unfiltered encoder's with the clean encoder's threshold). Verdicts rest on the 95% interval of the paired difference of ASR, never on a point:
 
 - a defended cell: **defense holds** when the interval against the paper's attacker without a
   defense lies below 0 and so does the one against the same attacker without a defense;
@@ -35,6 +36,12 @@ TICKS = {"aspect_ratio": "aspect_ratio", "part_hash": "part_hash", "crop_disagre
          "large_crops": "large_crops", "crop_disagreement_fpr": "crop_disagr.\nfpr, clean enc.",
          "crop_disagreement_fpr_unfiltered": "crop_disagr.\nfpr, unfiltered enc.", "none": "none"}
 """The figure's tick labels (two lines where the column's name is long)."""
+BESIDE = {"crop_disagreement_fpr": ("crop_disagreement",),
+          "crop_disagreement_fpr_unfiltered": ("crop_disagreement", "crop_disagreement_fpr")}
+BESIDE_SAID = {"crop_disagreement": "the same filter at the oracle's budget",
+               "crop_disagreement_fpr": "the same threshold with the clean encoder"}
+"""The cells a column without the oracle is also paired with (shown, not judged): the oracle's
+budget, and for the unfiltered encoder the clean encoder's threshold."""
 NOT_RUN = "not run: 0/30 without a defense"
 """A grid cell of a variant that is not measured against a column (:data:`~.arms.FPR_VARIANTS`)."""
 TITLE = "Beyond the paper: the adaptive attacker"
@@ -65,7 +72,8 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
         claim = f"(beyond the paper) Does {WHAT[variant]} keep the paper attacker's ASR without a defense?"
     else:
         claim = f"(beyond the paper) Does defense {SAID.get(defense, defense)} hold against {WHAT[variant]}?"
-    row = Row(f"race_{variant}_{defense}", claim, tuple(dict.fromkeys((arm, ref, own))), section=RACE)
+    beside = [(d, race_arm(variant, d)) for d in BESIDE.get(defense, ())]
+    row = Row(f"race_{variant}_{defense}", claim, tuple(dict.fromkeys((arm, ref, own, *(a for _, a in beside)))), section=RACE)
     row.numbers = {"variant": variant, "defense": defense}
     if not _ready(row, res):
         return row
@@ -82,6 +90,9 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
         parts.append(f"- same attacker without defense ({fmt_rate(asr(res[own].outcomes))}): {fmt_diff(vs_own)}")
     else:
         vs_own = vs_ref
+    for d, a in beside:  # the same attacker against the same filter with the oracle's budget / the clean encoder
+        row.numbers[f"vs_{d}"] = _same_targets(res[a], c)
+        parts.append(f"- {BESIDE_SAID[d]} ({fmt_rate(asr(res[a].outcomes))}): {fmt_diff(row.numbers[f'vs_{d}'])}")
     if defense in FILTERS:
         det = c.detection()
         row.numbers["detection"] = det
