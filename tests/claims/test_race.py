@@ -218,6 +218,11 @@ def test_a_cell_without_the_oracle_pairs_with_the_same_attacker_and_reads_its_fi
     assert "- the same threshold with the clean encoder (3/30 = 0.10 [" in row.measurement
     clean = race.cell(res, "varied", "crop_disagreement_fpr")
     assert "vs_crop_disagreement" in clean.numbers and "vs_crop_disagreement_fpr" not in clean.numbers
+    assert "time per run 303 [" in row.measurement and "unfiltered" not in row.measurement.split("time per run")[1]
+    for r in res["race_varied_crop_disagreement_fpr_unfiltered"].runs:  # the encoder it scored with: one more pre-training
+        r["_seconds"]["unfiltered"] = 400.0
+    row = race.cell(res, "varied", "crop_disagreement_fpr_unfiltered")
+    assert "time per run 703 [" in row.measurement and "the unfiltered encoder's pre-training included" in row.measurement
     det = row.numbers["detection"]
     assert (det["recall"]["k"], det["recall"]["n"], det["flagged"]) == (360, 1200, 150)
     assert "150 inputs removed per run" in row.measurement
@@ -226,6 +231,12 @@ def test_a_cell_without_the_oracle_pairs_with_the_same_attacker_and_reads_its_fi
     assert [(r.numbers["variant"], r.numbers["defense"]) for r in rows] == race_cells()
     line = next(x for x in race.grid(rows).splitlines() if x.startswith("| varied |"))
     assert line.endswith("| ASR 0.10 [0.03, 0.26] (3/30); defense holds | ASR 0.37 [0.22, 0.54] (11/30); recall 0.30; variant weaker |")
+
+
+def test_the_record_keeps_the_unfiltered_encoders_time():
+    from poisonedencoder.claims import RECORD
+
+    assert RECORD["encoders/unfiltered/seconds.txt"] == "encoders/unfiltered/seconds.txt"
 
 
 def test_the_figure_is_written_once_a_cell_is_measured(tmp_path, monkeypatch):

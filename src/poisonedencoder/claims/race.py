@@ -108,6 +108,7 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
     parts.append(pa)
     filt = c.defense()["seconds"]
     parts.append(f"time per run {fmt_mean(row.numbers['seconds'], 0)} s (crafting and pre-training"
+                 + (", the unfiltered encoder's pre-training included" if c.unfiltered_seconds() else "")
                  + (f", the filter's {fmt_mean(filt, 1)} s in it" if defense in FILTERS and filt.get("mean") is not None
                     else "") + ")")
     row.measurement = "; ".join(parts)
