@@ -72,6 +72,7 @@ _WRONG_NULLABLE = {  # keys whose default is null: null is allowed, other types 
     "path": [1, 1.5, True, [1], {"x": 1}],
     "integer": ["abc", 1.5, True, [1], {"x": 1}],
     "list": ["abc", 1, {"x": 1}],
+    "number": ["abc", "1e-3", True, [1], {"x": 1}],
 }
 
 
@@ -126,6 +127,7 @@ def test_the_walk_covers_the_plugin_sections():
     keys = {k for k, _ in _wrong_cases()}
     for k in ("attack.poisoning_rate", "attack.witches_brew.steps", "attack.icp.mode", "pretrain.mocov2.queue_size",
               "pretrain.byol.ema_base", "pretrain.simsiam", "defense.part_hash.min_std", "defense.finetune.num_clean",
+              "defense.crop_disagreement.fpr",
               "pretrain_data.num_images", "downstream.num_train", "tasks[0].targets", "tasks[0].num_targets", "tasks"):
         assert k in keys
 

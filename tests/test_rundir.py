@@ -47,5 +47,5 @@ def test_finished_seeds_and_the_recorded_stage_times(tmp_path):
     assert encoder_seconds(clean) == 6.0 and "resumed after epoch 2" in (clean / "seconds.txt").read_text()
     one.metrics.write_text(json.dumps({"evaluate_seconds": 7.5, "encoders": {"clean": str(clean / "encoder.pt")}}))
     assert one.stage_seconds() == {"craft": 3.0, "clean_dir": clean, "pretrain_clean": 6.0,
-                                   "pretrain_poisoned": 12.3, "evaluate": 7.5}
+                                   "pretrain_poisoned": 12.3, "pretrain_unfiltered": None, "evaluate": 7.5}
     assert RunDir(tmp_path / "none").stage_seconds()["pretrain_poisoned"] is None

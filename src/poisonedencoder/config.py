@@ -146,8 +146,11 @@ def _task_defaults() -> dict[str, Any]:
 
 
 def _nullable() -> dict[str, str]:
-    """The type of each key whose default is null ("not set"); a task's keys are ``tasks[].<key>``."""
-    return {p + k: o.kind(k) for p, o in _all_owners() for k, f in o.model_fields.items() if f.default is None}
+    """The type of each key whose default is null ("not set"); a task's keys are ``tasks[].<key>``,
+    a plugin's ``<section>.<plugin>.<key>``."""
+    owners = [*_all_owners(), *((f"{section}.{name}.", plugin.Settings) for section, registry in _registries().items()
+                                for name, plugin in registry.items() if _has_settings(plugin))]
+    return {p + k: o.kind(k) for p, o in owners for k, f in o.model_fields.items() if f.default is None}
 
 
 def __getattr__(name: str):

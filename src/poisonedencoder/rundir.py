@@ -99,7 +99,8 @@ class RunDir:
 
     def stage_seconds(self, metrics: dict | None = None) -> dict:
         """The wall seconds of the run's stages (None where not recorded): ``craft``,
-        ``pretrain_clean`` (the encoder folder that the metrics name), ``pretrain_poisoned``, ``evaluate``."""
+        ``pretrain_clean`` (the encoder folder that the metrics name), ``pretrain_poisoned``,
+        ``pretrain_unfiltered`` (a filter's encoder on the unfiltered data, where the run trained one), ``evaluate``."""
         m = self.read_metrics() if metrics is None else metrics
         m = m or {}
         clean = (m.get("encoders") or {}).get("clean")
@@ -107,6 +108,7 @@ class RunDir:
                 "clean_dir": Path(clean).parent if clean else None,
                 "pretrain_clean": encoder_seconds(Path(clean).parent) if clean else None,
                 "pretrain_poisoned": encoder_seconds(self.poisoned_encoder),
+                "pretrain_unfiltered": encoder_seconds(self.unfiltered_encoder),
                 "evaluate": m.get("evaluate_seconds")}
 
 

@@ -25,7 +25,7 @@ def test_list_shows_every_arm_with_its_overrides(tmp_path, capsys):
     names = [line.split()[0] for line in out]
     assert names[:4] == ["poisonedencoder", "one_per_run", "icp", "duplication"]
     race = [n for n in names if n.startswith("race_")]
-    assert names[-len(race) - 1] == "witches_brew_paper" and len(race) == 17  # the arms race after the paper's arms
+    assert names[-len(race) - 1] == "witches_brew_paper" and len(race) == 21  # the arms race after the paper's arms
     assert all(line.endswith("(group race)") for line in out if line.split()[0] in race + ["poisonedencoder"])
     assert "rate_0.005" in names and "rate_0.03" not in names  # 0.06 over 2 targets: the recipe is the 3% point
     rate = next(line for line in out if line.startswith("rate_0.01 "))

@@ -8,8 +8,8 @@ import yaml
 
 from poisonedencoder import config as C
 from poisonedencoder.claims import build_rows, markdown, race, text, write_table
-from poisonedencoder.claims.arms import (RACE, RACE_DEFENSES, RACE_ORDER, RACE_REUSED, RACE_VARIANTS, Arm, plan,
-                                         race_arm, select)
+from poisonedencoder.claims.arms import (FPR_DEFENSES, FPR_VARIANTS, RACE, RACE_DEFENSES, RACE_ORDER, RACE_REUSED,
+                                         Arm, arm_config, plan, race_arm, race_cells, select)
 from poisonedencoder.claims.results import ArmResult
 from poisonedencoder.compare import Outcome
 from poisonedencoder.errors import UserError
@@ -35,18 +35,22 @@ def arms():
     return plan(C.resolve(C.load_yaml(RECIPE), []), num_train=1347)
 
 
+FPR_ARMS = ["race_paper_crop_disagreement_fpr", "race_varied_crop_disagreement_fpr",
+            "race_paper_crop_disagreement_fpr_unfiltered", "race_varied_crop_disagreement_fpr_unfiltered"]
+
+
 def test_every_cell_has_one_arm_the_paper_arms_reused_and_the_race_runs_last(arms):
     names = [a.name for a in arms]
-    cells = [race_arm(v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES]
-    assert len(cells) == 20 and len(set(cells)) == 20 and len(set(names)) == len(names)
+    cells = [race_arm(v, d) for v, d in race_cells()]
+    assert len(cells) == 24 and len(set(cells)) == 24 and len(set(names)) == len(names)
     assert all(c in names for c in cells)
     assert {race_arm(*k) for k in RACE_REUSED} == {"poisonedencoder", "defense_part_hash", "defense_large_crops"}
     new = [a for a in arms if a.name.startswith("race_")]
-    assert len(new) == 17 and names[-17:] == [a.name for a in new]  # after every arm of the paper's rows
-    assert names.index("witches_brew_paper") == len(names) - 18
-    assert sorted(RACE_ORDER) == sorted(k for k in ((v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES)
-                                        if k not in RACE_REUSED)
-    assert names[-2:] == ["race_paper_aspect_ratio", "race_varied_aspect_ratio"]  # removed entirely: last
+    assert len(new) == 21 and names[-21:] == [a.name for a in new]  # after every arm of the paper's rows
+    assert names.index("witches_brew_paper") == len(names) - 22
+    assert sorted(RACE_ORDER) == sorted(k for k in race_cells() if k not in RACE_REUSED)
+    assert names[-6:-4] == ["race_paper_aspect_ratio", "race_varied_aspect_ratio"]  # removed entirely: last of the oracle's
+    assert names[-4:] == FPR_ARMS  # the columns without the oracle: after every arm before them
     by = {a.name: a for a in arms}
     assert by["race_square_varied_crop_disagreement"].overrides == (
         "attack.poisonedencoder.shape=square", "attack.poisonedencoder.target_variation=0.5",
@@ -56,9 +60,42 @@ def test_every_cell_has_one_arm_the_paper_arms_reused_and_the_race_runs_last(arm
     assert all(RACE in by[c].groups for c in cells) and not any(RACE in a.groups for a in arms if a.name not in cells)
 
 
+def test_the_cells_without_the_oracle_set_fpr_and_the_encoder_and_leave_every_other_arm_as_it_was(arms):
+    """Only the attackers that still poison without a defense face the columns without the oracle;
+    the arms measured before them keep their names, order and overrides (so their recorded runs'
+    fingerprints: each recorded run's configuration, from the plan, is the one it stamped)."""
+    from poisonedencoder.ssl import precision as P
+
+    assert FPR_DEFENSES == ("crop_disagreement_fpr", "crop_disagreement_fpr_unfiltered") == RACE_DEFENSES[-2:]
+    assert FPR_VARIANTS == ("paper", "varied")
+    assert [k for k in race_cells() if k[1] in FPR_DEFENSES] == [(v, d) for v in FPR_VARIANTS for d in FPR_DEFENSES]
+    by = {a.name: a for a in arms}
+    assert by["race_paper_crop_disagreement_fpr"].overrides == (
+        "defense.name=crop_disagreement", "defense.crop_disagreement.fpr=0.05")
+    assert by["race_varied_crop_disagreement_fpr_unfiltered"].overrides == (
+        "attack.poisonedencoder.target_variation=0.5", "defense.name=crop_disagreement",
+        "defense.crop_disagreement.fpr=0.05", "defense.crop_disagreement.encoder=unfiltered")
+    assert all(RACE in by[a].groups and "fpr 0.05" in by[a].label for a in FPR_ARMS)
+    before = [a for a in arms if a.name not in FPR_ARMS]
+    assert [a.name for a in arms[:len(before)]] == [a.name for a in before]
+    assert not any("fpr" in o for a in before for o in a.overrides)
+    records = RECIPE.parents[1] / "docs" / "results" / "claims" / "arms"
+    user = C.load_yaml(RECIPE)
+    checked = 0
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(P, "native_bf16", lambda _device: True)  # the records: precision auto on native bf16
+        for a in before:
+            stamp = records / a.name / "seed_0" / ".fingerprint"
+            if a.name.startswith("race_") and stamp.is_file():
+                cfg = {**arm_config(user, [], a), "seed": 0, "seeds": None}
+                assert C.experiment_fingerprint(cfg) == stamp.read_text().strip(), a.name
+                checked += 1
+    assert checked == 17
+
+
 def test_only_race_selects_the_group_and_names_still_work(arms):
     picked = select(arms, ["race"])
-    assert len(picked) == 20 and picked[:3] == ["poisonedencoder", "defense_part_hash", "defense_large_crops"]
+    assert len(picked) == 24 and picked[:3] == ["poisonedencoder", "defense_part_hash", "defense_large_crops"]
     assert select(arms, ["icp", "race_square"]) == ["icp", "race_square"]
     assert select(arms, ["race", "icp"]) == ["poisonedencoder", "icp", *picked[1:]]  # the plan's order
     with pytest.raises(UserError, match="unknown claims arm.s. nope; .* or the group.s. race"):
@@ -87,7 +124,7 @@ def test_only_race_runs_exactly_the_race_arms(tmp_path, monkeypatch):
     monkeypatch.setattr(parallel, "run_units", fake)
     out = tmp_path / "c"
     assert main(["claims", str(_tiny(tmp_path)), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--only", "race"]) == 0
-    assert sorted(u.out.parent.name for u in handed) == sorted(race_arm(v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES)
+    assert sorted(u.out.parent.name for u in handed) == sorted(race_arm(v, d) for v, d in race_cells())
     table = json.loads((out / "claims.json").read_text())
     assert [r["key"] for r in table if r.get("section") == RACE][:2] == ["race_paper_none", "race_paper_aspect_ratio"]
     assert not (out / "arms_race.png").exists()  # nothing finished: no figure
@@ -143,15 +180,63 @@ def test_cells_show_what_they_wait_for_and_the_table_shows_the_race_after_the_pa
     cfg = {"attack": {"poisoning_rate": 0.3}, "tasks": [{"num_targets": 10, "targets": None}]}
     rows = build_rows(cfg, _res(), {"poisonedencoder"})
     arms_race = [r for r in rows if r.section == RACE]
-    assert len(arms_race) == 20 and rows[-20:] == arms_race
+    assert len(arms_race) == 24 and rows[-24:] == arms_race
     assert arms_race[0].key == "race_paper_none" and arms_race[0].verdict == "measured"
     sq = next(r for r in arms_race if r.key == "race_square_part_hash")
     assert sq.verdict == race.PENDING and sq.why == "to run: race_square_part_hash, race_square"
     md = markdown(rows)
     assert md.index("## Beyond the paper: the adaptive attacker") > md.index("Witches' Brew is ineffective")
     assert "| paper | ASR 0.90 [0.74, 0.97] (27/30); measured | not measured yet |" in md
+    head = "| attacker \\ defense | none | aspect_ratio | part_hash | crop_disagreement | large_crops | " \
+           "crop_disagreement_fpr | crop_disagreement_fpr_unfiltered |"
+    assert head in md
+    assert f"| not measured yet | {race.NOT_RUN} | {race.NOT_RUN} |" in md  # square's row: not planned, said why
+    assert "| not measured yet | not measured yet | not measured yet |" in md  # paper's: planned, to run
     assert "`poisonedencoder claims --only race_square_part_hash,poisonedencoder,race_square`" in md
     assert "== Beyond the paper: the adaptive attacker ==\n[measured] race_paper_none" in text(rows)
+
+
+def test_a_cell_without_the_oracle_pairs_with_the_same_attacker_and_reads_its_filter():
+    """A crop_disagreement_fpr cell: the filter's verdicts (however many it removed) are scored,
+    paired with the same attacker without a defense (the verdict), and, shown beside, with the same
+    filter at the oracle's budget and, for the unfiltered encoder, with the clean encoder's threshold;
+    the grid shows it in its column."""
+    found = {"name": "crop_disagreement", "removed": 150, "flagged": 150, "precision": 0.8, "recall": 0.3,
+             "seconds": 4.0, "threshold_rule": "fpr", "fpr": 0.05, "threshold": 0.4}
+    res = _res(race_varied=_arm("race_varied", [1] * 12 + [0] * 18),
+               race_varied_crop_disagreement=_arm("race_varied_crop_disagreement", [1] + [0] * 29),
+               race_varied_crop_disagreement_fpr=_arm("race_varied_crop_disagreement_fpr", [1] * 3 + [0] * 27),
+               race_varied_crop_disagreement_fpr_unfiltered=_arm("race_varied_crop_disagreement_fpr_unfiltered",
+                                                                 [1] * 11 + [0] * 19, defense=found))
+    row = race.cell(res, "varied", "crop_disagreement_fpr_unfiltered")
+    assert row.arms == ("race_varied_crop_disagreement_fpr_unfiltered", "poisonedencoder", "race_varied",
+                        "race_varied_crop_disagreement", "race_varied_crop_disagreement_fpr")
+    assert "without the oracle or clean data" in row.claim and "fpr 0.05" in row.claim
+    assert row.numbers["vs_crop_disagreement"]["dASR"] == pytest.approx(10 / 30)
+    assert row.numbers["vs_crop_disagreement_fpr"]["dASR"] == pytest.approx(8 / 30)
+    assert "- the same filter at the oracle's budget (1/30 = 0.03 [0.01, 0.17]): +0.33 [" in row.measurement
+    assert "- the same threshold with the clean encoder (3/30 = 0.10 [" in row.measurement
+    clean = race.cell(res, "varied", "crop_disagreement_fpr")
+    assert "vs_crop_disagreement" in clean.numbers and "vs_crop_disagreement_fpr" not in clean.numbers
+    assert "time per run 303 [" in row.measurement and "unfiltered" not in row.measurement.split("time per run")[1]
+    for r in res["race_varied_crop_disagreement_fpr_unfiltered"].runs:  # the encoder it scored with: one more pre-training
+        r["_seconds"]["unfiltered"] = 400.0
+    row = race.cell(res, "varied", "crop_disagreement_fpr_unfiltered")
+    assert "time per run 703 [" in row.measurement and "the unfiltered encoder's pre-training included" in row.measurement
+    det = row.numbers["detection"]
+    assert (det["recall"]["k"], det["recall"]["n"], det["flagged"]) == (360, 1200, 150)
+    assert "150 inputs removed per run" in row.measurement
+    assert row.numbers["vs_same_none"]["paired_n"] == 30 and row.verdict == race.WEAKER, row.why
+    rows = race.rows(res)
+    assert [(r.numbers["variant"], r.numbers["defense"]) for r in rows] == race_cells()
+    line = next(x for x in race.grid(rows).splitlines() if x.startswith("| varied |"))
+    assert line.endswith("| ASR 0.10 [0.03, 0.26] (3/30); defense holds | ASR 0.37 [0.22, 0.54] (11/30); recall 0.30; variant weaker |")
+
+
+def test_the_record_keeps_the_unfiltered_encoders_time():
+    from poisonedencoder.claims import RECORD
+
+    assert RECORD["encoders/unfiltered/seconds.txt"] == "encoders/unfiltered/seconds.txt"
 
 
 def test_the_figure_is_written_once_a_cell_is_measured(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The crop-disagreement filter: an input whose own crops an encoder maps apart (two objects side
-by side) scores higher than one whose crops agree; the budget fixes how many are removed; it gets
-the defender's clean encoder in the pipeline."""
+by side) scores higher than one whose crops agree; the budget fixes how many are removed, or the
+threshold for a stated false-positive rate (``fpr``) does; the report says which; it gets the
+defender's clean encoder in the pipeline."""
 import json
 
 import numpy as np
@@ -55,6 +56,69 @@ def test_the_budget_fixes_how_many_are_removed_and_the_top_scores_go(toy_dataset
         assert _detector(budget=budget).filter(images, encoder=MeanColour()).removed == want
 
 
+def test_fpr_sets_a_threshold_that_removes_what_scores_above_it_not_a_share(toy_dataset):
+    """A known case: 40 clean inputs and 8 composites. The default budget (0.05) removes 2 inputs,
+    whatever the scores; ``fpr`` 0.05 removes every input above median + z(0.95) * 1.4826 * MAD:
+    all 8 composites, far above the clean bulk, and the clean inputs in the toy scores' upper tail
+    (heavier than normal: 8 of 40)."""
+    from poisonedencoder.defenses.threshold import robust_threshold
+
+    clean, composites = _inputs(toy_dataset)
+    images, truth = clean + composites, np.r_[np.zeros(40, bool), np.ones(8, bool)]
+    oracle = _detector().filter(images, encoder=MeanColour())
+    r = _detector(fpr=0.05).filter(images, encoder=MeanColour())
+    scores = _detector().scores(images, MeanColour())
+    assert oracle.removed == 2 and r.removed == r.verdicts.sum() != oracle.removed
+    assert r.verdicts[40:].all() and r.verdicts[:40].sum() == 8 and r.score(truth)["recall"] == 1.0
+    assert (r.verdicts == (scores > robust_threshold(scores, 0.05))).all()
+    assert r.removed == _detector(fpr=0.05, budget=0.5).filter(images, encoder=MeanColour()).removed  # budget unused
+    assert _detector(fpr=0.4).filter(images, encoder=MeanColour()).removed > r.removed  # a laxer rate removes more
+
+
+def test_fpr_on_normal_clean_scores_loses_about_that_share_of_them():
+    """Scores of 2,000 clean inputs drawn from a normal distribution and 100 poisoning inputs far
+    above them: ``fpr`` 0.05 removes every poisoning input and about 5% of the clean ones (a little
+    fewer: the poisoning inputs raise the median and the MAD); the budget removes its share."""
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(0.2, 0.02, 2000), np.full(100, 0.6)]
+    v, rule = _detector(fpr=0.05).verdicts(scores)
+    assert v[2000:].all() and 0.03 < v[:2000].mean() < 0.05 and rule["threshold_rule"] == "fpr"
+    v, rule = _detector(budget=0.01).verdicts(scores)
+    assert v.sum() == 21 and v[2000:].sum() == 21 and rule["threshold_rule"] == "budget (oracle)"
+
+
+def test_the_report_says_which_rule_set_the_threshold(toy_dataset):
+    clean, composites = _inputs(toy_dataset)
+    truth = np.r_[np.zeros(40, bool), np.ones(8, bool)]
+    d = _detector(fpr=0.05).filter(clean + composites, encoder=MeanColour()).to_dict(truth)
+    assert d["threshold_rule"] == "fpr" and d["fpr"] == 0.05 and "budget" not in d
+    assert d["removed"] == d["flagged"] >= 8 and isinstance(d["threshold"], float)
+    o = _detector(budget=8 / 48).filter(clean + composites, encoder=MeanColour()).to_dict(truth)
+    assert o["threshold_rule"] == "budget (oracle)" and o["budget"] == 8 / 48 and "fpr" not in o
+    assert o["removed"] == 8 and o["threshold"] > d["threshold"]  # the lowest removed score: a composite's
+    assert json.loads(json.dumps(d)) == d  # what defense.json holds
+
+
+def test_a_config_without_fpr_keeps_its_fingerprint_and_one_with_it_does_not():
+    """``fpr`` was added after the race's crop_disagreement runs were recorded: at null it stays out
+    of the fingerprint (the recorded run of the budget's cell is still found); set, it enters."""
+    from pathlib import Path
+
+    import yaml
+
+    from poisonedencoder.ssl import precision as P
+
+    run = Path(__file__).resolve().parents[2] / "docs/results/claims/arms/race_paper_crop_disagreement/seed_0"
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert "fpr" not in recorded["defense"]["crop_disagreement"]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(P, "native_bf16", lambda _device: True)  # recorded with precision auto on native bf16
+        want = (run / ".fingerprint").read_text().strip()
+        assert C.experiment_fingerprint(C.resolve(recorded)) == want
+        assert C.experiment_fingerprint(C.resolve(recorded, ["defense.crop_disagreement.fpr=null"])) == want
+        assert C.experiment_fingerprint(C.resolve(recorded, ["defense.crop_disagreement.fpr=0.05"])) != want
+
+
 def test_scores_are_reproducible_and_min_is_at_least_mean(toy_dataset):
     clean, composites = _inputs(toy_dataset)
     a = _detector().scores(clean + composites, MeanColour())
@@ -107,10 +171,15 @@ def test_without_an_encoder_it_says_what_it_needs():
     ("crop_scale=[0, 1]", "crop_scale must be"),
     ("statistic=max", "statistic must be mean or min, got 'max'"),
     ("encoder=poisoned", "encoder must be clean or unfiltered, got 'poisoned'"),
+    ("fpr=0", r"fpr must lie strictly between 0 and 1 \(a false-positive rate\) or be null, got 0$"),
+    ("fpr=1", r"fpr must lie strictly between 0 and 1 .* got 1$"),
+    ("fpr=-1", r"fpr must lie strictly between 0 and 1 .* got -1$"),
+    ("fpr=x", r"^defense.crop_disagreement.fpr must be a number, got 'x'$"),
 ])
 def test_settings_are_checked(setting, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=message) as e:
         C.resolve({}, ["defense.name=crop_disagreement", f"defense.crop_disagreement.{setting}"])
+    assert "\n" not in str(e.value)  # one line
 
 
 def test_it_filters_in_the_pipeline_with_the_clean_encoder(tmp_path):

@@ -255,7 +255,7 @@ _RUN = RunDir("")  # the layout's paths relative to a run folder
 RECORD = {**{p.as_posix(): p.as_posix() for p in (_RUN.metrics, _RUN.config, _RUN.stamp, _RUN.report,
                                                    _RUN.path / "defense.json", _RUN.timing)},
           _RUN.manifest.as_posix(): "poisons_manifest.json",  # beside poisons/: a manifest there would claim its PNGs
-          **{p.as_posix(): p.as_posix() for p in (_RUN.poisoned_encoder / SECONDS_TXT,)}}
+          **{p.as_posix(): p.as_posix() for p in (_RUN.poisoned_encoder / SECONDS_TXT, _RUN.unfiltered_encoder / SECONDS_TXT)}}
 """What a run's record keeps (source -> name in the record): every number of the table and what
 made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
 

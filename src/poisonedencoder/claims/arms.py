@@ -150,7 +150,19 @@ RACE_VARIANTS = {"paper": (), "square": ("attack.poisonedencoder.shape=square",)
                  "varied": (f"attack.poisonedencoder.target_variation={TARGET_VARIATION:g}",),
                  "square_varied": ("attack.poisonedencoder.shape=square",
                                    f"attack.poisonedencoder.target_variation={TARGET_VARIATION:g}")}
-RACE_DEFENSES = ("none", "aspect_ratio", "part_hash", "crop_disagreement", "large_crops")
+RACE_DEFENSES = ("none", "aspect_ratio", "part_hash", "crop_disagreement", "large_crops",
+                 "crop_disagreement_fpr", "crop_disagreement_fpr_unfiltered")
+RACE_FPR = 0.05
+"""crop_disagreement's ``fpr`` in the race's columns without the oracle (``crop_disagreement_fpr``,
+``crop_disagreement_fpr_unfiltered``): the defender accepts to lose 5% of its clean inputs (about 67
+of digits' 1,347 where the scores' bulk is close to normal), as much as the paper's recipe lets it
+lose without a measured cost in PA (docs/CLAIMS.md)."""
+FPR_DEFENSES = RACE_DEFENSES[-2:]
+"""The race's columns without the oracle (crop_disagreement with ``fpr``: the clean encoder, an encoder
+pre-trained on the unfiltered set)."""
+FPR_VARIANTS = ("paper", "varied")
+"""The attackers measured against the defenses without the oracle: those that still poison without
+a defense (the square ones flip 0/30 without one: a defense has nothing to reduce)."""
 RACE_REUSED = {("paper", "none"): "poisonedencoder", ("paper", "part_hash"): "defense_part_hash",
                ("paper", "large_crops"): "defense_large_crops"}
 """The cells of the arms race that arms of the paper's rows already measure."""
@@ -160,9 +172,19 @@ RACE_ORDER = (("square", "none"), ("varied", "none"), ("square_varied", "none"),
               *((v, "crop_disagreement") for v in RACE_VARIANTS),                  # the feature-space detector
               ("square", "part_hash"),                                             # part_hash still matches square halves
               *((v, "large_crops") for v in RACE_VARIANTS if v != "paper"),
-              ("paper", "aspect_ratio"), ("varied", "aspect_ratio"))               # paper-shaped: all removed by construction
+              ("paper", "aspect_ratio"), ("varied", "aspect_ratio"),               # paper-shaped: all removed by construction
+              *((v, "crop_disagreement_fpr") for v in FPR_VARIANTS),               # without the oracle's budget
+              *((v, "crop_disagreement_fpr_unfiltered") for v in FPR_VARIANTS))    # ... and without clean data
 """The order the new race arms run in: the most informative first; the cells whose filter removes
-every poisoning input by construction last (the table still shows them)."""
+every poisoning input by construction last (the table still shows them); the columns added later
+(crop_disagreement without the oracle) after every arm before them, so that no arm moves."""
+
+
+def race_cells() -> list[tuple[str, str]]:
+    """Every (variant, defense) of the race that is measured, in the grid's order (variant by
+    variant): every variant against the oracle's defenses, :data:`FPR_VARIANTS` only against the
+    ``fpr`` columns."""
+    return [(v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES if d not in FPR_DEFENSES or v in FPR_VARIANTS]
 
 
 def race_arm(variant: str, defense: str) -> str:
@@ -190,9 +212,14 @@ def race_arms(cfg: dict, num_train: int | None) -> list[Arm]:
     budget = UNKNOWN if budget is None else f"{budget:g}"
     defenses = {"none": (), "aspect_ratio": ("defense.name=aspect_ratio",), "part_hash": ("defense.name=part_hash",),
                 "crop_disagreement": ("defense.name=crop_disagreement", f"defense.crop_disagreement.budget={budget}"),
-                "large_crops": ("defense.name=large_crops", f"defense.large_crops.min_scale={ms:g}")}
+                "large_crops": ("defense.name=large_crops", f"defense.large_crops.min_scale={ms:g}"),
+                "crop_disagreement_fpr": ("defense.name=crop_disagreement", f"defense.crop_disagreement.fpr={RACE_FPR:g}"),
+                "crop_disagreement_fpr_unfiltered": ("defense.name=crop_disagreement", f"defense.crop_disagreement.fpr={RACE_FPR:g}",
+                                                     "defense.crop_disagreement.encoder=unfiltered")}
     said = {"none": "no defense", "crop_disagreement": f"defense crop_disagreement (budget {budget})",
-            "large_crops": f"defense large_crops (crops of at least {ms:g})"}
+            "large_crops": f"defense large_crops (crops of at least {ms:g})",
+            "crop_disagreement_fpr": f"defense crop_disagreement (fpr {RACE_FPR:g}, the clean encoder)",
+            "crop_disagreement_fpr_unfiltered": f"defense crop_disagreement (fpr {RACE_FPR:g}, an encoder on the unfiltered set)"}
     return [Arm(race_arm(v, d), f"attacker {v} against {said.get(d, 'defense ' + d)}",
                 (*RACE_VARIANTS[v], *defenses[d]), groups=(RACE,)) for v, d in RACE_ORDER]
 

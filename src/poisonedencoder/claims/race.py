@@ -4,7 +4,8 @@ One row per cell of attacker variant x defense (:data:`~.arms.RACE_VARIANTS` x
 :data:`~.arms.RACE_DEFENSES`; the arms of :func:`~.arms.race_arms`, and the paper's own arms where
 they measure a cell). Every cell is paired on the same target inputs with the paper's attacker
 without a defense (the recipe's arm), and a defended cell also with the same attacker without a
-defense. Verdicts rest on the 95% interval of the paired difference of ASR, never on a point:
+defense; a column without the oracle is also paired, for the reader, with the same filter at the
+oracle's budget (and the unfiltered encoder's with the clean encoder's threshold). Verdicts rest on the 95% interval of the paired difference of ASR, never on a point:
 
 - a defended cell: **defense holds** when the interval against the paper's attacker without a
   defense lies below 0 and so does the one against the same attacker without a defense;
@@ -18,23 +19,40 @@ defense. Verdicts rest on the 95% interval of the paired difference of ASR, neve
 from __future__ import annotations
 
 from ..compare import asr
-from .arms import RACE, RACE_DEFENSES, RACE_VARIANTS, race_arm
+from .arms import FPR_DEFENSES, RACE, RACE_FPR, RACE_DEFENSES, RACE_VARIANTS, race_arm, race_cells
 from .formats import fmt_diff, fmt_mean, fmt_rate
 from .results import ArmResult, gap
 from .verdicts import MARGIN, NOT_MEASURABLE, PENDING, Row, _final, _ready, _same_targets
 
 HOLDS, EVADED, WEAKER, KEEPS, NO_DIFF, MEASURED = (
     "defense holds", "evaded", "variant weaker", "variant keeps the attack", "no difference measured", "measured")
-FILTERS = ("aspect_ratio", "part_hash", "crop_disagreement")
+FILTERS = ("aspect_ratio", "part_hash", "crop_disagreement", *FPR_DEFENSES)
 """The pre-processing filters: their verdicts on every input are scored (precision, recall)."""
+SAID = {"crop_disagreement": "crop_disagreement (the oracle's budget)",
+        "crop_disagreement_fpr": f"crop_disagreement without the oracle (fpr {RACE_FPR:g}, the clean encoder)",
+        "crop_disagreement_fpr_unfiltered": f"crop_disagreement without the oracle or clean data (fpr {RACE_FPR:g}, "
+                                            "an encoder pre-trained on the unfiltered set)"}
+TICKS = {"aspect_ratio": "aspect_ratio", "part_hash": "part_hash", "crop_disagreement": "crop_disagr.\noracle budget",
+         "large_crops": "large_crops", "crop_disagreement_fpr": "crop_disagr.\nfpr, clean enc.",
+         "crop_disagreement_fpr_unfiltered": "crop_disagr.\nfpr, unfiltered enc.", "none": "none"}
+"""The figure's tick labels (two lines where the column's name is long)."""
+BESIDE = {"crop_disagreement_fpr": ("crop_disagreement",),
+          "crop_disagreement_fpr_unfiltered": ("crop_disagreement", "crop_disagreement_fpr")}
+BESIDE_SAID = {"crop_disagreement": "the same filter at the oracle's budget",
+               "crop_disagreement_fpr": "the same threshold with the clean encoder"}
+"""The cells a column without the oracle is also paired with (shown, not judged): the oracle's
+budget, and for the unfiltered encoder the clean encoder's threshold."""
+NOT_RUN = "not run: 0/30 without a defense"
+"""A grid cell of a variant that is not measured against a column (:data:`~.arms.FPR_VARIANTS`)."""
 TITLE = "Beyond the paper: the adaptive attacker"
 WHAT = {"paper": "the paper's attacker", "square": "the shape-matched attacker (square)",
         "varied": "the varied-target attacker (varied)", "square_varied": "the shape-matched, varied-target attacker"}
 
 
 def cells() -> list[tuple[str, str]]:
-    """Every (variant, defense) of the race, in the table's order (variant by variant)."""
-    return [(v, d) for v in RACE_VARIANTS for d in RACE_DEFENSES]
+    """Every measured (variant, defense) of the race, in the table's order (variant by variant;
+    :func:`~.arms.race_cells`)."""
+    return race_cells()
 
 
 def _below(d: dict) -> bool:
@@ -53,8 +71,9 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
     elif defense == "none":
         claim = f"(beyond the paper) Does {WHAT[variant]} keep the paper attacker's ASR without a defense?"
     else:
-        claim = f"(beyond the paper) Does defense {defense} hold against {WHAT[variant]}?"
-    row = Row(f"race_{variant}_{defense}", claim, tuple(dict.fromkeys((arm, ref, own))), section=RACE)
+        claim = f"(beyond the paper) Does defense {SAID.get(defense, defense)} hold against {WHAT[variant]}?"
+    beside = [(d, race_arm(variant, d)) for d in BESIDE.get(defense, ())]
+    row = Row(f"race_{variant}_{defense}", claim, tuple(dict.fromkeys((arm, ref, own, *(a for _, a in beside)))), section=RACE)
     row.numbers = {"variant": variant, "defense": defense}
     if not _ready(row, res):
         return row
@@ -71,6 +90,9 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
         parts.append(f"- same attacker without defense ({fmt_rate(asr(res[own].outcomes))}): {fmt_diff(vs_own)}")
     else:
         vs_own = vs_ref
+    for d, a in beside:  # the same attacker against the same filter with the oracle's budget / the clean encoder
+        row.numbers[f"vs_{d}"] = _same_targets(res[a], c)
+        parts.append(f"- {BESIDE_SAID[d]} ({fmt_rate(asr(res[a].outcomes))}): {fmt_diff(row.numbers[f'vs_{d}'])}")
     if defense in FILTERS:
         det = c.detection()
         row.numbers["detection"] = det
@@ -86,6 +108,7 @@ def cell(res: dict[str, ArmResult], variant: str, defense: str) -> Row:
     parts.append(pa)
     filt = c.defense()["seconds"]
     parts.append(f"time per run {fmt_mean(row.numbers['seconds'], 0)} s (crafting and pre-training"
+                 + (", the unfiltered encoder's pre-training included" if c.unfiltered_seconds() else "")
                  + (f", the filter's {fmt_mean(filt, 1)} s in it" if defense in FILTERS and filt.get("mean") is not None
                     else "") + ")")
     row.measurement = "; ".join(parts)
@@ -128,11 +151,13 @@ def _short(r: Row) -> str:
 
 
 def grid(race_rows: list[Row]) -> str:
-    """The race as one table: a row per attacker variant, a column per defense (markdown)."""
+    """The race as one table: a row per attacker variant, a column per defense (markdown); a cell
+    that is not planned (:func:`~.arms.race_cells`) says why."""
     by = {(r.numbers["variant"], r.numbers["defense"]): r for r in race_rows}
+    planned = set(cells())
     head = "| attacker \\ defense | " + " | ".join(RACE_DEFENSES) + " |\n|---|" + "---|" * len(RACE_DEFENSES) + "\n"
-    return head + "".join(f"| {v} | " + " | ".join(_short(by[v, d]) for d in RACE_DEFENSES) + " |\n"
-                          for v in RACE_VARIANTS if all((v, d) in by for d in RACE_DEFENSES))
+    return head + "".join(f"| {v} | " + " | ".join(_short(by[v, d]) if (v, d) in planned else NOT_RUN for d in RACE_DEFENSES)
+                          + " |\n" for v in RACE_VARIANTS if all((v, d) in by for d in RACE_DEFENSES if (v, d) in planned))
 
 
 def figure(race_rows: list[Row], path) -> bool:
@@ -148,7 +173,8 @@ def figure(race_rows: list[Row], path) -> bool:
 
     from ..io import atomic_write
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120, gridspec_kw={"width_ratios": [5, 3]})
+    planned = set(cells())
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), dpi=120, gridspec_kw={"width_ratios": [len(RACE_DEFENSES), len(FILTERS)]})
     for ax, defenses, key, ylabel in ((axes[0], RACE_DEFENSES, "ASR", "ASR (95% Wilson)"),
                                       (axes[1], FILTERS, "recall", "filter recall (pooled, 95% Wilson)")):
         width = 0.8 / len(RACE_VARIANTS)
@@ -156,6 +182,9 @@ def figure(race_rows: list[Row], path) -> bool:
             xs, ys, lo, hi = [], [], [], []
             for j, d in enumerate(defenses):
                 r = by.get((v, d))
+                if (v, d) not in planned:  # not run: said, so that no bar reads as missing
+                    ax.text(j + (i - (len(RACE_VARIANTS) - 1) / 2) * width, 0.01, "not run", rotation=90, ha="center",
+                            va="bottom", fontsize=5, color="0.4")
                 x = (r.numbers.get("ASR") if key == "ASR" else (r.numbers.get("detection") or {}).get("recall")) if r else None
                 if x and x.get("value") is not None:
                     xs.append(j + (i - (len(RACE_VARIANTS) - 1) / 2) * width)
@@ -166,18 +195,19 @@ def figure(race_rows: list[Row], path) -> bool:
                 ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=f"C{i}")
             for x, y, up in zip(xs, ys, hi, strict=True):  # the value: a bar at 0 is a measurement too
                 ax.text(x, y + up + 0.01, f"{y:.2f}", ha="center", va="bottom", fontsize=5)
-        ax.set_xticks(range(len(defenses)), defenses, fontsize=7)
+        ax.set_xticks(range(len(defenses)), [TICKS.get(d, d) for d in defenses], fontsize=7)
         ax.set_xlim(-0.5, len(defenses) - 0.5)
         ax.set_ylim(0, 1.12)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3, axis="y")
     from matplotlib.patches import Patch
 
-    axes[0].legend([Patch(color=f"C{i}") for i in range(len(RACE_VARIANTS))], list(RACE_VARIANTS), fontsize=7,
-                   title="attacker", title_fontsize=7)
-    axes[0].set_title("ASR per attacker and defense (missing bar: not measured yet)", fontsize=8)
+    fig.legend([Patch(color=f"C{i}") for i in range(len(RACE_VARIANTS))], [f"attacker {v}" for v in RACE_VARIANTS],
+               loc="lower center", ncol=len(RACE_VARIANTS), fontsize=7, frameon=False)  # below: no bar hidden
+    axes[0].set_title("ASR per attacker and defense (missing bar: not measured yet; \"not run\": 0/30 without a defense)",
+                      fontsize=8)
     axes[1].set_title("pre-processing filters: poisoning inputs removed", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
     return True

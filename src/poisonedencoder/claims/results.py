@@ -85,9 +85,15 @@ class ArmResult:
 
     def total_seconds(self) -> dict:
         """Per run: crafting plus pre-training (which holds a pre-processing filter's time: the
-        pre-training set is built, and filtered, inside it); mean with t interval."""
-        return _not_negative(mean_ci([r["_seconds"]["craft"] + r["_seconds"]["pretrain"] for r in self.runs
+        pre-training set is built, and filtered, inside it), plus the pre-training of a filter's
+        encoder on the unfiltered data where the run trained one; mean with t interval."""
+        return _not_negative(mean_ci([r["_seconds"]["craft"] + r["_seconds"]["pretrain"] + (r["_seconds"].get("unfiltered") or 0.0)
+                                      for r in self.runs
                                       if r["_seconds"].get("craft") is not None and r["_seconds"].get("pretrain") is not None]))
+
+    def unfiltered_seconds(self) -> bool:
+        """Whether a run's time holds the pre-training of an encoder on the unfiltered data."""
+        return any(r["_seconds"].get("unfiltered") is not None for r in self.runs)
 
 
 def _not_negative(m: dict) -> dict:
@@ -112,7 +118,8 @@ def _run_metrics(d: Path, seed: int) -> dict | None:
     if m is None:
         return None
     t = run.stage_seconds(m)
-    sec = {"pretrain": t["pretrain_poisoned"], "craft": t["craft"], "evaluate": t["evaluate"]}
+    sec = {"pretrain": t["pretrain_poisoned"], "craft": t["craft"], "evaluate": t["evaluate"],
+           "unfiltered": t["pretrain_unfiltered"]}
     return {**m, "_seed": seed, "_seconds": sec}
 
 

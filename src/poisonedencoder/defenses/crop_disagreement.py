@@ -8,8 +8,15 @@ The score of an input: draw ``crops`` random crops (RandomResizedCrop's rule, ar
 each resized to the clean inputs' size (the smaller side of the most common input shape; bilinear,
 antialiased by ``roi_align``'s adaptive sampling), embed them with the defender's encoder, and take
 ``1 - mean`` (``statistic: mean``) or ``1 - min`` (``min``) of the pairwise cosine similarities of
-the crops' features. The ``budget`` fraction of inputs with the highest scores is removed. The
-crops are drawn with a fixed seed, so the verdicts are reproducible.
+the crops' features. The crops are drawn with a fixed seed, so the verdicts are reproducible.
+
+Which inputs are removed: by default the ``budget`` fraction with the highest scores (a fixed share:
+set to the true share of poisoning inputs it is an oracle's choice, the defender told how many there
+are). With ``fpr`` set, the inputs scoring above :func:`~.threshold.robust_threshold` (``median +
+z(1 - fpr) * 1.4826 * MAD`` of the scores, estimated without labels) for that stated false-positive
+rate: as many as the scores put above it, however many that is. ``fpr``, when set, replaces
+``budget`` (which is then unused). The report (``defense.json``) says which rule set the threshold
+(``threshold_rule``: ``fpr`` or ``budget (oracle)``), the threshold and the number removed.
 
 The encoder (``encoder``): ``clean``, the defender's clean encoder, standing for one that the
 defender pre-trains on clean data of its own (in the pipeline the configuration's clean encoder,
@@ -41,9 +48,10 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import UserError, preview
-from ..settings import Number, Range, Settings
+from ..settings import ADDED_LATER, Number, Range, Settings
 from ..ssl.settings import check_crop_scale
 from .base import Defense, DefenseReport
+from .threshold import robust_threshold
 
 STATISTICS = ("mean", "min")
 ENCODERS = ("clean", "unfiltered")
@@ -52,7 +60,11 @@ SEED = 1234  # the crops' random stream: fixed, so that the verdicts are reprodu
 
 class CropDisagreementSettings(Settings):
     budget: Annotated[Number, Range(0, 1, lo_open=True)] = Field(
-        0.05, description="fraction of the pre-training inputs removed (the most disagreeing)")
+        0.05, description="fraction of the pre-training inputs removed (the most disagreeing); unused when fpr is set")
+    fpr: Annotated[Number | None, ADDED_LATER] = Field(
+        None, description="null (remove the budget fraction) | a false-positive rate in (0, 1): remove the inputs\n"
+                          "scoring above median + z(1 - fpr) * 1.4826 * MAD of the scores (no labels, no oracle);\n"
+                          "fpr, when set, replaces budget")
     crops: Annotated[int, Range(2, 1024)] = Field(8, description="random crops per input whose features are compared")
     crop_scale: list[Number] = Field([0.08, 1.0], description="[min, max] area fraction of a crop (pre-training's crop rule)")
     statistic: str = Field("mean", description="mean (score 1 - mean pairwise cosine of the crops' features) | min (1 - the least)")
@@ -62,6 +74,8 @@ class CropDisagreementSettings(Settings):
     def check(self, where: str) -> None:
         if self.budget >= 1:
             raise UserError(f"{where}.budget must be below 1 (a fraction removed), got {self.budget}")
+        if self.fpr is not None and not 0 < self.fpr < 1:
+            raise UserError(f"{where}.fpr must lie strictly between 0 and 1 (a false-positive rate) or be null, got {self.fpr}")
         check_crop_scale(self.crop_scale, f"{where}.crop_scale")
         if self.statistic not in STATISTICS:
             raise UserError(f"{where}.statistic must be mean or min, got {preview(self.statistic)}")
@@ -80,18 +94,33 @@ class CropDisagreement(Defense):
         return self.settings.encoder
 
     def filter(self, images: Sequence[np.ndarray], encoder=None) -> DefenseReport:
-        """Verdicts for ``images`` (uint8 ``(H, W, 3)`` of any sizes): the top ``budget`` fraction of
-        :meth:`scores`. ``encoder``: a module from float images ``(N, 3, S, S)`` in [0, 1] to features."""
+        """Verdicts for ``images`` (uint8 ``(H, W, 3)`` of any sizes) from :meth:`scores`: the top
+        ``budget`` fraction, or with ``fpr`` set those above :func:`~.threshold.robust_threshold`.
+        ``encoder``: a module from float images ``(N, 3, S, S)`` in [0, 1] to features."""
         if encoder is None:
             raise UserError("defense crop_disagreement needs an encoder (the defender's clean encoder)")
         t0 = time.time()
+        s = self.settings
         scores = self.scores(images, encoder)
-        k = int(round(self.settings.budget * len(images)))
-        verdicts = np.zeros(len(images), bool)
-        verdicts[np.argsort(-scores, kind="stable")[:k]] = True
+        verdicts, rule = self.verdicts(scores)
         return DefenseReport(self.name, self.stage, time.time() - t0, int(verdicts.sum()), 0,
-                             {"crops": self.settings.crops, "statistic": self.settings.statistic, "encoder": self.settings.encoder,
-                              "threshold": float(scores[verdicts].min()) if k else None}, verdicts)
+                             {"crops": s.crops, "statistic": s.statistic, "encoder": s.encoder, **rule}, verdicts)
+
+    def verdicts(self, scores: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Which inputs are removed for ``scores``, and the rule that chose them (the report's
+        ``threshold_rule``, ``fpr`` or ``budget``, and ``threshold``: with ``fpr`` the robust
+        threshold, an input above it removed; with ``budget`` the lowest score removed, or None)."""
+        s = self.settings
+        if s.fpr is not None:
+            if not len(scores):
+                return np.zeros(0, bool), {"threshold_rule": "fpr", "fpr": s.fpr, "threshold": None}
+            threshold = robust_threshold(scores, s.fpr)
+            return scores > threshold, {"threshold_rule": "fpr", "fpr": s.fpr, "threshold": threshold}
+        k = int(round(s.budget * len(scores)))
+        verdicts = np.zeros(len(scores), bool)
+        verdicts[np.argsort(-scores, kind="stable")[:k]] = True
+        return verdicts, {"threshold_rule": "budget (oracle)", "budget": s.budget,
+                          "threshold": float(scores[verdicts].min()) if k else None}
 
     def scores(self, images: Sequence[np.ndarray], encoder, batch: int = 256, size: int | None = None) -> np.ndarray:
         """Per input, how much the features of its own random crops disagree (module docstring).
