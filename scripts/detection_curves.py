@@ -21,8 +21,6 @@ input). Writes ``OUT/detection.csv``, ``OUT/detection.md`` and ``OUT/detection.j
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -157,7 +155,7 @@ def main(argv=None) -> int:
     ap.add_argument("--self-epochs", type=int, default=100, help="epochs of the self-trained encoder (default 100)")
     args = ap.parse_args(argv)
     from poisonedencoder.errors import UserError
-    from poisonedencoder.io import write_json, write_text
+    from poisonedencoder.io import write_csv, write_json, write_text
 
     try:
         variants, encoders = args.variants.split(","), args.encoders.split(",")
@@ -179,11 +177,7 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_text(out / "detection.csv", buf.getvalue())
+    write_csv(out / "detection.csv", rows)
     write_json(out / "detection.json", rows)
     table = markdown(rows)
     write_text(out / "detection.md", table)

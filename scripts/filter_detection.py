@@ -18,8 +18,6 @@ runs of the claims table's race arms (``poisonedencoder claims RECIPE --only rac
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
@@ -107,7 +105,7 @@ def main(argv=None) -> int:
                     help="also the attacker varied_S: target_variation S (in (0, 1]), repeatable: how recall falls as it grows")
     args = ap.parse_args(argv)
     from poisonedencoder.errors import UserError
-    from poisonedencoder.io import write_text
+    from poisonedencoder.io import write_csv, write_text
 
     try:
         variants, filters = args.variants.split(","), args.filters.split(",")
@@ -125,11 +123,7 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_text(out / "filter_detection.csv", buf.getvalue())
+    write_csv(out / "filter_detection.csv", rows)
     table = markdown(rows)
     write_text(out / "filter_detection.md", table)
     print(table, end="")

@@ -125,3 +125,17 @@ def finished_run():
         return run
 
     return make
+
+
+@pytest.fixture
+def load_file():
+    """A function that imports a script or benchmark file (``scripts/x.py``) as a module."""
+    import importlib.util
+
+    def load(path: Path):
+        spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

@@ -108,10 +108,8 @@ def test_compare_trees_refuses_a_folder_without_the_package(tmp_path, capsys):
     assert mod.main(["--a", str(tmp_path), "--b", str(tmp_path)]) == 2
 
 
-def test_scan_speed_times_the_whole_set_and_both_paths(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("scan_speed", BENCH.parent / "scan_speed.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_scan_speed_times_the_whole_set_and_both_paths(tmp_path, capsys, load_file):
+    mod = load_file(BENCH.parent / "scan_speed.py")
     out = tmp_path / "s.json"
     assert mod.main(["--dataset", "digits", "--size", "16", "--limit", "40", "--subset", "8", "--rounds", "2",
                      "--json", str(out)]) == 0

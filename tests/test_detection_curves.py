@@ -1,20 +1,12 @@
 """scripts/detection_curves.py: the filters' detection metrics on crafted sets, pooled over seeds."""
-import importlib.util
 import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("detection_curves", ROOT / "scripts" / "detection_curves.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_detection_curves_pool_each_filter_over_seeds_and_rates(tmp_path, capsys):
-    mod = _script()
+def test_detection_curves_pool_each_filter_over_seeds_and_rates(tmp_path, capsys, load_file):
+    mod = load_file(ROOT / "scripts" / "detection_curves.py")
     out = tmp_path / "d"
     args = ["configs/digits_demo.yaml", "--out", str(out), "--set", "seeds=[0, 1]", "--set", f"cache_dir={tmp_path / 'c'}",
             "--variants", "paper,square", "--rates", "recipe,0.03,0.3", "--encoders", "none"]  # 0.3: the recipe again

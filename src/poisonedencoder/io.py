@@ -55,6 +55,18 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_csv(path: str | Path, rows: list[dict]) -> Path:
+    """``rows`` (dicts with the same keys, in order) as a CSV file with a header, written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [])
+    w.writeheader()
+    w.writerows(rows)
+    return write_text(path, buf.getvalue())
+
+
 def save_torch(path: str | Path, obj: Any) -> Path:
     """``torch.save`` atomically. Any failure to write (a full disk, ``ulimit -f``: torch words
     them as ``RuntimeError``s such as ``[enforce fail at inline_container.cc:672] . unexpected
