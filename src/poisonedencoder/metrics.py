@@ -137,8 +137,7 @@ def rates_of(m: dict) -> dict:
         per = total / targets_per_run(m)
     share = m.get("poisoning_share")
     if share is None and m.get("num_poisoning_inputs") is not None and m.get("num_clean_inputs") is not None:
-        whole = m["num_poisoning_inputs"] + m["num_clean_inputs"]
-        share = m["num_poisoning_inputs"] / whole if whole else None
+        share = threat_model(m["num_poisoning_inputs"], m["num_clean_inputs"], 1)["poisoning_share"]
     return {"poisoning_rate": total, "poisoning_rate_per_target": per, "poisoning_share": share}
 
 

@@ -100,20 +100,15 @@ def ineffective(res: dict[str, ArmResult], key: str, other: str, claim: str) -> 
     row.measurement += f"; it - clean encoder: {fmt_diff(over)}"
     beat = above(row.numbers["difference"])
     negligible = over["dASR"] is not None and over["dASR_hi"] < MARGIN
+    effect = (f"it flips {MARGIN} or more above the clean encoder (interval)" if above(over) == ABOVE else
+              f"its ASR above the clean encoder's is ruled out at {MARGIN} or more (the interval ends below {MARGIN})"
+              if negligible else f"an effect of {MARGIN} or more above the clean encoder is not ruled out (the interval "
+              f"reaches {over['dASR_hi']:+.2f})" if over["dASR"] is not None else "it is not paired with the clean encoder")
     said = (f"PoisonedEncoder is {'' if beat == ABOVE else 'not '}above it by {MARGIN} (interval)"
             if beat != POINT_ABOVE else f"PoisonedEncoder is above it by {MARGIN} at the point estimate only")
-    if negligible and beat == ABOVE:
-        row.verdict, row.why = REPRODUCED, f"its ASR above the clean encoder's is ruled out at {MARGIN} or more (the " \
-                                           f"interval ends below {MARGIN}); {said}"
-    elif above(over) == ABOVE or beat == NOT_ABOVE:
-        row.verdict = NOT
-        row.why = (f"it flips {MARGIN} or more above the clean encoder (interval)" if above(over) == ABOVE
-                   else f"an effect of {MARGIN} above the clean encoder is not ruled out") + f"; {said}"
-    else:
-        row.verdict = IN_PART
-        row.why = (f"an effect of {MARGIN} or more above the clean encoder is not ruled out (the interval reaches "
-                   f"{over['dASR_hi']:+.2f})" if not negligible else f"its ASR above the clean encoder's is ruled out at "
-                   f"{MARGIN} or more") + f"; {said}"
+    row.verdict = (REPRODUCED if negligible and beat == ABOVE else
+                   NOT if above(over) == ABOVE or beat == NOT_ABOVE else IN_PART)
+    row.why = f"{effect}; {said}"
     return row
 
 
@@ -270,15 +265,14 @@ def two_tasks(res: dict[str, ArmResult], unavailable: dict[str, str]) -> Row:
     for ti in sorted({k[1] for k in a.outcomes}):
         o = {k: v for k, v in a.outcomes.items() if k[1] == ti}
         v, why = attack_works(o)
-        verdicts.append((ti, v, why))
-        parts.append(f"task {ti}: ASR {fmt_rate(asr(o))}, clean {fmt_rate(asr(o, clean=True))}, it - clean "
+        verdicts.append((ti, v, why, asr(o)))
+        parts.append(f"task {ti}: ASR {fmt_rate(verdicts[-1][3])}, clean {fmt_rate(asr(o, clean=True))}, it - clean "
                      f"{fmt_diff(flips_over_clean(o))}")
     row.measurement = "; ".join(parts)
     row.numbers = {"over_clean": flips_over_clean(a.outcomes),
-                   "per_task": {str(ti): {"ASR": asr({k: x for k, x in a.outcomes.items() if k[1] == ti}),
-                                          "verdict": v} for ti, v, _ in verdicts}}
+                   "per_task": {str(ti): {"ASR": r, "verdict": v} for ti, v, _, r in verdicts}}
     order = (NOT, IN_PART, REPRODUCED)
-    weakest = min((v for _, v, _ in verdicts), key=order.index)
+    weakest = min((v for _, v, _, _ in verdicts), key=order.index)
     _final(row, weakest, "each task judged by the rule of the dataset rows, the row by its weakest task: "
-           + "; ".join(f"task {ti} {v} ({why})" for ti, v, why in verdicts))
+           + "; ".join(f"task {ti} {v} ({why})" for ti, v, why, _ in verdicts))
     return row
