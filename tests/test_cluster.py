@@ -114,6 +114,14 @@ def test_the_claims_table_from_jobs(tmp_path, capsys):
     (["--submitit-local", "--slurm-time", "0"], "--slurm-time (timeout_min) must be in [1, 43200], got 0"),
     (["--slurm", "gpu", "--slurm-cpus", "0"], "--slurm-cpus (cpus_per_job) must be in [1, 1024], got 0"),
     (["--slurm", "gpu"], "--slurm needs Slurm's sbatch and srun on PATH"),
+    (["--slurm", "gpu", "--slurm-time", "2"], "--slurm-time (timeout_min) 2 is too short: Slurm signals a job 20 s "
+                                              "before its limit, up to 60 s earlier, to requeue it, which leaves it "
+                                              "under 60 s to start; give --slurm-time 3 or more"),
+    (["--slurm", "gpu", "--slurm-time", "4", "--slurm-signal-delay", "150"],
+     "--slurm-time (timeout_min) 4 is too short: Slurm signals a job 150 s before its limit, up to 60 s earlier, to "
+     "requeue it, which leaves it under 60 s to start; give --slurm-time 5 or more or a smaller --slurm-signal-delay"),
+    (["--slurm", "gpu", "--slurm-signal-delay", "5"], "--slurm-signal-delay (signal_delay_s) must be in [20, 3600]"),
+    (["--submitit-local", "--slurm-signal-delay", "30"], "--slurm-signal-delay (signal_delay_s) is a Slurm setting"),
     (["--submitit-local", "--device", "cuda", "--slurm-gpus", "0"], "device cuda needs a GPU per job"),
     (["--submitit-local", "--slurm-gpus", "1"], "--slurm-gpus 1 with device cpu"),
 ])
@@ -152,6 +160,11 @@ def test_slurm_settings_reach_the_sbatch_script(tmp_path, monkeypatch):
                  "--array=0-9%4", "--job-name=poisonedencoder", "--signal=USR2@90", "--ntasks-per-node=1"):
         assert f"#SBATCH {line}" in lines, script
     assert f"#SBATCH --output={tmp_path / 'jobs'}/%A_%a/%A_%a_0_log.out" in lines
+    # a short limit: the requeue signal comes early enough to requeue, late enough to leave a job a minute
+    for minutes, given, delay in ((3, None, 60), (4, None, 90), (240, None, 90), (3, 30, 30)):
+        ex = Cluster("slurm", tmp_path / "jobs", timeout_min=minutes, signal_delay_s=given).executor()
+        script = _make_sbatch_string(command="run", folder=ex.folder, **ex._executor.parameters).splitlines()
+        assert f"#SBATCH --signal=USR2@{delay}" in script and f"#SBATCH --time={minutes}" in script
     no_defaults = Cluster("slurm", tmp_path / "jobs").executor()._executor.parameters
     assert "partition" not in no_defaults and "mem" not in no_defaults  # the cluster's own defaults
 
@@ -165,3 +178,41 @@ def test_without_submitit_the_error_says_what_to_install(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "pip install 'poisonedencoder[cluster]'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "sw").exists()  # before any work
+
+
+def _fake_slurm(tmp_path, monkeypatch, sinfo: str) -> None:
+    """sbatch and srun that are only looked up, and an sinfo that prints ``sinfo``."""
+    for name in ("sbatch", "srun"):
+        (tmp_path / name).write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "sinfo").write_text(f"#!/bin/sh\nprintf '{sinfo}'\n")
+    for name in ("sbatch", "srun", "sinfo"):
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_the_partition_and_its_time_limit_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    from poisonedencoder import api
+
+    _fake_slurm(tmp_path, monkeypatch, "debug*|infinite\\nshort|30:00\\nday|1-00:00:00\\n")
+    cfg = ROOT / "configs" / "digits_demo.yaml"
+    assert api.cluster(cfg, tmp_path / "o", "short").timeout_min == 30  # the default, 240, within the partition's
+    assert api.cluster(cfg, tmp_path / "o", "short", timeout_min=20).timeout_min == 20
+    assert api.cluster(cfg, tmp_path / "o", "day").timeout_min == 240
+    assert api.cluster(cfg, tmp_path / "o", "default").timeout_min == 240  # debug, no limit
+    for args, message in ((["--slurm", "short", "--slurm-time", "60"], "--slurm-time (timeout_min) 60 is above "
+                           "partition short's time limit of 30 min: give --slurm-time 30 or less"),
+                          (["--slurm", "gpu"], "--slurm (partition) gpu: no such partition here (sinfo lists debug, "
+                           "short, day)")):
+        r = main(["sweep", str(cfg), "--out", str(tmp_path / "sw"), "--cache-dir", str(tmp_path / "cache"), "--param",
+                  "attack.poisoning_rate", "--values", "0.1", *args])
+        err = capsys.readouterr().err
+        assert r == 2 and message in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "sw").exists()
+
+
+def test_slurm_times_are_read_as_minutes():
+    from poisonedencoder.cluster import parse_minutes
+
+    for text, minutes in (("infinite", None), ("UNLIMITED", None), ("30:00", 30), ("5:30", 5), ("2:00:00", 120),
+                          ("1-00:00:00", 1440), ("2-12", 2 * 1440 + 720), ("45", 45), ("junk", None), ("", None)):
+        assert parse_minutes(text) == minutes, text

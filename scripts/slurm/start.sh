@@ -13,7 +13,8 @@
 # Ports: SLURM_PORT_BASE (default 16817) and the next three, for slurmctld, slurmd, slurmdbd and
 # MariaDB (127.0.0.1 only). Idempotent: a daemon whose recorded PID is alive is left alone, so
 # running it again only starts what is not running. One node, this machine at 127.0.0.1, with the
-# CPUs and memory `slurmd -C` reports; one partition, `debug` (the default).
+# CPUs and memory `slurmd -C` reports; partitions `debug` (the default, no time limit) and
+# `short` (5 minutes), on the same node.
 set -euo pipefail
 
 S=${SLURM_STATE:-/tmp/pe-slurm}
@@ -102,7 +103,8 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$S/munge/munge.socket.2
+# cred_expire: a requeued job waits this long before it starts again (Slurm's default: 120 s)
+AuthInfo=socket=$S/munge/munge.socket.2,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$S/ctld
 SlurmdSpoolDir=$S/spool/%n
@@ -116,7 +118,7 @@ JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,bf_interval=5
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
@@ -125,8 +127,12 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$S/munge/munge.socket.2
 JobCompType=jobcomp/none
+MailProg=/bin/true
+# a cancelled or preempted job gets SIGTERM, then SIGKILL this many seconds later (Slurm's default: 30)
+KillWait=5
 $NODE_LINE
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=short Nodes=ALL MaxTime=5 State=UP
 EOF
 (umask 077; cat >"$S/etc/slurmdbd.conf" <<EOF
 # written by scripts/slurm/start.sh
@@ -168,5 +174,5 @@ done
 for d in munged mariadbd slurmdbd slurmctld slurmd; do  # not another cluster's daemons answering on these ports
   alive $d $d || die "$d (pid $(cat "$S/pids/$d.pid")) is not running; see $S/log/$d.out (another daemon on its port?)"
 done
-echo "Slurm is up: node $HOST ($(sinfo -h -o '%c CPUs, %m MB'), partition debug); state in $S"
+echo "Slurm is up: node $HOST ($(sinfo -h -p debug -o '%c CPUs, %m MB'), partitions debug and short); state in $S"
 echo "for sbatch, squeue, sacct: . $S/env.sh"

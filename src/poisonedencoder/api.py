@@ -102,8 +102,9 @@ def cluster(config, out: str | Path, partition: str | None = None, local: bool =
     """A :class:`~poisonedencoder.cluster.Cluster` for :func:`run` and :func:`sweep`: Slurm jobs on
     ``partition`` (``"default"``: the cluster's default), or submitit's local executor (``local``).
     ``options``: its fields (``gpus_per_job``, ``cpus_per_job``, ``timeout_min``, ``mem_gb``,
-    ``array_parallelism``, ``folder``; defaults: ``out/slurm``, one GPU with device cuda). Checks
-    the device and that jobs can be submitted, before any work."""
+    ``array_parallelism``, ``signal_delay_s``, ``folder``; defaults: ``out/slurm``, one GPU with
+    device cuda, 240 minutes or the partition's time limit where shorter). Checks the device, that
+    jobs can be submitted, and on Slurm the partition and its time limit (``sinfo``), before any work."""
     from .cluster import Cluster
 
     cfg = load_config(config)
@@ -114,7 +115,7 @@ def cluster(config, out: str | Path, partition: str | None = None, local: bool =
     c = Cluster(kind="local" if local else "slurm", **options)
     c.check_devices([cfg["device"]])
     c.check_submit()
-    return c
+    return c.fit_partition("timeout_min" in options)
 
 
 def sweep(config, param: str, values: str | list, out: str | Path, overrides: Iterable[str] = (), jobs: int = 1,

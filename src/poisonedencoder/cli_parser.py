@@ -115,7 +115,8 @@ def _add_parallel(p, flag: str) -> None:
 
 _CLUSTER_OPTIONS = (("--slurm-gpus", "slurm_gpus", "gpus_per_job"), ("--slurm-cpus", "slurm_cpus", "cpus_per_job"),
                     ("--slurm-time", "slurm_time", "timeout_min"), ("--slurm-mem", "slurm_mem", "mem_gb"),
-                    ("--slurm-max-jobs", "slurm_max_jobs", "array_parallelism"), ("--slurm-folder", "slurm_folder", "folder"))
+                    ("--slurm-max-jobs", "slurm_max_jobs", "array_parallelism"), ("--slurm-folder", "slurm_folder", "folder"),
+                    ("--slurm-signal-delay", "slurm_signal_delay", "signal_delay_s"))
 
 
 def _add_cluster(p) -> None:
@@ -127,11 +128,14 @@ def _add_cluster(p) -> None:
     g.add_argument("--slurm-gpus", type=int, metavar="N", help="GPUs per job (default: 1 with device cuda, else 0)")
     g.add_argument("--slurm-cpus", type=int, metavar="N", help="CPU cores per job, the run's torch threads (default 4)")
     g.add_argument("--slurm-time", type=int, metavar="MIN",
-                   help="time limit per job in minutes (default 240); a job stopped at it is requeued and resumes "
-                        "from its checkpoints, at most 3 times")
+                   help="time limit per job in minutes (default 240, or the partition's limit where shorter; at "
+                        "least 3); a job stopped at it is requeued and resumes from its checkpoints, at most 3 times")
     g.add_argument("--slurm-mem", type=float, metavar="GB", help="memory per job (default: the partition's)")
     g.add_argument("--slurm-max-jobs", type=int, metavar="N",
                    help="at most N jobs of an array running at once (default: the cluster's limits)")
+    g.add_argument("--slurm-signal-delay", type=int, metavar="S",
+                   help="Slurm signals a job S seconds before its time limit (up to 60 s earlier) so that it is "
+                        "requeued (default 90; with a limit under 4 minutes, what leaves a job 60 s to start)")
     g.add_argument("--slurm-folder", metavar="DIR", help="submitit's folder: each job's pickle and logs in DIR/<job id>/ "
                                                          "(default: OUT/slurm)")
     g.add_argument("--submitit-local", action="store_true",

@@ -11,8 +11,16 @@ last line of its run's log (``error: ...``), else the last line of its standard 
 
 A job stopped at its time limit or preempted is requeued by submitit (the job is
 checkpointable: it is the same unit again) and resumes from the run's last pre-training
-checkpoint, at most three times. The run folders and the cache folder (shared clean encoders,
-decoded datasets, guarded by ``flock`` locks) must be on storage every node sees.
+checkpoint, at most three times. Slurm sends the signal for this ``signal_delay_s`` before the
+limit (``sbatch --signal``), up to a minute earlier than asked; a limit so short that the signal
+would come before a job can start is refused when the :class:`Cluster` is made. The run folders
+and the cache folder (shared clean encoders, decoded datasets, guarded by ``flock`` locks) must
+be on storage every node sees.
+
+Ctrl-C in the waiting process (``KeyboardInterrupt``) cancels the jobs not finished: on Slurm it
+kills the running ones at once (submitit's jobs ignore the SIGTERM of a plain ``scancel`` until
+the cluster's KillWait runs out) and waits until none of them is left in the queue, so that the
+same command, run again, resumes from the checkpoints without an old job still writing them.
 
 ``kind="local"`` runs the same jobs on this machine with submitit's ``LocalExecutor``, every job
 of an array at once: for tests and for trying a sweep before a cluster. submitit pickles the job's
@@ -21,9 +29,14 @@ loads it back; a job folder is no place for files from elsewhere.
 """
 from __future__ import annotations
 
+import math
 import shutil
+import signal
+import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,8 +50,18 @@ INSTALL = "pip install 'poisonedencoder[cluster]'"
 # field -> the command-line option that sets it (error messages name both)
 OPTIONS = {"partition": "--slurm", "gpus_per_job": "--slurm-gpus", "cpus_per_job": "--slurm-cpus",
            "timeout_min": "--slurm-time", "mem_gb": "--slurm-mem", "array_parallelism": "--slurm-max-jobs",
-           "folder": "--slurm-folder"}
-SLURM_ONLY = ("partition", "mem_gb", "array_parallelism")
+           "folder": "--slurm-folder", "signal_delay_s": "--slurm-signal-delay"}
+SLURM_ONLY = ("partition", "mem_gb", "array_parallelism", "signal_delay_s")
+DEFAULT_TIMEOUT_MIN = 240
+# the requeue signal (sbatch --signal=USR2@DELAY): Slurm may send it up to a minute before the
+# DELAY asked (its timer runs in steps); the job then needs a few seconds to pickle itself and
+# call scontrol requeue, and before the earliest signal it needs time to start Python and torch,
+# load its data and train to a checkpoint
+SIGNAL_EARLY_S = 60
+DEFAULT_SIGNAL_DELAY_S = 90  # submitit's default
+MIN_SIGNAL_DELAY_S = 20
+MIN_START_S = 60
+CANCEL_WAIT_S = 120  # after Ctrl-C: how long to wait for the cancelled jobs to leave the queue
 
 
 def _name(field_name: str) -> str:
@@ -56,16 +79,20 @@ class Cluster:
     run uses ``cpus_per_job`` torch threads unless its config sets ``pretrain.threads``).
     ``timeout_min``: each job's time limit in minutes. ``mem_gb``: each job's memory (None: the
     cluster's default). ``array_parallelism``: at most this many jobs of an array at once (None:
-    submitit's default, 256, within the cluster's own limits)."""
+    submitit's default, 256, within the cluster's own limits). ``signal_delay_s``: Slurm signals a
+    job this many seconds before its limit, and submitit requeues it (None: 90, or less for a limit
+    under 4 minutes, see :meth:`signal_delay`); the limit must leave a job a minute before the
+    earliest signal."""
 
     kind: str = "slurm"
     folder: str | Path = "slurm"
     partition: str | None = None
     gpus_per_job: int = 0
     cpus_per_job: int = 4
-    timeout_min: int = 240
+    timeout_min: int = DEFAULT_TIMEOUT_MIN
     mem_gb: float | None = None
     array_parallelism: int | None = None
+    signal_delay_s: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -82,11 +109,36 @@ class Cluster:
             check_number(self.mem_gb, _name("mem_gb"), 0, 16384, lo_open=True)
         if self.array_parallelism is not None:
             check_number(self.array_parallelism, _name("array_parallelism"), 1, 100000, integer=True)
+        if self.signal_delay_s is not None:
+            check_number(self.signal_delay_s, _name("signal_delay_s"), MIN_SIGNAL_DELAY_S, 3600, integer=True)
         if self.kind == "local":
             given = [f for f in SLURM_ONLY if getattr(self, f) is not None]
             if given:
                 raise UserError(f"{_name(given[0])} is a Slurm setting; the local executor runs every job "
                                 "on this machine at once")
+        else:
+            self._check_time()
+
+    def signal_delay(self) -> int:
+        """Seconds before the limit at which Slurm signals a job to requeue it: ``signal_delay_s``,
+        else 90 where the limit leaves room, else what leaves a job :data:`MIN_START_S` before the
+        earliest signal (60 s with a 3-minute limit)."""
+        if self.signal_delay_s is not None:
+            return self.signal_delay_s
+        room = self.timeout_min * 60 - SIGNAL_EARLY_S - MIN_START_S
+        return max(MIN_SIGNAL_DELAY_S, min(DEFAULT_SIGNAL_DELAY_S, room))
+
+    def _check_time(self) -> None:
+        """A job's limit leaves it time to start before Slurm's requeue signal (else every job
+        would be signalled, requeued and signalled again before its run begins)."""
+        delay = self.signal_delay()
+        if self.timeout_min * 60 - delay - SIGNAL_EARLY_S >= MIN_START_S:
+            return
+        shortest = math.ceil((delay + SIGNAL_EARLY_S + MIN_START_S) / 60)
+        smaller = "" if self.signal_delay_s is None else f" or a smaller {OPTIONS['signal_delay_s']}"
+        raise UserError(f"{_name('timeout_min')} {self.timeout_min} is too short: Slurm signals a job {delay} s before "
+                        f"its limit, up to {SIGNAL_EARLY_S} s earlier, to requeue it, which leaves it under "
+                        f"{MIN_START_S} s to start; give {OPTIONS['timeout_min']} {shortest} or more{smaller}")
 
     def describe(self) -> str:
         """``slurm (partition gpu, 1 GPU, 4 CPUs, 240 min per job)``."""
@@ -102,6 +154,7 @@ class Cluster:
             p["mem_gb"] = self.mem_gb
             p["slurm_partition"] = self.partition
             p["slurm_array_parallelism"] = self.array_parallelism
+            p["slurm_signal_delay_s"] = self.signal_delay()
         return {k: v for k, v in p.items() if v is not None}
 
     def check_submit(self) -> None:
@@ -112,6 +165,31 @@ class Cluster:
             if missing:
                 raise UserError(f"--slurm needs Slurm's {' and '.join(missing)} on PATH (run on a login node of the "
                                 "cluster); to try the jobs on this machine use --submitit-local")
+
+    def fit_partition(self, time_given: bool) -> Cluster:
+        """Checked against the partition (``sinfo``): it exists, and ``timeout_min`` is within its
+        time limit. The default limit (``time_given`` False) becomes the partition's limit where
+        that is shorter. Returns the cluster to use; where ``sinfo`` does not answer, this one
+        (``sbatch`` then says what is wrong)."""
+        if self.kind != "slurm":
+            return self
+        partitions = slurm_partitions()
+        if partitions is None:
+            return self
+        name = self.partition or next((p for p, (_lim, default) in partitions.items() if default), None)
+        if name is None:
+            raise UserError("this cluster has no default partition: give one, --slurm PARTITION "
+                            f"(sinfo lists {', '.join(partitions) or 'none'})")
+        if name not in partitions:
+            raise UserError(f"{_name('partition')} {name}: no such partition here (sinfo lists "
+                            f"{', '.join(partitions) or 'none'})")
+        limit = partitions[name][0]
+        if limit is None or self.timeout_min <= limit:
+            return self
+        if time_given:
+            raise UserError(f"{_name('timeout_min')} {self.timeout_min} is above partition {name}'s time limit of "
+                            f"{limit} min: give {OPTIONS['timeout_min']} {limit} or less")
+        return replace(self, timeout_min=limit)
 
     def executor(self):
         """A submitit executor with these settings (jobs' files in ``folder/<job id>/``)."""
@@ -134,6 +212,47 @@ class Cluster:
         if self.gpus_per_job and not cuda:
             raise UserError(f"{OPTIONS['gpus_per_job']} {self.gpus_per_job} with device {devices[0]}: the runs would "
                             "leave their GPUs idle; set --device cuda (or the gpu preset)")
+
+
+def slurm_partitions() -> dict[str, tuple[int | None, bool]] | None:
+    """``sinfo``'s partitions: name -> (time limit in minutes or None for none, whether it is the
+    default); None where ``sinfo`` is missing or fails."""
+    try:
+        r = subprocess.run(["sinfo", "-h", "-o", "%P|%l"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode != 0:
+        return None
+    out: dict[str, tuple[int | None, bool]] = {}
+    for line in r.stdout.splitlines():
+        name, _, limit = line.strip().partition("|")
+        if name:
+            default = name.endswith("*")
+            name = name.rstrip("*")
+            out[name] = (parse_minutes(limit), default or out.get(name, (None, False))[1])
+    return out
+
+
+def parse_minutes(text: str) -> int | None:
+    """Slurm's time (``infinite``, ``MM:SS``, ``HH:MM:SS``, ``D-HH:MM:SS``, ``D-HH``) in whole
+    minutes, rounded down; None for no limit or what cannot be read."""
+    text = text.strip()
+    if not text or text.lower() in ("infinite", "unlimited", "n/a"):
+        return None
+    days, _, rest = text.rpartition("-")
+    try:
+        d = int(days) if days else 0
+        parts = [int(x) for x in rest.split(":")]
+    except ValueError:
+        return None
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        parts += [0] * (3 - len(parts))
+        h, m, _s = parts[:3]
+    elif len(parts) == 3:
+        h, m, _s = parts
+    else:  # MM:SS or MM
+        h, m = 0, parts[0]
+    return d * 1440 + h * 60 + m
 
 
 def _submitit():
@@ -200,11 +319,17 @@ def run_jobs(todo: list, cluster: Cluster, log: Callable[[str], None], name: str
     :class:`~poisonedencoder.parallel.Outcome`). Ctrl-C cancels the jobs not finished."""
     cluster.check_units(todo)
     ex = cluster.executor()
-    try:
-        jobs = ex.map_array(UnitJob(cluster.cpus_per_job), todo)
-    except _submitit().core.utils.FailedJobError as e:  # sbatch refused them (a partition, a limit)
-        lines = [x for x in str(e).splitlines() if x.strip()]
-        raise UserError(f"the jobs were not submitted: {lines[-1] if lines else e}") from None
+    with _ctrl_c_held() as interrupted:  # Ctrl-C while sbatch runs: after it, once the jobs are known
+        try:
+            jobs = ex.map_array(UnitJob(cluster.cpus_per_job), todo)
+        except _submitit().core.utils.FailedJobError as e:  # sbatch refused them (a partition, a limit)
+            if interrupted():
+                raise KeyboardInterrupt from None
+            lines = [x for x in str(e).splitlines() if x.strip()]
+            raise UserError(f"the jobs were not submitted: {lines[-1] if lines else e}") from None
+    if interrupted():
+        _cancel(jobs, cluster, log, name)
+        raise KeyboardInterrupt
     if not jobs:
         return res
     log(f"{name}: {len(jobs)} job(s) submitted: {cluster.describe()}")
@@ -222,11 +347,75 @@ def run_jobs(todo: list, cluster: Cluster, log: Callable[[str], None], name: str
             if pending:
                 time.sleep(POLL_SECONDS[cluster.kind])
     except KeyboardInterrupt:
-        for job, _u in pending:
-            job.cancel(check=False)
-        log(f"{name}: cancelled {len(pending)} job(s) not finished (their checkpoints stay; the same command resumes)")
+        _cancel([job for job, _u in pending], cluster, log, name)
         raise
     return res
+
+
+@contextmanager
+def _ctrl_c_held():
+    """Within: SIGINT is noted, not raised (in the main thread; elsewhere it is left as it is).
+    Yields a function that says whether one came."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    old = signal.signal(signal.SIGINT, lambda *_a: got.append(1))
+    try:
+        yield lambda: bool(got)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _cancel(jobs: list, cluster: Cluster, log: Callable[[str], None], name: str) -> None:
+    """Cancel ``jobs``; on Slurm kill the running ones now and wait until none is queued."""
+    if cluster.kind != "slurm":
+        for job in jobs:
+            job.cancel(check=False)
+        log(f"{name}: cancelled {len(jobs)} job(s) not finished (their checkpoints stay; the same command resumes)")
+        return
+    ids = [str(job.job_id) for job in jobs]
+    if ids:
+        _slurm(["scancel", "--signal=KILL", "--full", *ids])  # the running ones, at once
+        _slurm(["scancel", *ids])  # and the pending ones
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    left = _queued(ids)
+    while left and time.monotonic() < deadline:
+        time.sleep(1)
+        left = _queued(ids)
+    if left:
+        log(f"{name}: cancelled {len(ids)} job(s) not finished; {len(left)} still in the queue after {CANCEL_WAIT_S} s "
+            f"({', '.join(sorted(left))}): wait for them to end (squeue) before running the same command again")
+    else:
+        log(f"{name}: cancelled {len(ids)} job(s) not finished, none left in the queue (their checkpoints stay; the "
+            "same command resumes)")
+
+
+def _slurm(cmd: list[str]) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def queued_jobs() -> set[str] | None:
+    """This user's jobs in Slurm's queue (pending, running, completing), array tasks one by one;
+    None where ``squeue`` does not answer."""
+    import getpass
+
+    r = _slurm(["squeue", "-u", getpass.getuser(), "-h", "--array", "-o", "%i"])
+    if r is None or r.returncode != 0:
+        return None
+    return {x.strip() for x in r.stdout.split() if x.strip()}
+
+
+def _queued(ids: list[str]) -> set[str]:
+    """Those of ``ids`` still in the queue (of an array's pending tasks shown as ``A_[0-3]``, their array id)."""
+    queue = queued_jobs()
+    if queue is None:
+        return set()
+    arrays = {q.split("_")[0] for q in queue if "[" in q}
+    return {i for i in ids if i in queue or i.split("_")[0] in arrays}
 
 
 def _collect(job, u, log, name: str, res) -> None:
