@@ -14,6 +14,8 @@ import csv
 import getpass
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -31,7 +33,7 @@ from poisonedencoder.cli import main  # noqa: E402
 from poisonedencoder.cluster import job_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = str(ROOT / "configs" / "digits_demo.yaml")
+DEMO = "configs/digits_demo.yaml"  # the commands as docs/CLUSTER.md shows them; run with the full path
 TINY = ["--set", "pretrain.epochs=1", "--set", "pretrain_data.num_images=300", "--set", "pretrain.width=8",
         "--set", "downstream.epochs=2", "--set", "attack.num_references=5", "--set", "pretrain.threads=1"]
 # long enough (40 short epochs, a checkpoint after each) to be stopped in the middle of pre-training
@@ -39,7 +41,20 @@ LONG = ["--set", "pretrain.epochs=40", "--set", "pretrain.checkpoint_every=1", "
         "--set", "pretrain.width=8", "--set", "downstream.epochs=2", "--set", "attack.num_references=5",
         "--set", "pretrain.threads=1"]
 JOBS = ["--slurm", "default", "--slurm-cpus", "1", "--slurm-time", "10"]
+# the commands of docs/CLUSTER.md, less their --out and --cache-dir
+SWEEP = ["sweep", DEMO, "--seeds", "0", "--param", "attack.poisoning_rate", "--values", "0.05,0.2", *TINY]
+SEEDS = ["run", DEMO, "--seeds", "0,1", *TINY]
+RECIPE = {"preset": "demo", "seeds": [0], "tasks": [{"dataset": "digits", "num_targets": 2}],
+          "attack": {"poisoning_rate": 0.06, "num_references": 30}, "pretrain": {"epochs": 1, "threads": 1},
+          "downstream": {"epochs": 2}}  # the smallest claims recipe: one arm, one seed, 2 target inputs
+CLAIMS = ["claims", "recipe.yaml", "--only", "poisonedencoder"]
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def _full(args: list[str], **files: Path) -> list[str]:
+    """``args`` with the config's full path (and ``files``: a name -> its path)."""
+    paths = {DEMO: str(ROOT / DEMO), **{k.replace("_", "."): str(v) for k, v in files.items()}}
+    return [paths.get(a, a) for a in args]
 
 
 def _no_slurm() -> str | None:
@@ -65,18 +80,22 @@ def _no_slurm() -> str | None:
 NO_SLURM = _no_slurm()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _slurm():
-    """Before the module's other fixtures (autouse first): skip, or fail where Slurm is required."""
+@pytest.fixture(scope="module")
+def slurm():
+    """Skip, or fail where Slurm is required (``POISONEDENCODER_SLURM_TESTS=required``)."""
     if NO_SLURM:
         if os.environ.get("POISONEDENCODER_SLURM_TESTS") == "required":
             pytest.fail(f"POISONEDENCODER_SLURM_TESTS=required, but {NO_SLURM}")
         pytest.skip(NO_SLURM)
 
 
+SLURM = pytest.mark.usefixtures("slurm")
+
+
 @pytest.fixture(autouse=True)
-def _empty_queue(_slurm):
-    assert not _queue(), f"jobs of an earlier test still queued: {_queue()}"
+def _empty_queue(request):
+    if "slurm" in request.fixturenames:
+        assert not _queue(), f"jobs of an earlier test still queued: {_queue()}"
 
 
 def _queue() -> list[str]:
@@ -132,8 +151,9 @@ def _overlap(a: dict, b: dict) -> bool:
     return _t(a["start"]) < _t(b["end"]) and _t(b["start"]) < _t(a["end"])
 
 
+@SLURM
 def test_a_sweep_as_slurm_jobs_gives_the_in_process_numbers(tmp_path, capsys):
-    sweep = ["sweep", DEMO, "--seeds", "0", "--param", "attack.poisoning_rate", "--values", "0.05,0.2", *TINY]
+    sweep = _full(SWEEP)
     assert main([*sweep, "--out", str(tmp_path / "here"), "--cache-dir", str(tmp_path / "cache_here")]) == 0
     out = tmp_path / "jobs"
     assert main([*sweep, "--out", str(out), "--cache-dir", str(tmp_path / "cache_jobs"), *JOBS]) == 0
@@ -153,13 +173,14 @@ def test_a_sweep_as_slurm_jobs_gives_the_in_process_numbers(tmp_path, capsys):
 def seeds_runs(tmp_path_factory):
     """``run --seeds 0,1`` in-process and as jobs with ``--slurm-max-jobs 1``."""
     d = tmp_path_factory.mktemp("seeds")
-    run = ["run", DEMO, "--seeds", "0,1", *TINY]
+    run = _full(SEEDS)
     assert main([*run, "--out", str(d / "here"), "--cache-dir", str(d / "cache_here")]) == 0
     assert main([*run, "--out", str(d / "jobs"), "--cache-dir", str(d / "cache_jobs"), *JOBS,
                  "--slurm-max-jobs", "1"]) == 0
     return d
 
 
+@SLURM
 def test_seeds_as_slurm_jobs_give_the_in_process_numbers(seeds_runs):
     here, jobs = seeds_runs / "here", seeds_runs / "jobs"
     assert _numbers(jobs / "metrics.json") == _numbers(here / "metrics.json")  # pooled over the seeds
@@ -168,6 +189,7 @@ def test_seeds_as_slurm_jobs_give_the_in_process_numbers(seeds_runs):
         assert (jobs / seed / "run.log").read_text().startswith(job_line(""))
 
 
+@SLURM
 def test_slurm_max_jobs_bounds_the_running_jobs(seeds_runs):
     jobs = seeds_runs / "jobs"
     runs = [_job_of(jobs / s / "run.log") for s in ("seed_0", "seed_1")]  # one array (each seed its own clean encoder)
@@ -179,13 +201,12 @@ def test_slurm_max_jobs_bounds_the_running_jobs(seeds_runs):
     assert "#SBATCH --array=0-1%1" in (jobs / "slurm" / array / f"{array}_submission.sh").read_text()
 
 
+@SLURM
 def test_the_claims_table_as_slurm_jobs_clean_encoders_first(tmp_path, capsys):
     """The smallest claims recipe: one arm (poisonedencoder), one seed, digits, 2 target inputs."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"preset": "demo", "seeds": [0], "tasks": [{"dataset": "digits", "num_targets": 2}],
-                                      "attack": {"poisoning_rate": 0.06, "num_references": 30},
-                                      "pretrain": {"epochs": 1, "threads": 1}, "downstream": {"epochs": 2}}))
-    claims = ["claims", str(recipe), "--only", "poisonedencoder"]
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    claims = _full(CLAIMS, recipe_yaml=recipe)
     assert main([*claims, "--out", str(tmp_path / "here"), "--cache-dir", str(tmp_path / "cache_here")]) == 0
     out = tmp_path / "jobs"
     assert main([*claims, "--out", str(out), "--cache-dir", str(tmp_path / "cache_jobs"), *JOBS]) == 0
@@ -206,14 +227,14 @@ def test_the_claims_table_as_slurm_jobs_clean_encoders_first(tmp_path, capsys):
 def long_reference(tmp_path_factory):
     """The LONG single-seed run in-process: what a stopped and resumed job must reach."""
     d = tmp_path_factory.mktemp("long")
-    assert main(["run", DEMO, "--seeds", "0", *LONG, "--out", str(d / "here"), "--cache-dir", str(d / "cache")]) == 0
+    assert main(["run", str(ROOT / DEMO), "--seeds", "0", *LONG, "--out", str(d / "here"), "--cache-dir", str(d / "cache")]) == 0
     return _numbers(d / "here" / "metrics.json")
 
 
 def _driver(out: Path, cache: Path) -> subprocess.Popen:
     """The command, ``run --seeds 0`` as one job, in a process of its own (to be interrupted)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "poisonedencoder", "run", DEMO, "--seeds", "0", *LONG, "--out", str(out),
+    cmd = [sys.executable, "-m", "poisonedencoder", "run", str(ROOT / DEMO), "--seeds", "0", *LONG, "--out", str(out),
            "--cache-dir", str(cache), *JOBS]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -226,6 +247,7 @@ def _wait_for(log: Path, text: str, driver: subprocess.Popen, seconds: float = 1
         time.sleep(0.2)
 
 
+@SLURM
 def test_a_job_stopped_at_its_time_limit_or_preempted_is_requeued_and_resumes_to_the_same_numbers(
         tmp_path, long_reference):
     """At its time limit: Slurm signals the job (USR2) the signal delay before the limit; here the
@@ -255,6 +277,7 @@ def test_a_job_stopped_at_its_time_limit_or_preempted_is_requeued_and_resumes_to
     assert _numbers(out / "metrics.json") == long_reference
 
 
+@SLURM
 def test_ctrl_c_cancels_the_jobs_leaves_none_queued_and_the_same_command_resumes(tmp_path, long_reference):
     out = tmp_path / "jobs"
     driver = _driver(out, tmp_path / "cache")
@@ -280,9 +303,10 @@ def test_ctrl_c_cancels_the_jobs_leaves_none_queued_and_the_same_command_resumes
     assert _numbers(out / "metrics.json") == long_reference
 
 
+@SLURM
 def test_a_failed_job_is_reported_by_its_runs_last_error_line(tmp_path, capsys):
     out = tmp_path / "bad"
-    r = main(["run", DEMO, "--seeds", "0", *TINY, "--set", "pretrain.batch_size=5000", "--out", str(out),
+    r = main(["run", str(ROOT / DEMO), "--seeds", "0", *TINY, "--set", "pretrain.batch_size=5000", "--out", str(out),
               "--cache-dir", str(tmp_path / "cache"), *JOBS])
     captured = capsys.readouterr()
     assert r == 2 and len(captured.err.splitlines()) == 1, captured.err
@@ -295,15 +319,33 @@ def test_a_failed_job_is_reported_by_its_runs_last_error_line(tmp_path, capsys):
     assert "Traceback" in (out / "slurm" / job / f"{job}_0_log.err").read_text()  # the whole story is kept
 
 
+@SLURM
 def test_the_partition_time_limit_is_read_from_slurm(tmp_path, capsys):
     """The cluster of scripts/slurm/start.sh has a partition ``short`` with a 5-minute limit."""
     from poisonedencoder import api
 
     if "short" not in subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split():
         pytest.skip("no partition 'short' on this cluster (scripts/slurm/start.sh makes one)")
-    assert api.cluster(DEMO, tmp_path / "o", "short").timeout_min == 5  # the default, 240, fitted to it
-    r = main(["sweep", DEMO, "--param", "attack.poisoning_rate", "--values", "0.1", "--out", str(tmp_path / "sw"),
+    assert api.cluster(ROOT / DEMO, tmp_path / "o", "short").timeout_min == 5  # the default, 240, fitted to it
+    r = main(["sweep", str(ROOT / DEMO), "--param", "attack.poisoning_rate", "--values", "0.1", "--out", str(tmp_path / "sw"),
               "--slurm", "short", "--slurm-time", "10"])
     err = capsys.readouterr().err
     assert r == 2 and len(err.splitlines()) == 1 and "above partition short's time limit of 5 min" in err, err
     assert not (tmp_path / "sw").exists() and _queue() == []
+
+
+def test_the_how_to_shows_the_commands_these_tests_run():
+    """docs/CLUSTER.md's commands are this module's, but for --out and --cache-dir (no Slurm needed)."""
+    text = (ROOT / "docs" / "CLUSTER.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    shown = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            args = shlex.split(line, comments=True)
+            if args[:1] == ["poisonedencoder"]:
+                drop = {i + k for i, a in enumerate(args) if a in ("--out", "--cache-dir") for k in (0, 1)}
+                shown.append([a for i, a in enumerate(args[1:], 1) if i not in drop])
+    for cmd in (SWEEP + JOBS, SEEDS + JOBS + ["--slurm-max-jobs", "1"], CLAIMS + JOBS):
+        assert cmd in shown, f"not in docs/CLUSTER.md: poisonedencoder {shlex.join(cmd)}"
+    recipe = re.search(r"cat > recipe.yaml <<'EOF'\n(.*?)\nEOF", text, re.S)
+    assert recipe and yaml.safe_load(recipe.group(1)) == RECIPE
