@@ -57,8 +57,8 @@ launch() {  # launch NAME BINARY COMMAND...: start it in a session of its own, r
   echo "$name: started (pid $!)"
 }
 
-wait_for() {  # wait_for WHAT NAME BINARY COMMAND...: until COMMAND succeeds; fail if the daemon died
-  local what=$1 name=$2 bin=$3 t=0; shift 3
+wait_for() {  # wait_for WHAT NAME COMMAND...: until COMMAND succeeds; fail if the daemon NAME died
+  local what=$1 name=$2 t=0; shift 2
   until timeout 10 "$@" >/dev/null 2>&1; do
     running "$name" || die "$name exited; see $S/log/$name.out and $S/log/$name.log"
     t=$((t + 1)); [ $t -le $((WAIT_S * 5)) ] || die "timed out waiting for $what; see $S/log/"
@@ -74,7 +74,7 @@ fi
 launch munged munged setpriv --reuid=munge --regid=munge --init-groups munged --foreground \
   --socket="$S/munge/munge.socket.2" --key-file="$S/munge/munge.key" --pid-file="$S/munge/munged.pid" \
   --log-file="$S/munge/munged.log" --seed-file="$S/munge/munged.seed"
-wait_for "munge" munged munged sh -c "munge -n --socket='$S/munge/munge.socket.2' | unmunge --socket='$S/munge/munge.socket.2'"
+wait_for "munge" munged sh -c "munge -n --socket='$S/munge/munge.socket.2' | unmunge --socket='$S/munge/munge.socket.2'"
 
 # --- MariaDB for slurmdbd: a private data folder, TCP on 127.0.0.1 only
 if [ ! -d "$S/mysql/data/mysql" ]; then
@@ -85,7 +85,7 @@ launch mariadbd mariadbd mariadbd --no-defaults --datadir="$S/mysql/data" --sock
   --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve --pid-file="$S/mysql/mariadbd.pid" \
   --log-error="$S/mysql/mariadbd.log" --user=mysql --innodb-buffer-pool-size=32M
 SQL=(mariadb --no-defaults --socket="$S/mysql/mysqld.sock" -u root)
-wait_for "MariaDB" mariadbd mariadbd "${SQL[@]}" -e "SELECT 1"
+wait_for "MariaDB" mariadbd "${SQL[@]}" -e "SELECT 1"
 if [ ! -s "$S/etc/db.pass" ]; then (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$S/etc/db.pass"); fi
 PASS=$(cat "$S/etc/db.pass")
 "${SQL[@]}" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$PASS';
@@ -118,7 +118,8 @@ JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,bf_interval=5
+# a submitted job starts at once; a pending one (a requeued job) is looked at every 5 s (default: 30, 60)
+SchedulerParameters=batch_sched_delay=0,bf_interval=5,sched_interval=5
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
@@ -157,10 +158,10 @@ echo "export SLURM_CONF=$S/etc/slurm.conf" >"$S/env.sh"
 
 # --- slurmdbd, slurmctld, slurmd
 launch slurmdbd slurmdbd slurmdbd -D
-wait_for "slurmdbd" slurmdbd slurmdbd sacctmgr -n list cluster
+wait_for "slurmdbd" slurmdbd sacctmgr -n list cluster
 timeout 10 sacctmgr -n -P list cluster format=cluster | grep -qx pe || timeout 10 sacctmgr -i add cluster pe >/dev/null
 launch slurmctld slurmctld slurmctld -D -f "$SLURM_CONF"
-wait_for "slurmctld" slurmctld slurmctld scontrol ping
+wait_for "slurmctld" slurmctld scontrol ping
 launch slurmd slurmd slurmd -D -f "$SLURM_CONF"
 t=0
 until timeout 10 sinfo -h -n "$HOST" -o %T | grep -Eq '^(idle|mixed|allocated)$'; do

@@ -18,9 +18,15 @@ and the cache folder (shared clean encoders, decoded datasets, guarded by ``floc
 be on storage every node sees.
 
 Ctrl-C in the waiting process (``KeyboardInterrupt``) cancels the jobs not finished: on Slurm it
-kills the running ones at once (submitit's jobs ignore the SIGTERM of a plain ``scancel`` until
-the cluster's KillWait runs out) and waits until none of them is left in the queue, so that the
-same command, run again, resumes from the checkpoints without an old job still writing them.
+interrupts the running ones (SIGINT through ``scancel --signal=INT``: submitit's jobs ignore the
+SIGTERM of a plain ``scancel`` until the cluster's KillWait runs out), cancels the rest and waits
+until none of them is left in the queue, so that the same command, run again, resumes from the
+checkpoints without an old job still writing them.
+
+submitit's job requeues itself with ``scontrol requeue``, and Slurm ends the job's processes as it
+requeues it, that ``scontrol`` among them: submitit then takes the requeue for failed and records
+an error, and the waiting process would report the run as failed while Slurm runs it again. In a
+job, :class:`UnitJob` takes a requeue whose ``scontrol`` died of SIGTERM as done.
 
 ``kind="local"`` runs the same jobs on this machine with submitit's ``LocalExecutor``, every job
 of an array at once: for tests and for trying a sweep before a cluster. submitit pickles the job's
@@ -281,6 +287,7 @@ class UnitJob:
 
         submitit = _submitit()
         env = submitit.JobEnvironment()
+        _requeue_survives_its_kill()
         Path(u.out).mkdir(parents=True, exist_ok=True)
         with file_log(RunDir(u.out).log_file(u.stage == CLEAN)) as to_file:
             def log(line: str) -> None:
@@ -297,6 +304,10 @@ class UnitJob:
             except SystemExit:  # submitit requeues the job after its checkpoint (time limit, preemption)
                 log("job stopped at its time limit or by preemption; requeued, it resumes from the checkpoints")
                 raise
+            except KeyboardInterrupt:  # SIGINT: the waiting command was interrupted and cancels its jobs
+                log("job interrupted (the command that waited on it was interrupted); it resumes from the "
+                    "checkpoints when the same command runs again")
+                raise
             except BaseException as e:  # the traceback also reaches the job's standard error
                 to_file(traceback.format_exc().rstrip())
                 log(f"error: {type(e).__name__}: {e}")
@@ -307,6 +318,28 @@ class UnitJob:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def _requeue_survives_its_kill() -> None:
+    """In a Slurm job: submitit's ``scontrol requeue`` killed by SIGTERM counts as done (Slurm
+    ends the job's processes as it requeues it, and may end that ``scontrol`` before it exits)."""
+    try:
+        from submitit.slurm.slurm import SlurmJobEnvironment
+    except ImportError:
+        return
+    requeue = SlurmJobEnvironment._requeue
+    if getattr(requeue, "survives_its_kill", False):
+        return
+
+    def _requeue(self, countdown: int) -> None:
+        try:
+            requeue(self, countdown)
+        except subprocess.CalledProcessError as e:
+            if e.returncode != -signal.SIGTERM:
+                raise
+
+    _requeue.survives_its_kill = True
+    SlurmJobEnvironment._requeue = _requeue
 
 
 def job_line(job_id: str) -> str:
@@ -368,7 +401,7 @@ def _ctrl_c_held():
 
 
 def _cancel(jobs: list, cluster: Cluster, log: Callable[[str], None], name: str) -> None:
-    """Cancel ``jobs``; on Slurm kill the running ones now and wait until none is queued."""
+    """Cancel ``jobs``; on Slurm interrupt the running ones now and wait until none is queued."""
     if cluster.kind != "slurm":
         for job in jobs:
             job.cancel(check=False)
@@ -376,8 +409,8 @@ def _cancel(jobs: list, cluster: Cluster, log: Callable[[str], None], name: str)
         return
     ids = [str(job.job_id) for job in jobs]
     if ids:
-        _slurm(["scancel", "--signal=KILL", "--full", *ids])  # the running ones, at once
-        _slurm(["scancel", *ids])  # and the pending ones
+        _slurm(["scancel", "--signal=INT", *ids])  # the running ones end now (KeyboardInterrupt in the job)
+        _slurm(["scancel", *ids])  # the pending ones leave the queue
     deadline = time.monotonic() + CANCEL_WAIT_S
     left = _queued(ids)
     while left and time.monotonic() < deadline:
