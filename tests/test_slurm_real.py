@@ -94,13 +94,17 @@ SLURM = pytest.mark.usefixtures("slurm")
 
 @pytest.fixture(autouse=True)
 def _empty_queue(request):
-    """Before a Slurm test: none of this user's jobs queued. After it: the jobs it left (a test that
-    failed half-way) cancelled, so that the next test starts from an empty queue."""
+    """Before a Slurm test: none of this user's jobs queued (within a minute). After it: the jobs it
+    left (a test that failed half-way) cancelled, so that the next test starts from an empty queue."""
     if "slurm" not in request.fixturenames:
         yield
         return
-    before = _queue()
-    assert not before, f"jobs of this user already queued: {before}"
+    for _ in range(60):  # a job whose result is in may still be ending (Python exits, Slurm cleans up)
+        before = _queue()
+        if not before:
+            break
+        time.sleep(1)
+    assert not before, f"jobs of this user still queued after a minute: {before}"
     yield
     for driver in DRIVERS:
         if driver.poll() is None:
