@@ -190,6 +190,10 @@ def test_a_sweep_as_slurm_jobs_gives_the_in_process_numbers(tmp_path, capsys):
     assert all(recs[-1]["state"] == "COMPLETED" for recs in acct.values()), acct
     assert _t(acct[clean][-1]["end"]) <= min(_t(acct[j][-1]["start"]) for j in array)  # the clean encoder first
     assert _overlap(acct[array[0]][-1], acct[array[1]][-1])  # no cap: the two runs ran at once on the 2 CPUs
+    # submitit's links to the sbatch scripts are gone: the run folder holds no links (the toolkit
+    # refuses to write through one, so a second run of the command would stop)
+    assert [p for p in out.rglob("*") if p.is_symlink()] == []
+    assert (out / "slurm" / array[0].split("_")[0] / f"{array[0].split('_')[0]}_submission.sh").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -360,6 +360,8 @@ def run_jobs(todo: list, cluster: Cluster, log: Callable[[str], None], name: str
                 raise KeyboardInterrupt from None
             lines = [x for x in str(e).splitlines() if x.strip()]
             raise UserError(f"the jobs were not submitted: {lines[-1] if lines else e}") from None
+        finally:
+            _drop_submission_links(cluster.folder)
     if interrupted():
         _cancel(jobs, cluster, log, name)
         raise KeyboardInterrupt
@@ -383,6 +385,16 @@ def run_jobs(todo: list, cluster: Cluster, log: Callable[[str], None], name: str
         _cancel([job for job, _u in pending], cluster, log, name)
         raise
     return res
+
+
+def _drop_submission_links(folder: str | Path) -> None:
+    """submitit leaves, beside the job folders, a symbolic link to each array's sbatch script
+    (``.submission_file_<uuid>.sh``; the script itself is ``<job id>/<job id>_submission.sh``):
+    removed, so that the run folder that holds the submitit folder (``OUT/slurm`` by default)
+    holds no links, which the toolkit refuses to write through."""
+    for link in Path(folder).glob(".submission_file_*.sh"):
+        if link.is_symlink():
+            link.unlink(missing_ok=True)
 
 
 @contextmanager
