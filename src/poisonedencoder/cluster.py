@@ -428,7 +428,10 @@ def _cancel(jobs: list, cluster: Cluster, log: Callable[[str], None], name: str)
     while left and time.monotonic() < deadline:
         time.sleep(1)
         left = _queued(ids)
-    if left:
+    if left is None:
+        log(f"{name}: cancelled {len(ids)} job(s) not finished; squeue did not answer: check that none is left "
+            "(squeue) before running the same command again")
+    elif left:
         log(f"{name}: cancelled {len(ids)} job(s) not finished; {len(left)} still in the queue after {CANCEL_WAIT_S} s "
             f"({', '.join(sorted(left))}): wait for them to end (squeue) before running the same command again")
     else:
@@ -454,11 +457,12 @@ def queued_jobs() -> set[str] | None:
     return {x.strip() for x in r.stdout.split() if x.strip()}
 
 
-def _queued(ids: list[str]) -> set[str]:
-    """Those of ``ids`` still in the queue (of an array's pending tasks shown as ``A_[0-3]``, their array id)."""
+def _queued(ids: list[str]) -> set[str] | None:
+    """Those of ``ids`` still in the queue (of an array's pending tasks shown as ``A_[0-3]``, their
+    array id); None where ``squeue`` does not answer."""
     queue = queued_jobs()
     if queue is None:
-        return set()
+        return None
     arrays = {q.split("_")[0] for q in queue if "[" in q}
     return {i for i in ids if i in queue or i.split("_")[0] in arrays}
 
