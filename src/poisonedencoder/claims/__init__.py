@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from ..config_files import dump
 from ..errors import UserError
 from ..io import write_json, write_text
@@ -274,9 +272,11 @@ def record(out: str | Path, dest: str | Path, data_root: str | Path | None = Non
     shared = Path(data_root).resolve() if data_root is not None else None
 
     def portable(text: str, name: str) -> str:
+        from ..config_files import parse_yaml
+
         text = text.replace(here, "").replace(str(out.absolute()) + "/", "")
         if shared is not None and name == _RUN.config.name:
-            cfg = yaml.safe_load(text)
+            cfg = parse_yaml(text, f"a run's {name}")
             root = cfg.get("data_root") if isinstance(cfg, dict) else None
             if isinstance(root, str) and Path(root).resolve().is_relative_to(shared):
                 inside = Path(root).resolve().relative_to(shared)
