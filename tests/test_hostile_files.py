@@ -5,6 +5,7 @@ docs/CONFIG.md, "What is refused and why", lists them.
 | input                                                        | test                                   |
 |--------------------------------------------------------------|----------------------------------------|
 | YAML aliases nested to expand to billions of values ("billion laughs"), in a file, ``--set`` or a merge key; an alias inside its own anchor | test_yaml_alias_bomb_*, test_yaml_recursive_alias_* |
+| ``sweep --values ""`` or ``",,,"`` (with or without ``--parallel``), an empty list | test_sweep_without_a_value_*, test_sweep_of_an_empty_list_* |
 """
 import subprocess
 import sys
@@ -87,3 +88,22 @@ def test_yaml_anchors_within_the_bound_still_work():
         {"a": {"b": 1}, "c": {"b": 1, "d": 2}, "e": [{"b": 1}, {"b": 1}]}
     assert C.parse_yaml(_laughs(levels=5), "t")["a4"][0][0][0][0][0] == "lol"  # 9**5 = 59,049 strings: accepted
 
+
+# ------------------------------------------------------------------------------------ sweep without values
+@pytest.mark.parametrize("values", ["", ",,,", " , "])
+@pytest.mark.parametrize("parallel", [[], ["--parallel", "2"]])
+def test_sweep_without_a_value_is_one_line(tmp_path, capsys, values, parallel):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY)
+    rc, err = _cli(capsys, "sweep", str(cfg), "--param", "seed", "--values", values, *parallel,
+                   "--out", str(tmp_path / "sw"), "--cache-dir", str(tmp_path / "cache"))
+    _one_line_error(rc, err, f"sweep --values {values!r} holds no value")
+    assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_of_an_empty_list_is_refused_before_any_work(tmp_path):
+    from poisonedencoder import api
+
+    with pytest.raises(UserError, match="holds no value"):
+        api.sweep(C.parse_yaml(TINY, "t"), "seed", [], tmp_path / "sw")
+    assert not (tmp_path / "sw").exists()

@@ -123,11 +123,11 @@ def sweep(config, param: str, values: str | list, out: str | Path, overrides: It
     comma-separated text), as ``sweep``: ``out/sweep.csv`` and ``sweep.png``; returns the rows."""
     from .data.datasets import DEFAULT_CACHE
     from .io import claim_dir, ensure_writable_dir
-    from .sweep import parse_values, run_sweep
+    from .sweep import check_values, parse_values, run_sweep
 
     user = C.load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})
     cfg = C.resolve(user, list(overrides))
-    values = parse_values(values) if isinstance(values, str) else list(values)  # before any work
+    values = parse_values(values) if isinstance(values, str) else check_values(list(values))  # before any work
     claim_dir(out, "sweep directory (--out)")
     ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
     return run_sweep(user, list(overrides), param, values, out, log=log, jobs=jobs, executor=executor)
