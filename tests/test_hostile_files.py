@@ -6,6 +6,7 @@ docs/CONFIG.md, "What is refused and why", lists them.
 |--------------------------------------------------------------|----------------------------------------|
 | YAML aliases nested to expand to billions of values ("billion laughs"), in a file, ``--set`` or a merge key; an alias inside its own anchor | test_yaml_alias_bomb_*, test_yaml_recursive_alias_* |
 | ``sweep --values ""`` or ``",,,"`` (with or without ``--parallel``), an empty list | test_sweep_without_a_value_*, test_sweep_of_an_empty_list_* |
+| one key set twice: `--set` repeated, `--set` and a flag, a key and a mapping holding it | test_a_key_set_twice_* |
 """
 import subprocess
 import sys
@@ -107,3 +108,32 @@ def test_sweep_of_an_empty_list_is_refused_before_any_work(tmp_path):
     with pytest.raises(UserError, match="holds no value"):
         api.sweep(C.parse_yaml(TINY, "t"), "seed", [], tmp_path / "sw")
     assert not (tmp_path / "sw").exists()
+
+
+# ------------------------------------------------------------------------------------ a key set twice
+@pytest.mark.parametrize("argv,key,says", [
+    (["--set", "pretrain.epochs=1", "--set", "pretrain.epochs=2"], "pretrain.epochs",
+     "(--set 'pretrain.epochs=1' and --set 'pretrain.epochs=2')"),
+    (["--set", "pretrain={epochs: 1, width: 4}", "--set", "pretrain.epochs=2"], "pretrain.epochs", "--set 'pretrain={"),
+    (["--set", "pretrain.epochs=2", "--set", "pretrain=null"], "pretrain", "--set 'pretrain=null'"),
+    (["--set", "seeds=[2]", "--seeds", "0,1"], "seeds", "(--set 'seeds=[2]' and --seeds '0,1')"),
+    (["--set", "device=cpu", "--device", "cpu"], "device", "--device 'cpu'"),
+])
+def test_a_key_set_twice_is_one_line_naming_it(tmp_path, capsys, argv, key, says):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY)
+    rc, err = _cli(capsys, "craft", str(cfg), "--out", str(tmp_path / "run"), *argv)
+    _one_line_error(rc, err, f"error: key '{key}' is set twice", says, "keep one")
+    assert not (tmp_path / "run").exists()
+
+
+def test_keys_set_once_each_are_merged():
+    from poisonedencoder.cli import _user_and_overrides, build_parser
+
+    args = build_parser().parse_args(["craft", "c.yaml", "--set", "pretrain={width: 4}", "--set", "pretrain.epochs=3",
+                                      "--set", "tasks=[{dataset: digits}]", "--seeds", "0,1"])
+    args.config = None  # no file read
+    cfg = C.resolve(*_user_and_overrides(args))
+    assert cfg["pretrain"]["width"] == 4 and cfg["pretrain"]["epochs"] == 3 and cfg["seeds"] == [0, 1]
+    args = build_parser().parse_args(["demo", "--preset", "cpu"])  # the demo's own preset is not the user's
+    assert C.resolve(*_user_and_overrides(args))["preset"] == "cpu"

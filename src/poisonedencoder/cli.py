@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .cli_parser import _CLUSTER_OPTIONS, build_parser
 from .errors import UserError
+from .errors import preview as _preview
 from .io import claim_dir, os_error_message
 
 __all__ = ["build_parser", "main"]
@@ -124,16 +125,15 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
             and not user.get("seeds") and not getattr(args, "seeds", None) \
             and not any(o.startswith("seeds=") for o in args.overrides):
         raise UserError("claims needs a recipe with seeds (e.g. seeds: [0, 1, 2] or --seeds 0,1,2): every row pools seeds")
-    overrides = list(args.overrides)
-    if args.command == "demo":
-        overrides.insert(0, "preset=demo")
-    for flag, key in ((args.preset, "preset"), (_data_root_flag(args), "data_root"), (args.cache_dir, "cache_dir"),
-                      (args.device, "device")):
+    given = [(f"--set {_preview(o, 60)}", o) for o in args.overrides]  # (as the user gave it, the override)
+    for flag, name, key in ((args.preset, "--preset", "preset"), (_data_root_flag(args), "--data-root", "data_root"),
+                            (args.cache_dir, "--cache-dir", "cache_dir"), (args.device, "--device", "device")):
         if flag:
-            overrides.append(f"{key}={json.dumps(flag)}")  # quoted: a folder named 123 or a: b stays text
+            given.append((f"{name} {_preview(flag, 60)}", f"{key}={json.dumps(flag)}"))  # quoted: a folder named 123 stays text
     if getattr(args, "seeds", None):
-        overrides.append(f"seeds=[{args.seeds}]")
-    return user, overrides
+        given.append((f"--seeds {_preview(args.seeds, 60)}", f"seeds=[{args.seeds}]"))
+    C.check_repeats(given)  # one key twice: the last would win without a word
+    return user, (["preset=demo"] if args.command == "demo" else []) + [o for _, o in given]
 
 
 def _data_root_flag(args) -> str | None:

@@ -157,6 +157,30 @@ def parse_override(text: str) -> dict:
     return out
 
 
+def check_repeats(given: list[tuple[str, str]]) -> None:
+    """``given``: ``(how, override)`` for each ``key=value`` override the user gave, ``how`` as they
+    gave it (``--set pretrain.epochs=2``, ``--seeds 0,1``). Raises :class:`UserError` where two set
+    the same key, or one a key inside the other's value (``pretrain={epochs: 1}`` and
+    ``pretrain.epochs=2``): the last would win without a word."""
+    seen: list[tuple[tuple, str]] = []
+    for how, text in given:
+        for path in _leaves(parse_override(text)):
+            for other, first in seen:
+                if path[:len(other)] == other or other[:len(path)] == path:
+                    key = ".".join(map(str, min(path, other, key=len)))
+                    raise UserError(f"key {_preview(key, 80)} is set twice ({first} and {how}): keep one (the last would "
+                                    "silently win)")
+            seen.append((path, how))
+
+
+def _leaves(d: dict, prefix: tuple = ()) -> list[tuple]:
+    """The key paths of an override's values (a mapping value is descended into: it merges key by key)."""
+    out = []
+    for k, v in d.items():
+        out += _leaves(v, prefix + (k,)) if isinstance(v, dict) else [prefix + (k,)]
+    return out
+
+
 def load_yaml(path: str | Path) -> dict:
     """The file's mapping, its relative paths made absolute against the file's folder
     (see :func:`absolute_paths`), so that a config means the same from any working directory.
