@@ -7,6 +7,9 @@ docs/CONFIG.md, "What is refused and why", lists them.
 | YAML aliases nested to expand to billions of values ("billion laughs"), in a file, ``--set`` or a merge key; an alias inside its own anchor | test_yaml_alias_bomb_*, test_yaml_recursive_alias_* |
 | ``sweep --values ""`` or ``",,,"`` (with or without ``--parallel``), an empty list | test_sweep_without_a_value_*, test_sweep_of_an_empty_list_* |
 | one key set twice: `--set` repeated, `--set` and a flag, a key and a mapping holding it | test_a_key_set_twice_* |
+| a poison manifest entry outside its folder (``../x.png``, ``/abs.png``, a link leading out, a NUL byte) | test_manifest_entries_outside_* |
+| a truncated image (a poisoning input, a dataset's file)     | test_a_truncated_* |
+| an image of more pixels than the bound (12000x12000), ``POISONEDENCODER_MAX_PIXELS`` | test_an_image_over_the_pixel_bound_* |
 """
 import subprocess
 import sys
@@ -137,3 +140,112 @@ def test_keys_set_once_each_are_merged():
     assert cfg["pretrain"]["width"] == 4 and cfg["pretrain"]["epochs"] == 3 and cfg["seeds"] == [0, 1]
     args = build_parser().parse_args(["demo", "--preset", "cpu"])  # the demo's own preset is not the user's
     assert C.resolve(*_user_and_overrides(args))["preset"] == "cpu"
+
+
+# ------------------------------------------------------------------------------------ poison manifests
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory):
+    """A crafted run folder (TINY), made once; each test works on a copy."""
+    base = tmp_path_factory.mktemp("crafted")
+    (base / "c.yaml").write_text(TINY)
+    assert cli.main(["craft", str(base / "c.yaml"), "--out", str(base / "run"), "--cache-dir", str(base / "cache")]) == 0
+    return base
+
+
+def _copy_run(crafted, tmp_path) -> tuple[Path, Path]:
+    import shutil
+
+    shutil.copytree(crafted / "run", tmp_path / "run", symlinks=True)
+    return crafted / "c.yaml", tmp_path / "run"
+
+
+def _set_file(run: Path, i: int, name: str) -> None:
+    import json
+
+    mf = run / "poisons" / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["poisoning_inputs"][i]["file"] = name
+    mf.write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute", "symlink", "nul"])
+def test_manifest_entries_outside_their_folder_are_never_read(crafted, tmp_path, capsys, where):
+    """A manifest entry naming a file outside the run's poisons/ (``../``, an absolute path, a link
+    leading out) is refused before anything trains; the file outside is not read."""
+    from PIL import Image
+
+    cfg, run = _copy_run(crafted, tmp_path)
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (16, 32), (255, 0, 0)).save(outside)
+    name = {"parent": "../../outside.png", "absolute": str(outside), "symlink": "000003.png", "nul": "a\0.png"}[where]
+    if where == "symlink":
+        (run / "poisons" / "000003.png").unlink()
+        (run / "poisons" / "000003.png").symlink_to(outside)
+    _set_file(run, 3, name)
+    rc, err = _cli(capsys, "pretrain", str(cfg), "--out", str(run), "--which", "poisoned",
+                   "--cache-dir", str(crafted / "cache"))
+    _one_line_error(rc, err, f"poison manifest {run / 'poisons' / 'manifest.json'}: poisoning_inputs[3] names",
+                    "which lies outside", "refused")
+    assert not (run / "encoders" / "poisoned").exists()
+
+
+def test_a_truncated_poisoning_input_names_the_file(crafted, tmp_path, capsys):
+    cfg, run = _copy_run(crafted, tmp_path)
+    png = run / "poisons" / "000001.png"
+    png.write_bytes(png.read_bytes()[:-40])
+    rc, err = _cli(capsys, "pretrain", str(cfg), "--out", str(run), "--which", "poisoned",
+                   "--cache-dir", str(crafted / "cache"))
+    _one_line_error(rc, err, f"cannot read poisoning input {png}: truncated or damaged (")
+
+
+# ------------------------------------------------------------------------------------ image files
+def _image_folder(root: Path, size=(16, 16), n: int = 3) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def _craft_folder(capsys, tmp_path, folder: Path) -> tuple[int, str]:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"tasks: [{{dataset: 'imagefolder:{folder}', num_targets: 1}}]\n"
+                   f"pretrain_data: {{dataset: 'imagefolder:{folder}'}}\n"
+                   "attack: {poisoning_rate: 0.2, num_references: 2}\npretrain: {width: 4, image_size: 16}\n")
+    return _cli(capsys, "craft", str(cfg), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"))
+
+
+def test_a_truncated_image_of_a_dataset_names_the_file_and_says_truncated(tmp_path, capsys):
+    folder = _image_folder(tmp_path / "imgs")
+    png = folder / "train" / "b" / "1.png"
+    png.write_bytes(png.read_bytes()[:-60])
+    rc, err = _craft_folder(capsys, tmp_path, folder)
+    _one_line_error(rc, err, f"cannot read image {png}: truncated or damaged (OSError: image file is truncated")
+
+
+def test_an_image_over_the_pixel_bound_is_refused_naming_it_and_the_bound_can_be_raised(tmp_path, capsys, monkeypatch,
+                                                                                         bomb_png):
+    """The bound is checked from the header: a 40x40 image under a bound of 1,000 pixels stands for
+    a 12000x12000 one under the default (89,478,485); POISONEDENCODER_MAX_PIXELS sets it."""
+    from poisonedencoder.data.base import MAX_PIXELS, ImageRefused, open_rgb
+
+    folder = _image_folder(tmp_path / "imgs", size=(40, 40))
+    monkeypatch.setenv("POISONEDENCODER_MAX_PIXELS", "1000")
+    rc, err = _craft_folder(capsys, tmp_path, folder)
+    _one_line_error(rc, err, f"cannot read image {folder / 'train' / 'a' / '0.png'}: too large: 40x40 is more than 1000 "
+                             "pixels (decompression-bomb guard; POISONEDENCODER_MAX_PIXELS raises the bound)")
+    monkeypatch.setenv("POISONEDENCODER_MAX_PIXELS", "1600")
+    rc, err = _craft_folder(capsys, tmp_path, folder)
+    assert rc == 0, err
+    monkeypatch.setenv("POISONEDENCODER_MAX_PIXELS", "lots")
+    with pytest.raises(UserError, match="POISONEDENCODER_MAX_PIXELS must be a positive whole number of pixels, got 'lots'"):
+        open_rgb(folder / "test" / "a" / "0.png")
+    monkeypatch.delenv("POISONEDENCODER_MAX_PIXELS")
+    bomb_png(tmp_path / "big.png", 12000, 12000)  # a few bytes claiming 144 million pixels: never decoded
+    with pytest.raises(ImageRefused, match=f"too large: 12000x12000 is more than {MAX_PIXELS} pixels"):
+        open_rgb(tmp_path / "big.png")
