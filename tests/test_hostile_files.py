@@ -10,6 +10,7 @@ docs/CONFIG.md, "What is refused and why", lists them.
 | a poison manifest entry outside its folder (``../x.png``, ``/abs.png``, a link leading out, a NUL byte) | test_manifest_entries_outside_* |
 | a truncated image (a poisoning input, a dataset's file)     | test_a_truncated_* |
 | an image of more pixels than the bound (12000x12000), ``POISONEDENCODER_MAX_PIXELS`` | test_an_image_over_the_pixel_bound_* |
+| a full disk (``ENOSPC``, which names no file) during ``--export-imagefolder`` or an atomic write | test_a_full_disk_* |
 """
 import subprocess
 import sys
@@ -249,3 +250,42 @@ def test_an_image_over_the_pixel_bound_is_refused_naming_it_and_the_bound_can_be
     bomb_png(tmp_path / "big.png", 12000, 12000)  # a few bytes claiming 144 million pixels: never decoded
     with pytest.raises(ImageRefused, match=f"too large: 12000x12000 is more than {MAX_PIXELS} pixels"):
         open_rgb(tmp_path / "big.png")
+
+
+# ------------------------------------------------------------------------------------ a full disk
+def _full_disk_after(monkeypatch, n: int) -> None:
+    """PIL's writes fail after ``n`` images as on a full disk: ``write`` raises ``OSError(ENOSPC)``,
+    which names no file."""
+    import errno
+
+    from PIL import Image
+
+    save, calls = Image.Image.save, [0]
+
+    def full(self, fp, *a, **k):
+        calls[0] += 1
+        if calls[0] > n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, fp, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "save", full)
+
+
+def test_a_full_disk_during_export_names_the_file(crafted, tmp_path, capsys, monkeypatch):
+    cfg, run = _copy_run(crafted, tmp_path)
+    dest = tmp_path / "export"
+    _full_disk_after(monkeypatch, 5)
+    rc, err = _cli(capsys, "craft", str(cfg), "--out", str(run), "--cache-dir", str(crafted / "cache"),
+                   "--export-imagefolder", str(dest))
+    _one_line_error(rc, err, f"error: No space left on device: {dest / 'unlabeled' / 'clean_000005.png'}")
+    assert not dest.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+
+
+def test_a_full_disk_during_an_atomic_write_names_the_file(tmp_path, capsys, monkeypatch):
+    """The craft's poisoning inputs (atomic writes): the file it stopped at, nothing half-written."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY)
+    _full_disk_after(monkeypatch, 2)
+    rc, err = _cli(capsys, "craft", str(cfg), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"))
+    _one_line_error(rc, err, f"error: No space left on device: {tmp_path / 'run' / 'poisons' / '000002.png'}")
+    assert not list((tmp_path / "run" / "poisons").glob(".*.tmp"))

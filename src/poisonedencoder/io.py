@@ -24,17 +24,32 @@ def _temp_file(folder: Path, name: str) -> str:
             continue
 
 
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An ``OSError`` raised inside without a file name (a full disk while PIL or ``json`` writes
+    to an open file: ``[Errno 28] No space left on device``) is raised again naming ``path``, so
+    that the CLI's one line says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno or errno.EIO, e.strerror or str(e) or type(e).__name__, str(path)) from e
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
     The rename is atomic on POSIX, so readers see either the old file or the new one. The file
-    gets ``0666 & ~umask``, as ``open()`` would give it.
+    gets ``0666 & ~umask``, as ``open()`` would give it. A failure to write is an ``OSError``
+    naming ``path`` (:func:`naming`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_file(path.parent, path.name)
     try:
-        write(tmp)
+        with naming(path):
+            write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

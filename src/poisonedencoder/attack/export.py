@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..errors import preview as _preview
-from ..io import atomic_write, write_json
+from ..io import atomic_write, naming, write_json
 
 
 def save_poisons(poisons, targets, directory: str | Path, extra: dict | None = None) -> Path:
@@ -179,12 +179,14 @@ def export_imagefolder(clean: np.ndarray, clean_indices, manifest: dict, poisons
         clean_entries = []
         for i, (img, idx) in enumerate(zip(clean, clean_indices, strict=True)):
             name = f"{IMAGEFOLDER_CLASS}/clean_{i:06d}.png"
-            Image.fromarray(img).save(tmp / name, format="PNG")
+            with naming(d / name):  # a full disk: the file it stopped at (written in tmp, renamed onto d)
+                Image.fromarray(img).save(tmp / name, format="PNG")
             clean_entries.append({"file": name, "train_index": int(idx)})
         poison_entries = []
         for i, (img, e) in enumerate(zip(poisons, manifest["poisoning_inputs"], strict=True)):
             name = f"{IMAGEFOLDER_CLASS}/poison_{i:06d}.png"
-            Image.fromarray(img).save(tmp / name, format="PNG")
+            with naming(d / name):
+                Image.fromarray(img).save(tmp / name, format="PNG")
             poison_entries.append({**e, "file": name})
         out = {**manifest, "poisoning_inputs": poison_entries,
                "imagefolder": {"format": "poisonedencoder-imagefolder/1", "class_folder": IMAGEFOLDER_CLASS,
