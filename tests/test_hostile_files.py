@@ -11,6 +11,7 @@ docs/CONFIG.md, "What is refused and why", lists them.
 | a truncated image (a poisoning input, a dataset's file)     | test_a_truncated_* |
 | an image of more pixels than the bound (12000x12000), ``POISONEDENCODER_MAX_PIXELS`` | test_an_image_over_the_pixel_bound_* |
 | a full disk (``ENOSPC``, which names no file) during ``--export-imagefolder`` or an atomic write | test_a_full_disk_* |
+| ``--width -1``, ``--width 100000`` (360 GB), ``POISONEDENCODER_MAX_PARAMETERS`` | test_an_impossible_width_*, test_the_parameter_bound_* |
 """
 import subprocess
 import sys
@@ -244,7 +245,7 @@ def test_an_image_over_the_pixel_bound_is_refused_naming_it_and_the_bound_can_be
     rc, err = _craft_folder(capsys, tmp_path, folder)
     assert rc == 0, err
     monkeypatch.setenv("POISONEDENCODER_MAX_PIXELS", "lots")
-    with pytest.raises(UserError, match="POISONEDENCODER_MAX_PIXELS must be a positive whole number of pixels, got 'lots'"):
+    with pytest.raises(UserError, match="POISONEDENCODER_MAX_PIXELS must be a positive whole number, got 'lots'"):
         open_rgb(folder / "test" / "a" / "0.png")
     monkeypatch.delenv("POISONEDENCODER_MAX_PIXELS")
     bomb_png(tmp_path / "big.png", 12000, 12000)  # a few bytes claiming 144 million pixels: never decoded
@@ -289,3 +290,31 @@ def test_a_full_disk_during_an_atomic_write_names_the_file(tmp_path, capsys, mon
     rc, err = _cli(capsys, "craft", str(cfg), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"))
     _one_line_error(rc, err, f"error: No space left on device: {tmp_path / 'run' / 'poisons' / '000002.png'}")
     assert not list((tmp_path / "run" / "poisons").glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------------ widths
+@pytest.mark.parametrize("width,says", [
+    (-1, "backbone cnn7 at width -1: the width must be a positive whole number"),
+    (0, "backbone cnn7 at width 0: the width must be a positive whole number"),
+    (100000, "backbone cnn7 at width 100000 would have 5,670,007,100,000 parameters (22,680.0 GB as float32), more "
+             "than the 1,000,000,000 accepted; POISONEDENCODER_MAX_PARAMETERS=N raises the bound")])
+def test_an_impossible_width_is_one_line_before_anything_is_allocated(tmp_path, capsys, width, says):
+    import torch
+
+    from poisonedencoder.ssl.models import build_backbone
+
+    torch.save(build_backbone("cnn7", 4).state_dict(), tmp_path / "sd.pt")
+    (tmp_path / "c.yaml").write_text(TINY)
+    rc, err = _cli(capsys, "evaluate", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--encoder",
+                   str(tmp_path / "sd.pt"), "--arch", "cnn7", "--width", str(width))
+    _one_line_error(rc, err, says)
+
+
+def test_the_parameter_bound_is_a_setting(monkeypatch):
+    from poisonedencoder.ssl.models import build_backbone
+
+    monkeypatch.setenv("POISONEDENCODER_MAX_PARAMETERS", "5000")
+    with pytest.raises(UserError, match=r"resnet18w at width 4 would have [\d,]+ parameters .* more than the 5,000 accepted"):
+        build_backbone("resnet18w", 4)
+    monkeypatch.setenv("POISONEDENCODER_MAX_PARAMETERS", "1_000_000")
+    assert sum(p.numel() for p in build_backbone("resnet18w", 4).parameters()) > 5000

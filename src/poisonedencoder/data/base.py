@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError, preview
+from ..errors import UserError, bound_from_env, preview
 
 DEFAULT_CACHE = Path(os.environ.get("POISONEDENCODER_CACHE", "~/.cache/poisonedencoder")).expanduser()
 DEFAULT_DATA_ROOT = DEFAULT_CACHE / "data"
@@ -99,12 +99,7 @@ _PIL_SETTINGS = threading.Lock()  # PIL's limits are process-wide: one decoder c
 
 def max_pixels() -> int:
     """:data:`MAX_PIXELS`, or the whole number in ``$POISONEDENCODER_MAX_PIXELS``."""
-    v = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not v:
-        return MAX_PIXELS
-    if not v.isdigit() or int(v) < 1:
-        raise UserError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, got {preview(v)}")
-    return int(v)
+    return bound_from_env(MAX_PIXELS_ENV, MAX_PIXELS)
 
 
 class ImageRefused(Exception):
