@@ -12,6 +12,9 @@ docs/CONFIG.md, "What is refused and why", lists them.
 | an image of more pixels than the bound (12000x12000), ``POISONEDENCODER_MAX_PIXELS`` | test_an_image_over_the_pixel_bound_* |
 | a full disk (``ENOSPC``, which names no file) during ``--export-imagefolder`` or an atomic write | test_a_full_disk_* |
 | ``--width -1``, ``--width 100000`` (360 GB), ``POISONEDENCODER_MAX_PARAMETERS`` | test_an_impossible_width_*, test_the_parameter_bound_* |
+| an encoder with NaN or Inf weights, or whose features are (at load, in an evaluation) | test_an_encoder_with_nan_*, test_an_encoder_whose_features_*, test_nan_features_* |
+| a TorchScript ``--encoder`` (its code runs) without ``--trust-torchscript`` (evaluate, scan, the API) | test_torchscript_is_loaded_only_*, test_the_api_loads_torchscript_* |
+| a raw pickle as ``--encoder`` (torch's warnings, "a state_dict")  | test_a_raw_pickle_encoder_* |
 """
 import subprocess
 import sys
@@ -292,6 +295,124 @@ def test_a_full_disk_during_an_atomic_write_names_the_file(tmp_path, capsys, mon
     assert not list((tmp_path / "run" / "poisons").glob(".*.tmp"))
 
 
+# ------------------------------------------------------------------------------------ outside encoders
+@pytest.fixture(scope="module")
+def encoder_files(tmp_path_factory):
+    """CNN7 at width 4 as the files a user may hand --encoder: a state_dict (now and in torch.save's
+    legacy format), the same with NaN, with Inf, with weights that overflow, TorchScript, a pickle."""
+    import pickle
+
+    import torch
+
+    from poisonedencoder.ssl.models import build_backbone
+
+    d = tmp_path_factory.mktemp("encoders")
+    torch.manual_seed(0)
+    sd = build_backbone("cnn7", 4).state_dict()
+    torch.save(sd, d / "sd.pt")
+    torch.save(sd, d / "legacy.pt", _use_new_zipfile_serialization=False)
+    w = "features.3.weight"
+    assert w in sd
+    for name, value in (("nan", float("nan")), ("inf", float("inf"))):
+        bad = {k: v.clone() for k, v in sd.items()}
+        bad[w].view(-1)[5] = value
+        torch.save(bad, d / f"{name}.pt")
+    torch.save({k: v * 1e30 if k.endswith("weight") else v for k, v in sd.items()}, d / "overflow.pt")
+    net = build_backbone("cnn7", 4)
+    net.load_state_dict(sd)
+    with pytest.warns(FutureWarning):
+        torch.jit.script(net.eval()).save(str(d / "ts.pt"))
+    (d / "raw.pkl").write_bytes(pickle.dumps({"w": [1.0]}, protocol=4))
+    (d / "c.yaml").write_text(TINY)
+    return d
+
+
+def _evaluate(capsys, d: Path, tmp_path, *argv) -> tuple[int, str]:
+    return _cli(capsys, "evaluate", str(d / "c.yaml"), "--out", str(tmp_path / "run"), "--cache-dir",
+                str(tmp_path / "cache"), *map(str, argv))
+
+
+@pytest.mark.parametrize("name", ["nan", "inf"])
+def test_an_encoder_with_nan_or_inf_weights_is_refused(encoder_files, tmp_path, capsys, name):
+    rc, err = _evaluate(capsys, encoder_files, tmp_path, "--encoder", encoder_files / f"{name}.pt", "--arch", "cnn7")
+    _one_line_error(rc, err, f"encoder {encoder_files / f'{name}.pt'} has NaN or Inf weights (features.3.weight: 1 of ")
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_an_encoder_whose_features_overflow_is_refused(encoder_files, tmp_path, capsys):
+    rc, err = _evaluate(capsys, encoder_files, tmp_path, "--encoder", encoder_files / "overflow.pt", "--arch", "cnn7")
+    _one_line_error(rc, err, "returns NaN or Inf features for a batch of 2 images")
+
+
+def test_nan_features_in_an_evaluation_are_one_error_naming_the_encoder(tmp_path):
+    """An encoder module handed to the API, whose features turn NaN on the task's images."""
+    import torch
+
+    from poisonedencoder import api
+
+    class Dark(torch.nn.Module):  # finite until an image is darker than 0.2 on average
+        def forward(self, x):
+            m = x.mean((1, 2, 3), keepdim=True).flatten(1)
+            return torch.cat([m, torch.where(m < 0.2, torch.full_like(m, float("nan")), m)], 1)
+
+    with pytest.raises(UserError, match=r"the poisoned encoder returned NaN or Inf features for \d+ of \d+ images"):
+        api.evaluate_encoder(Dark(), C.parse_yaml(TINY, "t") | {"cache_dir": str(tmp_path / "cache")},
+                             out=tmp_path / "run", log=lambda _: None)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "scan"])
+def test_torchscript_is_loaded_only_with_trust_torchscript(encoder_files, tmp_path, capsys, command):
+    from PIL import Image
+
+    ts = encoder_files / "ts.pt"
+    if command == "evaluate":
+        run = lambda *a: _evaluate(capsys, encoder_files, tmp_path, "--encoder", ts, *a)  # noqa: E731
+    else:
+        folder = tmp_path / "imgs"
+        folder.mkdir()
+        for i in range(4):
+            Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(folder / f"{i}.png")
+        run = lambda *a: _cli(capsys, "scan", str(folder), "--out", str(tmp_path / "scan"), "--encoder", str(ts),  # noqa: E731
+                              "--filters", "crop_disagreement", *a)
+    rc, err = run()
+    _one_line_error(rc, err, f"encoder {ts} is TorchScript: loading it runs the code stored in the file",
+                    "give --trust-torchscript")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "scan").exists()
+    rc, err = run("--trust-torchscript")
+    assert rc == 0, err
+
+
+def test_trust_torchscript_goes_with_an_encoder(encoder_files, tmp_path, capsys):
+    rc, err = _evaluate(capsys, encoder_files, tmp_path, "--trust-torchscript")
+    _one_line_error(rc, err, "--trust-torchscript needs --encoder PATH")
+
+
+def test_the_api_loads_torchscript_only_when_trusted(encoder_files):
+    from poisonedencoder import api
+
+    with pytest.raises(UserError, match=r"is TorchScript: .*trust_torchscript=True in Python"):
+        api.load_encoder(encoder_files / "ts.pt", image_size=16)
+    enc, info = api.load_encoder(encoder_files / "ts.pt", image_size=16, trust_torchscript=True)
+    assert info["format"] == "torchscript" and info["feature_dim"] == 32
+
+
+@pytest.mark.parametrize("arch", [[], ["--arch", "cnn7"]])
+def test_a_raw_pickle_encoder_is_one_line_saying_pickle_with_no_warning_first(encoder_files, tmp_path, arch):
+    r = _subprocess("evaluate", encoder_files / "c.yaml", "--out", tmp_path / "run", "--encoder", encoder_files / "raw.pkl",
+                    *arch, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert f"cannot load encoder {encoder_files / 'raw.pkl'}" in r.stderr and "looks like a pickle, which is refused" in r.stderr
+    assert "is a state_dict" not in r.stderr and "Warning" not in r.stderr
+
+
+def test_a_legacy_torch_save_state_dict_still_loads(encoder_files):
+    from poisonedencoder.external import load_encoder
+
+    enc, info = load_encoder(encoder_files / "legacy.pt", arch="cnn7", width=4, image_size=16)
+    assert info["format"] == "state_dict" and info["feature_dim"] == 32
+
+
 # ------------------------------------------------------------------------------------ widths
 @pytest.mark.parametrize("width,says", [
     (-1, "backbone cnn7 at width -1: the width must be a positive whole number"),
@@ -318,3 +439,4 @@ def test_the_parameter_bound_is_a_setting(monkeypatch):
         build_backbone("resnet18w", 4)
     monkeypatch.setenv("POISONEDENCODER_MAX_PARAMETERS", "1_000_000")
     assert sum(p.numel() for p in build_backbone("resnet18w", 4).parameters()) > 5000
+

@@ -193,22 +193,25 @@ def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None
 
 
 def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, prefix: str | None = None,
-                 normalize: str | None = None, image_size: int = 32):
-    """A TorchScript file or a state_dict (of ``arch``) as a module for :func:`evaluate_encoder`, and
-    what was loaded (path, sha256, ...): :func:`poisonedencoder.external.load_encoder`."""
+                 normalize: str | None = None, image_size: int = 32, trust_torchscript: bool = False):
+    """A state_dict (of ``arch``), or a TorchScript file where ``trust_torchscript`` (its code runs),
+    as a module for :func:`evaluate_encoder`, and what was loaded (path, sha256, ...):
+    :func:`poisonedencoder.external.load_encoder`."""
     from .external import load_encoder as load
 
-    return load(path, arch=arch, width=width, prefix=prefix, normalize=normalize, image_size=image_size)
+    return load(path, arch=arch, width=width, prefix=prefix, normalize=normalize, image_size=image_size,
+                trust_torchscript=trust_torchscript)
 
 
 def load_encoders(config, encoder: str | Path, clean_encoder: str | Path | None = None, arch: str | None = None,
-                  width: int | None = None, prefix: str | None = None, normalize: str | None = None) -> dict:
+                  width: int | None = None, prefix: str | None = None, normalize: str | None = None,
+                  trust_torchscript: bool = False) -> dict:
     """:func:`load_encoder` for ``config``'s run (``evaluate --encoder``): ``{"poisoned": (module,
     info)}``, with ``"clean"`` when ``clean_encoder`` is given; ``width`` defaults to the
     configuration's ``pretrain.width``, the image size is its ``pretrain.image_size``."""
     p = load_config(config)["pretrain"]
     kw = {"arch": arch, "width": width if width is not None else p["width"], "prefix": prefix,
-          "normalize": normalize, "image_size": p["image_size"]}
+          "normalize": normalize, "image_size": p["image_size"], "trust_torchscript": trust_torchscript}
     out = {"poisoned": load_encoder(encoder, **kw)}
     if clean_encoder:
         out["clean"] = load_encoder(clean_encoder, **kw)

@@ -157,7 +157,7 @@ def _resolve(args) -> tuple[dict, Path]:
     return cfg, out
 
 
-_OUTSIDE_OPTIONS = ("clean_encoder", "arch", "width", "prefix", "normalize")
+_OUTSIDE_OPTIONS = ("clean_encoder", "arch", "width", "prefix", "normalize", "trust_torchscript")
 
 
 def _outside_encoders(args, cfg: dict) -> dict:
@@ -166,13 +166,14 @@ def _outside_encoders(args, cfg: dict) -> dict:
     if args.command != "evaluate":
         return {}
     if not args.encoder:
-        given = [o for o in _OUTSIDE_OPTIONS if getattr(args, o) is not None]
+        given = [o for o in _OUTSIDE_OPTIONS if getattr(args, o) not in (None, False)]
         if given:
             raise UserError(f"--{given[0].replace('_', '-')} needs --encoder PATH")
         return {}
     from .api import load_encoders
 
-    return load_encoders(cfg, args.encoder, args.clean_encoder, args.arch, args.width, args.prefix, args.normalize)
+    return load_encoders(cfg, args.encoder, args.clean_encoder, args.arch, args.width, args.prefix, args.normalize,
+                         args.trust_torchscript)
 
 
 MAX_ERROR_CHARS = 2000

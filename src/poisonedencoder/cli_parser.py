@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             g = p.add_argument_group("encoders trained elsewhere (docs/AUDIT.md)")
             g.add_argument("--encoder", metavar="PATH",
-                           help="evaluate this poisoned encoder instead of the toolkit's: a TorchScript file or a "
-                                "state_dict (with --arch)")
+                           help="evaluate this poisoned encoder instead of the toolkit's: a state_dict (with --arch), "
+                                "or a TorchScript file (with --trust-torchscript)")
             g.add_argument("--clean-encoder", metavar="PATH",
                            help="the clean encoder to compare with (CA, clean ASR, clean margins); without it they "
                                 "are reported as not measured")
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--normalize", choices=("imagenet", "cifar10", "none"),
                            help="normalization of the [0, 1] images before the encoder (default: none for an encoder "
                                 "that stores its own input statistics, as the toolkit's do; imagenet otherwise)")
+            add_trust_torchscript(g)
     from .scan.cli import add_parser as add_scan
 
     add_scan(sub)
@@ -116,6 +117,14 @@ def _add_parallel(p, flag: str) -> None:
 _CLUSTER_OPTIONS = (("--slurm-gpus", "slurm_gpus", "gpus_per_job"), ("--slurm-cpus", "slurm_cpus", "cpus_per_job"),
                     ("--slurm-time", "slurm_time", "timeout_min"), ("--slurm-mem", "slurm_mem", "mem_gb"),
                     ("--slurm-max-jobs", "slurm_max_jobs", "array_parallelism"), ("--slurm-folder", "slurm_folder", "folder"))
+
+
+def add_trust_torchscript(group) -> None:
+    """``--trust-torchscript``, on every command that takes ``--encoder``."""
+    group.add_argument("--trust-torchscript", action="store_true",
+                       help="load a TorchScript --encoder / --clean-encoder: its code runs when it is loaded and "
+                            "called, so give this only for files you trust (a state_dict with --arch is loaded as "
+                            "tensors only, and needs no flag)")
 
 
 def _add_cluster(p) -> None:

@@ -99,6 +99,21 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, _w)
 
 
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+"""How a file of ``torch.save`` before its zip format begins: a pickle of torch's magic number."""
+
+
+def is_torch_save(path: str | Path) -> bool:
+    """Whether ``path`` begins as a ``torch.save`` file does (a zip archive, or the legacy format's
+    magic number): a plain pickle, which ``torch.load`` would unpickle as a whole, does not."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_LEGACY_MAGIC))
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[2:] == _LEGACY_MAGIC[2:])  # any protocol
+
+
 def describe_torch_file(path: str | Path) -> str:
     """What a file that ``torch.load(weights_only=True)`` refused is (never "load it unsafely"):
     empty, not a zip archive of tensors (torch.save's format), a truncated or damaged archive, a
@@ -115,7 +130,8 @@ def describe_torch_file(path: str | Path) -> str:
     if size == 0:
         return "is empty"
     if head != b"PK\x03\x04":
-        kind = "a pickle" if head[:1] == b"\x80" else "something else"
+        kind = ("a pickle, which is refused: unpickling it could run any code" if head[:1] == b"\x80"
+                else "something else")
         return f"is not a zip archive of tensors (torch.save's format); it looks like {kind}"
     try:
         with zipfile.ZipFile(path) as z:
