@@ -15,6 +15,7 @@ docs/CONFIG.md, "What is refused and why", lists them.
 | an encoder with NaN or Inf weights, or whose features are (at load, in an evaluation) | test_an_encoder_with_nan_*, test_an_encoder_whose_features_*, test_nan_features_* |
 | a TorchScript ``--encoder`` (its code runs) without ``--trust-torchscript`` (evaluate, scan, the API) | test_torchscript_is_loaded_only_*, test_the_api_loads_torchscript_* |
 | a raw pickle as ``--encoder`` (torch's warnings, "a state_dict")  | test_a_raw_pickle_encoder_* |
+| ``claims`` without a config, outside the repository | test_claims_without_a_config_* |
 """
 import subprocess
 import sys
@@ -440,3 +441,20 @@ def test_the_parameter_bound_is_a_setting(monkeypatch):
     monkeypatch.setenv("POISONEDENCODER_MAX_PARAMETERS", "1_000_000")
     assert sum(p.numel() for p in build_backbone("resnet18w", 4).parameters()) > 5000
 
+
+# ------------------------------------------------------------------------------------ claims from any folder
+def test_claims_without_a_config_finds_its_recipe_from_any_working_directory(tmp_path):
+    """The default recipe ships inside the package: ``claims --list`` (reads only) from another folder."""
+    import os
+
+    from poisonedencoder.claims.arms import default_recipe
+
+    recipe = default_recipe()
+    assert recipe.is_file() and recipe.is_relative_to(Path(C.__file__).parent)
+    assert (ROOT / "configs" / "digits_works.yaml").resolve() == recipe.resolve()  # the checkout's path is the same file
+    env = {**os.environ, "PYTHONPATH": str(Path(C.__file__).parents[1])}
+    r = subprocess.run([sys.executable, "-m", "poisonedencoder", "claims", "--list", "--out", str(tmp_path / "claims")],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("poisonedencoder ") and "not started" in r.stdout
+    assert not (tmp_path / "claims").exists()  # --list writes nothing

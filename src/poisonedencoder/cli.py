@@ -196,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import api
         from .ssl import distributed as D
 
+        if args.command == "claims" and args.config is None:  # the recipe shipped with the package, from any folder
+            from .claims.arms import default_recipe
+
+            args.config = str(default_recipe())
         cfg, out = _resolve(args)
         env, cfg["device"] = D.init_from_env(cfg["device"])  # under torchrun: join the process group
         from .ssl.pretrain import check_device

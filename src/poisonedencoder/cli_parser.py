@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the table and writes OUT/claims.md, OUT/claims.json (and OUT/arms_race.png). "
                                    "--list, --table and --record run nothing; --list and --table write nothing "
                                    "(--table --write rewrites the table's files from the finished runs).")
-    p.add_argument("config", nargs="?", default="configs/digits_works.yaml",
-                   help="the recipe every arm varies (default: configs/digits_works.yaml)")
+    p.add_argument("config", nargs="?",
+                   help="the recipe every arm varies (default: digits_works.yaml, shipped with the package: "
+                        "configs/digits_works.yaml in a checkout)")
     _add_common(p, config=False, out="runs/claims")
     p.add_argument("--only", help="comma-separated arms to run (see --list), or a group of them: race (the "
                                   "adaptive attacker against the defenses); the table shows every row")
