@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "removed) | resnet18-cifar | resnet18w | cnn7 (the toolkit's backbones) | "
                                           "timm:NAME")
             g.add_argument("--width", type=int, help="cnn7's base width, resnet18w's first-stage channels (default: "
-                                                     "the config's pretrain.width)")
+                                                     "the config's pretrain.width; a backbone of more than 1e9 "
+                                                     "parameters is refused: POISONEDENCODER_MAX_PARAMETERS=N)")
             g.add_argument("--prefix", help="take the state_dict's keys under this prefix, e.g. 'net.' (default: "
                                             "strip module./backbone./encoder./model. where they fit)")
             g.add_argument("--normalize", choices=("imagenet", "cifar10", "none"),

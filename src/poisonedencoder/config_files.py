@@ -47,8 +47,8 @@ def _check_expansion(root: yaml.Node) -> None:
             open_.discard(key)
             size[key] = 1 + sum(size[id(c)] for c in children)
             if size[key] > MAX_NODES:
-                raise _Expands(f"it holds more than {MAX_NODES:,} values once its aliases (*name) are expanded "
-                               "(a config holds a few hundred); refused before it is built")
+                raise _Expands(f"it holds more than {MAX_NODES:,} values, each alias (*name) counted as a copy of "
+                               "what it names (a config holds a few hundred); refused before it is built")
             continue
         if key in size:
             continue
