@@ -38,9 +38,12 @@ log=$OUT/log.txt; : > "$log"
   $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
   echo "arms: $ARMS; seeds: $SEEDS; jobs: $JOBS; budget: ${BUDGET_S}s; device: $DEVICE; data: $DATA; extra: $*"; } \
     | tee "$OUT/device.txt" | tee -a "$log"
-common=(configs/cifar10_gpu.yaml --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS"
-        --set "pretrain_data.dataset=imagefolder:$DATA" --set "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]"
-        --set pretrain.snapshot_every=0 "$@")
+# the data and no snapshots as defaults: an extra --set of the same key replaces one (a key set twice is refused)
+defaults=(); for kv in "pretrain_data.dataset=imagefolder:$DATA" "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]" \
+                       pretrain.snapshot_every=0; do
+    case " $* " in *" ${kv%%=*}="*) ;; *) defaults+=(--set "$kv") ;; esac
+done
+common=(configs/cifar10_gpu.yaml --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS" "${defaults[@]}" "$@")
 start=$SECONDS
 # the claims command keeps its own budget; the outer timeout is a last guard (60 s past it)
 # (its progress lines on the screen; the table it prints goes to the log, the screen gets it once below)
