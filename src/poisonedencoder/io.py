@@ -214,6 +214,33 @@ def claim_dir(path: str | Path, what: str) -> Path:
     return path
 
 
+def set_aside(path: str | Path, why: str, log: Callable[[str], None]) -> Path:
+    """Rename ``path`` (a cache entry that failed its check) to ``<path>.rejected-<UTC time>``,
+    beside it, and say so in one line; it is kept for a look, never served again."""
+    import time
+
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest, n = path.with_name(f"{path.name}.rejected-{stamp}"), 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.rejected-{stamp}-{n}")
+    os.replace(path, dest)
+    log(f"cache: {path} failed its check ({why}); set aside as {dest.name}, rebuilding it")
+    return dest
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, in hex."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def os_error_message(e: OSError) -> str:
     """One line for an ``OSError``: what failed and on which path."""
     names = [str(n) for n in (e.filename, e.filename2) if n is not None]

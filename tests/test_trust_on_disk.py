@@ -1,0 +1,183 @@
+"""Nothing on disk is trusted on its word: the shared cache serves only what passes its check, one
+run holds its folder from before its fingerprint is read to its end, no file of the user's is
+written over or through a link, and recorded paths lose only the home folder.
+
+| what                                                       | test                                               |
+|------------------------------------------------------------|----------------------------------------------------|
+| a planted or replaced encoder in ``<cache>/pretrained/``    | test_a_planted_kept_encoder_is_never_served        |
+| a run's encoder edited after it came from the cache         | test_editing_a_runs_encoder_leaves_the_cache_intact |
+| an entry moved under another key, or without its record    | test_an_entry_for_another_key_or_without_record_is_set_aside |
+| a planted clean encoder in ``<cache>/encoders/``            | test_a_planted_clean_encoder_is_never_served       |
+| a planted decoded dataset (``<cache>/datasets/*.npz``)      | test_a_planted_dataset_npz_is_never_served         |
+"""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from poisonedencoder import config as C
+from poisonedencoder import encoder_cache as EC
+from poisonedencoder.io import save_torch
+from poisonedencoder.ssl.pretrain_set import PretrainSet
+from poisonedencoder.stages import pretrain_encoder
+
+TINY = ("pretrain_data: {dataset: digits, num_images: 600}\ntasks: [{dataset: digits, num_targets: 2}]\n"
+        "attack: {poisoning_rate: 0.05, num_references: 5}\n"
+        "pretrain: {width: 4, image_size: 16, epochs: 1, batch_size: 64, threads: 1}\ndownstream: {epochs: 2}\n")
+
+
+@pytest.fixture
+def fake_pretrain(monkeypatch):
+    """``ssl.pretrain.pretrain`` replaced by a stand-in that writes a tiny encoder and a checkpoint
+    at once, different for each call; the list of calls (their ``desc``)."""
+    import poisonedencoder.ssl.pretrain as P
+
+    calls: list[str] = []
+
+    def fake(data, p, d, seed, device, desc="", log=None):  # noqa: ARG001 (pretrain's signature)
+        calls.append(desc)
+        w = torch.full((3,), float(len(calls)))
+        save_torch(Path(d) / "checkpoint.pt", {"model": {"w": w}, "epoch": 1})
+        save_torch(Path(d) / "encoder.pt", {"backbone": {"w": w}, "loss": [1.0]})
+
+    monkeypatch.setattr(P, "pretrain", fake)
+    return calls
+
+
+def _p():
+    p = C.resolve({"preset": "demo"})["pretrain"]
+    p.update(width=4, image_size=16, epochs=1, batch_size=32, threads=1, snapshot_every=0)
+    return p
+
+
+def _images(seed=0, n=64, size=16):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def _train(name, d, cache, logs, images=None):
+    images = _images() if images is None else images
+    return pretrain_encoder(name, lambda: PretrainSet.from_images(images), _p(), d, 0, "cpu", log=logs.append, cache=cache)
+
+
+def _planted(tmp_path) -> Path:
+    """Another encoder (written once: torch.save's archive differs from one call to the next)."""
+    f = tmp_path / "other.pt"
+    if not f.exists():
+        save_torch(f, {"backbone": {"w": torch.full((3,), -7.0)}, "loss": [0.0]})
+    return f
+
+
+# ------------------------------------------------------------------------------------ the kept encoders
+def test_a_planted_kept_encoder_is_never_served(tmp_path, fake_pretrain):
+    """The reproduction: ``rm C/pretrained/<key>/encoder.pt; cp other.pt C/pretrained/<key>/encoder.pt``,
+    then the same pre-training again. It trains instead, the planted entry is set aside with one
+    line saying why, and a sound entry is kept in its place."""
+    cache, logs = tmp_path / "cache", []
+    first = _train("first", tmp_path / "first", cache, logs)
+    key = EC.published_key(first.parent)
+    entry = cache / "pretrained" / key
+    assert EC.check(entry, key) is None and (entry / EC.RECORD).is_file()
+    (entry / "encoder.pt").unlink()
+    shutil.copyfile(_planted(tmp_path), entry / "encoder.pt")
+
+    again = _train("again", tmp_path / "run", cache, logs)
+    assert fake_pretrain == ["pretrain first", "pretrain again"]  # trained, not served
+    assert again.read_bytes() != _planted(tmp_path).read_bytes() and not (again.parent / EC.REUSED_FILE).exists()
+    (aside,) = (cache / "pretrained").glob(f"{key}.rejected-*")
+    assert (aside / "encoder.pt").read_bytes() == _planted(tmp_path).read_bytes()
+    said = [s for s in logs if "failed its check" in s]
+    assert len(said) == 1 and "encoder.pt is not the file that was kept" in said[0] and aside.name in said[0]
+    assert EC.check(entry, key) is None and (entry / "encoder.pt").read_bytes() == again.read_bytes()  # kept anew
+
+
+def test_editing_a_runs_encoder_leaves_the_cache_intact(tmp_path, fake_pretrain):
+    """A run's encoder is a copy: ``cp other.pt RUN/encoders/poisoned/encoder.pt`` (the same file
+    written over) or writing into it changes neither the kept entry nor what a later run gets."""
+    cache, logs = tmp_path / "cache", []
+    first = _train("first", tmp_path / "first", cache, logs)
+    kept = first.read_bytes()
+    run = _train("run", tmp_path / "run", cache, logs)
+    assert fake_pretrain == ["pretrain first"] and run.read_bytes() == kept  # served from the cache
+    reused = json.loads((run.parent / EC.REUSED_FILE).read_text())
+    assert reused["sha256"]["encoder.pt"] == json.loads((cache / "pretrained" / reused["content_key"] / EC.RECORD)
+                                                        .read_text())["sha256"]["encoder.pt"]
+    with open(run, "r+b") as f:  # cp over an existing file: the same inode, truncated and written
+        f.truncate(0)
+        f.write(_planted(tmp_path).read_bytes())
+    with open(first, "r+b") as f:  # the folder it was kept from, written into
+        f.write(b"garbage")
+    entry = cache / "pretrained" / reused["content_key"]
+    assert (entry / "encoder.pt").read_bytes() == kept and EC.check(entry, reused["content_key"]) is None
+    later = _train("later", tmp_path / "later", cache, logs)
+    assert fake_pretrain == ["pretrain first"] and later.read_bytes() == kept
+
+
+@pytest.mark.usefixtures("fake_pretrain")
+def test_an_entry_for_another_key_or_without_record_is_set_aside(tmp_path):
+    cache, logs = tmp_path / "cache", []
+    a = _train("a", tmp_path / "a", cache, logs)
+    b = _train("b", tmp_path / "b", cache, logs, images=_images(1))
+    ka, kb = EC.published_key(a.parent), EC.published_key(b.parent)
+    shutil.rmtree(cache / "pretrained" / kb)
+    shutil.copytree(cache / "pretrained" / ka, cache / "pretrained" / kb)  # a's entry, record and all, under b's key
+    assert not EC.fetch(cache, kb, tmp_path / "r1", logs.append) and not (tmp_path / "r1").exists()
+    assert any(f"it was made for key '{ka}'" in s for s in logs)
+    (cache / "pretrained" / ka / EC.RECORD).unlink()  # an entry of an older version, or planted whole
+    assert not EC.fetch(cache, ka, tmp_path / "r2", logs.append)
+    assert any(f"no {EC.RECORD}" in s for s in logs)
+    assert sorted(p.name.split(".rejected-")[0] for p in (cache / "pretrained").glob("*.rejected-*")) == sorted([ka, kb])
+
+
+def test_a_planted_clean_encoder_is_never_served(tmp_path, fake_pretrain):
+    """The clean encoder of a setting, kept in ``<cache>/encoders/<key>/``, is checked too: one
+    planted there is set aside, and the clean encoder is the one kept by its content (checked), or
+    trained again where that one was planted too."""
+    from poisonedencoder.pipeline import Experiment
+
+    cfg = C.resolve({**yaml.safe_load(TINY), "cache_dir": str(tmp_path / "cache")})
+    clean = Experiment(cfg, tmp_path / "one", log=lambda _: None).pretrain("clean")["clean"]
+    trained = clean.read_bytes()
+    assert fake_pretrain == ["pretrain clean"] and EC.check(clean.parent, clean.parent.name) is None
+    for i, also_kept in enumerate((False, True)):
+        shutil.copyfile(_planted(tmp_path), clean)
+        if also_kept:
+            shutil.copyfile(_planted(tmp_path), next((tmp_path / "cache" / "pretrained").glob("*/encoder.pt")))
+        logs: list[str] = []
+        again = Experiment(cfg, tmp_path / f"run{i}", log=logs.append).pretrain("clean")["clean"]
+        assert again == clean and again.read_bytes() != _planted(tmp_path).read_bytes()
+        assert any("failed its check" in s and "encoder.pt is not the file that was kept" in s for s in logs)
+        assert EC.check(clean.parent, clean.parent.name) is None
+    assert fake_pretrain == ["pretrain clean", "pretrain clean"]  # the first time served from the kept copy
+    assert clean.read_bytes() != trained  # the second time trained again (the stand-in differs per call)
+    assert len(list(clean.parent.parent.glob(f"{clean.parent.name}.rejected-*"))) == 2
+
+
+# ------------------------------------------------------------------------------------ the decoded datasets
+@pytest.mark.parametrize("how", ["record copied", "no record"])
+def test_a_planted_dataset_npz_is_never_served(tmp_path, how):
+    """A decoded dataset with shuffled labels planted under the cache's name is set aside with one
+    line and the dataset decoded again; its size is not read from it either."""
+    from poisonedencoder.data.datasets import cached_train_size, load_dataset
+
+    cache, logs = tmp_path / "cache", []
+    ds = load_dataset("digits", 8, cache_dir=cache, progress=False, log=logs.append)
+    (npz,) = (cache / "datasets").glob("*.npz")
+    with np.load(npz, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["train_y"] = np.random.default_rng(0).permutation(arrays["train_y"])
+    arrays["train_x"] = arrays["train_x"][:100]
+    arrays["train_y"] = arrays["train_y"][:100]
+    if how == "no record":
+        arrays = {k: v for k, v in arrays.items() if k not in ("key", "sha256")}
+    with open(npz, "wb") as f:
+        np.savez(f, **arrays)
+    assert cached_train_size("digits", 8, cache_dir=cache) is None
+    again = load_dataset("digits", 8, cache_dir=cache, progress=False, log=logs.append)
+    assert np.array_equal(again.train.labels, ds.train.labels) and np.array_equal(again.train.images, ds.train.images)
+    assert len(logs) == 1 and "failed its check" in logs[0]
+    assert len(list((cache / "datasets").glob("*.rejected-*"))) == 1
+    assert cached_train_size("digits", 8, cache_dir=cache) == len(ds.train)  # the decoded file, sound again
