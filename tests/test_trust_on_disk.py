@@ -181,3 +181,43 @@ def test_a_planted_dataset_npz_is_never_served(tmp_path, how):
     assert len(logs) == 1 and "failed its check" in logs[0]
     assert len(list((cache / "datasets").glob("*.rejected-*"))) == 1
     assert cached_train_size("digits", 8, cache_dir=cache) == len(ds.train)  # the decoded file, sound again
+
+
+# ------------------------------------------------------------------------------------ one run per folder
+def _cli(capsys, *argv) -> tuple[int, str]:
+    from poisonedencoder import cli
+
+    rc = cli.main([str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def _one_line_error(rc: int, err: str, *parts: str) -> None:
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err[:2000]
+    for p in parts:
+        assert p in err, err
+
+
+@pytest.mark.parametrize("seeds", [False, True])
+def test_a_second_run_of_another_configuration_stops_while_the_first_runs(tmp_path, capsys, seeds):
+    """The reproduction: ``run CFG --out O &`` then ``run CFG --set attack.poisoning_rate=0.1 --out O``
+    before the first crafted anything. The first holds ``O/.lock`` from before its fingerprint is
+    checked to its end (held here in-process); the second stops at once with one line and exit 2,
+    and the folder still says what the first runs."""
+    from poisonedencoder.errors import UserError
+    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.seeds import SeedRuns
+
+    cfg_file, out, cache = tmp_path / "c.yaml", tmp_path / "run", tmp_path / "cache"
+    cfg_file.write_text(TINY + ("seeds: [0]\n" if seeds else ""))
+    first_cfg = C.resolve({**yaml.safe_load(cfg_file.read_text()), "cache_dir": str(cache)})
+    other_cfg = C.resolve({**yaml.safe_load(cfg_file.read_text()), "cache_dir": str(cache)}, ["attack.poisoning_rate=0.1"])
+    Run = SeedRuns if seeds else Experiment
+    first = Run(first_cfg, out, log=lambda _: None)
+    stamp, config = (out / ".fingerprint").read_text(), (out / "config.yaml").read_text()
+    with first._run_lock():  # the first run at work
+        with pytest.raises(UserError, match="another run, of a different configuration, is running in"):
+            Run(other_cfg, out, log=lambda _: None)
+        rc, err = _cli(capsys, "run", cfg_file, "--set", "attack.poisoning_rate=0.1", "--out", out, "--cache-dir", cache)
+        _one_line_error(rc, err, f"is running in {out}", "choose another --out")
+        assert (out / ".fingerprint").read_text() == stamp and (out / "config.yaml").read_text() == config
+    Run(first_cfg, out, log=lambda _: None)  # the lock is free again: the same configuration goes on
