@@ -221,3 +221,97 @@ def test_a_second_run_of_another_configuration_stops_while_the_first_runs(tmp_pa
         _one_line_error(rc, err, f"is running in {out}", "choose another --out")
         assert (out / ".fingerprint").read_text() == stamp and (out / "config.yaml").read_text() == config
     Run(first_cfg, out, log=lambda _: None)  # the lock is free again: the same configuration goes on
+
+
+# ------------------------------------------------------------------------------------ the user's files
+def _user_folder(path: Path, files: dict[str, str]) -> dict[str, str]:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return files
+
+
+def _unchanged(path: Path, files: dict[str, str]) -> bool:
+    return all((path / n).read_text() == t for n, t in files.items())
+
+
+def test_a_users_files_beside_a_toolkit_run_are_never_overwritten(tmp_path, capsys):
+    """The reproduction: a folder with the user's config.yaml and report.md beside a subfolder that
+    is a run of the toolkit. Only the toolkit's marker at the top makes a folder the toolkit's."""
+    out = tmp_path / "mine"
+    mine = _user_folder(out, {"config.yaml": "my notes\n", "report.md": "# my report\n"})
+    (out / "old_run").mkdir()
+    (out / "old_run" / ".fingerprint").write_text("0123abcd\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY)
+    rc, err = _cli(capsys, "run", cfg, "--out", out, "--cache-dir", tmp_path / "cache")
+    _one_line_error(rc, err, f"{out} is not empty", "holds no run of this toolkit")
+    assert _unchanged(out, mine) and sorted(p.name for p in out.iterdir()) == ["config.yaml", "old_run", "report.md"]
+
+
+def test_a_users_sweep_csv_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "mine"
+    mine = _user_folder(out, {"sweep.csv": "value,my,own\n1,2,3\n"})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY)
+    rc, err = _cli(capsys, "sweep", cfg, "--param", "seed", "--values", "0,1", "--out", out, "--cache-dir", tmp_path / "cache")
+    _one_line_error(rc, err, f"{out} is not empty (sweep.csv)")
+    assert _unchanged(out, mine) and [p.name for p in out.iterdir()] == ["sweep.csv"]
+
+
+def _claims_out(tmp_path, finished_run) -> Path:
+    out = tmp_path / "out"
+    finished_run(out / "arms" / "poisonedencoder" / "seed_0", C.resolve({}))
+    (out / ".poisonedencoder").write_text("written by poisonedencoder: this folder holds its runs\n")
+    return out
+
+
+@pytest.mark.parametrize("case", ["user's folder", "link to the user's folder", "link to an empty folder",
+                                  "a link inside", "a dangling link"])
+def test_record_writes_only_into_a_folder_of_its_own_and_never_through_a_link(tmp_path, capsys, finished_run, case):
+    """``claims --record DIR`` checked nothing: it followed a link into a non-empty folder and wrote
+    over the user's claims.md (as root, a link to /etc would have been written through)."""
+    from poisonedencoder.claims import record
+
+    out, target = _claims_out(tmp_path, finished_run), tmp_path / "theirs"
+    mine = _user_folder(target, {} if case == "link to an empty folder" else {"claims.md": "my table\n"})
+    rec = tmp_path / "rec"
+    if case == "user's folder":
+        rec = target
+    elif case == "a link inside":  # a folder of the toolkit's (a record made before) with a file linked out of it
+        record(out, rec)
+        (rec / "claims.md").symlink_to(target / "claims.md")
+    elif case == "a dangling link":
+        rec.symlink_to(tmp_path / "nowhere")
+    else:
+        rec.symlink_to(target)
+    rc, err = _cli(capsys, "claims", "--out", out, "--record", rec)
+    expected = {"user's folder": f"{target} is not empty (claims.md)", "a link inside": "is a symbolic link",
+                "a dangling link": "which does not exist"}.get(case, f"record folder (--record) {rec} is a symbolic link")
+    _one_line_error(rc, err, expected)
+    assert _unchanged(target, mine) and sorted(p.name for p in target.iterdir()) == sorted(mine)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_record_into_a_new_folder_marks_it_and_can_be_written_again(tmp_path, capsys, finished_run):
+    out, rec = _claims_out(tmp_path, finished_run), tmp_path / "rec"
+    for _ in range(2):  # a record folder is the toolkit's: recording again writes over its own files only
+        rc, _err = _cli(capsys, "claims", "--out", out, "--record", rec)
+        assert rc == 0 and (rec / ".poisonedencoder").is_file()
+        assert (rec / "arms" / "poisonedencoder" / "seed_0" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--out", "--cache-dir", "--export-imagefolder"])
+def test_a_dangling_link_is_named_as_such(tmp_path, capsys, flag):
+    """A dangling symbolic link given as a folder was reported as 'File exists'."""
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY)
+    argv = {"--out": ["--out", link, "--cache-dir", tmp_path / "cache"],
+            "--cache-dir": ["--out", tmp_path / "run", "--cache-dir", link],
+            "--export-imagefolder": ["--out", tmp_path / "run", "--cache-dir", tmp_path / "cache",
+                                     "--export-imagefolder", link]}[flag]
+    rc, err = _cli(capsys, "craft", cfg, *argv)
+    _one_line_error(rc, err, f"{link} is a symbolic link", str(tmp_path / "gone"), "does not exist")
+    assert "File exists" not in err and not (tmp_path / "gone").exists()

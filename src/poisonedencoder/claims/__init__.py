@@ -20,7 +20,7 @@ import yaml
 
 from ..config_files import dump
 from ..errors import UserError
-from ..io import write_json, write_text
+from ..io import claim_dir, write_json, write_text
 from ..rundir import METRICS, SECONDS_TXT, RunDir
 from . import figures, race
 from . import rows as R
@@ -268,8 +268,10 @@ def record(out: str | Path, dest: str | Path, data_root: str | Path | None = Non
     machine where they have the same configuration fingerprint). Paths of this machine become
     relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside
     ``data_root``, however the run spelled it; left as it is when ``data_root`` is None); none of
-    them is in a fingerprint. Returns the runs recorded."""
-    out, dest = Path(out), Path(dest)
+    them is in a fingerprint. ``dest`` is refused, before anything is read, where it is not
+    the toolkit's (:func:`~poisonedencoder.io.claim_dir`: a non-empty folder without its marker,
+    or a link, or a folder holding one). Returns the runs recorded."""
+    out, dest = Path(out), claim_dir(dest, "record folder (--record)")
     here, home = str(out.resolve()) + "/", str(Path.home())
     shared = Path(data_root).resolve() if data_root is not None else None
 
