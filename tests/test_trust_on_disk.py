@@ -315,3 +315,26 @@ def test_a_dangling_link_is_named_as_such(tmp_path, capsys, flag):
     rc, err = _cli(capsys, "craft", cfg, *argv)
     _one_line_error(rc, err, f"{link} is a symbolic link", str(tmp_path / "gone"), "does not exist")
     assert "File exists" not in err and not (tmp_path / "gone").exists()
+
+
+# ------------------------------------------------------------------------------------ recorded paths
+@pytest.mark.parametrize("home", ["/", "", "home"])
+def test_record_writes_the_home_folder_as_tilde_only_where_a_path_starts_with_it(tmp_path, capsys, monkeypatch,
+                                                                                finished_run, home):
+    """With ``HOME=/`` (or empty) every '/' of the recorded configs, metrics and tables became '~'.
+    Now only a path that starts with the home folder, as a whole component, is rewritten."""
+    home = str(tmp_path / "ann") if home == "home" else home
+    monkeypatch.setenv("HOME", home)
+    elsewhere = f"{tmp_path}/ann2/data"  # shares the home folder's text, not its folder
+    cfg = C.resolve({}, [f"data_root={tmp_path}/ann/data", f"cache_dir={elsewhere}"])
+    out = tmp_path / "out"
+    run = finished_run(out / "arms" / "poisonedencoder" / "seed_0", cfg)
+    (run / "metrics.json").write_text(json.dumps({"encoders": {"clean": "/opt/cache/encoders/k/encoder.pt"}}))
+    rc, err = _cli(capsys, "claims", "--out", out, "--record", tmp_path / "rec")
+    assert rc == 0, err
+    rec = tmp_path / "rec" / "arms" / "poisonedencoder" / "seed_0"
+    text, metrics = (rec / "config.yaml").read_text(), json.loads((rec / "metrics.json").read_text())
+    assert metrics == {"encoders": {"clean": "/opt/cache/encoders/k/encoder.pt"}}
+    assert f"cache_dir: {elsewhere}\n" in text
+    data_root = "~/data" if home.startswith(str(tmp_path)) else f"{tmp_path}/ann/data"
+    assert f"data_root: {data_root}\n" in text and text.count("~") == (1 if data_root.startswith("~") else 0)
