@@ -338,3 +338,65 @@ def test_record_writes_the_home_folder_as_tilde_only_where_a_path_starts_with_it
     assert f"cache_dir: {elsewhere}\n" in text
     data_root = "~/data" if home.startswith(str(tmp_path)) else f"{tmp_path}/ann/data"
     assert f"data_root: {data_root}\n" in text and text.count("~") == (1 if data_root.startswith("~") else 0)
+
+
+# ------------------------------------------------------------------------------------ a broken dataset folder
+def _claims_recipe(tmp_path) -> Path:
+    p = tmp_path / "recipe.yaml"
+    p.write_text(yaml.safe_dump({"preset": "demo", "seeds": [0], "tasks": [{"dataset": "digits", "num_targets": 2}],
+                                 "attack": {"poisoning_rate": 0.06, "num_references": 30}, "pretrain": {"epochs": 1},
+                                 "downstream": {"epochs": 2}}))
+    return p
+
+
+@pytest.mark.parametrize("layout", ["empty", "train without test", "a class without images"])
+def test_a_broken_dataset_folder_is_not_measurable_here_like_a_missing_one(tmp_path, capsys, layout):
+    """An empty ``facemask/`` under the data root stopped the whole ``claims`` command when the
+    clean encoder read it. Like a missing dataset, it is now found out from the listing before any
+    run: its arms cannot run here (``--list``, and a full run skips them with that line), asked for
+    by name they are one line and exit 2, and the table's rows say "not measurable here"."""
+    from poisonedencoder.cli import main
+    from poisonedencoder.data.datasets import missing
+
+    root = tmp_path / "data"
+    (root / "facemask").mkdir(parents=True)
+    if layout == "train without test":
+        (root / "facemask" / "train" / "mask").mkdir(parents=True)
+    elif layout == "a class without images":
+        (root / "facemask" / "mask").mkdir()
+        (root / "facemask" / "mask" / "notes.txt").write_text("")
+    why = missing("facemask", root)
+    assert why and why.startswith(("dataset facemask not found", "facemask: class folder")) and "\n" not in why
+    out = tmp_path / "c"
+    argv = [str(a) for a in ("claims", _claims_recipe(tmp_path), "--out", out, "--cache-dir", tmp_path / "cache",
+                             "--data-root", root)]
+    assert main([*argv, "--list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("facemask_")]
+    assert len(listed) == 2 and all(f"(cannot run here: {why})" in line for line in listed)
+    rc, err = _cli(capsys, *argv, "--only", "facemask_16px")
+    _one_line_error(rc, err, f"claims arm facemask_16px: {why}")
+    assert not (out / "arms").exists()
+    out.mkdir(exist_ok=True)
+    assert main([*argv, "--table"]) == 0
+    table = capsys.readouterr().out
+    assert "[not measurable here] facemask_16px" in table and "[not measurable here] facemask_32px" in table
+
+
+def test_a_run_that_fails_does_not_stop_the_list_one_at_a_time(tmp_path, monkeypatch):
+    """``run_units`` with one job: a unit whose data error is found only while it runs fails alone,
+    as a worker's does with several jobs, and the caller still writes its table."""
+    from poisonedencoder import parallel
+    from poisonedencoder.errors import UserError
+
+    cfg = C.resolve({"preset": "demo"})
+    ran: list[Path] = []
+
+    def work(u, _threads, _log):
+        if u.out.name == "bad":
+            raise UserError("facemask: class folder x holds no images")
+        ran.append(u.out)
+
+    monkeypatch.setattr(parallel, "_work", work)
+    res = parallel.run_units([(cfg, tmp_path / "bad"), (cfg, tmp_path / "good")], jobs=1, log=lambda _: None)
+    assert res.failed == [(tmp_path / "bad", "facemask: class folder x holds no images")]
+    assert ran == [tmp_path / "good"] and res.finished == [tmp_path / "good"]

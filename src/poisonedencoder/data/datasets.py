@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import UserError, preview
-from ..io import atomic_write, set_aside
+from ..io import atomic_write, os_error_message, set_aside
 from ..settings import Range, Settings
 from . import ondisk
 from . import torchvision_sets as tv
@@ -160,16 +160,20 @@ FASHION_MNIST_LAYOUT = ("<data_root>/fashion-mnist/ (or <data_root>, <data_root>
 def missing(spec: str, data_root: str | Path | None = None) -> str | None:
     """Why dataset ``spec`` cannot be read from under the data root (:func:`.location.data_root`)
     without a download, as its one-line error, or None: a dataset read from its files
-    (:class:`.files.OnDisk`) whose folder is not there, or Fashion-MNIST without its IDX files."""
+    (:class:`.files.OnDisk`) whose folder is not there or does not hold its layout (an empty
+    ``facemask/``: :meth:`.files.OnDisk.readable`, from the listing alone), or Fashion-MNIST
+    without its IDX files."""
     root = resolve_data_root(data_root)
     if spec == "fashion-mnist":
         return None if fashion_mnist_folder(root) else str(not_found(spec, root, "IDX files", FASHION_MNIST_LAYOUT))
     source = dataset_source(spec)
     if isinstance(source, OnDisk):
         try:
-            source.find(root)
+            source.readable(root)
         except UserError as e:
             return str(e)
+        except OSError as e:  # a folder that cannot be listed
+            return f"{spec}: {os_error_message(e)}"
     return None
 
 
