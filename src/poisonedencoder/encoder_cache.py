@@ -146,7 +146,7 @@ def publish(cache: Path, key: str, d: Path, log: Callable[[str], None] = print) 
             tmp.rename(dst)
         except OSError:  # another process kept it first
             shutil.rmtree(tmp, ignore_errors=True)
-    _write(d / KEY_FILE, key + "\n")
+    write_text(d / KEY_FILE, key + "\n")
 
 
 def fetch(cache: Path, key: str, d: Path, log: Callable[[str], None] = print) -> bool:
@@ -169,7 +169,7 @@ def fetch(cache: Path, key: str, d: Path, log: Callable[[str], None] = print) ->
                                    "precision as an encoder trained before",
                                    "sha256": json.loads((tmp / RECORD).read_text())["sha256"],
                                    "checked": f"every file matched the sha256 recorded when it was kept ({RECORD})"})
-    _write(tmp / KEY_FILE, key + "\n")
+    write_text(tmp / KEY_FILE, key + "\n")
     shutil.rmtree(d, ignore_errors=True)
     tmp.rename(d)
     return True
@@ -179,7 +179,3 @@ def published_key(d: Path) -> str | None:
     """The key the encoder in ``d`` was kept under, if it was."""
     f = d / KEY_FILE
     return f.read_text().strip() if f.exists() else None
-
-
-def _write(path: Path, text: str) -> None:
-    write_text(path, text)
