@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..io import atomic_write, write_json
+from ..io import atomic_write, check_no_symlink, write_json
 
 
 def save_poisons(poisons, targets, directory: str | Path, extra: dict | None = None) -> Path:
@@ -119,6 +119,7 @@ def check_export_dir(dest: str | Path) -> Path:
     """``dest`` can receive an exported image folder: absent, or an empty folder. Raises
     :class:`UserError` otherwise, so that a craft fails before any work and never mixes two sets."""
     d = Path(dest).expanduser().absolute()
+    check_no_symlink(d, "--export-imagefolder")
     if d.exists() and not d.is_dir():
         raise UserError(f"--export-imagefolder {d} is a file, not a folder; choose a new or empty folder")
     if d.is_dir() and any(d.iterdir()):
