@@ -27,7 +27,6 @@ them; see ``ssl/models.InputNorm``) and ``imagenet`` otherwise, because the usua
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import warnings
 import zipfile
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .io import sha256_file
 
 TORCHVISION = ("resnet18", "resnet50")
 """torchvision's ImageNet-style models, ``fc`` replaced by Identity (a file's ``fc.*`` keys, a
@@ -97,12 +97,7 @@ class OutsideEncoder(nn.Module):
         return f.flatten(1)
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = sha256_file  # the file's sha256, recorded with what was loaded
 
 
 def is_torchscript(path: str | Path) -> bool:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..errors import preview as _preview
-from ..io import atomic_write, naming, write_json
+from ..io import atomic_write, check_no_symlink, naming, write_json
 
 
 def save_poisons(poisons, targets, directory: str | Path, extra: dict | None = None) -> Path:
@@ -136,6 +136,7 @@ def check_export_dir(dest: str | Path) -> Path:
     """``dest`` can receive an exported image folder: absent, or an empty folder. Raises
     :class:`UserError` otherwise, so that a craft fails before any work and never mixes two sets."""
     d = Path(dest).expanduser().absolute()
+    check_no_symlink(d, "--export-imagefolder")
     if d.exists() and not d.is_dir():
         raise UserError(f"--export-imagefolder {d} is a file, not a folder; choose a new or empty folder")
     if d.is_dir() and any(d.iterdir()):
