@@ -27,22 +27,7 @@ from poisonedencoder import cli
 from poisonedencoder import config as C
 from poisonedencoder.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-TINY = ("pretrain_data: {dataset: digits, num_images: 600}\ntasks: [{dataset: digits, num_targets: 2}]\n"
-        "attack: {poisoning_rate: 0.05, num_references: 5}\n"
-        "pretrain: {width: 4, image_size: 16, epochs: 1, batch_size: 64, threads: 1}\ndownstream: {epochs: 2}\n")
-
-
-def _cli(capsys, *argv) -> tuple[int, str]:
-    rc = cli.main(list(argv))
-    return rc, capsys.readouterr().err
-
-
-def _one_line_error(rc: int, err: str, *parts: str) -> None:
-    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err[:2000]
-    for p in parts:
-        assert p in err, err
+from test_hostile_input import ROOT, TINY, _cli, _one_line_error  # the same tiny recipe and one-line check
 
 
 def _subprocess(*argv, cwd=None, timeout=60) -> subprocess.CompletedProcess:
