@@ -30,6 +30,10 @@ log=$OUT/log.txt; : > "$log"
 { nvidia-smi -L 2>/dev/null || grep -m1 "model name" /proc/cpuinfo
   $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
   echo "seeds: $SEEDS; device: $DEVICE; data: $DATA; extra: $*"; } | tee "$OUT/device.txt" | tee -a "$log"
+# the data as defaults: an extra --set of the same key replaces it (a key set twice is refused)
+defaults=(); for kv in "pretrain_data.dataset=imagefolder:$DATA" "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]"; do
+    case " $* " in *" ${kv%%=*}="*) ;; *) defaults+=(--set "$kv") ;; esac
+done
 start=$SECONDS; done_runs=()
 for s in $SEEDS; do
     used=$((SECONDS - start)); n=${#done_runs[@]}
@@ -39,8 +43,7 @@ for s in $SEEDS; do
     fi
     t0=$SECONDS
     $py -m poisonedencoder run configs/cifar10_gpu.yaml --device "$DEVICE" --cache-dir "$CACHE" --out "$RUNS/seed_$s" \
-        --set seed="$s" --set "pretrain_data.dataset=imagefolder:$DATA" \
-        --set "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]" "$@" 2>&1 | tee -a "$log"
+        --set seed="$s" "${defaults[@]}" "$@" 2>&1 | tee -a "$log"
     rc=$?
     echo "seed $s: exit $rc, wall $((SECONDS - t0)) s" | tee -a "$log"
     if [ "$rc" -eq 0 ] && [ -f "$RUNS/seed_$s/metrics.json" ]; then

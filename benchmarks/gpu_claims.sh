@@ -23,12 +23,21 @@
 # claims` (e.g. --set pretrain.epochs=1).
 set -o pipefail
 cd "$(dirname "$0")/.."
-OUT=$(realpath -m "${OUT:-gpu_claims_out}"); mkdir -p "$OUT"
+OUT=$(realpath -m "${OUT:-gpu_claims_out}")
 ARMS=${ARMS:-poisonedencoder,icp,defense_large_crops}; SEEDS=${SEEDS:-0,1,2}; JOBS=${JOBS:-4}
 BUDGET_S=${BUDGET_S:-500}; DEVICE=${DEVICE:-cuda}; DATA=$(realpath -m "${DATA:-packed/cifar10}")
 RUNS=${RUNS:-/tmp/gpu_claims_runs}; CACHE=${CACHE:-/tmp/pe_cache}
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 py=${PYTHON:-python3}
+# OUT is claimed as the toolkit's writers claim theirs (new or empty, or marked by an earlier call): its log,
+# table and the record go there, so a folder of the user's is refused in one line, before any work
+$py -c 'import sys
+from poisonedencoder.errors import UserError
+from poisonedencoder.io import claim_dir
+try:
+    claim_dir(sys.argv[1], "OUT")
+except UserError as e:
+    sys.exit(f"error: {e}")' "$OUT" || exit 2
 if [ ! -d "$DATA/train" ] || [ ! -d "$DATA/test" ]; then
     echo "error: $DATA/train and $DATA/test do not exist; run 'python scripts/pack_cifar10.py' and carry packed/" >&2
     exit 2
@@ -38,9 +47,12 @@ log=$OUT/log.txt; : > "$log"
   $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
   echo "arms: $ARMS; seeds: $SEEDS; jobs: $JOBS; budget: ${BUDGET_S}s; device: $DEVICE; data: $DATA; extra: $*"; } \
     | tee "$OUT/device.txt" | tee -a "$log"
-common=(configs/cifar10_gpu.yaml --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS"
-        --set "pretrain_data.dataset=imagefolder:$DATA" --set "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]"
-        --set pretrain.snapshot_every=0 "$@")
+# the data and no snapshots as defaults: an extra --set of the same key replaces one (a key set twice is refused)
+defaults=(); for kv in "pretrain_data.dataset=imagefolder:$DATA" "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]" \
+                       pretrain.snapshot_every=0; do
+    case " $* " in *" ${kv%%=*}="*) ;; *) defaults+=(--set "$kv") ;; esac
+done
+common=(configs/cifar10_gpu.yaml --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS" "${defaults[@]}" "$@")
 start=$SECONDS
 # the claims command keeps its own budget; the outer timeout is a last guard (60 s past it)
 # (its progress lines on the screen; the table it prints goes to the log, the screen gets it once below)

@@ -31,9 +31,12 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--num-images", type=int, help="clean pre-training inputs (default: all 1,347)")
     ap.add_argument("--width", type=int, default=16, help="CNN7 width of the toolkit's encoders")
     ap.add_argument("--downstream-epochs", type=int, default=150)
-    ap.add_argument("--encoder", help="a poisoned encoder trained elsewhere (TorchScript or state_dict)")
+    ap.add_argument("--encoder", help="a poisoned encoder trained elsewhere (a state_dict, or TorchScript with "
+                                      "--trust-torchscript)")
     ap.add_argument("--clean-encoder", help="its clean counterpart (optional)")
     ap.add_argument("--arch", help="architecture of a state_dict (resnet18, resnet50, cnn7, resnet18-cifar, resnet18w, timm:NAME)")
+    ap.add_argument("--trust-torchscript", action="store_true",
+                    help="load a TorchScript --encoder: its code runs when it is loaded and called")
     return ap.parse_args(argv)
 
 
@@ -55,7 +58,8 @@ def main(argv=None) -> dict:
     manifest = pe.craft(cfg, args.out, export_imagefolder=args.export_imagefolder)
     print(f"{manifest['num_poisoning_inputs']} poisoning inputs for {len(manifest['targets'])} target inputs")
     if args.encoder:  # trained elsewhere
-        load = {"arch": args.arch, "width": p["width"], "image_size": p["image_size"]}
+        load = {"arch": args.arch, "width": p["width"], "image_size": p["image_size"],
+                "trust_torchscript": args.trust_torchscript}
         encoder, info = pe.load_encoder(args.encoder, **load)
         clean = pe.load_encoder(args.clean_encoder, **load)[0] if args.clean_encoder else None
         print(f"encoder {info['path']} ({info['format']}, sha256 {info['sha256'][:12]}..., normalize {info['normalize']})")

@@ -6,6 +6,9 @@ line per label, plus ASR over pre-training epochs, from finished run directories
 
 Each run directory must hold metrics.json (written by ``poisonedencoder run``, one seed or
 several). Error bars: 95% Wilson intervals of k of n target inputs (pooled over seeds).
+
+What it does that ``poisonedencoder claims`` does not: it plots any finished runs, whatever their
+recipe; the claims table draws its own rate curve from its records (``claims/figures.py``).
 """
 from __future__ import annotations
 

@@ -10,6 +10,11 @@ recall of each seed is listed beside it). A filter that needs an
 encoder (``crop_disagreement``) gets the seed's shared clean encoder, which must be in the cache
 already (``poisonedencoder pretrain RECIPE --seeds ...`` or any finished run of the recipe trains it).
 
+What it does that ``scripts/detection_curves.py`` (detection curves with thresholds set without
+labels) does not: the verdicts as the pipeline's defenses draw them in a run, crop_disagreement at
+the oracle's budget (the true share of poisoning inputs), and the ``--variation`` sweep of
+``target_variation``, as the arms race in docs/CLAIMS.md reports them.
+
 This measures detection only: what the attack achieves against a filter needs the pre-training
 runs of the claims table's race arms (``poisonedencoder claims RECIPE --only race``).
 

@@ -62,10 +62,11 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     """The pooled row of one setting and its per-target records (for the paired comparisons)."""
     import yaml
 
+    from poisonedencoder.compare import asr, outcomes, pool
     from poisonedencoder.rundir import RunDir, encoder_seconds
     from poisonedencoder.stats import mean_ci, mean_of_rates, rate
 
-    targets, cas, pas, secs, cfgs, metrics, snaps = [], [], [], [], [], [], {}
+    targets, parts, cas, pas, secs, cfgs, metrics, snaps = [], [], [], [], [], [], [], {}
     for metrics_path, config_path, run in runs:
         m = json.loads(metrics_path.read_text())
         cfg = yaml.safe_load(config_path.read_text())
@@ -78,9 +79,9 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
                 n = m["tasks"][0]["num_test_inputs"]
                 acc.append(rate(round(m[key] * n), n))
         secs.append(encoder_seconds(RunDir(run).poisoned_encoder))
-        for ti, task in enumerate(m["tasks"]):
-            for t in task["targets"]:
-                targets.append({"key": (cfg["seed"], ti, t["test_index"], t["target_class"]), **t})
+        parts.append(outcomes(m, seed=cfg["seed"]))
+        for task in m["tasks"]:
+            targets += task["targets"]
             for o in task.get("over_training") or []:
                 k = o.get("intervals", {}).get("ASR", {}).get("k", round(o["ASR"] * len(task["targets"])))
                 snaps.setdefault(o["epoch"], [0, 0])
@@ -90,8 +91,7 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     n_targets = m["num_targets"]
     per_target = m["num_poisoning_inputs"] / max(1, n_targets)
     n_inputs = m["num_clean_inputs"] + m["num_poisoning_inputs"]
-    succ = [t["poisoned_prediction"] == t["target_class"] for t in targets]
-    clean_succ = [t["clean_prediction"] == t["target_class"] for t in targets]
+    pooled = pool(parts)  # target inputs by (seed, task, test index, target class): one in two runs is an error
     margins = [t["poisoned_margin"] for t in targets if "poisoned_margin" in t]
     clean_margins = [t["clean_margin"] for t in targets if "clean_margin" in t]
     ca, pa = mean_of_rates(cas), mean_of_rates(pas)  # one seed: its own rate
@@ -110,33 +110,31 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
         "classifier": cfg["downstream"]["classifier"],
         "layout": cfg["attack"].get("layout") or (cfg["attack"].get("poisonedencoder") or {}).get("layout"),  # today: attack.poisonedencoder.layout
         "pretrain_poisoned_s": (sum(s for s in secs if s) / len([s for s in secs if s])) if any(secs) else None,
-        "ASR": rate(sum(succ), len(succ)) if succ else None,
-        "clean_ASR": rate(sum(clean_succ), len(clean_succ)) if clean_succ else None,
+        "ASR": asr(pooled) if pooled else None,
+        "clean_ASR": asr(pooled, clean=True) if pooled else None,
         "CA": ca, "PA": pa, "CA_minus_PA": gap,
         "margin_poisoned": mean_ci(margins), "margin_clean": mean_ci(clean_margins),
-        "_targets": targets,
+        "_outcomes": pooled,
         # ASR of the poisoned encoder's snapshots (pre-training stopped at that epoch), pooled over seeds
         "_snapshots": {e: kn for e, kn in sorted(snaps.items()) if kn[1] == len(targets)},
     }
 
 
-def compare(ref: dict, other: dict) -> dict | None:
-    """``other - ref`` on the target inputs both settings share: ASR (Newcombe interval, exact
-    McNemar) and the poisoned encoder's margin (paired t)."""
-    from poisonedencoder.stats import paired_mean_difference, paired_rate_difference
+def versus(ref: dict, other: dict) -> dict | None:
+    """``other - ref`` on the target inputs both settings share, paired by
+    :func:`poisonedencoder.compare.paired` (ASR: Newcombe's interval and McNemar's exact p; the
+    poisoned encoder's margin: a paired t interval). Margins of two different downstream
+    classifiers are on different scales: such settings are compared on ASR alone."""
+    from poisonedencoder.compare import Outcome, paired
 
-    a = {t["key"]: t for t in ref["_targets"]}
-    b = {t["key"]: t for t in other["_targets"]}
-    keys = sorted(set(a) & set(b))
+    keys = set(ref["_outcomes"]) & set(other["_outcomes"])
     if not keys:
         return None
-    hit = lambda t: t["poisoned_prediction"] == t["target_class"]  # noqa: E731
-    asr = paired_rate_difference([hit(a[k]) for k in keys], [hit(b[k]) for k in keys])
-    mk = [k for k in keys if "poisoned_margin" in a[k] and "poisoned_margin" in b[k]]
-    if ref["classifier"] != other["classifier"]:  # logits of different classifiers are on different scales
-        mk = []
-    margin = paired_mean_difference([a[k]["poisoned_margin"] for k in mk], [b[k]["poisoned_margin"] for k in mk])
-    return {"setting": other["setting"], "ref": ref["setting"], "n": len(keys), "ASR_diff": asr, "margin_diff": margin}
+    a = {k: ref["_outcomes"][k] for k in keys}
+    b = {k: other["_outcomes"][k] for k in keys}
+    if ref["classifier"] != other["classifier"]:
+        a, b = ({k: Outcome(o.flipped, None, o.clean_flipped) for k, o in d.items()} for d in (a, b))
+    return {"setting": other["setting"], "ref": ref["setting"], "n": len(keys), **paired(a, b)}
 
 
 FIXED_WIDTH = {"resnet18": 64}
@@ -200,9 +198,9 @@ def markdown(rows: list[dict], comps: list[dict]) -> str:
         lines += ["", "| setting - reference | shared targets | ASR difference [95%] | McNemar p | "
                   "margin difference [95%] | paired t p |", "|---|---|---|---|---|---|"]
         for c in comps:
-            a, mg = c["ASR_diff"], c["margin_diff"]
-            lines.append(f"| {c['setting']} - {c['ref']} | {c['n']} | {a['diff']:+.2f} [{a['ci95'][0]:+.2f}, "
-                         f"{a['ci95'][1]:+.2f}] (b={a['b']}, c={a['c']}) | {_f(a['p'])} | {_m(mg)} | {_f(mg.get('p'))} |")
+            mg = {"mean": c["dmargin"], "ci95": None if c["dmargin_lo"] is None else [c["dmargin_lo"], c["dmargin_hi"]]}
+            lines.append(f"| {c['setting']} - {c['ref']} | {c['n']} | {c['dASR']:+.2f} [{c['dASR_lo']:+.2f}, "
+                         f"{c['dASR_hi']:+.2f}] | {_f(c['dASR_p'])} | {_m(mg)} | {_f(c['dmargin_p'])} |")
     return "\n".join(lines)
 
 
@@ -281,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = [r for r in rows if r["setting"] == args.ref]
         if not ref:
             raise SystemExit(f"error: --ref {args.ref!r} is not one of the settings")
-        comps = [c for r in rows if r is not ref[0] and (c := compare(ref[0], r))]
+        comps = [c for r in rows if r is not ref[0] and (c := versus(ref[0], r))]
     if args.x not in rows[0]:
         raise SystemExit(f"error: --x {args.x!r} is not a column")
     print(markdown(rows, comps))

@@ -7,6 +7,9 @@ the runs kept snapshots.
     python scripts/seed_table.py runs/gpu/seed_0 runs/gpu/seed_1 runs/gpu/seed_2 --json summary.json
 
 Each directory must hold the ``metrics.json`` of a finished ``poisonedencoder run``.
+
+What it does that ``run --seeds`` and ``claims`` do not: it pools seeds that were run as separate
+commands (one per device call), with the same definitions.
 """
 from __future__ import annotations
 

@@ -39,6 +39,24 @@ def write_idx():
     return _write_idx
 
 
+def _bomb_png(path, width=100_000, height=100_000):
+    """A PNG whose header claims ``width x height`` pixels (a decompression bomb's shape), a few bytes long."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def bomb_png():
+    return _bomb_png
+
+
 @pytest.fixture
 def tiny_surrogate():
     """A small untrained surrogate model (the demo preset's SimCLR, width 4) for attacks that need one."""

@@ -123,7 +123,7 @@ def test_the_torchvision_example_trains_an_encoder_that_evaluate_loads(tmp_path,
     assert m["encoder_files"]["poisoned"]["normalize"] == "imagenet" and m["encoder_files"]["poisoned"]["feature_dim"] == 512
     assert m["CA"] is not None and m["PA"] is not None
     ts = _evaluate(tmp_path, small, "--encoder", tmp_path / "poisoned_ts.pt", "--clean-encoder", tmp_path / "clean.pt",
-                   "--arch", "resnet18")
+                   "--arch", "resnet18", "--trust-torchscript")
     assert ts["encoder_files"]["poisoned"]["format"] == "torchscript" and ts["encoder_files"]["poisoned"]["normalize"] == "imagenet"
     assert {k: ts[k] for k in NUMBERS} == {k: m[k] for k in NUMBERS}
     assert len(poisons) == 36

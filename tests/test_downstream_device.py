@@ -9,7 +9,7 @@ from poisonedencoder import downstream as DS
 def test_downstream_extracts_features_on_the_configured_device(monkeypatch, toy_dataset):
     seen = []
 
-    def fake_extract(_backbone, images, _size, _batch_size=1024, device="cpu"):
+    def fake_extract(_backbone, images, _size, _batch_size=1024, device="cpu", what="the encoder"):  # noqa: ARG001
         seen.append(device)
         return torch.as_tensor(images.reshape(len(images), -1)[:, :16], dtype=torch.float32)
 

@@ -58,7 +58,7 @@ def test_a_toolkit_encoder_as_state_dict_and_as_torchscript_gives_the_toolkits_n
     f, m0 = finished, finished["metrics"]
     (p_sd, p_ts), (c_sd, c_ts) = f["files"]["poisoned"], f["files"]["clean"]
     m_sd = _evaluate(f, "--encoder", p_sd, "--clean-encoder", c_sd, "--arch", "cnn7")  # width: the config's (8)
-    m_ts = _evaluate(f, "--encoder", p_ts, "--clean-encoder", c_ts)
+    m_ts = _evaluate(f, "--encoder", p_ts, "--clean-encoder", c_ts, "--trust-torchscript")
     for m in (m_sd, m_ts):
         assert {k: m[k] for k in NUMBERS} == {k: m0[k] for k in NUMBERS}
         for enc in ("clean", "poisoned"):
@@ -79,7 +79,7 @@ def test_a_toolkit_encoder_as_state_dict_and_as_torchscript_gives_the_toolkits_n
 
 def test_without_a_clean_encoder_ca_and_clean_asr_are_not_measured(finished):
     f, m0 = finished, finished["metrics"]
-    m = _evaluate(f, "--encoder", f["files"]["poisoned"][1])
+    m = _evaluate(f, "--encoder", f["files"]["poisoned"][1], "--trust-torchscript")
     assert m["CA"] is None and m["clean_ASR"] is None and m["intervals"]["CA"] is None
     assert (m["PA"], m["ASR"]) == (m0["PA"], m0["ASR"])
     assert all(t["clean_margin"] is None and t["clean_prediction"] is None for t in m["tasks"][0]["targets"])
@@ -91,7 +91,7 @@ def test_without_a_clean_encoder_ca_and_clean_asr_are_not_measured(finished):
 def test_normalize_and_prefix_options_change_what_is_measured(finished, tmp_path):
     f, m0 = finished, finished["metrics"]
     # --normalize imagenet on an encoder that normalizes itself: a different input, other margins
-    m = _evaluate(f, "--encoder", f["files"]["poisoned"][1], "--normalize", "imagenet")
+    m = _evaluate(f, "--encoder", f["files"]["poisoned"][1], "--normalize", "imagenet", "--trust-torchscript")
     assert m["encoder_files"]["poisoned"]["normalize"] == "imagenet"
     assert [g for _, g in _per_target(m)] != pytest.approx([g for _, g in _per_target(m0)], abs=1e-3)
     # a prefix that is not one of the usual ones: only --prefix finds the backbone's keys
@@ -168,7 +168,7 @@ def test_the_toolkits_architecture_saved_without_its_statistics_normalizes_only_
 def test_torchscript_outputs_are_flattened_and_a_tuple_output_is_refused(tmp_path):
     pooled = nn.Sequential(nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(1))  # (N, 5, 1, 1), like a ResNet cut before fc
     torch.jit.script(pooled).save(str(tmp_path / "pooled.pt"))
-    enc, info = load_encoder(tmp_path / "pooled.pt", image_size=8)
+    enc, info = load_encoder(tmp_path / "pooled.pt", image_size=8, trust_torchscript=True)
     assert info["feature_dim"] == 5 and info["normalize"] == "imagenet" and enc(torch.rand(4, 3, 8, 8)).shape == (4, 5)
 
     class Two(nn.Module):
@@ -177,10 +177,10 @@ def test_torchscript_outputs_are_flattened_and_a_tuple_output_is_refused(tmp_pat
 
     torch.jit.script(Two()).save(str(tmp_path / "two.pt"))
     with pytest.raises(UserError, match="not a tensor of features"):
-        load_encoder(tmp_path / "two.pt", image_size=8)
+        load_encoder(tmp_path / "two.pt", image_size=8, trust_torchscript=True)
     torch.jit.script(nn.Conv2d(3, 4, 40)).save(str(tmp_path / "big.pt"))  # a kernel larger than the images
     with pytest.raises(UserError, match="fails on a batch of 2x3x8x8"):
-        load_encoder(tmp_path / "big.pt", image_size=8)
+        load_encoder(tmp_path / "big.pt", image_size=8, trust_torchscript=True)
 
 
 def test_timm_architectures_are_built_by_timm_or_name_the_install(tmp_path, monkeypatch):

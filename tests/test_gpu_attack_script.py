@@ -109,7 +109,7 @@ def test_gpu_claims_script_runs_the_arms_on_the_cpu_and_writes_the_table_and_sta
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} == {"device.txt", "log.txt", "table.txt", "claims.md", "claims.json",
-                                               "stages.csv", "run_logs.txt", "arms"}
+                                               "stages.csv", "run_logs.txt", "arms", ".poisonedencoder"}
     rows = {r["key"]: r for r in json.loads((out / "claims.json").read_text())}
     assert rows["high_asr"]["numbers"] and rows["vs_icp"]["numbers"] and rows["defense_large_crops"]["numbers"]
     # every finished run recorded (no encoders or images), and the table rebuilt from the record alone,
@@ -138,3 +138,17 @@ def test_gpu_claims_script_ends_with_a_table_when_the_budget_runs_out(source_fol
     log = (tmp_path / "out" / "log.txt").read_text()
     assert "claims: stopped at the budget" in log or "not started" in log
     assert "runs not finished" in log and (tmp_path / "out" / "claims.json").is_file()
+
+
+def test_gpu_claims_script_refuses_a_folder_of_the_users_as_out(tmp_path):
+    """OUT gets the script's log, table and the record: a non-empty folder it did not mark is
+    refused in one line before any work, and nothing in it is touched."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "log.txt").write_text("my log\n")
+    env = {**os.environ, "OUT": str(out), "DATA": str(tmp_path / "no_data"), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_claims.sh")], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: OUT ") and "is not empty (log.txt)" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and [p.name for p in out.iterdir()] == ["log.txt"]
+    assert (out / "log.txt").read_text() == "my log\n"

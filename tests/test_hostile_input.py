@@ -193,14 +193,19 @@ def test_out_that_the_toolkit_made_is_accepted(tmp_path):
     assert is_own_dir(d)  # interrupted before its fingerprint: only a lock and a temporary file
     (d / "x=1").mkdir()
     (d / "x=1" / ".fingerprint").write_text("f\n")
-    assert is_own_dir(d)  # a sweep or a run over seeds interrupted before its table
-    for own in (".fingerprint", "sweep.csv", "claims.json", ".poisonedencoder"):
+    assert not is_own_dir(d)  # a run inside proves nothing: the marker at the top does
+    for own in (".fingerprint", ".poisonedencoder"):
         e = tmp_path / own.strip(".")
         e.mkdir()
         (e / "notes.txt").write_text("")
         assert not is_own_dir(e)
         (e / own).write_text("")
         assert is_own_dir(e)
+    for theirs in ("sweep.csv", "claims.json", "claims.md"):  # a table's name is not a mark: a user's file may have it
+        e = tmp_path / theirs
+        e.mkdir()
+        (e / theirs).write_text("")
+        assert not is_own_dir(e)
 
 
 # ------------------------------------------------------------------------------------ 6: late checks

@@ -89,7 +89,7 @@ def _tree(path) -> dict:
 def test_an_encoder_scan_flags_the_two_object_inputs_and_writes_only_into_out(kit, tmp_path):
     out = tmp_path / "out"
     before = _tree(kit)
-    r = scan(out, "--encoder", kit / "mean.pt", "--normalize", "none", "--manifest", kit / "list.txt", kit_dir=kit)
+    r = scan(out, "--encoder", kit / "mean.pt", "--trust-torchscript", "--normalize", "none", "--manifest", kit / "list.txt", kit_dir=kit)
     assert _tree(kit) == before  # FOLDER, the encoder, the manifest untouched; all output under --out
     assert {p.name for p in out.iterdir()} == {".poisonedencoder", ".lock", "scores.csv", "suspects.png", "roc.png", "report.md",
                                                "scan.json"}
@@ -112,17 +112,17 @@ def test_an_encoder_scan_flags_the_two_object_inputs_and_writes_only_into_out(ki
 
 
 def test_normalize_reaches_the_encoder(kit, tmp_path):
-    none = scan(tmp_path / "n", "--encoder", kit / "mean.pt", "--normalize", "none", "--filters", "crop_disagreement",
+    none = scan(tmp_path / "n", "--encoder", kit / "mean.pt", "--trust-torchscript", "--normalize", "none", "--filters", "crop_disagreement",
                 kit_dir=kit)
-    imnet = scan(tmp_path / "i", "--encoder", kit / "mean.pt", "--filters", "crop_disagreement", kit_dir=kit)
+    imnet = scan(tmp_path / "i", "--encoder", kit / "mean.pt", "--trust-torchscript", "--filters", "crop_disagreement", kit_dir=kit)
     assert none["encoder"]["normalize"] == "none" and imnet["encoder"]["normalize"] == "imagenet"  # the loader's default
     a, b = _scores(tmp_path / "n"), _scores(tmp_path / "i")
     assert max(abs(a[k] - b[k]) for k in a) > 1e-3
 
 
 def test_the_clean_encoder_is_the_one_used_and_said_so(kit, tmp_path):
-    mine = scan(tmp_path / "e", "--encoder", kit / "mean.pt", "--filters", "crop_disagreement", kit_dir=kit)
-    clean = scan(tmp_path / "c", "--clean-encoder", kit / "bright.pt", "--filters", "crop_disagreement", kit_dir=kit)
+    mine = scan(tmp_path / "e", "--encoder", kit / "mean.pt", "--trust-torchscript", "--filters", "crop_disagreement", kit_dir=kit)
+    clean = scan(tmp_path / "c", "--clean-encoder", kit / "bright.pt", "--trust-torchscript", "--filters", "crop_disagreement", kit_dir=kit)
     assert clean["encoder"]["choice"] == "clean-encoder" and clean["encoder"]["trained_on"].startswith("clean data")
     assert clean["encoder"]["path"].endswith("bright.pt") and mine["encoder"]["path"].endswith("mean.pt")
     assert "`--clean-encoder`; trained on: clean data" in (tmp_path / "c" / "report.md").read_text()
@@ -147,8 +147,8 @@ def test_a_state_dict_needs_arch_width_and_prefix_as_evaluate_does(kit, tmp_path
 
 def test_image_size_is_the_side_of_the_crops_the_encoder_sees(kit, tmp_path):
     torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten())).save(str(tmp_path / "c.pt"))
-    default = scan(tmp_path / "d", "--encoder", tmp_path / "c.pt", "--filters", "crop_disagreement", kit_dir=kit)
-    big = scan(tmp_path / "b", "--encoder", tmp_path / "c.pt", "--image-size", 16, "--filters", "crop_disagreement",
+    default = scan(tmp_path / "d", "--encoder", tmp_path / "c.pt", "--trust-torchscript", "--filters", "crop_disagreement", kit_dir=kit)
+    big = scan(tmp_path / "b", "--encoder", tmp_path / "c.pt", "--trust-torchscript", "--image-size", 16, "--filters", "crop_disagreement",
                kit_dir=kit)
     assert default["image_size"] == 8 and default["encoder"]["feature_dim"] == 4  # the clean inputs' side
     assert big["image_size"] == 16 and big["encoder"]["feature_dim"] == 16  # 2x2 windows of 4 channels
@@ -167,7 +167,7 @@ def test_train_pretrains_on_the_folder_for_the_epochs_asked_and_resumes(kit, tmp
     first = _scores(out)
     again = scan(out, "--train", "--train-epochs", 2, "--filters", "crop_disagreement", kit_dir=kit)
     assert again["encoder"]["resumed_after_epoch"] == 2 and _scores(out) == first  # nothing retrained, same scores
-    scan(tmp_path / "e", "--encoder", kit / "mean.pt", "--filters", "crop_disagreement", kit_dir=kit)
+    scan(tmp_path / "e", "--encoder", kit / "mean.pt", "--trust-torchscript", "--filters", "crop_disagreement", kit_dir=kit)
     other = _scores(tmp_path / "e")
     assert max(abs(first[k] - other[k]) for k in first) > 1e-3  # the trained encoder, not another
 
@@ -181,18 +181,18 @@ def test_train_minutes_stops_training_at_the_time_budget(kit, tmp_path):
 
 
 def test_fpr_sets_the_robust_threshold(kit, tmp_path):
-    a = scan(tmp_path / "a", "--encoder", kit / "mean.pt", "--filters", "crop_disagreement", kit_dir=kit)
-    b = scan(tmp_path / "b", "--encoder", kit / "mean.pt", "--filters", "crop_disagreement", "--fpr", 0.01, kit_dir=kit)
+    a = scan(tmp_path / "a", "--encoder", kit / "mean.pt", "--trust-torchscript", "--filters", "crop_disagreement", kit_dir=kit)
+    b = scan(tmp_path / "b", "--encoder", kit / "mean.pt", "--trust-torchscript", "--filters", "crop_disagreement", "--fpr", 0.01, kit_dir=kit)
     ta, tb = a["filters"]["crop_disagreement"]["threshold"], b["filters"]["crop_disagreement"]["threshold"]
     assert (ta["fpr"], tb["fpr"]) == (0.05, 0.01) and tb["value"] > ta["value"]
     assert tb["value"] == pytest.approx(robust_threshold(list(_scores(tmp_path / "b").values()), 0.01), rel=1e-4)
 
 
 def test_reference_sets_the_conformal_threshold_from_the_reference_scores(kit, tmp_path, capsys):
-    r = scan(tmp_path / "r", "--encoder", kit / "mean.pt", "--normalize", "none", "--reference", kit / "ref",
+    r = scan(tmp_path / "r", "--encoder", kit / "mean.pt", "--trust-torchscript", "--normalize", "none", "--reference", kit / "ref",
              "--filters", "crop_disagreement", kit_dir=kit)
     t = r["filters"]["crop_disagreement"]["threshold"]
-    enc, _ = load_encoder(kit / "mean.pt", normalize="none", image_size=8)
+    enc, _ = load_encoder(kit / "mean.pt", normalize="none", image_size=8, trust_torchscript=True)
     ref = filter_scores("crop_disagreement", read_folder(kit / "ref", log=lambda _: None).images, enc, size=8)
     assert t["method"] == "reference" and t["n_reference"] == 19 and t["value"] == pytest.approx(reference_threshold(ref, 0.05))
     assert r["reference"]["images"] == 19 and "split-conformal" in (tmp_path / "r" / "report.md").read_text()
@@ -203,7 +203,7 @@ def test_reference_sets_the_conformal_threshold_from_the_reference_scores(kit, t
 
 def test_budget_is_the_oracle_and_every_output_says_so(kit, tmp_path):
     out = tmp_path / "o"
-    r = scan(out, "--encoder", kit / "mean.pt", "--budget", 0.2, kit_dir=kit)
+    r = scan(out, "--encoder", kit / "mean.pt", "--trust-torchscript", "--budget", 0.2, kit_dir=kit)
     t = r["filters"]["crop_disagreement"]["threshold"]
     assert t["method"] == "budget" and t["oracle"] and r["filters"]["crop_disagreement"]["flagged"] == 6
     assert f"crop_disagreement_flagged ({ORACLE})" in rows(out)[0]

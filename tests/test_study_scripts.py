@@ -85,10 +85,12 @@ def test_regime_table_pools_seeds_and_pairs_shared_targets(finished_run, tmp_pat
     omarg = [t["poisoned_margin"] for p in other for t in p["tasks"][0]["targets"]]
     knn, c = res["comparisons"]
     assert c["n"] == 6 and c["setting"] == "mlp3" and c["ref"] == "mlp"
-    assert c["margin_diff"]["mean"] == pytest.approx(sum(b - a for a, b in zip(margins, omarg, strict=True)) / 6)
-    assert c["margin_diff"]["mean"] != 0
+    assert c["dmargin"] == pytest.approx(sum(b - a for a, b in zip(margins, omarg, strict=True)) / 6)
+    assert c["dmargin"] != 0
+    ohits = [t["poisoned_prediction"] == t["target_class"] for p in other for t in p["tasks"][0]["targets"]]
+    assert c["dASR"] == pytest.approx((sum(ohits) - sum(hits)) / 6) and c["paired_n"] == 6
     # margins of another classifier are on another scale: compared on ASR only
-    assert knn["n"] == 6 and knn["margin_diff"]["n"] == 0 and knn["ASR_diff"]["n"] == 6
+    assert knn["n"] == 6 and knn["dmargin"] is None and knn["paired_n"] == 6 and knn["dASR"] is not None
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
     assert "| mlp | 0,1 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="holds no finished run"):

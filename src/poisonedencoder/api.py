@@ -124,11 +124,11 @@ def sweep(config, param: str, values: str | list, out: str | Path, overrides: It
     comma-separated text), as ``sweep``: ``out/sweep.csv`` and ``sweep.png``; returns the rows."""
     from .data.datasets import DEFAULT_CACHE
     from .io import claim_dir, ensure_writable_dir
-    from .sweep import parse_values, run_sweep
+    from .sweep import check_values, parse_values, run_sweep
 
     user = C.load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})
     cfg = C.resolve(user, list(overrides))
-    values = parse_values(values) if isinstance(values, str) else list(values)  # before any work
+    values = parse_values(values) if isinstance(values, str) else check_values(list(values))  # before any work
     claim_dir(out, "sweep directory (--out)")
     ensure_writable_dir(cfg["cache_dir"] or DEFAULT_CACHE, "cache directory (--cache-dir)")
     return run_sweep(user, list(overrides), param, values, out, log=log, jobs=jobs, executor=executor)
@@ -194,22 +194,25 @@ def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None
 
 
 def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, prefix: str | None = None,
-                 normalize: str | None = None, image_size: int = 32):
-    """A TorchScript file or a state_dict (of ``arch``) as a module for :func:`evaluate_encoder`, and
-    what was loaded (path, sha256, ...): :func:`poisonedencoder.external.load_encoder`."""
+                 normalize: str | None = None, image_size: int = 32, trust_torchscript: bool = False):
+    """A state_dict (of ``arch``), or a TorchScript file where ``trust_torchscript`` (its code runs),
+    as a module for :func:`evaluate_encoder`, and what was loaded (path, sha256, ...):
+    :func:`poisonedencoder.external.load_encoder`."""
     from .external import load_encoder as load
 
-    return load(path, arch=arch, width=width, prefix=prefix, normalize=normalize, image_size=image_size)
+    return load(path, arch=arch, width=width, prefix=prefix, normalize=normalize, image_size=image_size,
+                trust_torchscript=trust_torchscript)
 
 
 def load_encoders(config, encoder: str | Path, clean_encoder: str | Path | None = None, arch: str | None = None,
-                  width: int | None = None, prefix: str | None = None, normalize: str | None = None) -> dict:
+                  width: int | None = None, prefix: str | None = None, normalize: str | None = None,
+                  trust_torchscript: bool = False) -> dict:
     """:func:`load_encoder` for ``config``'s run (``evaluate --encoder``): ``{"poisoned": (module,
     info)}``, with ``"clean"`` when ``clean_encoder`` is given; ``width`` defaults to the
     configuration's ``pretrain.width``, the image size is its ``pretrain.image_size``."""
     p = load_config(config)["pretrain"]
     kw = {"arch": arch, "width": width if width is not None else p["width"], "prefix": prefix,
-          "normalize": normalize, "image_size": p["image_size"]}
+          "normalize": normalize, "image_size": p["image_size"], "trust_torchscript": trust_torchscript}
     out = {"poisoned": load_encoder(encoder, **kw)}
     if clean_encoder:
         out["clean"] = load_encoder(clean_encoder, **kw)

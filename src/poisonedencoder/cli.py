@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .cli_parser import _CLUSTER_OPTIONS, build_parser
 from .errors import UserError
+from .errors import preview as _preview
 from .io import claim_dir, os_error_message
 
 __all__ = ["build_parser", "main"]
@@ -124,16 +125,15 @@ def _user_and_overrides(args) -> tuple[dict, list[str]]:
             and not user.get("seeds") and not getattr(args, "seeds", None) \
             and not any(o.startswith("seeds=") for o in args.overrides):
         raise UserError("claims needs a recipe with seeds (e.g. seeds: [0, 1, 2] or --seeds 0,1,2): every row pools seeds")
-    overrides = list(args.overrides)
-    if args.command == "demo":
-        overrides.insert(0, "preset=demo")
-    for flag, key in ((args.preset, "preset"), (_data_root_flag(args), "data_root"), (args.cache_dir, "cache_dir"),
-                      (args.device, "device")):
+    given = [(f"--set {_preview(o, 60)}", o) for o in args.overrides]  # (as the user gave it, the override)
+    for flag, name, key in ((args.preset, "--preset", "preset"), (_data_root_flag(args), "--data-root", "data_root"),
+                            (args.cache_dir, "--cache-dir", "cache_dir"), (args.device, "--device", "device")):
         if flag:
-            overrides.append(f"{key}={json.dumps(flag)}")  # quoted: a folder named 123 or a: b stays text
+            given.append((f"{name} {_preview(flag, 60)}", f"{key}={json.dumps(flag)}"))  # quoted: a folder named 123 stays text
     if getattr(args, "seeds", None):
-        overrides.append(f"seeds=[{args.seeds}]")
-    return user, overrides
+        given.append((f"--seeds {_preview(args.seeds, 60)}", f"seeds=[{args.seeds}]"))
+    C.check_repeats(given)  # one key twice: the last would win without a word
+    return user, (["preset=demo"] if args.command == "demo" else []) + [o for _, o in given]
 
 
 def _data_root_flag(args) -> str | None:
@@ -157,7 +157,7 @@ def _resolve(args) -> tuple[dict, Path]:
     return cfg, out
 
 
-_OUTSIDE_OPTIONS = ("clean_encoder", "arch", "width", "prefix", "normalize")
+_OUTSIDE_OPTIONS = ("clean_encoder", "arch", "width", "prefix", "normalize", "trust_torchscript")
 
 
 def _outside_encoders(args, cfg: dict) -> dict:
@@ -166,13 +166,14 @@ def _outside_encoders(args, cfg: dict) -> dict:
     if args.command != "evaluate":
         return {}
     if not args.encoder:
-        given = [o for o in _OUTSIDE_OPTIONS if getattr(args, o) is not None]
+        given = [o for o in _OUTSIDE_OPTIONS if getattr(args, o) not in (None, False)]
         if given:
             raise UserError(f"--{given[0].replace('_', '-')} needs --encoder PATH")
         return {}
     from .api import load_encoders
 
-    return load_encoders(cfg, args.encoder, args.clean_encoder, args.arch, args.width, args.prefix, args.normalize)
+    return load_encoders(cfg, args.encoder, args.clean_encoder, args.arch, args.width, args.prefix, args.normalize,
+                         args.trust_torchscript)
 
 
 MAX_ERROR_CHARS = 2000
@@ -195,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import api
         from .ssl import distributed as D
 
+        if args.command == "claims" and args.config is None:  # the recipe shipped with the package, from any folder
+            from .claims.arms import default_recipe
+
+            args.config = str(default_recipe())
         cfg, out = _resolve(args)
         env, cfg["device"] = D.init_from_env(cfg["device"])  # under torchrun: join the process group
         from .ssl.pretrain import check_device

@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             g = p.add_argument_group("encoders trained elsewhere (docs/AUDIT.md)")
             g.add_argument("--encoder", metavar="PATH",
-                           help="evaluate this poisoned encoder instead of the toolkit's: a TorchScript file or a "
-                                "state_dict (with --arch)")
+                           help="evaluate this poisoned encoder instead of the toolkit's: a state_dict (with --arch), "
+                                "or a TorchScript file (with --trust-torchscript)")
             g.add_argument("--clean-encoder", metavar="PATH",
                            help="the clean encoder to compare with (CA, clean ASR, clean margins); without it they "
                                 "are reported as not measured")
@@ -56,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
                                           "removed) | resnet18-cifar | resnet18w | cnn7 (the toolkit's backbones) | "
                                           "timm:NAME")
             g.add_argument("--width", type=int, help="cnn7's base width, resnet18w's first-stage channels (default: "
-                                                     "the config's pretrain.width)")
+                                                     "the config's pretrain.width; a backbone of more than 1e9 "
+                                                     "parameters is refused: POISONEDENCODER_MAX_PARAMETERS=N)")
             g.add_argument("--prefix", help="take the state_dict's keys under this prefix, e.g. 'net.' (default: "
                                             "strip module./backbone./encoder./model. where they fit)")
             g.add_argument("--normalize", choices=("imagenet", "cifar10", "none"),
                            help="normalization of the [0, 1] images before the encoder (default: none for an encoder "
                                 "that stores its own input statistics, as the toolkit's do; imagenet otherwise)")
+            add_trust_torchscript(g)
     from .scan.cli import add_parser as add_scan
 
     add_scan(sub)
@@ -77,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the table and writes OUT/claims.md, OUT/claims.json (and OUT/arms_race.png). "
                                    "--list, --table and --record run nothing; --list and --table write nothing "
                                    "(--table --write rewrites the table's files from the finished runs).")
-    p.add_argument("config", nargs="?", default="configs/digits_works.yaml",
-                   help="the recipe every arm varies (default: configs/digits_works.yaml)")
+    p.add_argument("config", nargs="?",
+                   help="the recipe every arm varies (default: digits_works.yaml, shipped with the package: "
+                        "configs/digits_works.yaml in a checkout)")
     _add_common(p, config=False, out="runs/claims")
     p.add_argument("--only", help="comma-separated arms to run (see --list), or a group of them: race (the "
                                   "adaptive attacker against the defenses); the table shows every row")
@@ -117,6 +120,14 @@ _CLUSTER_OPTIONS = (("--slurm-gpus", "slurm_gpus", "gpus_per_job"), ("--slurm-cp
                     ("--slurm-time", "slurm_time", "timeout_min"), ("--slurm-mem", "slurm_mem", "mem_gb"),
                     ("--slurm-max-jobs", "slurm_max_jobs", "array_parallelism"), ("--slurm-folder", "slurm_folder", "folder"),
                     ("--slurm-signal-delay", "slurm_signal_delay", "signal_delay_s"))
+
+
+def add_trust_torchscript(group) -> None:
+    """``--trust-torchscript``, on every command that takes ``--encoder``."""
+    group.add_argument("--trust-torchscript", action="store_true",
+                       help="load a TorchScript --encoder / --clean-encoder: its code runs when it is loaded and "
+                            "called, so give this only for files you trust (a state_dict with --arch is loaded as "
+                            "tensors only, and needs no flag)")
 
 
 def _add_cluster(p) -> None:

@@ -22,6 +22,7 @@ from .config_files import (  # noqa: F401 (the config API: reading and writing c
     MAX_DEPTH,
     MAX_VALUE_CHARS,
     absolute_paths,
+    check_repeats,
     dump,
     load_yaml,
     parse_override,

@@ -1,4 +1,4 @@
-"""Reading configs: YAML files (safe, no repeated keys, bounded size and depth), ``--set``
+"""Reading configs: YAML files (safe, no repeated keys, bounded size, depth and alias expansion), ``--set``
 values, relative paths made absolute; and writing a resolved config back as YAML."""
 from __future__ import annotations
 
@@ -18,6 +18,45 @@ MAX_VALUE_CHARS = 65_536
 """A ``--set`` value (or ``sweep --values``) longer than this is refused before it is parsed."""
 MAX_DEPTH = 64
 """Mappings and lists nested deeper than this are refused (the schema is 4 levels deep)."""
+MAX_NODES = 100_000
+"""A document of more values (scalars, lists, mappings) than this, counting each alias (``*name``,
+``<<: *name``) as a copy of what it names, is refused before it is built: nested aliases ("billion
+laughs") make a few hundred bytes expand to billions of values (a whole config holds a few hundred)."""
+
+
+class _Expands(Exception):
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise :class:`_Expands` if the document under ``root``, each alias counted as a copy of the
+    node it names, holds more than :data:`MAX_NODES` values, or if a node contains itself (an
+    alias inside its own anchor). Linear in the composed nodes (each is counted once, then
+    remembered), without recursion."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = [] if isinstance(node, yaml.ScalarNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair])
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_NODES:
+                raise _Expands(f"it holds more than {MAX_NODES:,} values, each alias (*name) counted as a copy of "
+                               "what it names (a config holds a few hundred); refused before it is built")
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise _Expands("an alias (*name) refers to the value that contains it, which would never end; refused")
+        open_.add(key)
+        stack.append((node, True))
+        stack += [(c, False) for c in children if id(c) not in size]
 
 
 class _DuplicateKey(Exception):
@@ -28,7 +67,15 @@ class _DuplicateKey(Exception):
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` (plain data only, no objects built from tags) that refuses a key repeated
-    in one mapping: YAML would keep the last one and drop the first without a word."""
+    in one mapping (YAML would keep the last one and drop the first without a word), and a document
+    whose aliases expand it to more than :data:`MAX_NODES` values or that contains itself."""
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)  # before construction: building (and merging) what aliases name is what explodes
+        return self.construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -46,9 +93,10 @@ class _Loader(yaml.SafeLoader):
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """``text`` as YAML (:class:`_Loader`: safe, no repeated keys, at most :data:`MAX_DEPTH` levels).
-    ``source`` names it in errors (``config file x.yaml``, ``--set pretrain``). Raises
-    :class:`UserError` for a repeated key or too deep nesting, ``yaml.YAMLError`` for invalid YAML."""
+    """``text`` as YAML (:class:`_Loader`: safe, no repeated keys, at most :data:`MAX_DEPTH` levels,
+    at most :data:`MAX_NODES` values once aliases are expanded). ``source`` names it in errors
+    (``config file x.yaml``, ``--set pretrain``). Raises :class:`UserError` for a repeated key, too
+    deep nesting or too large an expansion, ``yaml.YAMLError`` for invalid YAML."""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
     except _DuplicateKey as e:
@@ -57,6 +105,8 @@ def parse_yaml(text: str, source: str) -> Any:
                  else f"line {a.line + 1}, columns {a.column + 1} and {b.column + 1}")
         raise UserError(f"{source}: key {_preview(e.key, 80)} appears twice in one mapping ({where}); "
                         "YAML would silently drop the first: keep one") from None
+    except _Expands as e:
+        raise UserError(f"{source}: {e.why}") from None
     except RecursionError:
         raise UserError(f"{source} is nested too deeply (more than {MAX_DEPTH} levels)") from None
     if _depth(data) > MAX_DEPTH:
@@ -104,6 +154,30 @@ def parse_override(text: str) -> dict:
     for p in parts[:-1]:
         cur = cur.setdefault(p, {})
     cur[parts[-1]] = parsed
+    return out
+
+
+def check_repeats(given: list[tuple[str, str]]) -> None:
+    """``given``: ``(how, override)`` for each ``key=value`` override the user gave, ``how`` as they
+    gave it (``--set pretrain.epochs=2``, ``--seeds 0,1``). Raises :class:`UserError` where two set
+    the same key, or one a key inside the other's value (``pretrain={epochs: 1}`` and
+    ``pretrain.epochs=2``): the last would win without a word."""
+    seen: list[tuple[tuple, str]] = []
+    for how, text in given:
+        for path in _leaves(parse_override(text)):
+            for other, first in seen:
+                if path[:len(other)] == other or other[:len(path)] == path:
+                    key = ".".join(map(str, min(path, other, key=len)))
+                    raise UserError(f"key {_preview(key, 80)} is set twice ({first} and {how}): keep one (the last would "
+                                    "silently win)")
+            seen.append((path, how))
+
+
+def _leaves(d: dict, prefix: tuple = ()) -> list[tuple]:
+    """The key paths of an override's values (a mapping value is descended into: it merges key by key)."""
+    out = []
+    for k, v in d.items():
+        out += _leaves(v, prefix + (k,)) if isinstance(v, dict) else [prefix + (k,)]
     return out
 
 

@@ -31,3 +31,17 @@ def check_number(v, name: str, lo: float, hi: float, integer: bool = False, lo_o
         raise UserError(f"{name} must be {'an integer' if integer else 'a number'}, got {preview(v)}")
     if (v <= lo if lo_open else v < lo) or v > hi:
         raise UserError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {v}")
+
+
+def bound_from_env(name: str, default: int) -> int:
+    """A size bound: ``default``, or the positive whole number in the environment variable ``name``
+    (which raises or lowers it); anything else there is a :class:`UserError`."""
+    import os
+
+    v = os.environ.get(name, "").strip()
+    if not v:
+        return default
+    digits = v.replace("_", "")  # 1_000_000 as Python writes it
+    if not digits.isdigit() or int(digits) < 1:
+        raise UserError(f"{name} must be a positive whole number, got {preview(v)}")
+    return int(digits)

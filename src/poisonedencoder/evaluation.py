@@ -43,7 +43,9 @@ def evaluate_task(encoders: dict[str, nn.Module], snapshots: list[tuple[int, nn.
 
     names = list(encoders)
     runs = classify_many([*encoders.values(), *(enc for _, enc in snapshots)], ds, tr_idx, pretrain["image_size"],
-                         downstream, seed + task, device, batched)
+                         downstream, seed + task, device, batched,
+                         [*(f"the {n} encoder" for n in names), *(f"the poisoned encoder's snapshot at epoch {e}"
+                                                                  for e, _ in snapshots)])
 
     def accuracy_and_asr(pred: np.ndarray) -> tuple[float, float | None, dict, dict]:
         ok = pred[test_mask] == ds.test.labels[test_mask]

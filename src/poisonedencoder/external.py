@@ -4,8 +4,9 @@ One job: turn a file into a module that takes images in [0, 1] (``(N, 3, H, W)``
 features ``(N, D)``, and say what was loaded (:func:`load_encoder`). Two kinds of file:
 
 * **TorchScript** (``torch.jit.save`` of a scripted or traced model): loaded with
-  ``torch.jit.load``. It carries its architecture; TorchScript runs its own (restricted) code, so
-  load only files you trust.
+  ``torch.jit.load``, only where the caller says it trusts the file (``--trust-torchscript``,
+  ``trust_torchscript=True``): it carries its architecture as code, which runs when it is loaded
+  and every time it is called (it can read or write files, or loop forever).
 * **state_dict** (``torch.save(model.state_dict())``, or a checkpoint that holds one under
   ``state_dict`` or ``model``; the toolkit's ``encoder.pt`` under ``backbone``): loaded with
   ``torch.load(weights_only=True)`` (tensors only, nothing executed) into the architecture named by
@@ -13,7 +14,10 @@ features ``(N, D)``, and say what was loaded (:func:`load_encoder`). Two kinds o
   ``encoder.``, ``model.``, and chains of two) are stripped where that makes the keys fit; keys
   outside the chosen prefix (a projection head) are left out. ``prefix`` names the prefix
   instead. Keys that still do not fit are a :class:`UserError` naming the first missing and the
-  first unexpected key.
+  first unexpected key. A file that is not ``torch.save``'s format (a plain pickle, which only
+  unpickling could read) is refused before anything reads it.
+
+Weights or features that hold NaN or Inf are refused: classifiers on them measure nothing.
 
 Normalization: the module applies ``normalize`` (:data:`NORMALIZE`) to the [0, 1] images before
 the encoder. The default is ``none`` for an encoder that stores its own input statistics (the
@@ -23,7 +27,6 @@ them; see ``ssl/models.InputNorm``) and ``imagenet`` otherwise, because the usua
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import warnings
 import zipfile
@@ -33,6 +36,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .io import sha256_file
 
 TORCHVISION = ("resnet18", "resnet50")
 """torchvision's ImageNet-style models, ``fc`` replaced by Identity (a file's ``fc.*`` keys, a
@@ -93,12 +97,7 @@ class OutsideEncoder(nn.Module):
         return f.flatten(1)
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = sha256_file  # the file's sha256, recorded with what was loaded
 
 
 def is_torchscript(path: str | Path) -> bool:
@@ -171,9 +170,12 @@ def _fit(sd: dict, expected: set[str], prefix: str | None, path: Path) -> tuple[
 
 
 def _load_weights(path: Path):
-    """``torch.load(weights_only=True)``: tensors and plain containers, nothing executed."""
+    """``torch.load(weights_only=True)``: tensors and plain containers, nothing executed (torch's
+    warnings about the file's pickle protocol are not shown: what is wrong is the one error)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         from .io import describe_torch_file
 
@@ -237,26 +239,57 @@ def _load_torchscript(path: Path) -> tuple[nn.Module, dict]:
     return m, {"format": "torchscript", "own_input_stats": {"input_mean", "input_std"} <= names}
 
 
+TRUST_TORCHSCRIPT = ("loading it runs the code stored in the file, and so does every call of it (code that "
+                     "can do anything, loop forever included)")
+"""Why a TorchScript file is loaded only when asked (``--trust-torchscript``, ``trust_torchscript=True``)."""
+
+
+def _check_finite_weights(module: nn.Module, path: Path) -> None:
+    """A :class:`UserError` naming the first weight or buffer of ``module`` that holds NaN or Inf."""
+    for name, t in module.state_dict().items():
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise UserError(f"encoder {path} has NaN or Inf weights ({name}: {bad} of {t.numel()} values): refused, "
+                                "since its features would measure nothing (a training that diverged?)")
+
+
 def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, prefix: str | None = None,
-                 normalize: str | None = None, image_size: int = 32) -> tuple[OutsideEncoder, dict]:
+                 normalize: str | None = None, image_size: int = 32,
+                 trust_torchscript: bool = False) -> tuple[OutsideEncoder, dict]:
     """Load the encoder at ``path`` (TorchScript, or a state_dict of ``arch``), wrap it with its input
     normalization (:class:`OutsideEncoder`) and check it on a batch of ``image_size`` images.
+
+    A TorchScript file is refused unless ``trust_torchscript`` (:data:`TRUST_TORCHSCRIPT`); a plain
+    pickle (not ``torch.save``'s format) is refused before anything reads it; weights or features
+    of the check batch that hold NaN or Inf are refused.
 
     Returns the module (eval mode) and what was loaded: ``path``, ``sha256``, ``format``, ``arch``,
     ``prefix``, ``normalize``, ``feature_dim`` (also kept as the module's ``source``, which
     :func:`poisonedencoder.api.evaluate_encoder` records). Every problem is a one-line :class:`UserError`."""
+    from .io import describe_torch_file, is_torch_save
+
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"encoder file {p} does not exist")
     if normalize is not None and normalize not in NORMALIZE:
         raise UserError(f"--normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
     if is_torchscript(p):
+        if not trust_torchscript:
+            raise UserError(f"encoder {p} is TorchScript: {TRUST_TORCHSCRIPT}; give --trust-torchscript "
+                            f"(trust_torchscript=True in Python) if you trust where it comes from, or save its "
+                            f"weights with torch.save(model.state_dict(), ...) and give --arch: a state_dict is "
+                            f"loaded as tensors only")
         module, info = _load_torchscript(p)
+    elif not is_torch_save(p):
+        raise UserError(f"cannot load encoder {p}: it {describe_torch_file(p)}; save the weights with "
+                        f"torch.save(model.state_dict(), ...)")
     elif arch is None:
         raise UserError(f"{p} is a state_dict, which holds no architecture: give --arch ({', '.join(arch_names())}), "
                         f"or save the model as TorchScript")
     else:
         module, info = _load_state_dict(p, arch, width, prefix)
+    _check_finite_weights(module, p)
     chosen = normalize or ("none" if info["own_input_stats"] else "imagenet")
     enc = OutsideEncoder(module, chosen).eval()
     try:
@@ -269,6 +302,9 @@ def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, pre
                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
     if f.ndim != 2 or f.shape[0] != 2:
         raise UserError(f"encoder {p} returned features of shape {tuple(f.shape)} for 2 images")
+    if not torch.isfinite(f).all():
+        raise UserError(f"encoder {p} returns NaN or Inf features for a batch of 2 images in [0, 1]: refused, since "
+                        "classifiers on them measure nothing")
     enc.source = {"path": str(p.absolute()), "sha256": sha256(p), **info, "normalize": chosen,
                   "feature_dim": int(f.shape[1])}  # recorded by evaluate_encoder
     return enc, enc.source

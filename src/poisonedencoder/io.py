@@ -24,17 +24,32 @@ def _temp_file(folder: Path, name: str) -> str:
             continue
 
 
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An ``OSError`` raised inside without a file name (a full disk while PIL or ``json`` writes
+    to an open file: ``[Errno 28] No space left on device``) is raised again naming ``path``, so
+    that the CLI's one line says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno or errno.EIO, e.strerror or str(e) or type(e).__name__, str(path)) from e
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
     The rename is atomic on POSIX, so readers see either the old file or the new one. The file
-    gets ``0666 & ~umask``, as ``open()`` would give it.
+    gets ``0666 & ~umask``, as ``open()`` would give it. A failure to write is an ``OSError``
+    naming ``path`` (:func:`naming`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_file(path.parent, path.name)
     try:
-        write(tmp)
+        with naming(path):
+            write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -84,6 +99,21 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, _w)
 
 
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+"""How a file of ``torch.save`` before its zip format begins: a pickle of torch's magic number."""
+
+
+def is_torch_save(path: str | Path) -> bool:
+    """Whether ``path`` begins as a ``torch.save`` file does (a zip archive, or the legacy format's
+    magic number): a plain pickle, which ``torch.load`` would unpickle as a whole, does not."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_LEGACY_MAGIC))
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[2:] == _LEGACY_MAGIC[2:])  # any protocol
+
+
 def describe_torch_file(path: str | Path) -> str:
     """What a file that ``torch.load(weights_only=True)`` refused is (never "load it unsafely"):
     empty, not a zip archive of tensors (torch.save's format), a truncated or damaged archive, a
@@ -100,7 +130,8 @@ def describe_torch_file(path: str | Path) -> str:
     if size == 0:
         return "is empty"
     if head != b"PK\x03\x04":
-        kind = "a pickle" if head[:1] == b"\x80" else "something else"
+        kind = ("a pickle, which is refused: unpickling it could run any code" if head[:1] == b"\x80"
+                else "something else")
         return f"is not a zip archive of tensors (torch.save's format); it looks like {kind}"
     try:
         with zipfile.ZipFile(path) as z:
@@ -158,6 +189,9 @@ def ensure_writable_dir(path: str | Path, what: str) -> Path:
     from .errors import UserError
 
     path = Path(path).expanduser()
+    if path.is_symlink() and not path.exists():  # mkdir would say only "File exists"
+        raise UserError(f"{what} {path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                        "give a real folder")
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder; choose another")
     try:
@@ -171,8 +205,9 @@ def ensure_writable_dir(path: str | Path, what: str) -> Path:
 
 
 MARKER = ".poisonedencoder"
-"""Written into a sweep's or a claims table's ``--out`` (a run's own mark is its ``.fingerprint``)."""
-_OWN_FILES = (".fingerprint", MARKER, "sweep.csv", "claims.json", "claims.md")
+"""Written at the top of every folder the toolkit writes but a run's (a sweep's, a claims table's, a
+record's, a scan's): with a run's ``.fingerprint``, the only proof that a folder is the toolkit's."""
+_MARKS = (MARKER, ".fingerprint")
 
 
 def _transient(name: str) -> bool:
@@ -182,27 +217,66 @@ def _transient(name: str) -> bool:
 
 
 def is_own_dir(path: str | Path) -> bool:
-    """``path`` is missing, empty (but for the toolkit's locks and temporary files) or a folder the
-    toolkit wrote: a run (its ``.fingerprint``), a run over seeds, a sweep or a claims table (their
-    marker, their table, or a run folder inside, as an interrupted one holds)."""
+    """``path`` is missing, empty (but for the toolkit's locks and temporary files) or marked as the
+    toolkit's at its top: :data:`MARKER`, or a run's ``.fingerprint`` (a regular file, not a link).
+    What lies inside (a run folder, a ``sweep.csv``) proves nothing: a user's folder may hold those."""
     path = Path(path)
     if not path.is_dir():
         return True
-    entries = [e for e in path.iterdir() if not _transient(e.name)]
-    return (not entries or (path / MARKER).exists() or any((path / n).is_file() for n in _OWN_FILES)
-            or (path / "arms").is_dir() or any(e.is_dir() and (e / ".fingerprint").is_file() for e in entries))
+    if not any(not _transient(e.name) for e in path.iterdir()):
+        return True
+    return any((path / m).is_file() and not (path / m).is_symlink() for m in _MARKS)
+
+
+def symlink_in(path: str | Path) -> Path | None:
+    """The first symbolic link at or under ``path`` (the folder itself, or anything in its tree,
+    never followed), or None."""
+    path = Path(path)
+    if path.is_symlink():
+        return path
+    if not path.is_dir():
+        return None
+    stack = [path]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_symlink():
+                    return Path(e.path)
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+    return None
+
+
+def check_no_symlink(path: str | Path, what: str) -> None:
+    """Raise :class:`UserError` if ``path`` or anything in it is a symbolic link: a writer never
+    follows a link out of its folder (a dangling one is named as such, not as "File exists")."""
+    from .errors import UserError
+
+    link = symlink_in(path)
+    if link is None:
+        return
+    try:
+        target = os.readlink(link)
+    except OSError:  # pragma: no cover (removed meanwhile)
+        target = "?"
+    state = "" if link.exists() else ", which does not exist"
+    where = f"{what} {link}" if link == Path(path) else f"{what} {path} holds {link}, which"
+    raise UserError(f"{where} is a symbolic link (to {target}{state}); the toolkit does not write through links: "
+                    "give a real folder")
 
 
 def check_own_dir(path: str | Path, what: str) -> None:
-    """Raise :class:`UserError` unless :func:`is_own_dir`: the toolkit never writes into (and so
-    never overwrites a file of) a non-empty folder that it did not make."""
+    """Raise :class:`UserError` unless :func:`is_own_dir` and no link is in it
+    (:func:`check_no_symlink`): the toolkit never writes into (and so never overwrites a file of) a
+    non-empty folder that it did not mark, nor through a link out of it."""
     from .errors import UserError
 
+    check_no_symlink(path, what)
     if not is_own_dir(path):
         names = sorted(e.name for e in Path(path).iterdir())
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        raise UserError(f"{what} {path} is not empty ({shown}) and holds no run of this toolkit (no .fingerprint); "
-                        "choose a new or empty folder: nothing of yours is overwritten")
+        raise UserError(f"{what} {path} is not empty ({shown}) and holds no run of this toolkit (no {MARKER} or "
+                        ".fingerprint at its top); choose a new or empty folder: nothing of yours is overwritten")
 
 
 def claim_dir(path: str | Path, what: str) -> Path:
@@ -212,6 +286,33 @@ def claim_dir(path: str | Path, what: str) -> Path:
     if not (path / MARKER).exists():
         write_text(path / MARKER, "written by poisonedencoder: this folder holds its runs\n")
     return path
+
+
+def set_aside(path: str | Path, why: str, log: Callable[[str], None]) -> Path:
+    """Rename ``path`` (a cache entry that failed its check) to ``<path>.rejected-<UTC time>``,
+    beside it, and say so in one line; it is kept for a look, never served again."""
+    import time
+
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest, n = path.with_name(f"{path.name}.rejected-{stamp}"), 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.rejected-{stamp}-{n}")
+    os.replace(path, dest)
+    log(f"cache: {path} failed its check ({why}); set aside as {dest.name}, rebuilding it")
+    return dest
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, in hex."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def os_error_message(e: OSError) -> str:

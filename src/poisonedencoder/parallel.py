@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .errors import UserError
 from .rundir import RunDir
 
 CLEAN = "clean"
@@ -113,8 +114,6 @@ def _worker(u: Unit, threads: int | None) -> None:
     """One unit in a worker process, its messages in ``run.log`` (``clean.log`` for a clean unit)."""
     from .io import file_log
 
-    from .errors import UserError
-
     Path(u.out).mkdir(parents=True, exist_ok=True)
     with file_log(RunDir(u.out).log_file(u.stage == CLEAN)) as log:
         try:
@@ -163,7 +162,12 @@ def run_units(units: list[Unit] | list[tuple[dict, Path]], jobs: int = 1, log: C
                 break
             log(f"{name}: {u.stage} -> {u.out}")
             t0 = time.monotonic()
-            _work(u, None, log)
+            try:
+                _work(u, None, log)
+            except UserError as e:  # as a worker's exit status 2: this unit failed, the list goes on
+                res.failed.append((Path(u.out), str(e)))
+                log(f"{name}: {u.stage} failed ({u.out}): {e}")
+                continue
             res.seconds[key(u)] = time.monotonic() - t0
             res.finished.append(Path(u.out))
             if on_done:

@@ -10,7 +10,6 @@ to the next. Each stage reuses what an earlier call finished, so an interrupted 
 """
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from .data.datasets import DEFAULT_CACHE
 from .defenses import Defense, build_defense
 from .fingerprints import experiment_fingerprint
 from .io import check_own_dir, ensure_writable_dir
-from .rundata import RunData, RunLock
+from .rundata import RunData, RunLock, holding_run_lock
 from .rundir import RunDir
 from .stages import (
     choose_targets,
@@ -43,16 +42,6 @@ __all__ = ["Experiment", "choose_targets", "clean_encoder_dir", "clean_indices",
 
 
 # ---------------------------------------------------------------------------------------------- the run
-def _holding_run_lock(method):
-    """Run the stage while holding the run directory's lock (:class:`~.rundata.RunLock`)."""
-    @functools.wraps(method)
-    def locked(self, *args, **kwargs):
-        with self._run_lock():
-            return method(self, *args, **kwargs)
-
-    return locked
-
-
 class Experiment:
     """The run directory ``out`` of configuration ``cfg``, and the stages in order. Each method runs
     the stages that its result needs (``evaluate``: all of them), reusing finished ones. ``data``
@@ -63,18 +52,23 @@ class Experiment:
         self.dir = RunDir(self.out)
         self.cache = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE
         self.data = RunData(cfg, self.cache)
-        self._run_lock = RunLock(self.dir.lock, self.out, log)
+        self._run_lock = RunLock(self.dir, experiment_fingerprint(cfg), self._claim, log)
         self._check_out_dir()
 
     def _check_out_dir(self) -> None:
         """Before any work: the run directory and the cache are writable folders, and the run
-        directory holds no run of another configuration."""
+        directory is this run's (:meth:`_claim`, under the run's lock)."""
         check_own_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.cache, "cache directory (--cache-dir)")
-        fp = experiment_fingerprint(self.cfg)
+        with self._run_lock():
+            pass
+
+    def _claim(self) -> None:
+        """Under the run's lock, each time it is taken: the folder holds no run of another
+        configuration; it is stamped with this one."""
+        fp = self._run_lock.fingerprint
         self.dir.check_own(fp)
-        self.out.mkdir(parents=True, exist_ok=True)
         if _is_main() and not self.dir.finished(fp):  # a finished run's config.yaml says what it ran with
             self.dir.write_stamp(fp, dump(self.cfg))
 
@@ -83,7 +77,7 @@ class Experiment:
         self.data.check_sizes(build_defense(self.cfg["defense"]))
 
     # -------------------------------------------------------------------------------- craft
-    @_holding_run_lock
+    @holding_run_lock
     def craft(self) -> dict:
         """Target inputs, reference inputs, poisoning inputs (:func:`~.stages.craft_run`); returns the manifest."""
         if self.dir.manifest.exists():
@@ -92,7 +86,7 @@ class Experiment:
             craft_run(self.cfg, self.data, self.dir.path, self.pretrain_clean, self.check_sizes, self.log)
         return load_poisons(self.dir.poisons)[0]
 
-    @_holding_run_lock
+    @holding_run_lock
     def export_imagefolder(self, dest: str | Path) -> Path:
         """Craft (or reuse the craft) and write the pre-training set, clean inputs and poisoning inputs,
         as one plain image folder ``dest/unlabeled/*.png`` with the manifest in ``dest/manifest.json``
@@ -129,7 +123,7 @@ class Experiment:
         """The post-processing defense on the poisoned encoder (with ``out``: on the clean one, as its control)."""
         return P.defended(self.cfg, self.data, defense, encoder, out or self.out, self.log)
 
-    @_holding_run_lock
+    @holding_run_lock
     def pretrain(self, which: str = "both") -> dict[str, Path]:
         """Pre-train the clean encoder (shared cache) and/or the poisoned one (this run, defended)."""
         self.check_sizes()
@@ -144,7 +138,7 @@ class Experiment:
         return paths
 
     # -------------------------------------------------------------------------------- evaluate
-    @_holding_run_lock
+    @holding_run_lock
     def evaluate(self) -> dict:
         """Downstream classifiers on both encoders; CA, PA, ASR, clean_ASR, cosines -> metrics.json, report.md."""
         from .ssl.pretrain import load_backbone
@@ -163,7 +157,7 @@ class Experiment:
             "defense": json.loads(defense_json.read_text()) if defense_json.exists() else {"name": self.cfg["defense"]["name"]},
         })
 
-    @_holding_run_lock
+    @holding_run_lock
     def evaluate_encoders(self, poisoned, clean=None, files: dict | None = None) -> dict:
         """Downstream classifiers on encoders trained anywhere, for this run's target inputs (crafted
         here, or reused): ``poisoned`` and optionally ``clean`` are modules that take images in [0, 1]

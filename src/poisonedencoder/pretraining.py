@@ -12,11 +12,15 @@ from .defenses import DefenderData, Defense
 from .rundata import RunData, cache_lock
 from .rundir import RunDir
 from . import encoder_cache as EC
-from .stages import cache_root, clean_encoder_dir, content_key_of, filter_inputs, pretrain_encoder
+from .stages import cache_root, clean_encoder_dir, filter_inputs, pretrain_encoder
 
 
 def clean_encoder(cfg: dict, data: RunData, log: Callable[[str], None]) -> Path:
-    """The clean encoder, trained once per setting in the shared cache (under its lock)."""
+    """The clean encoder, trained once per setting in the shared cache (under its lock). A finished
+    one there is used only if it passes its check (:func:`~.encoder_cache.sound`, for the folder's
+    own key); otherwise it is set aside and this one trains (or is copied from an entry kept by
+    content), then sealed."""
+    from .ssl import distributed as D
     from .ssl.pretrain_set import PretrainSet
 
     d, cache = clean_encoder_dir(cfg), cache_root(cfg)
@@ -25,11 +29,12 @@ def clean_encoder(cfg: dict, data: RunData, log: Callable[[str], None]) -> Path:
         return PretrainSet.from_images(data.clean_pretrain_images())
 
     with cache_lock(d, log):
+        main = D.current().is_main
+        kept = EC.sound(d, d.name, log) if main else True
+        D.barrier()  # the other ranks look for the encoder after rank 0 set a failed one aside
         enc = pretrain_encoder("clean", make, cfg["pretrain"], d, cfg["seed"], cfg["device"], log, cache=cache)
-        if EC.published_key(d) is None:  # trained before encoders were kept by content
-            key = content_key_of(make(), cfg["pretrain"], cfg["seed"], cfg["device"], cache, {})
-            if key is not None:
-                EC.publish(cache, key, d)
+        if main and not kept:
+            EC.seal(d, d.name)
         return enc
 
 

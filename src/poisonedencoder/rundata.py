@@ -1,8 +1,10 @@
 """What a run reads and whom it waits for: its datasets, its clean pre-training inputs and the
 defender's spare ones (:class:`RunData`), and the locks that keep two processes from training the
-same run or the same shared clean encoder at once (:class:`RunLock`, :func:`cache_lock`)."""
+same run or the same shared clean encoder at once, and two runs from one folder
+(:class:`RunLock`, :func:`holding_run_lock`, :func:`cache_lock`)."""
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -63,31 +65,56 @@ class RunData:
 
 
 class RunLock:
-    """``OUT/.lock``, held while a stage of the run runs (re-entrant within one object): a second
-    run into the same folder (the same command twice) waits, says so, then reuses what the first
-    finished, instead of training into the same checkpoint at the same time. The kernel drops the
-    lock when its holder dies. Under torchrun only rank 0 takes it."""
+    """``OUT/.lock`` (``rundir.lock``), taken before the folder's fingerprint is checked and held
+    while a stage of the run runs (re-entrant within one object). Each time it is taken,
+    ``claim()`` checks the folder under it (the fingerprint, then the stamp written): no second
+    run can stamp the folder between another's check and its work.
 
-    def __init__(self, path: Path, out: Path, log: Callable[[str], None]):
-        self.path, self.out, self.log, self.held = path, out, log, False
+    A second process that finds it held reads the holder's stamp: of another configuration
+    (``fingerprint`` differs), it stops at once with one line (:class:`UserError`); of the same
+    one (the same command twice), it says so, waits, then reuses what the first finished, instead
+    of training into the same checkpoint at the same time. The kernel drops the lock when its
+    holder dies. Under torchrun only rank 0 takes it (every rank claims)."""
+
+    def __init__(self, rundir, fingerprint: str, claim: Callable[[], None], log: Callable[[str], None]):
+        self.dir, self.fingerprint, self.claim, self.log, self.held = rundir, fingerprint, claim, log, False
 
     @contextmanager
     def __call__(self):
         from .ssl.distributed import current
 
-        if self.held or not current().is_main:
+        if self.held:
             yield
             return
-
-        def wait() -> None:
-            self.log(f"another run is using {self.out}; waiting for it to finish ({self.path})")
-
-        with file_lock(self.path, wait):
+        if not current().is_main:
+            self.claim()
+            yield
+            return
+        with file_lock(self.dir.lock, self._busy):
             self.held = True
             try:
+                self.claim()
                 yield
             finally:
                 self.held = False
+
+    def _busy(self) -> None:
+        """Another process holds the lock: refuse if it runs another configuration, else wait."""
+        other = self.dir.read_stamp()
+        if other is not None and other != self.fingerprint:
+            raise UserError(f"another run, of a different configuration, is running in {self.dir.path} (it holds "
+                            f"{self.dir.lock}); wait for it to finish or choose another --out")
+        self.log(f"another run is using {self.dir.path}; waiting for it to finish ({self.dir.lock})")
+
+
+def holding_run_lock(method):
+    """Run the method while holding its object's run lock (``self._run_lock``, a :class:`RunLock`)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._run_lock():
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 @contextmanager

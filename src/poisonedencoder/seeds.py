@@ -22,6 +22,7 @@ from . import config as C
 from .errors import UserError
 from .io import check_own_dir, ensure_writable_dir, write_json
 from .metrics import SCORES, margin_summary, rates_of
+from .rundata import RunLock, holding_run_lock
 from .rundir import RunDir
 from .stats import mean_ci, mean_of_rates, pool_rates, rate
 
@@ -49,30 +50,41 @@ class SeedRuns:
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.dir = RunDir(self.out)
         self.seeds = [int(s) for s in cfg["seeds"]]
-        self._check_out_dir(_is_main())
+        self._main = _is_main()
+        self._run_lock = RunLock(self.dir, seeds_fingerprint(cfg), self._claim, log)
+        self._check_out_dir()
         self.runs = [Experiment(seed_config(cfg, s), self.dir.seed(s).path, log=log) for s in self.seeds]
 
-    def _check_out_dir(self, main: bool) -> None:
+    def _check_out_dir(self) -> None:
         check_own_dir(self.out, "run directory (--out)")
         ensure_writable_dir(self.out, "run directory (--out)")  # as a single run does, before any work
+        with self._run_lock():
+            pass
+
+    def _claim(self) -> None:
+        """Under ``OUT/.lock``, each time it is taken (as a single run's
+        :class:`~poisonedencoder.rundata.RunLock`): no single-seed run and no pooled result of
+        another configuration or seeds in ``OUT``; the stamp of this one."""
         if self.dir.manifest.exists() or self.dir.encoders.exists():
             raise UserError(f"{self.out} holds a single-seed run; choose another --out for a run over seeds")
-        fp = seeds_fingerprint(self.cfg)
+        fp = self._run_lock.fingerprint
         self.dir.check_own(fp, "configuration or seeds", (self.dir.metrics,))
-        self.out.mkdir(parents=True, exist_ok=True)
-        if main:
+        if self._main:
             self.dir.write_stamp(fp, C.dump(self.cfg))
 
+    @holding_run_lock
     def craft(self) -> None:
         for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: craft")
             exp.craft()
 
+    @holding_run_lock
     def pretrain(self, which: str = "both") -> None:
         for s, exp in zip(self.seeds, self.runs, strict=True):
             self.log(f"seed {s}: pretrain")
             exp.pretrain(which)
 
+    @holding_run_lock
     def evaluate(self) -> dict:
         from .pipeline import _is_main
         from .report import format_table
@@ -87,6 +99,7 @@ class SeedRuns:
         self.log(format_table(m))
         return m
 
+    @holding_run_lock
     def combine_finished(self) -> dict:
         """The pooled result from the seeds' finished ``metrics.json`` (runs made elsewhere, e.g. in
         parallel), without evaluating again; written to ``OUT/`` like :meth:`evaluate`."""
@@ -101,6 +114,7 @@ class SeedRuns:
         write_seeds_report(self.dir.report, self.cfg, m)
         return m
 
+    @holding_run_lock
     def run(self, jobs: int = 1, executor=None) -> dict:
         """Every seed's run, then the pooled result. ``jobs`` > 1: that many seeds at once, each in a
         worker process (:mod:`poisonedencoder.parallel`), with the same results as one at a time;

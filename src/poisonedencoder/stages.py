@@ -147,8 +147,9 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
     in-training defense's (``view_policy``, ``pair_filter``), for :func:`~.ssl.pretrain.pretrain`.
 
     ``cache``: the shared cache, where an encoder trained on the same inputs with the same settings,
-    seed, device and precision is taken instead of training again, and where this one is kept
-    (:mod:`~.encoder_cache`; never with hooks, nor across the processes of a distributed run)."""
+    seed, device and precision is taken instead of training again (a copy, once its entry passes
+    its check), and where a copy of this one is kept (:mod:`~.encoder_cache`; never with hooks, nor
+    across the processes of a distributed run)."""
     from .ssl.pretrain import pretrain
 
     enc = d / "encoder.pt"
@@ -158,7 +159,7 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
     t0 = time.time()
     data = make_data()
     key = content_key_of(data, p, seed, device, cache, hooks)
-    if key is not None and EC.fetch(cache, key, d):
+    if key is not None and EC.fetch(cache, key, d, log):
         log(f"pretrain {name}: the same inputs, settings and seed as an encoder trained before; reusing it "
             f"(pretrained/{key}) -> {d}")
         return enc
@@ -166,7 +167,7 @@ def pretrain_encoder(name: str, make_data: Callable, p: dict, d: Path, seed: int
     model = pretrain(data, p, d, seed, device, desc=f"pretrain {name}", log=log, **hooks)
     write_seconds(d, time.time() - t0, getattr(model, "timing", None))
     if key is not None:
-        EC.publish(cache, key, d)
+        EC.publish(cache, key, d, log)
     return enc
 
 

@@ -21,13 +21,13 @@ from .pipeline import Experiment
 from .sweep_output import _write
 from .sweep_table import markdown_table, summarize
 
-__all__ = ["parse_values", "run_sweep", "value_dir", "reference_index", "summarize", "markdown_table"]
+__all__ = ["parse_values", "check_values", "run_sweep", "value_dir", "reference_index", "summarize", "markdown_table"]
 
 
 def parse_values(text: str) -> list:
     """``--values``: comma-separated YAML values; commas inside brackets belong to the value
     (``[0.2,1.0],[0.4,1.0]``: two lists). A value that is not valid YAML (an unclosed bracket,
-    a ``!!python`` tag), a repeated key or too deep nesting is a :class:`UserError`."""
+    a ``!!python`` tag), a repeated key, too deep nesting or no value at all is a :class:`UserError`."""
     import yaml
 
     if len(text) > C.MAX_VALUE_CHARS:
@@ -41,7 +41,15 @@ def parse_values(text: str) -> list:
         except yaml.YAMLError as e:
             raise UserError(f"sweep --values: {C._preview(part, 80)} is not a valid value "
                             f"({C._preview(str(e).splitlines()[0], 120)})") from None
-    return out
+    return check_values(out, f"--values {C._preview(text, 80)}")
+
+
+def check_values(values: list, given: str = "values") -> list:
+    """``values``, unless it is empty: a sweep over no value has nothing to run or to tabulate
+    (a :class:`UserError` naming how they were ``given``)."""
+    if not values:
+        raise UserError(f"sweep {given} holds no value: give at least one, e.g. --values 0.01,0.03,0.1")
+    return values
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -67,6 +75,7 @@ def run_sweep(user: dict, overrides: list[str], key: str, values: list, out: str
     for the clean encoders, then one for the runs."""
     from .seeds import SeedRuns
 
+    check_values(values)
     out = claim_dir(out, "sweep directory (--out)")
     rows = []
     for v in values:

@@ -150,7 +150,9 @@ def test_dataset_arms_are_planned_without_their_data_and_refused_by_name(tmp_pat
     assert err.startswith("error: claims arm eurosat_16px: dataset eurosat not found under ") and len(err.splitlines()) == 1
     assert not (tmp_path / "c" / "arms").exists()  # refused before anything ran
     root = tmp_path / "data"
-    (root / "facemask" / "train" / "WithMask").mkdir(parents=True)  # facemask only
+    for split in ("train", "test"):  # facemask only (a file named as an image in its class folder: its listing)
+        (root / "facemask" / split / "WithMask").mkdir(parents=True)
+        (root / "facemask" / split / "WithMask" / "0.png").write_bytes(b"")
     cfg = C.resolve(yaml.safe_load(RECIPE.read_text()), [f"data_root={json.dumps(str(root))}"])
     arms = {a.name: a for a in plan(cfg, num_train=1347)}
     assert set(DATASET_ROWS) <= set(arms)

@@ -1,30 +1,17 @@
 """Reading a folder for scan (scan/folder.py): every PIL format as RGB uint8, class subfolders,
 and everything that cannot be scanned skipped with its reason."""
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from poisonedencoder.errors import UserError
-from poisonedencoder.scan import folder as F
 from poisonedencoder.scan.folder import read_folder
 
 
 def _rgb(h=16, w=16, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def bomb_png(path, width=100_000, height=100_000):
-    """A PNG whose header claims ``width x height`` pixels (a decompression bomb's shape), a few bytes long."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
 
 
 def test_every_format_and_mode_becomes_rgb_uint8_and_class_folders_are_read(tmp_path):
@@ -47,7 +34,7 @@ def test_every_format_and_mode_becomes_rgb_uint8_and_class_folders_are_read(tmp_
     assert d.others == 1 and d.skipped == []
 
 
-def test_what_cannot_be_scanned_is_skipped_with_its_reason(tmp_path):
+def test_what_cannot_be_scanned_is_skipped_with_its_reason(tmp_path, bomb_png):
     root, outside = tmp_path / "f", tmp_path / "outside"
     root.mkdir()
     outside.mkdir()
@@ -70,7 +57,7 @@ def test_what_cannot_be_scanned_is_skipped_with_its_reason(tmp_path):
     why = dict(d.skipped)
     assert set(why) == {"truncated.png", "text.png", "tiny.png", "thin.png", "bomb.png", "link_out.png", "dir_out/",
                         "broken.png", "fifo.png"}
-    assert why["truncated.png"].startswith("unreadable") and why["text.png"] == "not an image PIL can read"
+    assert why["truncated.png"].startswith("truncated or damaged") and why["text.png"] == "not an image PIL can read"
     assert why["tiny.png"].startswith("too small: 1x1") and why["thin.png"].startswith("too small: 40x7")
     assert "decompression-bomb" in why["bomb.png"] and "outside FOLDER" in why["link_out.png"]
     assert "outside FOLDER" in why["dir_out/"] and why["broken.png"] == "broken symlink"
@@ -80,7 +67,7 @@ def test_what_cannot_be_scanned_is_skipped_with_its_reason(tmp_path):
 def test_the_pixel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
     Image.fromarray(_rgb(16, 16)).save(tmp_path / "a.png")
     Image.fromarray(_rgb(16, 32)).save(tmp_path / "b.png")
-    monkeypatch.setattr(F, "MAX_PIXELS", 300)
+    monkeypatch.setenv("POISONEDENCODER_MAX_PIXELS", "300")
     d = read_folder(tmp_path, log=lambda _: None)
     assert d.paths == ["a.png"] and "more than 300 pixels" in dict(d.skipped)["b.png"]
 

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..io import atomic_write, write_json
+from ..errors import preview as _preview
+from ..io import atomic_write, check_no_symlink, naming, write_json
 
 
 def save_poisons(poisons, targets, directory: str | Path, extra: dict | None = None) -> Path:
@@ -27,7 +28,12 @@ def save_poisons(poisons, targets, directory: str | Path, extra: dict | None = N
 
 
 def load_poisons(directory: str | Path) -> tuple[dict, list[np.ndarray]]:
-    """Read the manifest and its PNG files back as uint8 arrays."""
+    """Read the manifest and its PNG files back as uint8 arrays. Every file it lists must lie in its
+    own folder once links are resolved (the craft writes them there): an entry such as
+    ``../../x.png`` or ``/abs.png`` is a :class:`UserError`, never read. An image that cannot be
+    decoded is one too, naming the file and why (:func:`~poisonedencoder.data.base.open_rgb`)."""
+    from ..data.base import ImageRefused, open_rgb
+
     d = Path(directory)
     mf = d / "manifest.json"
     if not mf.is_file():
@@ -35,16 +41,27 @@ def load_poisons(directory: str | Path) -> tuple[dict, list[np.ndarray]]:
     try:
         manifest = json.loads(mf.read_text())
         entries = manifest["poisoning_inputs"]
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"poison manifest {mf} is corrupt ({type(e).__name__})") from e
-    images = []
-    for e in entries:
-        f = d / e["file"]
+    if not isinstance(entries, list):
+        raise UserError(f"poison manifest {mf} is corrupt (poisoning_inputs is not a list)")
+    root, images = d.resolve(), []
+    for i, e in enumerate(entries):
+        name = e.get("file") if isinstance(e, dict) else None
+        if not isinstance(name, str) or not name:
+            raise UserError(f"poison manifest {mf} is corrupt (poisoning_inputs[{i}] names no file)")
+        f = d / name
         try:
-            with Image.open(f) as im:
-                images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-        except Exception as ex:
-            raise UserError(f"cannot read poisoning input {f}: {type(ex).__name__}") from ex
+            inside = f.resolve().is_relative_to(root)
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a loop of links
+            inside = False
+        if not inside:
+            raise UserError(f"poison manifest {mf}: poisoning_inputs[{i}] names {_preview(name)}, which lies outside "
+                            f"{d} (links resolved); refused: a manifest lists only files of its own folder")
+        try:
+            images.append(np.asarray(open_rgb(f), dtype=np.uint8))
+        except ImageRefused as ex:
+            raise UserError(f"cannot read poisoning input {f}: {ex}") from None
     return manifest, images
 
 
@@ -119,6 +136,7 @@ def check_export_dir(dest: str | Path) -> Path:
     """``dest`` can receive an exported image folder: absent, or an empty folder. Raises
     :class:`UserError` otherwise, so that a craft fails before any work and never mixes two sets."""
     d = Path(dest).expanduser().absolute()
+    check_no_symlink(d, "--export-imagefolder")
     if d.exists() and not d.is_dir():
         raise UserError(f"--export-imagefolder {d} is a file, not a folder; choose a new or empty folder")
     if d.is_dir() and any(d.iterdir()):
@@ -162,12 +180,14 @@ def export_imagefolder(clean: np.ndarray, clean_indices, manifest: dict, poisons
         clean_entries = []
         for i, (img, idx) in enumerate(zip(clean, clean_indices, strict=True)):
             name = f"{IMAGEFOLDER_CLASS}/clean_{i:06d}.png"
-            Image.fromarray(img).save(tmp / name, format="PNG")
+            with naming(d / name):  # a full disk: the file it stopped at (written in tmp, renamed onto d)
+                Image.fromarray(img).save(tmp / name, format="PNG")
             clean_entries.append({"file": name, "train_index": int(idx)})
         poison_entries = []
         for i, (img, e) in enumerate(zip(poisons, manifest["poisoning_inputs"], strict=True)):
             name = f"{IMAGEFOLDER_CLASS}/poison_{i:06d}.png"
-            Image.fromarray(img).save(tmp / name, format="PNG")
+            with naming(d / name):
+                Image.fromarray(img).save(tmp / name, format="PNG")
             poison_entries.append({**e, "file": name})
         out = {**manifest, "poisoning_inputs": poison_entries,
                "imagefolder": {"format": "poisonedencoder-imagefolder/1", "class_folder": IMAGEFOLDER_CLASS,

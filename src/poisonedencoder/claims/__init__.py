@@ -12,15 +12,15 @@ only an arm with no finished run whose data are absent is "not measurable here".
 """
 from __future__ import annotations
 
+import os
+import re
 import time
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from ..config_files import dump
 from ..errors import UserError
-from ..io import write_json, write_text
+from ..io import claim_dir, write_json, write_text
 from ..rundir import METRICS, SECONDS_TXT, RunDir
 from . import figures, race
 from . import rows as R
@@ -260,6 +260,17 @@ RECORD = {**{p.as_posix(): p.as_posix() for p in (_RUN.metrics, _RUN.config, _RU
 made it, not the encoders or images (an unfinished run crafts its poisoning inputs again, alike)."""
 
 
+def home_as_tilde(text: str, home: str) -> str:
+    """``text`` with the home folder ``home`` written ``~`` where a path starts with it as a whole
+    component (``/home/ann/x``, not ``/home/anna/x`` nor ``/data/home/ann``); unchanged where
+    ``home`` is not an absolute folder below the root (``HOME=/`` or an empty ``HOME``)."""
+    home = home.rstrip("/")
+    if not home.startswith("/"):
+        return text
+    before, after = r"""\s"'`=:,([{""", r"""/\s"'`,)\]}"""  # what may stand before a path, and after a folder's name
+    return re.sub(rf"(?<![^{before}]){re.escape(home)}(?![^{after}])", "~", text)
+
+
 def record(out: str | Path, dest: str | Path, data_root: str | Path | None = None) -> int:
     """Copy the record of every finished run under ``out/arms`` (``RECORD``), and the table, into
     ``dest`` with the same layout. ``claims --out dest --table`` then rebuilds the table from it on any
@@ -268,21 +279,25 @@ def record(out: str | Path, dest: str | Path, data_root: str | Path | None = Non
     machine where they have the same configuration fingerprint). Paths of this machine become
     relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside
     ``data_root``, however the run spelled it; left as it is when ``data_root`` is None); none of
-    them is in a fingerprint. Returns the runs recorded."""
-    out, dest = Path(out), Path(dest)
-    here, home = str(out.resolve()) + "/", str(Path.home())
+    them is in a fingerprint. ``dest`` is refused, before anything is read, where it is not
+    the toolkit's (:func:`~poisonedencoder.io.claim_dir`: a non-empty folder without its marker,
+    or a link, or a folder holding one). Returns the runs recorded."""
+    out, dest = Path(out), claim_dir(dest, "record folder (--record)")
+    here = str(out.resolve()) + "/"
     shared = Path(data_root).resolve() if data_root is not None else None
 
     def portable(text: str, name: str) -> str:
+        from ..config_files import parse_yaml
+
         text = text.replace(here, "").replace(str(out.absolute()) + "/", "")
         if shared is not None and name == _RUN.config.name:
-            cfg = yaml.safe_load(text)
+            cfg = parse_yaml(text, f"a run's {name}")
             root = cfg.get("data_root") if isinstance(cfg, dict) else None
             if isinstance(root, str) and Path(root).resolve().is_relative_to(shared):
                 inside = Path(root).resolve().relative_to(shared)
                 cfg["data_root"] = SHARED if inside == Path(".") else f"{SHARED}/{inside.as_posix()}"
                 text = dump(cfg)
-        return text.replace(home, "~")
+        return home_as_tilde(text, os.path.expanduser("~"))
 
     def copy(src: Path, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

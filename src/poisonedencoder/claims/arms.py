@@ -1,6 +1,6 @@
 """The settings ("arms") the claims table measures, each a variation of one recipe, and how to run them.
 
-Every arm is the recipe (a config file, e.g. ``configs/digits_works.yaml``) with a few overrides,
+Every arm is the recipe (a config file; by default :func:`default_recipe`) with a few overrides,
 run over the recipe's seeds into ``OUT/arms/<name>/`` with the stages of
 :class:`~poisonedencoder.seeds.SeedRuns`: finished stages are reused, so an interrupted table
 resumes, and arms that share pre-training settings share the cached clean encoder of each seed.
@@ -29,6 +29,15 @@ UNKNOWN = "?"
 """A size that follows from the recipe's train split, in an arm's label and overrides, where the
 plan is read without the dataset (:func:`train_size_here`)."""
 """Rates per target input of the ASR-against-rate row (the recipe's own rate is one of its points)."""
+
+
+def default_recipe() -> Path:
+    """The recipe ``claims`` varies when given none: ``digits_works.yaml``, shipped inside the package
+    (``poisonedencoder/recipes/``; ``configs/digits_works.yaml`` in a checkout links to it), so that
+    it is found from any working directory and in any install."""
+    from importlib.resources import files
+
+    return Path(str(files("poisonedencoder") / "recipes" / "digits_works.yaml"))
 
 
 @dataclass(frozen=True)

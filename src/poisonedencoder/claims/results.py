@@ -136,10 +136,10 @@ def load(arm: Arm, d: Path, seeds: list[int], planned: int = 0) -> ArmResult:
                 parts.append(outcomes(m, s))
     cfg = None
     if runs:
-        import yaml
+        from ..config_files import parse_yaml
 
         first = RunDir(d).seed(runs[0]["_seed"])
         cfg_file = next(iter(sorted(RunDir(t).config for t in first.path.glob("target_*")))) if arm.one_per_run \
             else first.config
-        cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else None
+        cfg = parse_yaml(cfg_file.read_text(), f"config file {cfg_file}") if cfg_file.is_file() else None
     return ArmResult(arm, pool(parts), runs, planned or (len(seeds) if not arm.one_per_run else 0), cfg)

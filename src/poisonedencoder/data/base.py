@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,7 +13,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError, preview
+from ..errors import UserError, bound_from_env, preview
 
 DEFAULT_CACHE = Path(os.environ.get("POISONEDENCODER_CACHE", "~/.cache/poisonedencoder")).expanduser()
 DEFAULT_DATA_ROOT = DEFAULT_CACHE / "data"
@@ -87,12 +88,69 @@ def _from_arrays(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([_to_rgb_array(Image.fromarray(im), size) for im in images])
 
 
+MAX_PIXELS = 89_478_485
+"""The most pixels (width x height) an image file may have to be decoded: PIL's own
+decompression-bomb limit (1024 * 1024 * 1024 // 4 // 3, about 256 MiB as RGB), checked from the
+header before anything is decoded. :data:`MAX_PIXELS_ENV` raises (or lowers) it."""
+MAX_PIXELS_ENV = "POISONEDENCODER_MAX_PIXELS"
+
+_PIL_SETTINGS = threading.Lock()  # PIL's limits are process-wide: one decoder changes them at a time
+
+
+def max_pixels() -> int:
+    """:data:`MAX_PIXELS`, or the whole number in ``$POISONEDENCODER_MAX_PIXELS``."""
+    return bound_from_env(MAX_PIXELS_ENV, MAX_PIXELS)
+
+
+class ImageRefused(Exception):
+    """An image file that is not decoded; ``str()`` says why, to follow the file's name."""
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """The image file ``path`` decoded as RGB, or :class:`ImageRefused` saying why not: it cannot be
+    opened, it is not an image PIL can read, it has more than :func:`max_pixels` pixels (read from
+    its header, before decoding: a small file can decode to gigabytes), it is truncated or damaged
+    (never padded), or it does not fit in memory."""
+    from PIL import ImageFile, UnidentifiedImageError
+
+    limit = max_pixels()
+    with _PIL_SETTINGS:
+        before = ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS
+        ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = False, None  # the limit is checked here
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > limit:
+                    raise ImageRefused(f"too large: {w}x{h} is more than {limit} pixels (decompression-bomb guard; "
+                                       f"{MAX_PIXELS_ENV} raises the bound)")
+                im.load()
+                return im.convert("RGB")
+        except ImageRefused:
+            raise
+        except UnidentifiedImageError:
+            raise ImageRefused("not an image PIL can read") from None
+        except MemoryError:
+            raise ImageRefused("too large to decode in memory") from None
+        except OSError as e:
+            if e.errno is not None:  # the file itself: missing, a folder, no permission
+                raise ImageRefused(f"cannot be opened ({e.strerror})") from None
+            raise ImageRefused(f"truncated or damaged ({type(e).__name__}: {_first_line(e)})") from None
+        except Exception as e:  # damaged chunks: SyntaxError, ValueError, zlib.error
+            raise ImageRefused(f"truncated or damaged ({type(e).__name__}: {_first_line(e)})") from None
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS = before
+
+
+def _first_line(e: Exception) -> str:
+    """An exception's message: its first line, cut to 160 characters."""
+    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+
+
 def _decode(path: Path, size: int) -> np.ndarray:
     try:
-        with Image.open(path) as im:
-            return _to_rgb_array(im, size)
-    except Exception as e:
-        raise UserError(f"cannot read image {path}: {type(e).__name__}") from e
+        return _to_rgb_array(open_rgb(path), size)
+    except ImageRefused as e:
+        raise UserError(f"cannot read image {path}: {e}") from None
 
 
 def _bar(progress: bool, **kw):

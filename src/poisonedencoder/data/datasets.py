@@ -8,7 +8,8 @@ and ``imagefolder:PATH`` (``PATH/train/<class>/*`` and ``PATH/test/<class>/*``, 
 root is one setting (``--data-root``, ``data_root``, ``POISONEDENCODER_DATA``): :mod:`.location`.
 
 Every image is converted to RGB and resized to ``image_size`` once; the decoded
-arrays are cached as ``.npz`` under the cache directory (never pickled).
+arrays are cached as ``.npz`` under the cache directory (never pickled), with the key they were
+made for and their sha256, checked on every read.
 
 The types, cache paths and decoding helpers are in :mod:`.base` (imported here under their old
 names too); this module imports :mod:`.ondisk` and :mod:`.torchvision_sets`, neither imports it.
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import numpy as np
 from pydantic import Field
 
 from ..errors import UserError, preview
-from ..io import atomic_write
+from ..io import atomic_write, os_error_message, set_aside
 from ..settings import Range, Settings
 from . import ondisk
 from . import torchvision_sets as tv
@@ -158,16 +160,20 @@ FASHION_MNIST_LAYOUT = ("<data_root>/fashion-mnist/ (or <data_root>, <data_root>
 def missing(spec: str, data_root: str | Path | None = None) -> str | None:
     """Why dataset ``spec`` cannot be read from under the data root (:func:`.location.data_root`)
     without a download, as its one-line error, or None: a dataset read from its files
-    (:class:`.files.OnDisk`) whose folder is not there, or Fashion-MNIST without its IDX files."""
+    (:class:`.files.OnDisk`) whose folder is not there or does not hold its layout (an empty
+    ``facemask/``: :meth:`.files.OnDisk.readable`, from the listing alone), or Fashion-MNIST
+    without its IDX files."""
     root = resolve_data_root(data_root)
     if spec == "fashion-mnist":
         return None if fashion_mnist_folder(root) else str(not_found(spec, root, "IDX files", FASHION_MNIST_LAYOUT))
     source = dataset_source(spec)
     if isinstance(source, OnDisk):
         try:
-            source.find(root)
+            source.readable(root)
         except UserError as e:
             return str(e)
+        except OSError as e:  # a folder that cannot be listed
+            return f"{spec}: {os_error_message(e)}"
     return None
 
 
@@ -181,28 +187,76 @@ class PretrainDataSettings(Settings):
         check_dataset(self.dataset, f"{where}.dataset")
 
 
+_ARRAYS = ("classes", "train_x", "train_y", "test_x", "test_y")
+
+
+def _content_hash(arrays: dict) -> str:
+    """The sha256 of a decoded dataset's arrays: each one's name, dtype, shape and bytes, in order."""
+    h = hashlib.sha256()
+    for name in _ARRAYS:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _save_npz(path: Path, ds: ImageDataset) -> None:
+    """The decoded arrays, the key they were made for (the file's name) and their sha256, in one
+    file written atomically: the record can never be out of step with what it describes."""
+    arrays = {"classes": np.array(ds.classes), "train_x": ds.train.images, "train_y": ds.train.labels,
+              "test_x": ds.test.images, "test_y": ds.test.labels}
+
     def _w(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, classes=np.array(ds.classes), train_x=ds.train.images, train_y=ds.train.labels,
-                     test_x=ds.test.images, test_y=ds.test.labels)
+            np.savez(f, **arrays, key=np.array(path.stem), sha256=np.array(_content_hash(arrays)))
 
     atomic_write(path, _w)
 
 
-def _load_npz(path: Path, name: str) -> ImageDataset | None:
+def _read_npz(path: Path) -> tuple[dict | None, str | None]:
+    """The arrays of a decoded dataset's file once they pass their check (the key is the file's
+    name, the sha256 that of the arrays), or why they do not."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return ImageDataset(name, [str(c) for c in z["classes"]], ImageSplit(z["train_x"], z["train_y"]),
-                                ImageSplit(z["test_x"], z["test_y"]))
-    except Exception:
-        return None  # corrupt cache: decode again
+            names = set(z.files)
+            if not {"key", "sha256"} <= names:
+                return None, "no record of its key and content (written before they were checked, or not by this toolkit)"
+            arrays = {n: z[n] for n in _ARRAYS}
+            key, kept = str(z["key"]), str(z["sha256"])
+    except Exception as e:  # noqa: BLE001 (truncated, not an npz, an array missing)
+        return None, f"it cannot be read ({type(e).__name__})"
+    if key != path.stem:
+        return None, f"it was made for {key[:80]!r}, not {path.stem!r}"
+    if _content_hash(arrays) != kept:
+        return None, "its arrays are not the ones that were kept (their sha256 differs)"
+    return arrays, None
+
+
+def _load_npz(path: Path, name: str, log: Callable[[str], None]) -> ImageDataset | None:
+    """The decoded dataset in ``path``, or None where there is none or it fails its check (then it
+    is set aside with one line, and the caller decodes again)."""
+    if not path.exists():
+        return None
+    z, why = _read_npz(path)
+    if z is None:
+        try:
+            set_aside(path, why, log)
+        except OSError:  # a read-only cache: not served, decoded again each time
+            log(f"cache: {path} failed its check ({why}); not used")
+        return None
+    return ImageDataset(name, [str(c) for c in z["classes"]], ImageSplit(z["train_x"], z["train_y"]),
+                        ImageSplit(z["test_x"], z["test_y"]))
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def cached_train_size(spec: str, image_size: int, data_root: str | Path | None = None,
                       cache_dir: str | Path | None = None) -> int | None:
     """The train split's size of ``spec`` from its decoded cache (see :func:`load_dataset`) alone:
-    no decoding, no download, nothing written; None where it is not cached (or its files are gone)."""
+    no decoding, no download, nothing written; None where it is not cached (or its files are gone),
+    or where the cached file fails its check."""
     cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
     data_root = Path(data_root).expanduser() if data_root else DEFAULT_DATA_ROOT
     try:
@@ -211,29 +265,28 @@ def cached_train_size(spec: str, image_size: int, data_root: str | Path | None =
         return None
     if not cache.is_file():
         return None
-    try:
-        with np.load(cache, allow_pickle=False) as z:
-            return int(z["train_y"].shape[0])
-    except Exception:
-        return None  # a corrupt cache: as load_dataset, no size from it
+    z, _why = _read_npz(cache)
+    return None if z is None else int(z["train_y"].shape[0])
 
 
 def load_dataset(spec: str, image_size: int = 32, data_root: str | Path | None = None,
-                 cache_dir: str | Path | None = None, progress: bool = True) -> ImageDataset:
+                 cache_dir: str | Path | None = None, progress: bool = True,
+                 log: Callable[[str], None] = _say) -> ImageDataset:
     """Load ``spec`` as an :class:`ImageDataset` with images resized to ``image_size``, read from
     under ``data_root`` (None: ``POISONEDENCODER_DATA``, else ``~/.cache/poisonedencoder/data``:
     :func:`.location.data_root`).
 
-    Decoded arrays are cached under ``cache_dir`` (default ``~/.cache/poisonedencoder``).
+    Decoded arrays are cached under ``cache_dir`` (default ``~/.cache/poisonedencoder``), with the
+    key they were made for and their sha256; a cached file that fails that check is set aside
+    (``log``: its one line, on standard error by default) and the dataset decoded again.
     """
     cache_dir = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
     data_root = resolve_data_root(data_root)
     source = dataset_source(spec)
     cache = cache_dir / "datasets" / f"{source.cache_key(spec, data_root)}-{image_size}px.npz"
-    if cache.exists():
-        ds = _load_npz(cache, spec)
-        if ds is not None:
-            return ds
+    ds = _load_npz(cache, spec, log)
+    if ds is not None:
+        return ds
     classes, tr, te = source.load(spec, image_size, data_root, progress)
     ds = ImageDataset(spec, classes, tr, te)
     try:

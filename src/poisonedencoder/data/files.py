@@ -69,14 +69,23 @@ class OnDisk:
     """A dataset read from files, and its entry of :data:`.datasets.DATASETS` (the members of a
     :class:`.base.DatasetSource`: ``load``, ``cache_key``, ``argument``). ``find(data_root)`` is its
     folder (or a UserError that names the layout), ``read(folder, size, progress)`` decodes it,
-    ``watched(folder)`` are the paths whose size and mtime go into the cache key."""
+    ``watched(folder)`` are the paths whose size and mtime go into the cache key, and
+    ``check(folder)`` raises the UserError that ``read`` would raise for the folder's layout
+    (an empty folder, a class without images), from its listing alone, without decoding."""
 
     name: str
     layout: str
     find: Callable[[Path], Path]
     read: Callable[[Path, int, bool], Loaded]
     watched: Callable[[Path], list[Path]]
+    check: Callable[[Path], object]
     argument = ""  # written by its name alone (not a field)
+
+    def readable(self, data_root: Path) -> Path:
+        """Its folder, once found and its layout checked (:attr:`check`): a UserError otherwise."""
+        folder = self.find(Path(data_root))
+        self.check(folder)
+        return folder
 
     def load(self, _spec: str, size: int, data_root: Path, progress: bool = True) -> Loaded:
         return self.read(self.find(Path(data_root)), size, progress)

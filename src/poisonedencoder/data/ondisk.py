@@ -52,14 +52,19 @@ def _stl10_find(root: Path) -> Path:
     raise _missing("stl10", "stl10_binary/train_X.bin", root, STL10_LAYOUT)
 
 
+def _stl10_count(path: Path) -> int:
+    """The number of 3x96x96 images in an STL-10 ``*_X.bin``, from its size (a UserError unless whole)."""
+    n, rem = divmod(path.stat().st_size, 3 * _STL10_SIDE * _STL10_SIDE)
+    if rem or n == 0:
+        raise UserError(f"stl10: {path} is {path.stat().st_size} bytes, not a whole number of 3x96x96 images")
+    return n
+
+
 def read_stl10_images(path: Path, size: int = _STL10_SIDE, progress: bool = False) -> np.ndarray:
     """The images of an STL-10 ``*_X.bin``: uint8, each image 3 channels of 96x96 one after the
     other, each channel in column-major order (so a reshape to (N, 3, 96, 96) gives (N, C, W, H)).
     Returns (N, size, size, 3), resized only when ``size`` is not 96."""
-    px = 3 * _STL10_SIDE * _STL10_SIDE
-    n, rem = divmod(path.stat().st_size, px)
-    if rem or n == 0:
-        raise UserError(f"stl10: {path} is {path.stat().st_size} bytes, not a whole number of 3x96x96 images")
+    n = _stl10_count(path)
     raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(n, 3, _STL10_SIDE, _STL10_SIDE))
     out = np.empty((n, size, size, 3), np.uint8)
     with _bar(progress, total=n, desc=f"decode stl10/{path.stem}") as bar:
@@ -96,7 +101,8 @@ def _stl10_read(folder: Path, size: int, progress: bool) -> Loaded:
 
 
 STL10 = OnDisk("stl10", STL10_LAYOUT, _stl10_find, _stl10_read,
-               lambda d: [d / f for f in (*_STL10_FILES, "class_names.txt")])
+               lambda d: [d / f for f in (*_STL10_FILES, "class_names.txt")],
+               lambda d: [_stl10_count(d / f"{split}_X.bin") for split in ("train", "test")])
 
 
 # --------------------------------------------------------------------------- EuroSAT (RGB JPEG folders)
@@ -120,7 +126,8 @@ def _eurosat_read(folder: Path, size: int, progress: bool) -> Loaded:
     return classes, ImageSplit(full.images[tr], full.labels[tr]), ImageSplit(full.images[te], full.labels[te])
 
 
-EUROSAT = OnDisk("eurosat", EUROSAT_LAYOUT, _eurosat_find, _eurosat_read, lambda d: _tree(d, 1))
+EUROSAT = OnDisk("eurosat", EUROSAT_LAYOUT, _eurosat_find, _eurosat_read, lambda d: _tree(d, 1),
+                 lambda d: _class_files("eurosat", d, EUROSAT_LAYOUT))
 
 
 # --------------------------------------------------------------------------- Tiny-ImageNet (tiny-imagenet-200)
@@ -149,7 +156,9 @@ def _tiny_class_names(folder: Path, wnids: list[str]) -> list[str]:
     return [f"{n} ({w})" if names.count(n) > 1 else n for n, w in zip(names, wnids, strict=True)]
 
 
-def _tiny_read(folder: Path, size: int, progress: bool) -> Loaded:
+def _tiny_files(folder: Path) -> tuple[list[str], list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The wnids (sorted) and the (file, wnid) pairs of train/ and val/, from the listing and
+    val_annotations.txt; a UserError that names the layout where they are not there."""
     lines = (folder / "wnids.txt").read_text().split()
     wnids = sorted(set(lines))  # sorted, like an ImageFolder over train/
     if not wnids:
@@ -185,13 +194,18 @@ def _tiny_read(folder: Path, size: int, progress: bool) -> Loaded:
         raise _missing("tiny-imagenet", "val/val_annotations.txt", folder, TINY_LAYOUT)
     if not test:
         raise UserError(f"tiny-imagenet: {folder / 'val'} holds no images; expected layout: {TINY_LAYOUT} ({SET_IT})")
+    return wnids, train, test
+
+
+def _tiny_read(folder: Path, size: int, progress: bool) -> Loaded:
+    wnids, train, test = _tiny_files(folder)
     return (_tiny_class_names(folder, wnids), _split(wnids, train, size, progress, "decode tiny-imagenet/train"),
             _split(wnids, test, size, progress, "decode tiny-imagenet/val"))
 
 
 TINY_IMAGENET = OnDisk("tiny-imagenet", TINY_LAYOUT, _tiny_find, _tiny_read,
                        lambda d: [d / "wnids.txt", d / "words.txt", d / "val" / "val_annotations.txt",
-                                  *_tree(d / "train", 2), *_tree(d / "val", 2)])
+                                  *_tree(d / "train", 2), *_tree(d / "val", 2)], _tiny_files)
 
 
 # --------------------------------------------------------------------------- Facemask (class folders)
@@ -233,24 +247,33 @@ def stratified_split(labels: np.ndarray, test_fraction: float = 0.2, seed: int =
     return np.concatenate(tr), np.concatenate(te)
 
 
-def _facemask_read(folder: Path, size: int, progress: bool) -> Loaded:
+def _facemask_files(folder: Path) -> tuple[list[str], list[tuple[Path, str]], list[tuple[Path, str]] | None]:
+    """The classes and the (file, class) pairs of train/ and test/ (test None: one folder of
+    classes, split 80/20 when decoded), from the listing; a UserError that names the layout."""
     train_dir, test_dir = _facemask_splits(folder)
-    if train_dir is not None:
-        if test_dir is None:
-            raise _missing("facemask", f"test/ or val/ beside {train_dir.name}/", folder, FACEMASK_LAYOUT)
-        classes, train = _class_files("facemask", train_dir, FACEMASK_LAYOUT)
-        test_classes, test = _class_files("facemask", test_dir, FACEMASK_LAYOUT)
-        if test_classes != classes:
-            raise UserError(f"facemask: {train_dir} has classes {classes} but {test_dir} has {test_classes}")
+    if train_dir is None:
+        classes, files = _class_files("facemask", folder, FACEMASK_LAYOUT)
+        return classes, files, None
+    if test_dir is None:
+        raise _missing("facemask", f"test/ or val/ beside {train_dir.name}/", folder, FACEMASK_LAYOUT)
+    classes, train = _class_files("facemask", train_dir, FACEMASK_LAYOUT)
+    test_classes, test = _class_files("facemask", test_dir, FACEMASK_LAYOUT)
+    if test_classes != classes:
+        raise UserError(f"facemask: {train_dir} has classes {classes} but {test_dir} has {test_classes}")
+    return classes, train, test
+
+
+def _facemask_read(folder: Path, size: int, progress: bool) -> Loaded:
+    classes, train, test = _facemask_files(folder)
+    if test is not None:
         return (classes, _split(classes, train, size, progress, "decode facemask/train"),
                 _split(classes, test, size, progress, "decode facemask/test"))
-    classes, files = _class_files("facemask", folder, FACEMASK_LAYOUT)
-    full = _split(classes, files, size, progress, "decode facemask")
+    full = _split(classes, train, size, progress, "decode facemask")
     tr, te = stratified_split(full.labels)
     return classes, ImageSplit(full.images[tr], full.labels[tr]), ImageSplit(full.images[te], full.labels[te])
 
 
-FACEMASK = OnDisk("facemask", FACEMASK_LAYOUT, _facemask_find, _facemask_read, lambda d: _tree(d, 2))
+FACEMASK = OnDisk("facemask", FACEMASK_LAYOUT, _facemask_find, _facemask_read, lambda d: _tree(d, 2), _facemask_files)
 
 
 # --------------------------------------------------------------------------- CIFAR-10 as an image folder
@@ -264,14 +287,20 @@ def _cifar10_folder_find(root: Path) -> Path:
     return d
 
 
-def _cifar10_folder_read(folder: Path, size: int, progress: bool) -> Loaded:
+def _cifar10_folder_files(folder: Path) -> tuple[list[str], list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The classes and the (file, class) pairs of train/ and test/, from the listing."""
     classes, train = _class_files("cifar10-folder", folder / "train", CIFAR10_FOLDER_LAYOUT)
     test_classes, test = _class_files("cifar10-folder", folder / "test", CIFAR10_FOLDER_LAYOUT)
     if test_classes != classes:
         raise UserError(f"cifar10-folder: {folder / 'train'} has classes {classes} but {folder / 'test'} has {test_classes}")
+    return classes, train, test
+
+
+def _cifar10_folder_read(folder: Path, size: int, progress: bool) -> Loaded:
+    classes, train, test = _cifar10_folder_files(folder)
     return (classes, _split(classes, train, size, progress, "decode cifar10/train"),
             _split(classes, test, size, progress, "decode cifar10/test"))
 
 
 CIFAR10_FOLDER = OnDisk("cifar10-folder", CIFAR10_FOLDER_LAYOUT, _cifar10_folder_find, _cifar10_folder_read,
-                        lambda d: _tree(d, 2))
+                        lambda d: _tree(d, 2), _cifar10_folder_files)

@@ -5,6 +5,8 @@ import argparse
 
 
 def add_parser(sub) -> None:
+    from ..cli_parser import add_trust_torchscript
+
     p = sub.add_parser("scan", help="find poisoning inputs in an unlabeled image folder: scores, suspects, "
                                     "thresholds without labels (docs/SCAN.md)",
                        description="Scores every image of FOLDER (flat or in class subfolders) with each filter, flags "
@@ -16,8 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--filters", metavar="LIST", help="comma-separated: crop_disagreement, part_hash, aspect_ratio "
                                                      "(default: all that can run; crop_disagreement needs an encoder)")
     g = p.add_argument_group("crop_disagreement's encoder: one of")
-    g.add_argument("--encoder", metavar="PATH", help="your encoder (TorchScript, or a state_dict with --arch), loaded "
-                                                     "as evaluate --encoder loads one (docs/AUDIT.md)")
+    g.add_argument("--encoder", metavar="PATH", help="your encoder (a state_dict with --arch, or TorchScript with "
+                                                     "--trust-torchscript), loaded as evaluate --encoder loads one "
+                                                     "(docs/AUDIT.md)")
     g.add_argument("--clean-encoder", metavar="PATH", help="an encoder you trained on clean data (the same loader)")
     g.add_argument("--train", action="store_true", help="pre-train a SimCLR encoder (CNN7, width 16) on FOLDER "
                                                         "itself, poisoning inputs included, in OUT/train/ (resumable)")
@@ -27,6 +30,7 @@ def add_parser(sub) -> None:
     g.add_argument("--normalize", choices=("imagenet", "cifar10", "none"),
                    help="normalization before the encoder (default: none for an encoder that stores its input "
                         "statistics, as the toolkit's do; imagenet otherwise)")
+    add_trust_torchscript(g)
     g.add_argument("--train-epochs", type=int, metavar="N", help="--train's budget in epochs (default 30 without "
                                                                  "--train-minutes)")
     g.add_argument("--train-minutes", type=float, metavar="M", help="--train's budget in minutes of training (checked "
@@ -53,7 +57,8 @@ def main(args: argparse.Namespace, say) -> int:
 
     r = scan(args.folder, args.out, args.filters, args.encoder, args.clean_encoder, args.train, args.arch, args.width,
              args.prefix, args.normalize, args.train_epochs, args.train_minutes, args.image_size, args.fpr,
-             args.reference, args.budget, args.manifest, args.top, args.device, log=say)
+             args.reference, args.budget, args.manifest, args.top, args.device, log=say,
+             trust_torchscript=args.trust_torchscript)
     for name, f in r["filters"].items():
         say(f"{name}: {f['flagged']} of {r['images']} flagged" if f["ran"] else f"{name}: {f['why']}")
     say(f"done in {r['seconds']['total']:.0f}s: {r['out']}/report.md, scores.csv, scan.json")

@@ -1,8 +1,8 @@
 """The encoder crop_disagreement scores with, one of three choices (``scan``'s options):
 
 - ``--encoder PATH``: the user's own encoder, trained on data the scan knows nothing about, loaded
-  as ``evaluate --encoder`` loads one (:func:`poisonedencoder.external.load_encoder`: TorchScript,
-  or a state_dict with ``--arch``, ``--width``, ``--prefix``, ``--normalize``);
+  as ``evaluate --encoder`` loads one (:func:`poisonedencoder.external.load_encoder`: a state_dict
+  with ``--arch``, ``--width``, ``--prefix``, ``--normalize``, or TorchScript with ``--trust-torchscript``);
 - ``--clean-encoder PATH``: the same loader, for an encoder the user states was trained on clean
   data (the defender's clean encoder of the pipeline's ``crop_disagreement``);
 - ``--train``: a SimCLR encoder pre-trained on FOLDER itself, poisoning inputs included (the
@@ -38,12 +38,12 @@ TRAINED_ON = {"encoder": "unknown (the user's encoder, --encoder)",
 
 
 def load_outside(path: str | Path, choice: str, image_size: int, arch: str | None = None, width: int | None = None,
-                 prefix: str | None = None, normalize: str | None = None):
+                 prefix: str | None = None, normalize: str | None = None, trust_torchscript: bool = False):
     """``--encoder`` or ``--clean-encoder`` (``choice``): the module and what was loaded."""
     from ..external import load_encoder
 
     enc, source = load_encoder(path, arch=arch, width=32 if width is None else width, prefix=prefix,
-                               normalize=normalize, image_size=image_size)
+                               normalize=normalize, image_size=image_size, trust_torchscript=trust_torchscript)
     return enc, {"choice": choice, "trained_on": TRAINED_ON[choice], **source, "image_size": image_size}
 
 

@@ -10,9 +10,10 @@ inside the folder is read; a link that leads outside the folder, a broken one, a
 folder (outside: it leaves the folder; inside: its files are read where they lie) are skipped.
 
 Skipped, with the reason: a file that is not a regular file (a FIFO would block the read), one
-PIL cannot identify, a truncated or damaged image, one of more than :data:`MAX_PIXELS` pixels
-(a decompression bomb: a small file that decodes to gigabytes; checked from the header, before
-decoding), and one smaller than :data:`MIN_SIDE` pixels on a side (too small to crop).
+PIL cannot identify, a truncated or damaged image, one of more than
+:data:`~poisonedencoder.data.base.MAX_PIXELS` pixels (a decompression bomb: a small file that
+decodes to gigabytes; checked from the header, before decoding; ``POISONEDENCODER_MAX_PIXELS``
+raises the bound), and one smaller than :data:`MIN_SIDE` pixels on a side (too small to crop).
 """
 from __future__ import annotations
 
@@ -20,21 +21,18 @@ import os
 import stat
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..data.base import ImageRefused, open_rgb
 from ..errors import UserError
 
 MIN_SIDE = 8
 """The smallest width or height scanned: the toolkit's smallest image size (``pretrain.image_size``
 >= 8); a crop of a smaller image is a few pixels blown up, and its halves (part_hash) hold nothing."""
-MAX_PIXELS = 89_478_485
-"""The largest width x height decoded: PIL's own decompression-bomb warning limit (1024 * 1024 *
-1024 // 4 // 3 pixels, about 256 MiB as RGB)."""
 PROGRESS_SECONDS = 30.0
 """Without a terminal: a progress line at least this often."""
 
@@ -69,35 +67,15 @@ def _inside(target: Path, root: Path) -> bool:
 
 def read_image(path: str | Path) -> tuple[np.ndarray | None, str | None]:
     """``(image, None)``: the file as RGB uint8 ``(H, W, 3)``; or ``(None, reason)`` where it cannot
-    be scanned (:data:`MIN_SIDE`, :data:`MAX_PIXELS`, unreadable or truncated)."""
-    from PIL import Image, ImageFile, UnidentifiedImageError
-
-    before, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False  # truncated: an error, never padded
+    be scanned (:func:`~poisonedencoder.data.base.open_rgb`'s reasons, or :data:`MIN_SIDE`)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    return None, f"decompression-bomb guard: {w}x{h} is more than {MAX_PIXELS} pixels"
-                if min(w, h) < MIN_SIDE:
-                    return None, f"too small: {w}x{h}, under {MIN_SIDE} pixels on a side"
-                im.load()
-                arr = np.array(im.convert("RGB"), dtype=np.uint8)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        return None, f"decompression-bomb guard: {str(e).split('.')[0]}"
-    except UnidentifiedImageError:
-        return None, "not an image PIL can read"
-    except MemoryError:
-        return None, "too large to decode in memory"
-    except Exception as e:  # truncated (OSError), damaged chunks (SyntaxError, ValueError, zlib.error)
-        why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        return None, f"unreadable ({type(e).__name__}: {shown(why)})"
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = before
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        return None, f"unreadable (decoded to shape {arr.shape})"
-    return arr, None
+        im = open_rgb(path)
+    except ImageRefused as e:
+        return None, shown(str(e))
+    w, h = im.size
+    if min(w, h) < MIN_SIDE:
+        return None, f"too small: {w}x{h}, under {MIN_SIDE} pixels on a side"
+    return np.asarray(im, dtype=np.uint8), None
 
 
 def _walk(root: Path, exclude: list[Path], skipped: list, extensions: set[str]) -> tuple[list[tuple[str, Path]], int]:

@@ -44,7 +44,7 @@ def _check(filters, choices: dict, opts: dict) -> list[str]:
     for name in ("encoder", "clean_encoder", "train"):
         if choices[name] and not crop:
             raise UserError(f"--{name.replace('_', '-')} is crop_disagreement's encoder, and --filters leaves it out")
-    needs = {"arch": "encoder", "width": "encoder", "prefix": "encoder", "normalize": "encoder",
+    needs = {"arch": "encoder", "width": "encoder", "prefix": "encoder", "normalize": "encoder", "trust_torchscript": "encoder",
              "train_epochs": "train", "train_minutes": "train", "fpr": "crop", "reference": "crop", "budget": "crop",
              "image_size": "crop"}
     for k, need in needs.items():
@@ -79,14 +79,15 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
          normalize: str | None = None, train_epochs: int | None = None, train_minutes: float | None = None,
          image_size: int | None = None, fpr: float | None = None, reference: str | None = None,
          budget: float | None = None, manifest: str | None = None, top: int = 48, device: str = "cpu",
-         log: Callable[[str], None] = print) -> dict:
+         log: Callable[[str], None] = print, trust_torchscript: bool = False) -> dict:
     """The scan (module docstring); writes ``out/scores.csv``, ``suspects.png``, ``report.md``,
     ``roc.png`` (with a manifest) and, last, ``scan.json``; returns what ``scan.json`` holds."""
     from ..ssl.pretrain import check_device
     from . import outputs
 
     t0 = time.time()
-    opts = {"arch": arch, "width": width, "prefix": prefix, "normalize": normalize, "train_epochs": train_epochs,
+    opts = {"arch": arch, "width": width, "prefix": prefix, "normalize": normalize,
+            "trust_torchscript": trust_torchscript or None, "train_epochs": train_epochs,
             "train_minutes": train_minutes, "fpr": fpr, "reference": reference, "budget": budget,
             "image_size": image_size, "top": top}
     choices = {"encoder": encoder, "clean_encoder": clean_encoder, "train": train}
@@ -123,7 +124,7 @@ def scan(folder: str | Path, out: str | Path, filters=None, encoder: str | None 
 
         t1 = time.time()
         enc, enc_info = load_outside(encoder or clean_encoder, "encoder" if encoder else "clean-encoder", size,
-                                     arch, width, prefix, normalize)
+                                     arch, width, prefix, normalize, trust_torchscript)
         enc, enc_info["seconds"] = enc.to(device), round(time.time() - t1, 2)
     out = claim_dir(out, "scan folder (--out)")
     with file_lock(out / ".lock", on_wait=lambda: log(f"scan: another scan writes into {out}; waiting for it")):

@@ -125,9 +125,34 @@ def uses_width(name: str) -> bool:
     return not getattr(BACKBONES[name], "ignores_width", False)
 
 
-def build_backbone(name: str, width: int = 32) -> nn.Module:
-    if name not in BACKBONES:
-        from ..errors import UserError
+MAX_PARAMETERS = 1_000_000_000
+"""The most parameters a backbone built at a width may have (4 GB as float32; the paper's ResNet18
+has 11 million): ``--width 100000`` would otherwise try to allocate hundreds of GB.
+:data:`MAX_PARAMETERS_ENV` raises (or lowers) it."""
+MAX_PARAMETERS_ENV = "POISONEDENCODER_MAX_PARAMETERS"
 
+
+def build_backbone(name: str, width: int = 32) -> nn.Module:
+    """The backbone ``name`` at ``width`` (:func:`check_width` first, where the width is used)."""
+    from ..errors import UserError
+
+    if name not in BACKBONES:
         raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if uses_width(name):
+        check_width(name, width)
     return BACKBONES[name](width)
+
+
+def check_width(name: str, width) -> None:
+    """A :class:`UserError` unless ``width`` is a positive whole number at which the backbone ``name``
+    has at most :data:`MAX_PARAMETERS` parameters (counted on the ``meta`` device: nothing allocated)."""
+    from ..errors import UserError, bound_from_env, is_integer
+
+    if not is_integer(width) or width < 1:
+        raise UserError(f"backbone {name} at width {width!r}: the width must be a positive whole number")
+    limit = bound_from_env(MAX_PARAMETERS_ENV, MAX_PARAMETERS)
+    with torch.device("meta"):
+        n = sum(p.numel() for p in BACKBONES[name](width).parameters())
+    if n > limit:
+        raise UserError(f"backbone {name} at width {width} would have {n:,} parameters ({4 * n / 1e9:,.1f} GB as float32), "
+                        f"more than the {limit:,} accepted; {MAX_PARAMETERS_ENV}=N raises the bound")
