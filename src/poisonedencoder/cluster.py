@@ -3,7 +3,7 @@
 :func:`poisonedencoder.parallel.run_units` hands its units here when given a :class:`Cluster`:
 every unit not finished yet becomes one job, all of them one job array (``executor.map_array``;
 on Slurm one ``sbatch --array``), and the call waits for them and returns the same
-:class:`~poisonedencoder.parallel.Outcome` as the local runs. A job runs
+:class:`~poisonedencoder.units.Outcome` as the local runs. A job runs
 :class:`~poisonedencoder.pipeline.Experiment` in the unit's run folder with its messages in that
 folder's ``run.log`` (``clean.log`` for a clean unit) and on the job's standard output; submitit
 keeps each job's standard output and error in ``folder/<job id>/``. A failed job's reason is the
@@ -283,7 +283,7 @@ class UnitJob:
         import traceback
 
         from .io import file_log
-        from .parallel import CLEAN, _work
+        from .units import CLEAN, work
 
         submitit = _submitit()
         env = submitit.JobEnvironment()
@@ -297,7 +297,7 @@ class UnitJob:
             log(f"{job_line(env.job_id)} on {env.hostname}: {u.stage} -> {u.out}")
             t0 = time.monotonic()
             try:
-                _work(u, self.threads, log)
+                work(u, self.threads, log)
             except UserError as e:
                 log(f"error: {e}")
                 raise
@@ -349,7 +349,7 @@ def job_line(job_id: str) -> str:
 
 def run_jobs(todo: list, cluster: Cluster, log: Callable[[str], None], name: str, res):
     """Every unit of ``todo`` as one job of one array; wait; record each in ``res`` (an
-    :class:`~poisonedencoder.parallel.Outcome`). Ctrl-C cancels the jobs not finished."""
+    :class:`~poisonedencoder.units.Outcome`). Ctrl-C cancels the jobs not finished."""
     cluster.check_units(todo)
     ex = cluster.executor()
     with _ctrl_c_held() as interrupted:  # Ctrl-C while sbatch runs: after it, once the jobs are known
@@ -486,7 +486,7 @@ def _collect(job, u, log, name: str, res) -> None:
 
 def _reason(job, u) -> str:
     """The last line of the run's log when this job wrote to it, else of the job's standard error."""
-    from .parallel import CLEAN
+    from .units import CLEAN
 
     run_log = RunDir(u.out).log_file(u.stage == CLEAN)
     try:
