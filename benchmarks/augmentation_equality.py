@@ -42,10 +42,10 @@ def epoch_seconds(lines: list[str]) -> list[float]:
 
 def run_one(args, seed: int, augmentation: str, log) -> dict:
     from poisonedencoder import config as C
-    from poisonedencoder import stats
+    from poisonedencoder.core import stats
     from poisonedencoder.downstream import extract_features, predict, train_classifier
-    from poisonedencoder.evaluation import train_subset
-    from poisonedencoder.pipeline import Experiment, clean_encoder_dir, pretrain_seconds
+    from poisonedencoder.experiment.evaluation import train_subset
+    from poisonedencoder.experiment.pipeline import Experiment, clean_encoder_dir, pretrain_seconds
     from poisonedencoder.ssl.pretrain import load_backbone
 
     cfg = C.resolve({"preset": "cpu", "seed": seed, "pretrain_data": {"dataset": args.dataset},
@@ -85,8 +85,7 @@ def run_one(args, seed: int, augmentation: str, log) -> dict:
 
 
 def summarize(runs: list[dict], seeds: list[int]) -> dict:
-    from poisonedencoder import stats
-
+    from poisonedencoder.core import stats
     by = {(r["augmentation"], r["seed"]): r for r in runs}
     out = {}
     for aug in ("batched", "per_sample"):
@@ -101,8 +100,7 @@ def summarize(runs: list[dict], seeds: list[int]) -> dict:
 
 
 def table(runs: list[dict], summary: dict, seeds: list[int]) -> str:
-    from poisonedencoder import stats
-
+    from poisonedencoder.core import stats
     by = {(r["augmentation"], r["seed"]): r for r in runs}
     lines = ["| seed | batched CA [95% Wilson] | per_sample CA [95% Wilson] | per_sample - batched | "
              "batched s/epoch | per_sample s/epoch |", "|---|---|---|---|---|---|"]
@@ -135,7 +133,7 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     import torch
 
-    from poisonedencoder.errors import UserError
+    from poisonedencoder.core.errors import UserError
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds over all specs")
     ap.add_argument("--json", help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
-    from poisonedencoder.errors import UserError
+    from poisonedencoder.core.errors import UserError
 
     specs = []
     for spec in args.specs:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec:>16}: {r['params'] / 1e6:6.2f}M parameters, {r['inputs_per_second']:7.0f} inputs/s, "
               f"cost x{rows[0]['inputs_per_second'] / r['inputs_per_second']:.1f} of {args.specs[0]}", flush=True)
     if args.json:
-        from poisonedencoder.io import write_json
+        from poisonedencoder.core.io import write_json
 
         write_json(args.json, rows)
     return 0

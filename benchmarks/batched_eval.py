@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
           f"x{r['sequential_over_batched']:.2f} (mean of {r['rounds']} alternating rounds); held-out logits differ by "
           f"at most {r['max_abs_logit_difference']:.2g}, predictions agree on {r['prediction_agreement']:.1%}")
     if args.json:
-        from poisonedencoder.io import write_json
+        from poisonedencoder.core.io import write_json
 
         write_json(args.json, r)
     return 0

@@ -32,8 +32,8 @@ py=${PYTHON:-python3}
 # OUT is claimed as the toolkit's writers claim theirs (new or empty, or marked by an earlier call): its log,
 # table and the record go there, so a folder of the user's is refused in one line, before any work
 $py -c 'import sys
-from poisonedencoder.errors import UserError
-from poisonedencoder.io import claim_dir
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.core.io import claim_dir
 try:
     claim_dir(sys.argv[1], "OUT")
 except UserError as e:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from poisonedencoder.data.datasets import load_dataset
     from poisonedencoder.defenses.crop_disagreement import CropDisagreement
-    from poisonedencoder.errors import UserError
+    from poisonedencoder.core.errors import UserError
     from poisonedencoder.ssl.models import build_backbone
     from poisonedencoder.ssl.precision import cpu_name
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(each call draws its crops from the same seed, so the two score other crops; correlation {r:.2f})")
     print(f"score of the whole set: median {np.median(scores):.4f}, 99th percentile {np.quantile(scores, 0.99):.4f}")
     if args.json:
-        from poisonedencoder.io import write_json
+        from poisonedencoder.core.io import write_json
 
         write_json(args.json, {"machine": cpu_name(), "threads": torch.get_num_threads(), "dataset": args.dataset,
                                "images": len(images), "seconds": total, "images_per_s": len(images) / total,

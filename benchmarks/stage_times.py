@@ -18,7 +18,7 @@ STAGES = ("craft", "pretrain_clean", "pretrain_poisoned", "evaluate")
 
 
 def stage_seconds(run: Path) -> dict:
-    from poisonedencoder.rundir import RunDir
+    from poisonedencoder.experiment.rundir import RunDir
 
     return {"run": run, **RunDir(run).stage_seconds()}
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"error: {root} is not a folder", file=sys.stderr)
         return 2
-    from poisonedencoder.rundir import METRICS, RunDir
+    from poisonedencoder.experiment.rundir import METRICS, RunDir
 
     runs = [RunDir(f.parent) for f in sorted(root.rglob(METRICS))]
     rows = [stage_seconds(r.path) for r in runs if r.config.is_file() and r.encoders.is_dir()]

@@ -33,7 +33,7 @@ def _per_target(m: dict) -> float:
 def _yerr(values: list, ns: list) -> list:
     """Lengths below and above each rate of its 95% Wilson interval (k = value * n)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from poisonedencoder.stats import wilson
+    from poisonedencoder.core.stats import wilson
 
     cis = [wilson(round(v * n), n) if n else (v, v) for v, n in zip(values, ns, strict=True)]
     return [[max(0.0, v - lo) for v, (lo, _) in zip(values, cis, strict=True)], [max(0.0, hi - v) for v, (_, hi) in zip(values, cis, strict=True)]]

@@ -35,7 +35,7 @@ ENCODERS = ("clean", "self", "none")
 
 def _encoder(kind: str, cfg: dict, exp, images, work: Path, epochs: int, log):
     """The crop_disagreement encoder ``kind`` for one crafted set, and a line saying what it is."""
-    from poisonedencoder.pretraining import clean_encoder
+    from poisonedencoder.experiment.pretraining import clean_encoder
     from poisonedencoder.scan.encoders import train_encoder
     from poisonedencoder.ssl.pretrain import load_backbone
 
@@ -52,7 +52,7 @@ def measure(recipe: str, out: Path, overrides: list[str], variants: list[str], r
     """One row per rate x variant x filter (x encoder for crop_disagreement), pooled over seeds."""
     from poisonedencoder import config as C
     from poisonedencoder.attack.export import load_poisons
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.experiment.pipeline import Experiment
     from poisonedencoder.scan import detection, filter_scores, own_verdicts, threshold_verdicts
 
     user = C.load_yaml(recipe)
@@ -94,7 +94,7 @@ def measure(recipe: str, out: Path, overrides: list[str], variants: list[str], r
 
 
 def _pool(key: tuple, ds: list[dict], desc: str) -> dict:
-    from poisonedencoder.stats import mean_ci, rate
+    from poisonedencoder.core.stats import mean_ci, rate
 
     rate_clean, share, v, f, e = key
     au = mean_ci([d["auroc"]["value"] for d in ds])
@@ -154,8 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fpr", type=float, default=0.05, help="crop_disagreement's stated false-positive rate (default 0.05)")
     ap.add_argument("--self-epochs", type=int, default=100, help="epochs of the self-trained encoder (default 100)")
     args = ap.parse_args(argv)
-    from poisonedencoder.errors import UserError
-    from poisonedencoder.io import write_csv, write_json, write_text
+    from poisonedencoder.core.errors import UserError
+    from poisonedencoder.core.io import write_csv, write_json, write_text
 
     try:
         variants, encoders = args.variants.split(","), args.encoders.split(",")

@@ -39,11 +39,11 @@ def measure(recipe: str, out: Path, variants: list[str], filters: list[str], log
     from poisonedencoder import config as C
     from poisonedencoder.attack.export import load_poisons
     from poisonedencoder.defenses import build_defense
-    from poisonedencoder.errors import UserError
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.core.errors import UserError
+    from poisonedencoder.experiment.pipeline import Experiment
     from poisonedencoder.ssl.pretrain import load_backbone
-    from poisonedencoder.stages import clean_encoder_dir
-    from poisonedencoder.stats import rate
+    from poisonedencoder.experiment.stages import clean_encoder_dir
+    from poisonedencoder.core.stats import rate
 
     user = C.load_yaml(recipe)
     seeds = C.resolve(user)["seeds"] or [C.resolve(user)["seed"]]
@@ -109,8 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variation", type=float, action="append", default=[],
                     help="also the attacker varied_S: target_variation S (in (0, 1]), repeatable: how recall falls as it grows")
     args = ap.parse_args(argv)
-    from poisonedencoder.errors import UserError
-    from poisonedencoder.io import write_csv, write_text
+    from poisonedencoder.core.errors import UserError
+    from poisonedencoder.core.io import write_csv, write_text
 
     try:
         variants, filters = args.variants.split(","), args.filters.split(",")

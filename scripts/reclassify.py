@@ -40,9 +40,9 @@ def reclassify(run: Path, out: Path, overrides: list[str], snapshots: bool) -> d
     import yaml
 
     from poisonedencoder import config as C
-    from poisonedencoder.errors import UserError
-    from poisonedencoder.pipeline import Experiment
-    from poisonedencoder.rundir import RunDir
+    from poisonedencoder.core.errors import UserError
+    from poisonedencoder.experiment.pipeline import Experiment
+    from poisonedencoder.experiment.rundir import RunDir
 
     for o in overrides:
         if not (o.startswith("downstream.") or o.startswith("pretrain.threads=")):
@@ -60,8 +60,8 @@ def reclassify(run: Path, out: Path, overrides: list[str], snapshots: bool) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    from poisonedencoder.errors import UserError
-    from poisonedencoder.rundir import RunDir
+    from poisonedencoder.core.errors import UserError
+    from poisonedencoder.experiment.rundir import RunDir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="finished run directories (or outputs of run --seeds)")

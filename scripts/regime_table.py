@@ -20,12 +20,12 @@ import json
 import sys
 from pathlib import Path
 
-from poisonedencoder.stats import logistic_fit
+from poisonedencoder.core.stats import logistic_fit
 
 
 def run_dirs(spec: str) -> list[tuple[Path, Path, Path]]:
     """(metrics.json, config.yaml, run directory) of each finished run that ``spec`` names."""
-    from poisonedencoder.rundir import RunDir
+    from poisonedencoder.experiment.rundir import RunDir
 
     out = []
     for part in spec.split(","):
@@ -49,7 +49,7 @@ def run_dirs(spec: str) -> list[tuple[Path, Path, Path]]:
 def _params(p: dict) -> int | None:
     """The backbone's parameters, counted on the architecture the config names (no weights loaded,
     so results copied without their encoders have it too)."""
-    from poisonedencoder.errors import UserError
+    from poisonedencoder.core.errors import UserError
     from poisonedencoder.ssl.models import build_backbone
 
     try:
@@ -62,9 +62,9 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
     """The pooled row of one setting and its per-target records (for the paired comparisons)."""
     import yaml
 
-    from poisonedencoder.compare import asr, outcomes, pool
-    from poisonedencoder.rundir import RunDir, encoder_seconds
-    from poisonedencoder.stats import mean_ci, mean_of_rates, rate
+    from poisonedencoder.studies.compare import asr, outcomes, pool
+    from poisonedencoder.experiment.rundir import RunDir, encoder_seconds
+    from poisonedencoder.core.stats import mean_ci, mean_of_rates, rate
 
     targets, parts, cas, pas, secs, cfgs, metrics, snaps = [], [], [], [], [], [], [], {}
     for metrics_path, config_path, run in runs:
@@ -122,10 +122,10 @@ def setting_row(name: str, runs: list[tuple[Path, Path, Path]]) -> dict:
 
 def versus(ref: dict, other: dict) -> dict | None:
     """``other - ref`` on the target inputs both settings share, paired by
-    :func:`poisonedencoder.compare.paired` (ASR: Newcombe's interval and McNemar's exact p; the
+    :func:`poisonedencoder.studies.compare.paired` (ASR: Newcombe's interval and McNemar's exact p; the
     poisoned encoder's margin: a paired t interval). Margins of two different downstream
     classifiers are on different scales: such settings are compared on ASR alone."""
-    from poisonedencoder.compare import Outcome, paired
+    from poisonedencoder.studies.compare import Outcome, paired
 
     keys = set(ref["_outcomes"]) & set(other["_outcomes"])
     if not keys:
@@ -210,7 +210,7 @@ def plot(rows: list[dict], x: str, path: Path, fits: dict | None = None, points:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from poisonedencoder.io import atomic_write
+    from poisonedencoder.core.io import atomic_write
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for r in rows:
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {fam} | {len(pts)} | a = {f['a']:.2f}, b = {f['b']:.2f} [{f['b_ci95'][0]:.2f}, {f['b_ci95'][1]:.2f}] | {at} |")
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     if args.csv:
-        from poisonedencoder.io import write_text
+        from poisonedencoder.core.io import write_text
 
         flat = []
         for r in public:
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writerows(flat)
         write_text(args.csv, buf.getvalue())
     if args.json:
-        from poisonedencoder.io import write_json
+        from poisonedencoder.core.io import write_json
 
         write_json(args.json, {"rows": public, "comparisons": comps, "fits": fits})
     if args.png:

@@ -24,19 +24,19 @@ def _read(path: Path) -> dict | None:
 
 
 def _stage_seconds(run: Path, m: dict) -> dict:
-    from poisonedencoder.rundir import RunDir
+    from poisonedencoder.experiment.rundir import RunDir
 
     t = RunDir(run).stage_seconds(m)
     return {k: t[k] for k in ("craft", "pretrain_clean", "pretrain_poisoned", "evaluate")}
 
 
 def summarize(runs: list[Path]) -> dict:
-    """The seeds' runs pooled by :func:`poisonedencoder.seeds.combine` (the same numbers that
+    """The seeds' runs pooled by :func:`poisonedencoder.studies.seeds.combine` (the same numbers that
     ``poisonedencoder run --seeds`` writes), plus each run's stage times and ASR over training."""
     import yaml
 
-    from poisonedencoder.rundir import RunDir
-    from poisonedencoder.seeds import combine
+    from poisonedencoder.experiment.rundir import RunDir
+    from poisonedencoder.studies.seeds import combine
 
     per_seed, seeds = [], []
     for run in runs:
@@ -55,7 +55,7 @@ def summarize(runs: list[Path]) -> dict:
 
 
 def format_summary(s: dict) -> str:
-    from poisonedencoder.report import format_seeds_table
+    from poisonedencoder.experiment.report import format_seeds_table
 
     f = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
     lines = [format_seeds_table(s), "", "| seed | craft s | clean pre-train s | poisoned pre-train s | evaluate s |",
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     s = summarize([Path(r) for r in args.runs])
     print(format_summary(s))
     if args.json:
-        from poisonedencoder.io import write_json
+        from poisonedencoder.core.io import write_json
 
         write_json(args.json, s)
     return 0

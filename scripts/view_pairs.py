@@ -87,7 +87,7 @@ def measure(height: int, width: int, min_scale: float, overlap: float, pairs: in
 
 def _share(frac: float, n: int) -> str:
     """A share of ``n`` sampled pairs as count, percent and 95% Wilson interval."""
-    from poisonedencoder.stats import wilson
+    from poisonedencoder.core.stats import wilson
 
     k = round(frac * n)
     lo, hi = wilson(k, n)

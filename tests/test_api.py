@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import poisonedencoder as pe
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = ("CA", "PA", "ASR", "clean_ASR", "intervals")

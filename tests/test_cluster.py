@@ -12,12 +12,12 @@ import yaml
 
 from poisonedencoder import config as C
 from poisonedencoder.cli import main
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 submitit = pytest.importorskip("submitit")
 
-from poisonedencoder.cluster import Cluster, job_line  # noqa: E402
-from poisonedencoder.parallel import Unit, run_units  # noqa: E402
+from poisonedencoder.studies.cluster import Cluster, job_line  # noqa: E402
+from poisonedencoder.studies.parallel import Unit, run_units  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "pretrain.epochs=1", "--set", "pretrain_data.num_images=300", "--set", "pretrain.width=8",
@@ -211,7 +211,7 @@ def test_the_partition_and_its_time_limit_are_checked_before_any_work(tmp_path, 
 
 
 def test_slurm_times_are_read_as_minutes():
-    from poisonedencoder.cluster import parse_minutes
+    from poisonedencoder.studies.cluster import parse_minutes
 
     for text, minutes in (("infinite", None), ("UNLIMITED", None), ("30:00", 30), ("5:30", 5), ("2:00:00", 120),
                           ("1-00:00:00", 1440), ("2-12", 2 * 1440 + 720), ("45", 45), ("junk", None), ("", None)):

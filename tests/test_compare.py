@@ -1,7 +1,7 @@
 """Pooling and pairing target inputs across runs (sweep and claims share it)."""
 import pytest
 
-from poisonedencoder.compare import Outcome, asr, flips_over_clean, outcomes, paired, pool
+from poisonedencoder.studies.compare import Outcome, asr, flips_over_clean, outcomes, paired, pool
 
 
 def _m(flips, clean=None, margins=None, seed=None):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from poisonedencoder import config as C
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from poisonedencoder import config as C
-from poisonedencoder.config_doc import render, schema_yaml
+from poisonedencoder.config.doc import render, schema_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 

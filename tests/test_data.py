@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from poisonedencoder.data import load_dataset
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 def _folder(root, corrupt=False):

@@ -243,7 +243,7 @@ def test_shared_datasets_and_a_different_data_root_are_refused(tmp_path, capsys)
 def test_claims_record_writes_the_data_root_as_the_placeholder(tmp_path, monkeypatch, how, finished_run):
     """--record turns a run's data_root inside the data root (here: the former arms' data_root
     <root>/eurosat) into <shared-datasets>/eurosat, the placeholder the records carry."""
-    from poisonedencoder.claims import SHARED
+    from poisonedencoder.studies.claims import SHARED
 
     root = _paper_datasets(tmp_path / "data")
     finished_run(tmp_path / "c" / "arms" / "eurosat_16px" / "seed_0", C.resolve({}, [f"data_root={root / 'eurosat'}"]))

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from poisonedencoder.data import dataset_names, load_dataset
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 def _png(path, value, shape=(10, 12)):

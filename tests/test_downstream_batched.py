@@ -16,7 +16,7 @@ import torch
 
 from poisonedencoder import downstream as DS
 from poisonedencoder.attack.targets import Target
-from poisonedencoder.evaluation import evaluate_task
+from poisonedencoder.experiment.evaluation import evaluate_task
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 FLOAT64_TOL = {"rtol": 1e-9, "atol": 1e-9}

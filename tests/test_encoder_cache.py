@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from poisonedencoder import config as C
-from poisonedencoder import encoder_cache as EC
+from poisonedencoder.experiment import encoder_cache as EC
 from poisonedencoder.ssl.pretrain_set import PretrainSet
-from poisonedencoder.stages import pretrain_encoder
+from poisonedencoder.experiment.stages import pretrain_encoder
 
 
 def _images(seed=0, n=64, size=16):
@@ -106,7 +106,7 @@ def test_in_a_run_aspect_ratio_reuses_the_encoder_its_filter_leaves_equal(tmp_pa
     """The paper's side-by-side poisoning inputs are all removed by ``aspect_ratio`` (and no digit):
     the run's poisoned encoder is the seed's clean encoder. Square ones are all kept: the poisoned
     encoder is that of the same attack without a defense."""
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.experiment.pipeline import Experiment
 
     base = {"pretrain_data": {"dataset": "digits", "num_images": 200}, "cache_dir": str(tmp_path / "cache"),
             "tasks": [{"dataset": "digits", "num_targets": 2}],

@@ -6,7 +6,7 @@ import pytest
 
 from poisonedencoder import config as C
 from poisonedencoder.cli import main
-from poisonedencoder.pipeline import Experiment
+from poisonedencoder.experiment.pipeline import Experiment
 
 CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10"
 

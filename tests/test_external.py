@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from poisonedencoder.cli import main
-from poisonedencoder.errors import UserError
-from poisonedencoder.external import NORMALIZE, build_arch, load_encoder
-from poisonedencoder.io import load_torch
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.experiment.external import NORMALIZE, build_arch, load_encoder
+from poisonedencoder.core.io import load_torch
 from poisonedencoder.ssl.models import CNN7
 
 ROOT = Path(__file__).resolve().parents[1]

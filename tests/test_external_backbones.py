@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from poisonedencoder import external
-from poisonedencoder.errors import UserError
-from poisonedencoder.external import arch_names, load_encoder, toolkit_archs
-from poisonedencoder.io import save_torch
+from poisonedencoder.experiment import external
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.experiment.external import arch_names, load_encoder, toolkit_archs
+from poisonedencoder.core.io import save_torch
 from poisonedencoder.ssl.models import BACKBONES, build_backbone, set_input_stats, uses_width
 
 
@@ -63,7 +63,7 @@ def test_the_toolkits_resnet18_under_torchvisions_name_points_to_its_own(tmp_pat
 
 def test_the_evaluate_help_names_every_arch_it_accepts():
     from poisonedencoder.cli import build_parser
-    from poisonedencoder.external import arch_names
+    from poisonedencoder.experiment.external import arch_names
 
     sub = next(a for a in build_parser()._subparsers._group_actions if a.dest == "command")
     text = sub.choices["evaluate"].format_help()

@@ -25,7 +25,7 @@ import pytest
 
 from poisonedencoder import cli
 from poisonedencoder import config as C
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 from test_hostile_input import ROOT, TINY, _cli, _one_line_error  # the same tiny recipe and one-line check
 
@@ -400,7 +400,7 @@ def test_a_raw_pickle_encoder_is_one_line_saying_pickle_with_no_warning_first(en
 
 
 def test_a_legacy_torch_save_state_dict_still_loads(encoder_files):
-    from poisonedencoder.external import load_encoder
+    from poisonedencoder.experiment.external import load_encoder
 
     enc, info = load_encoder(encoder_files / "legacy.pt", arch="cnn7", width=4, image_size=16)
     assert info["format"] == "state_dict" and info["feature_dim"] == 32
@@ -439,7 +439,7 @@ def test_claims_without_a_config_finds_its_recipe_from_any_working_directory(tmp
     """The default recipe ships inside the package: ``claims --list`` (reads only) from another folder."""
     import os
 
-    from poisonedencoder.claims.arms import default_recipe
+    from poisonedencoder.studies.claims.arms import default_recipe
 
     recipe = default_recipe()
     assert recipe.is_file() and recipe.is_relative_to(Path(C.__file__).parent)

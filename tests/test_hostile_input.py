@@ -24,7 +24,7 @@ import pytest
 
 from poisonedencoder import cli
 from poisonedencoder import config as C
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_deep_nesting_is_one_line(tmp_path, where):
 
 
 def test_bad_sweep_values_are_one_line(tmp_path, capsys):
-    from poisonedencoder.sweep import parse_values
+    from poisonedencoder.studies.sweep import parse_values
 
     assert parse_values("[0.2,1.0],[0.4,1.0]") == [[0.2, 1.0], [0.4, 1.0]]  # commas inside brackets: one value
     for values, says in (("[0.2,1.0],[0.4,1.0", "'[0.4,1.0' is not a valid value"),
@@ -137,7 +137,7 @@ def test_folder_as_config(tmp_path, capsys):
 def test_sweep_value_cannot_leave_out(tmp_path, monkeypatch, capsys):
     """Each value's run is made (its folder, config.yaml, .fingerprint) and stopped: every file
     lies under --out, in a folder whose name has no separator."""
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.experiment.pipeline import Experiment
 
     made = []
 
@@ -159,7 +159,7 @@ def test_sweep_value_cannot_leave_out(tmp_path, monkeypatch, capsys):
     assert outside == []
     assert [d.parent for d in made] == [out] * 3 and all((d / ".fingerprint").is_file() for d in made)
     assert all(len(d.name) <= 80 and ".." not in d.name and "/" not in d.name for d in made)
-    from poisonedencoder.sweep import value_dir
+    from poisonedencoder.studies.sweep import value_dir
 
     assert value_dir("attack.poisoning_rate", 0.03) == "attack.poisoning_rate=0.03"  # plain names stay as they were
     assert value_dir("data_root", "../x") != value_dir("data_root", "_./x")  # the hash keeps values apart
@@ -182,7 +182,7 @@ def test_out_holding_foreign_files_is_refused(tmp_path, capsys, command):
 
 
 def test_out_that_the_toolkit_made_is_accepted(tmp_path):
-    from poisonedencoder.io import is_own_dir
+    from poisonedencoder.core.io import is_own_dir
 
     d = tmp_path / "d"
     assert is_own_dir(d)  # missing
@@ -227,7 +227,7 @@ def test_finetune_larger_than_spare_fails_before_training(tmp_path, monkeypatch,
 def test_two_runs_into_one_out_train_once(tmp_path, race, slow_pretrain):
     """The same run twice at once into one folder: the second waits on OUT/.lock, says so, then
     reuses what the first made (without the lock both crafted and trained into one checkpoint)."""
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.experiment.pipeline import Experiment
 
     calls, most = slow_pretrain.calls, slow_pretrain.most
     import yaml
@@ -250,8 +250,7 @@ def test_two_runs_into_one_out_train_once(tmp_path, race, slow_pretrain):
 def test_any_failed_torch_write_is_one_line_naming_the_path(tmp_path, monkeypatch, message, shown):
     import torch
 
-    from poisonedencoder import io as pio
-
+    from poisonedencoder.core import io as pio
     def full(obj, f):  # noqa: ARG001 (torch.save's signature)
         raise RuntimeError(message)
 
@@ -266,7 +265,7 @@ def test_any_failed_torch_write_is_one_line_naming_the_path(tmp_path, monkeypatc
 def test_any_failed_torch_write_under_ulimit_f(tmp_path):
     """A real ``ulimit -f``: torch says ``unexpected pos``; one line naming the file, nothing left."""
     script = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\nimport torch\n"
-              "from poisonedencoder.io import save_torch, os_error_message\n"
+              "from poisonedencoder.core.io import save_torch, os_error_message\n"
               "try:\n    save_torch(sys.argv[1] + '/checkpoint.pt', {'w': torch.zeros(1_000_000)})\n"
               "except OSError as e:\n    print(os_error_message(e))\n    sys.exit(3)\n")
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
@@ -298,7 +297,7 @@ def _corrupt_files(tmp_path) -> dict:
 
 
 def test_corrupt_torch_files_say_what_they_are_not(tmp_path):
-    from poisonedencoder.io import load_torch
+    from poisonedencoder.core.io import load_torch
 
     for says, path in _corrupt_files(tmp_path).items():
         with pytest.raises(UserError) as e:
@@ -309,7 +308,7 @@ def test_corrupt_torch_files_say_what_they_are_not(tmp_path):
 
 
 def test_corrupt_outside_encoder_files_say_what_they_are_not(tmp_path):
-    from poisonedencoder.external import load_encoder
+    from poisonedencoder.experiment.external import load_encoder
 
     for says, path in _corrupt_files(tmp_path).items():
         if says == "TorchScript archive":
@@ -328,8 +327,8 @@ def test_seconds_after_resume_count_the_whole_training(tmp_path):
 
     import numpy as np
 
-    from poisonedencoder.io import load_torch, save_torch
-    from poisonedencoder.pipeline import pretrain_encoder, pretrain_seconds
+    from poisonedencoder.core.io import load_torch, save_torch
+    from poisonedencoder.experiment.pipeline import pretrain_encoder, pretrain_seconds
     from poisonedencoder.ssl import pretrain as P
 
     p = C.resolve({"preset": "demo"})["pretrain"]

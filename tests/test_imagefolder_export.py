@@ -9,8 +9,8 @@ import pytest
 from poisonedencoder import config as C
 from poisonedencoder.attack.export import export_imagefolder, load_poisons
 from poisonedencoder.cli import main
-from poisonedencoder.errors import UserError
-from poisonedencoder.pipeline import Experiment
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.experiment.pipeline import Experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--seeds", "0", "--set", "pretrain.epochs=1", "--set", "pretrain_data.num_images=300", "--set", "pretrain.width=8",

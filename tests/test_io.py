@@ -10,9 +10,9 @@ import pytest
 
 from poisonedencoder import cli
 from poisonedencoder import config as C
-from poisonedencoder import io as pio
-from poisonedencoder.errors import UserError
-from poisonedencoder.pipeline import Experiment
+from poisonedencoder.core import io as pio
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.experiment.pipeline import Experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def test_unwritable_sweep_dir_fails_before_any_work(tmp_path, monkeypatch, capsy
     out = tmp_path / "sweep"
     out.mkdir()
     _unwritable(monkeypatch, out)
-    import poisonedencoder.sweep as S
+    import poisonedencoder.studies.sweep as S
 
     monkeypatch.setattr(S, "run_sweep", lambda *_a, **_k: pytest.fail("sweep ran"))
     rc = cli.main(["sweep", str(ROOT / "configs" / "digits_demo.yaml"), "--param", "seed", "--values", "0,1",

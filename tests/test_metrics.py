@@ -1,6 +1,6 @@
 import torch
 
-from poisonedencoder.metrics import accuracy, attack_success_rate, class_means, target_class_cosine
+from poisonedencoder.experiment.metrics import accuracy, attack_success_rate, class_means, target_class_cosine
 
 
 def test_accuracy_and_asr_on_known_cases():
@@ -31,7 +31,7 @@ def test_centred_cosine_removes_the_shared_offset():
 def test_target_class_scores_on_a_hand_built_classifier():
     """Margin = target-class logit minus the largest other logit; rank and probability from the logits."""
     from poisonedencoder.downstream import Classifier, logits
-    from poisonedencoder.metrics import margin_summary, target_class_scores
+    from poisonedencoder.experiment.metrics import margin_summary, target_class_scores
 
     clf = Classifier(2, 3, kind="linear")  # mean 0, std 1: logits = W f + b
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Independent runs at once (``poisonedencoder.parallel``): the same results as one at a time, a
+"""Independent runs at once (``poisonedencoder.studies.parallel``): the same results as one at a time, a
 wall-time budget that stops and resumes, and a failed run reported with its reason."""
 import json
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 
 from poisonedencoder import config as C
 from poisonedencoder.cli import main
-from poisonedencoder.parallel import Unit, clean_units, run_units, with_clean_first
+from poisonedencoder.studies.parallel import Unit, clean_units, run_units, with_clean_first
 from test_seeds import _stable  # metrics without times and paths
 
 ROOT = Path(__file__).resolve().parents[1]

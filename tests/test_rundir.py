@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from poisonedencoder.errors import UserError
-from poisonedencoder.rundir import RunDir, encoder_seconds, write_encoder_seconds
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.experiment.rundir import RunDir, encoder_seconds, write_encoder_seconds
 
 
 def test_the_layout_names_the_files_a_run_writes(tmp_path):

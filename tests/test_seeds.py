@@ -6,10 +6,10 @@ import pytest
 
 from poisonedencoder import config as C
 from poisonedencoder.cli import main
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 from poisonedencoder.config import experiment_fingerprint
-from poisonedencoder.report import format_table
-from poisonedencoder.seeds import combine, load_seed_metrics
+from poisonedencoder.experiment.report import format_table
+from poisonedencoder.studies.seeds import combine, load_seed_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "pretrain.epochs=1", "--set", "pretrain_data.num_images=300", "--set", "pretrain.width=8",
@@ -91,7 +91,7 @@ def test_seeds_config_key_is_validated_and_leaves_fingerprints_alone():
 
 
 def test_sweep_over_seeds_trains_one_clean_encoder_per_seed_and_pairs_values(tmp_path):
-    from poisonedencoder.sweep import parse_values, run_sweep
+    from poisonedencoder.studies.sweep import parse_values, run_sweep
 
     over = [FAST[i + 1] for i in range(0, len(FAST), 2)] + ["seeds=[0,1]"]
     rows = run_sweep({"preset": "demo", "cache_dir": str(tmp_path / "cache")}, over, "attack.poisoning_rate",

@@ -6,8 +6,8 @@ import pytest
 from pydantic import Field, ValidationError
 
 from poisonedencoder import config as C
-from poisonedencoder.errors import UserError
-from poisonedencoder.settings import Number, Range, Settings, kind_of
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.core.settings import Number, Range, Settings, kind_of
 
 
 class Toy(Settings):
@@ -102,8 +102,7 @@ def test_plugins_receive_their_own_parsed_section():
 def test_fingerprints_hash_the_config_not_the_parsed_settings():
     # pydantic's lax mode would turn 1 into 1.0; the config dict keeps 1, and the fingerprint of an
     # integer-valued float setting written as an integer is the one recorded runs were stamped with
-    from poisonedencoder import fingerprints
-
+    from poisonedencoder.config import fingerprints
     a = C.resolve({}, ["pretrain.lr=1"])
     assert a["pretrain"]["lr"] == 1 and type(a["pretrain"]["lr"]) is int
     assert C.experiment_fingerprint is fingerprints.experiment_fingerprint

@@ -30,7 +30,7 @@ import yaml
 pytest.importorskip("submitit")
 
 from poisonedencoder.cli import main  # noqa: E402
-from poisonedencoder.cluster import job_line  # noqa: E402
+from poisonedencoder.studies.cluster import job_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = "configs/digits_demo.yaml"  # the commands as docs/CLUSTER.md shows them; run with the full path

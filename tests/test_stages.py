@@ -9,12 +9,12 @@ import torch
 from poisonedencoder import config as C
 from poisonedencoder.attack.targets import Target
 from poisonedencoder.downstream import classify
-from poisonedencoder.errors import UserError
-from poisonedencoder.evaluation import evaluate_task, train_subset
-from poisonedencoder.io import load_torch, save_torch
-from poisonedencoder.metrics import summarize
-from poisonedencoder.pipeline import Experiment
-from poisonedencoder.report import format_table, write_report
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.experiment.evaluation import evaluate_task, train_subset
+from poisonedencoder.core.io import load_torch, save_torch
+from poisonedencoder.experiment.metrics import summarize
+from poisonedencoder.experiment.pipeline import Experiment
+from poisonedencoder.experiment.report import format_table, write_report
 
 D = {"classifier": "linear", "epochs": 30, "lr": 0.05, "batch_size": 16, "knn_k": 5, "knn_temperature": 0.1,
      "num_train": None}

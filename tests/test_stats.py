@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from poisonedencoder.stats import (mcnemar_exact, mean_ci, mean_of_rates, paired_mean_difference,
+from poisonedencoder.core.stats import (mcnemar_exact, mean_ci, mean_of_rates, paired_mean_difference,
                                    paired_rate_difference, pool_rates, rate, wilson, wilson_half_width)
 
 Z2 = 1.959964 ** 2

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from poisonedencoder.sweep import parse_values, run_sweep
+from poisonedencoder.studies.sweep import parse_values, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_sweep_shares_the_clean_encoder_and_writes_csv_table_png_and_snapshots(t
 def test_categorical_sweep_writes_bars_tradeoff_and_defense_columns(tmp_path):
     """A sweep over a categorical key (e.g. defense.name) gets bars, an ASR/cosine-against-PA
     trade-off plot and a table with the defense's cost columns; only the values that ran show them."""
-    from poisonedencoder.sweep import _write
+    from poisonedencoder.studies.sweep import _write
 
     base = {"CA": 0.58, "clean_ASR": 0.0, "poisoning_rate": 0.3, "poisoning_rate_per_target": 0.03, "num_targets": 10,
             "poisoning_share": 0.3 / 1.3, "cosine_clean": 0.05}
@@ -75,15 +75,15 @@ def test_categorical_sweep_writes_bars_tradeoff_and_defense_columns(tmp_path):
 def test_sweep_over_seeds_pairs_values_on_the_same_targets_and_marks_significance():
     """Each value of a categorical sweep runs over all seeds; the rows pool them, carry counts and
     intervals, and compare each value with `none` on the same seeds and target inputs."""
-    from poisonedencoder.sweep import markdown_table, reference_index, summarize
+    from poisonedencoder.studies.sweep import markdown_table, reference_index, summarize
 
     def metrics(seed_flips, margins):  # one task, 4 target inputs per seed
         targets = [{"seed": s, "test_index": i, "target_class": 1, "poisoned_prediction": int(f), "clean_prediction": 0,
                     "poisoned_margin": mg, "clean_margin": -2.0, "clean_cosine": 0.0, "poisoned_cosine": 0.1}
                    for (s, fl), ms in zip(seed_flips, margins, strict=True) for i, (f, mg) in enumerate(zip(fl, ms, strict=True))]
         k = sum(t["poisoned_prediction"] == 1 for t in targets)
-        from poisonedencoder.metrics import margin_summary
-        from poisonedencoder.stats import rate
+        from poisonedencoder.experiment.metrics import margin_summary
+        from poisonedencoder.core.stats import rate
         return {"CA": 0.9, "PA": 0.9, "ASR": k / len(targets), "clean_ASR": 0.0, "poisoning_rate": 0.1,
                 "num_targets": len(targets), "seeds": [0, 1],
                 "intervals": {"CA": rate(90, 100), "PA": rate(90, 100), "ASR": rate(k, len(targets)),

@@ -3,9 +3,9 @@ target inputs together, ``attack.poisoning_rate``) and of the whole pre-training
 rate per target input, in metrics.json, the CLI table and report.md."""
 import pytest
 
-from poisonedencoder.metrics import rates_of, threat_line, threat_model
-from poisonedencoder.report import format_table
-from poisonedencoder.seeds import combine
+from poisonedencoder.experiment.metrics import rates_of, threat_line, threat_model
+from poisonedencoder.experiment.report import format_table
+from poisonedencoder.studies.seeds import combine
 
 
 def test_the_digits_recipe_is_thirty_percent_in_total_and_three_per_target():

@@ -20,10 +20,10 @@ import torch
 import yaml
 
 from poisonedencoder import config as C
-from poisonedencoder import encoder_cache as EC
-from poisonedencoder.io import save_torch
+from poisonedencoder.experiment import encoder_cache as EC
+from poisonedencoder.core.io import save_torch
 from poisonedencoder.ssl.pretrain_set import PretrainSet
-from poisonedencoder.stages import pretrain_encoder
+from poisonedencoder.experiment.stages import pretrain_encoder
 
 TINY = ("pretrain_data: {dataset: digits, num_images: 600}\ntasks: [{dataset: digits, num_targets: 2}]\n"
         "attack: {poisoning_rate: 0.05, num_references: 5}\n"
@@ -136,7 +136,7 @@ def test_a_planted_clean_encoder_is_never_served(tmp_path, fake_pretrain):
     """The clean encoder of a setting, kept in ``<cache>/encoders/<key>/``, is checked too: one
     planted there is set aside, and the clean encoder is the one kept by its content (checked), or
     trained again where that one was planted too."""
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.experiment.pipeline import Experiment
 
     cfg = C.resolve({**yaml.safe_load(TINY), "cache_dir": str(tmp_path / "cache")})
     clean = Experiment(cfg, tmp_path / "one", log=lambda _: None).pretrain("clean")["clean"]
@@ -203,9 +203,9 @@ def test_a_second_run_of_another_configuration_stops_while_the_first_runs(tmp_pa
     before the first crafted anything. The first holds ``O/.lock`` from before its fingerprint is
     checked to its end (held here in-process); the second stops at once with one line and exit 2,
     and the folder still says what the first runs."""
-    from poisonedencoder.errors import UserError
-    from poisonedencoder.pipeline import Experiment
-    from poisonedencoder.seeds import SeedRuns
+    from poisonedencoder.core.errors import UserError
+    from poisonedencoder.experiment.pipeline import Experiment
+    from poisonedencoder.studies.seeds import SeedRuns
 
     cfg_file, out, cache = tmp_path / "c.yaml", tmp_path / "run", tmp_path / "cache"
     cfg_file.write_text(TINY + ("seeds: [0]\n" if seeds else ""))
@@ -271,7 +271,7 @@ def _claims_out(tmp_path, finished_run) -> Path:
 def test_record_writes_only_into_a_folder_of_its_own_and_never_through_a_link(tmp_path, capsys, finished_run, case):
     """``claims --record DIR`` checked nothing: it followed a link into a non-empty folder and wrote
     over the user's claims.md (as root, a link to /etc would have been written through)."""
-    from poisonedencoder.claims import record
+    from poisonedencoder.studies.claims import record
 
     out, target = _claims_out(tmp_path, finished_run), tmp_path / "theirs"
     mine = _user_folder(target, {} if case == "link to an empty folder" else {"claims.md": "my table\n"})
@@ -385,8 +385,8 @@ def test_a_broken_dataset_folder_is_not_measurable_here_like_a_missing_one(tmp_p
 def test_a_run_that_fails_does_not_stop_the_list_one_at_a_time(tmp_path, monkeypatch):
     """``run_units`` with one job: a unit whose data error is found only while it runs fails alone,
     as a worker's does with several jobs, and the caller still writes its table."""
-    from poisonedencoder import parallel
-    from poisonedencoder.errors import UserError
+    from poisonedencoder.studies import parallel
+    from poisonedencoder.core.errors import UserError
 
     cfg = C.resolve({"preset": "demo"})
     ran: list[Path] = []

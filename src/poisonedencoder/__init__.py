@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import importlib
 
+from . import _moved
+
 __version__ = "0.1.0"
 
 _LAZY = {
     "load_config": "api", "craft": "api", "pretrain": "api", "evaluate": "api", "evaluate_encoder": "api",
-    "load_encoder": "api", "load_encoders": "api", "run": "api", "Experiment": "pipeline", "UserError": "errors",
+    "load_encoder": "api", "load_encoders": "api", "run": "api", "Experiment": "experiment.pipeline", "UserError": "core.errors",
 }
 __all__ = ["__version__", *_LAZY]
+
+
+_moved.install()
 
 
 def __getattr__(name: str):

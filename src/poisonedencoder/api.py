@@ -8,7 +8,7 @@
 
 Each function takes a configuration as :func:`load_config` returns it (or anything it accepts: a
 YAML path or a mapping) and a run directory ``out``, and returns plain data (dicts, paths), as the
-CLI's commands do; errors are :class:`~poisonedencoder.errors.UserError` with a one-line message.
+CLI's commands do; errors are :class:`~poisonedencoder.core.errors.UserError` with a one-line message.
 A configuration with ``seeds`` runs one experiment per seed, as ``--seeds`` does.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import config as C
-from .errors import UserError
+from .core.errors import UserError
 
 
 def load_config(config: str | Path | dict | None = None, overrides: Iterable[str] = ()) -> dict:
@@ -39,10 +39,10 @@ def load_config(config: str | Path | dict | None = None, overrides: Iterable[str
 
 def runner(config, out: str | Path, log: Callable[[str], None] = print):
     """The run directory ``out`` of ``config`` with its stages: a
-    :class:`~poisonedencoder.seeds.SeedRuns` when the configuration has ``seeds``, else an
-    :class:`~poisonedencoder.pipeline.Experiment` (both check and stamp ``out`` first)."""
-    from .pipeline import Experiment
-    from .seeds import SeedRuns
+    :class:`~poisonedencoder.studies.seeds.SeedRuns` when the configuration has ``seeds``, else an
+    :class:`~poisonedencoder.experiment.pipeline.Experiment` (both check and stamp ``out`` first)."""
+    from .experiment.pipeline import Experiment
+    from .studies.seeds import SeedRuns
 
     cfg = load_config(config)
     return SeedRuns(cfg, out, log=log) if cfg["seeds"] else Experiment(cfg, out, log=log)
@@ -58,12 +58,12 @@ def check_one_run(cfg: dict, what: str, hint: str | None = None) -> None:
 
 def one_run(config, out: str | Path, log: Callable[[str], None] = print, what: str = "this",
             hint: str | None = None, over_seeds: bool = False):
-    """The single :class:`~poisonedencoder.pipeline.Experiment` of ``config`` (its seed, or its one
+    """The single :class:`~poisonedencoder.experiment.pipeline.Experiment` of ``config`` (its seed, or its one
     ``seeds`` in ``out/seed_<s>/``). ``over_seeds``: ``out`` is stamped as a run over that one seed
     (as the command line's ``--seeds S`` does)."""
-    from .pipeline import Experiment
-    from .rundir import RunDir
-    from .seeds import SeedRuns, seed_config
+    from .experiment.pipeline import Experiment
+    from .experiment.rundir import RunDir
+    from .studies.seeds import SeedRuns, seed_config
 
     cfg = load_config(config)
     check_one_run(cfg, what, hint)
@@ -78,14 +78,14 @@ def run(config, out: str | Path, jobs: int = 1, executor=None, log: Callable[[st
     """Every stage of the run (or of each seed's run, then the pooled result), as ``run``: ``jobs`` > 1
     runs seeds at once, each in a worker process; ``executor`` (:func:`cluster`) makes every run a
     job. Returns the metrics written to ``out/metrics.json``."""
-    from .seeds import SeedRuns
+    from .studies.seeds import SeedRuns
 
     r = runner(config, out, log)
     if isinstance(r, SeedRuns) and (jobs > 1 or executor is not None):
         return r.run(jobs=jobs, executor=executor)
     if executor is not None:
-        from .parallel import Unit, run_units
-        from .report import format_table
+        from .studies.parallel import Unit, run_units
+        from .experiment.report import format_table
 
         res = run_units([Unit(r.cfg, r.out)], log=log, name="run", executor=executor)
         if res.failed:
@@ -99,13 +99,13 @@ def run(config, out: str | Path, jobs: int = 1, executor=None, log: Callable[[st
 
 
 def cluster(config, out: str | Path, partition: str | None = None, local: bool = False, **options):
-    """A :class:`~poisonedencoder.cluster.Cluster` for :func:`run` and :func:`sweep`: Slurm jobs on
+    """A :class:`~poisonedencoder.studies.cluster.Cluster` for :func:`run` and :func:`sweep`: Slurm jobs on
     ``partition`` (``"default"``: the cluster's default), or submitit's local executor (``local``).
     ``options``: its fields (``gpus_per_job``, ``cpus_per_job``, ``timeout_min``, ``mem_gb``,
     ``array_parallelism``, ``signal_delay_s``, ``folder``; defaults: ``out/slurm``, one GPU with
     device cuda, 240 minutes or the partition's time limit where shorter). Checks the device, that
     jobs can be submitted, and on Slurm the partition and its time limit (``sinfo``), before any work."""
-    from .cluster import Cluster
+    from .studies.cluster import Cluster
 
     cfg = load_config(config)
     options.setdefault("folder", Path(out) / "slurm")
@@ -123,8 +123,8 @@ def sweep(config, param: str, values: str | list, out: str | Path, overrides: It
     """One run (or one per seed) per value of ``param`` (``values``: a list, or the command line's
     comma-separated text), as ``sweep``: ``out/sweep.csv`` and ``sweep.png``; returns the rows."""
     from .data.datasets import DEFAULT_CACHE
-    from .io import claim_dir, ensure_writable_dir
-    from .sweep import check_values, parse_values, run_sweep
+    from .core.io import claim_dir, ensure_writable_dir
+    from .studies.sweep import check_values, parse_values, run_sweep
 
     user = C.load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})
     cfg = C.resolve(user, list(overrides))
@@ -172,7 +172,7 @@ def evaluate_encoder(encoder, config, clean_encoder=None, out: str | Path | None
     ``encoder`` and ``clean_encoder`` are ``torch.nn.Module`` objects that take images in [0, 1]
     (``(N, 3, H, W)``, ``H = W = pretrain.image_size``) and return features ``(N, D)``; the module is
     called as it is, so one that expects normalized inputs should be wrapped
-    (``poisonedencoder.external.OutsideEncoder(module, "imagenet")``; :func:`load_encoder` does this
+    (``poisonedencoder.experiment.external.OutsideEncoder(module, "imagenet")``; :func:`load_encoder` does this
     for a file). Without ``clean_encoder``, CA, clean ASR and the clean margins are ``None``.
 
     ``out``: the run directory whose craft (target inputs) to use, crafted there if absent, and where
@@ -197,8 +197,8 @@ def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, pre
                  normalize: str | None = None, image_size: int = 32, trust_torchscript: bool = False):
     """A state_dict (of ``arch``), or a TorchScript file where ``trust_torchscript`` (its code runs),
     as a module for :func:`evaluate_encoder`, and what was loaded (path, sha256, ...):
-    :func:`poisonedencoder.external.load_encoder`."""
-    from .external import load_encoder as load
+    :func:`poisonedencoder.experiment.external.load_encoder`."""
+    from .experiment.external import load_encoder as load
 
     return load(path, arch=arch, width=width, prefix=prefix, normalize=normalize, image_size=image_size,
                 trust_torchscript=trust_torchscript)

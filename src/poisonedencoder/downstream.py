@@ -8,8 +8,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from .errors import UserError
-from .settings import Number, Range, Settings
+from .core.errors import UserError
+from .core.settings import Number, Range, Settings
 from .ssl.augment import to_input
 from .ssl.settings import choice
 

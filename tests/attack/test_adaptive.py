@@ -9,7 +9,7 @@ from poisonedencoder.attack import PoisonedEncoder, select_targets
 from poisonedencoder.attack.export import target_box
 from poisonedencoder.attack.poisonedencoder import compose, compose_square, resize, vary
 from poisonedencoder.defenses import build_defense
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 def _craft(ds, seed=0, **settings):
@@ -177,8 +177,8 @@ def test_the_new_settings_at_their_defaults_leave_the_fingerprint_unchanged():
 def test_added_later_drops_only_its_own_settings_at_their_value():
     from typing import Annotated
 
-    from poisonedencoder.fingerprints import _without_added_later
-    from poisonedencoder.settings import ADDED_LATER, Number, Settings
+    from poisonedencoder.config.fingerprints import _without_added_later
+    from poisonedencoder.core.settings import ADDED_LATER, Number, Settings
 
     class PSettings(Settings):
         new: Annotated[Number, ADDED_LATER] = 0.0

@@ -8,7 +8,7 @@ from poisonedencoder import config as C
 from poisonedencoder.attack import ATTACKS, ICP, Duplication, WitchesBrew, build_attack, select_targets
 from poisonedencoder.attack.icp import blend, overlay
 from poisonedencoder.attack.witches_brew import Surrogate
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 from poisonedencoder.ssl.augment import AugmentParams
 from poisonedencoder.ssl.methods import build_method
 

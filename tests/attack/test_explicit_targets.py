@@ -4,7 +4,7 @@ import pytest
 
 from poisonedencoder import config as C
 from poisonedencoder.attack import PoisonedEncoder, choose_references, select_targets
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 def test_given_reference_inputs_are_kept_and_drawn_ones_fill_the_rest(toy_dataset):

@@ -2,7 +2,7 @@ import pytest
 
 from poisonedencoder.attack import PoisonedEncoder, compose, select_targets
 from poisonedencoder.attack.export import load_poisons, save_grid, save_poisons
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 def test_png_and_manifest_round_trip(toy_dataset, tmp_path):
@@ -82,7 +82,7 @@ def test_crafting_twice_writes_the_same_manifest_bytes(tmp_path):
     import json
 
     from poisonedencoder import config as C
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.experiment.pipeline import Experiment
 
     cfg = C.resolve({"preset": "demo", "cache_dir": str(tmp_path / "cache")}, ["attack.poisoning_rate=0.05"])
     dirs = []

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from poisonedencoder.attack import PoisonedEncoder, compose, select_references, select_targets
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 def test_compose_left_right_holds_both_parts():

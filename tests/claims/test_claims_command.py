@@ -98,7 +98,7 @@ def test_record_writes_the_shared_datasets_folder_without_this_machines_path(tmp
     directory writes it) is recorded as <shared-datasets>/NAME; it is in no fingerprint, so the
     recorded config still resolves to the run's."""
     from poisonedencoder import config as C
-    from poisonedencoder.claims import SHARED, record
+    from poisonedencoder.studies.claims import SHARED, record
 
     shared = tmp_path / "shared" / "datasets"
     (shared / "eurosat").mkdir(parents=True)

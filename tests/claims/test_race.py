@@ -7,12 +7,12 @@ import pytest
 import yaml
 
 from poisonedencoder import config as C
-from poisonedencoder.claims import build_rows, markdown, race, text, write_table
-from poisonedencoder.claims.arms import (FPR_DEFENSES, FPR_VARIANTS, RACE, RACE_DEFENSES, RACE_ORDER, RACE_REUSED,
+from poisonedencoder.studies.claims import build_rows, markdown, race, text, write_table
+from poisonedencoder.studies.claims.arms import (FPR_DEFENSES, FPR_VARIANTS, RACE, RACE_DEFENSES, RACE_ORDER, RACE_REUSED,
                                          Arm, arm_config, plan, race_arm, race_cells, select)
-from poisonedencoder.claims.results import ArmResult
-from poisonedencoder.compare import Outcome
-from poisonedencoder.errors import UserError
+from poisonedencoder.studies.claims.results import ArmResult
+from poisonedencoder.studies.compare import Outcome
+from poisonedencoder.core.errors import UserError
 
 RECIPE = Path(__file__).resolve().parents[2] / "configs" / "digits_works.yaml"
 CFG = {"pretrain": {"algorithm": "simclr", "backbone": "cnn7", "width": 16, "epochs": 500, "image_size": 16},
@@ -112,7 +112,7 @@ def _tiny(tmp_path):
 
 def test_only_race_runs_exactly_the_race_arms(tmp_path, monkeypatch):
     """``claims --only race`` on a tiny recipe: the runs handed over are the race arms' (no training here)."""
-    from poisonedencoder import parallel
+    from poisonedencoder.studies import parallel
     from poisonedencoder.cli import main
 
     handed = []
@@ -234,13 +234,13 @@ def test_a_cell_without_the_oracle_pairs_with_the_same_attacker_and_reads_its_fi
 
 
 def test_the_record_keeps_the_unfiltered_encoders_time():
-    from poisonedencoder.claims import RECORD
+    from poisonedencoder.studies.claims import RECORD
 
     assert RECORD["encoders/unfiltered/seconds.txt"] == "encoders/unfiltered/seconds.txt"
 
 
 def test_the_figure_is_written_once_a_cell_is_measured(tmp_path, monkeypatch):
-    import poisonedencoder.claims as claims
+    import poisonedencoder.studies.claims as claims
 
     assert not race.figure(race.rows({}), tmp_path / "none.png") and not (tmp_path / "none.png").exists()
     hit = {"name": "part_hash", "removed": 380, "flagged": 380, "precision": 1.0, "recall": 0.95, "seconds": 1.0}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from poisonedencoder.claims import build_rows, not_here, plan
-from poisonedencoder.claims import rows as R
+from poisonedencoder.studies.claims import build_rows, not_here, plan
+from poisonedencoder.studies.claims import rows as R
 from poisonedencoder.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +142,7 @@ def test_dataset_arms_are_planned_without_their_data_and_refused_by_name(tmp_pat
     """Planned always (their records are read); runnable only where their dataset is under the data
     root; named with --only without it: the dataset's one-line error (a whole table skips them)."""
     from poisonedencoder import config as C
-    from poisonedencoder.claims.arms import missing_data
+    from poisonedencoder.studies.claims.arms import missing_data
 
     args = ["claims", str(RECIPE), "--out", str(tmp_path / "c"), "--only", "eurosat_16px,icp", *no_data]
     assert main(args) == 2
@@ -218,7 +218,7 @@ def test_the_claims_page_shows_the_recorded_table():
 @pytest.mark.parametrize("command,default", [("claims", "runs/claims"), ("demo", "runs/demo"),
                                              ("run", "runs/<config name>")])
 def test_help_gives_each_commands_own_out_default(command, default):
-    from poisonedencoder.cli_parser import build_parser
+    from poisonedencoder.cli.parser import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
     out = next(a for a in sub._actions if a.dest == "out")

@@ -1,11 +1,11 @@
 """The verdict rules of the claims table on known cases (docs/CLAIMS.md, "How a verdict is reached")."""
 import pytest
 
-from poisonedencoder.claims import build_rows
-from poisonedencoder.claims.arms import Arm
-from poisonedencoder.claims.results import ArmResult
-from poisonedencoder.claims import rows as R
-from poisonedencoder.compare import Outcome
+from poisonedencoder.studies.claims import build_rows
+from poisonedencoder.studies.claims.arms import Arm
+from poisonedencoder.studies.claims.results import ArmResult
+from poisonedencoder.studies.claims import rows as R
+from poisonedencoder.studies.compare import Outcome
 
 CFG = {"pretrain": {"algorithm": "simclr", "backbone": "cnn7", "width": 16, "epochs": 500, "image_size": 16},
        "pretrain_data": {"dataset": "digits"}}
@@ -153,7 +153,7 @@ def test_where_mcnemar_and_the_interval_disagree_the_interval_decides_and_the_ro
 
 
 def test_the_markdown_states_the_regime_once_and_each_row_what_differs():
-    from poisonedencoder.claims import markdown
+    from poisonedencoder.studies.claims import markdown
 
     pe = _arm("poisonedencoder", [1] * 27 + [0] * 3)
     other = _arm("method_mocov2", [1] * 13 + [0] * 17)
@@ -219,7 +219,7 @@ def test_transfer_to_a_method_needs_asr_above_chance(method, verdict):
 
 
 def test_fine_tuning_arms_leave_the_defender_clean_inputs_pre_training_did_not_use():
-    from poisonedencoder.claims.arms import finetune_arms
+    from poisonedencoder.studies.claims.arms import finetune_arms
 
     whole = {"pretrain_data": {"num_images": None}}
     none, full, small = finetune_arms(whole, 1347)  # digits: pre-training used every train input
@@ -246,7 +246,7 @@ def test_a_defense_row_reads_cleanly_and_its_times_are_not_negative():
 
 
 def test_the_rate_curve_figure_is_drawn_from_the_rows_points_and_only_then(tmp_path):
-    from poisonedencoder.claims.figures import rate_curve
+    from poisonedencoder.studies.claims.figures import rate_curve
 
     res = {f"r{i}": _arm(f"r{i}", [1] * k + [0] * (30 - k)) for i, k in enumerate((3, 10, 20, 27, 29))}
     row = R.rate_curve(res, [(r, f"r{i}") for i, r in enumerate((0.005, 0.01, 0.02, 0.03, 0.05))])

@@ -11,7 +11,7 @@ import torch
 from poisonedencoder import config as C
 from poisonedencoder.attack.poisonedencoder import compose, compose_square
 from poisonedencoder.defenses import build_defense
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 class MeanColour(torch.nn.Module):
@@ -204,7 +204,7 @@ def test_the_encoder_setting_picks_which_encoder_scores(tmp_path, source):
     """``encoder: unfiltered`` pre-trains an encoder on the unfiltered data (clean and poisoning
     inputs) in the run's encoders/unfiltered/ and scores with it, and no clean encoder is trained
     for the filter; ``clean`` does the reverse."""
-    from poisonedencoder.pipeline import Experiment
+    from poisonedencoder.experiment.pipeline import Experiment
 
     cfg = C.resolve({"pretrain_data": {"dataset": "digits", "num_images": 300}, "cache_dir": str(tmp_path / "cache"),
                      "tasks": [{"dataset": "digits", "num_targets": 2}],

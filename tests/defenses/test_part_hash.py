@@ -5,7 +5,7 @@ import pytest
 from poisonedencoder.attack import Duplication, PoisonedEncoder, select_targets
 from poisonedencoder.data.datasets import _load_digits
 from poisonedencoder.defenses import PartHashFilter, score_verdicts
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

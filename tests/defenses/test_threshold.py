@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from poisonedencoder.defenses.threshold import reference_threshold, robust_threshold, top_share
-from poisonedencoder.errors import UserError
-from poisonedencoder.stats import wilson
+from poisonedencoder.core.errors import UserError
+from poisonedencoder.core.stats import wilson
 
 
 @pytest.mark.parametrize("fpr", [0.01, 0.05])

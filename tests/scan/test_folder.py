@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 from poisonedencoder.scan.folder import read_folder
 
 

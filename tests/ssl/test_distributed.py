@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 from poisonedencoder.ssl import distributed as D
 from poisonedencoder.ssl.pretrain import pretrain
 from poisonedencoder.ssl.methods import build_method

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from poisonedencoder import config as C
-from poisonedencoder.errors import UserError
+from poisonedencoder.core.errors import UserError
 from poisonedencoder.ssl.losses import info_nce_queue, negative_cosine
 from poisonedencoder.ssl.methods import METHODS, BYOL, MoCoV2, build_method
 from poisonedencoder.ssl.methods.base import ema_update

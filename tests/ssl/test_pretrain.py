@@ -57,7 +57,7 @@ def test_resume_from_checkpoint_equals_uninterrupted_training(tmp_path):
 def test_bf16_autocast_trains_close_to_fp32_with_an_fp32_loss(tmp_path):
     import pytest
 
-    from poisonedencoder.errors import UserError
+    from poisonedencoder.core.errors import UserError
 
     data = _data()
     p32, p16 = _params(1), _params(1)
@@ -74,7 +74,7 @@ def test_bf16_autocast_trains_close_to_fp32_with_an_fp32_loss(tmp_path):
 
 
 def load_backbone_loss(d):
-    from poisonedencoder.io import load_torch
+    from poisonedencoder.core.io import load_torch
 
     return np.array(load_torch(d / "encoder.pt")["loss"])
 

@@ -13,7 +13,7 @@ ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (PoisonedEncoder, ICP, Wi
 
 def build_attack(a: dict, seed: int = 0) -> Attack:
     """The attack that the config's ``attack`` section names, with its settings checked."""
-    from ..errors import UserError, preview
+    from ..core.errors import UserError, preview
 
     if a["name"] not in ATTACKS:
         raise UserError(f"attack.name: unknown attack {preview(a['name'])}; choose one of {', '.join(ATTACKS)}")

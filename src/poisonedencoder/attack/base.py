@@ -13,8 +13,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError, preview
-from ..settings import NoSettings, Number, Range, Settings
+from ..core.errors import UserError, preview
+from ..core.settings import NoSettings, Number, Range, Settings
 from .targets import Target, choose_references
 
 
@@ -60,7 +60,7 @@ class AttackSettings(Settings):
 class Attack:
     """Base of the attacks. A subclass with a ``name`` but no ``make`` of its own is an error when
     it is defined. A subclass declares its own settings (config section ``attack.<name>``) as a
-    :class:`~poisonedencoder.settings.Settings` class, ``Settings``; the instance holds them
+    :class:`~poisonedencoder.core.settings.Settings` class, ``Settings``; the instance holds them
     parsed and checked in ``settings``.
 
     poisoning_rate: poisoning inputs / clean pre-training inputs, all target inputs together.

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
-from ..errors import preview as _preview
-from ..io import atomic_write, check_no_symlink, naming, write_json
+from ..core.errors import UserError
+from ..core.errors import preview as _preview
+from ..core.io import atomic_write, check_no_symlink, naming, write_json
 
 
 def save_poisons(poisons, targets, directory: str | Path, extra: dict | None = None) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from ..settings import Number, Range, Settings
+from ..core.settings import Number, Range, Settings
 from .base import Attack, PoisoningInput
 
 
@@ -47,7 +47,7 @@ class ICPSettings(Settings):
     scale: Annotated[Number, Range(0.05, 1.0)] = Field(0.5, description="overlay: target's size relative to the reference")
 
     def check(self, where: str) -> None:
-        from ..errors import UserError
+        from ..core.errors import UserError
 
         if self.mode not in ("blend", "overlay"):
             raise UserError(f"{where}.mode must be blend or overlay, got {self.mode!r}")

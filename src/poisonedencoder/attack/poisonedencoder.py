@@ -39,8 +39,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError
-from ..settings import ADDED_LATER, Number, Range, Settings
+from ..core.errors import UserError
+from ..core.settings import ADDED_LATER, Number, Range, Settings
 from .base import Attack, PoisoningInput
 
 LAYOUTS = ("left-right", "top-bottom")  # what layout: random draws from (the paper's)

@@ -9,9 +9,9 @@ import numpy as np
 from pydantic import Field
 
 from ..data import ImageDataset
-from ..errors import UserError, is_integer
-from ..errors import preview as _preview
-from ..settings import Settings
+from ..core.errors import UserError, is_integer
+from ..core.errors import preview as _preview
+from ..core.settings import Settings
 
 
 class TaskSettings(Settings):

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..settings import Number, Range, Settings
+from ..core.settings import Number, Range, Settings
 from .base import Attack, PoisoningInput
 
 

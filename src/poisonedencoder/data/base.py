@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError, bound_from_env, preview
+from ..core.errors import UserError, bound_from_env, preview
 
 DEFAULT_CACHE = Path(os.environ.get("POISONEDENCODER_CACHE", "~/.cache/poisonedencoder")).expanduser()
 DEFAULT_DATA_ROOT = DEFAULT_CACHE / "data"

@@ -25,9 +25,9 @@ from typing import Annotated, Callable, Optional
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError, preview
-from ..io import atomic_write, os_error_message, set_aside
-from ..settings import Range, Settings
+from ..core.errors import UserError, preview
+from ..core.io import atomic_write, os_error_message, set_aside
+from ..core.settings import Range, Settings
 from . import ondisk
 from . import torchvision_sets as tv
 from .base import (  # noqa: F401 (names this module has always exported)

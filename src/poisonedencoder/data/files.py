@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .base import IMAGE_SUFFIXES, Loaded
 from .location import SET_IT, not_found
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from ..core.errors import UserError
 from . import base
 
 ENV = "POISONEDENCODER_DATA"

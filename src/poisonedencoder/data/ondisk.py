@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .base import ImageSplit, Loaded, _bar, _split, _to_rgb_array
 from .files import OnDisk, _class_files, _images_in, _missing, _subdirs, _tree
 from .location import SET_IT

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .base import DatasetSource, ImageSplit, _from_arrays, _to_rgb_array
 from .location import GET, SET_IT, data_root
 

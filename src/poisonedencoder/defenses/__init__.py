@@ -18,7 +18,7 @@ DEFENSES: dict[str, type[Defense]] = {d.name: d for d in (NoDefense, PartHashFil
 
 
 def build_defense(d: dict) -> Defense:
-    from ..errors import UserError
+    from ..core.errors import UserError
 
     if d["name"] not in DEFENSES:
         raise UserError(f"defense.name: unknown defense {d['name']!r}; choose one of {', '.join(DEFENSES)}")

@@ -11,7 +11,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from ..settings import Number, Range, Settings
+from ..core.settings import Number, Range, Settings
 from .base import Defense, DefenseReport
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
-from ..settings import NoSettings, Settings
+from ..core.settings import NoSettings, Settings
 
 
 class DefenseSettings(Settings):

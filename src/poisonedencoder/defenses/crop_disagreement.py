@@ -47,8 +47,8 @@ from typing import Annotated, Sequence
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError, preview
-from ..settings import ADDED_LATER, Number, Range, Settings
+from ..core.errors import UserError, preview
+from ..core.settings import ADDED_LATER, Number, Range, Settings
 from ..ssl.settings import check_crop_scale
 from .base import Defense, DefenseReport
 from .threshold import robust_threshold

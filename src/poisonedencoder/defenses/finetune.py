@@ -17,9 +17,9 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from ..errors import UserError
-from ..io import write_json
-from ..settings import Range, Settings
+from ..core.errors import UserError
+from ..core.io import write_json
+from ..core.settings import Range, Settings
 from .base import DefenderData, Defense, DefenseReport
 
 

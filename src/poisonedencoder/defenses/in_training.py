@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from ..settings import Number, Range, Settings
+from ..core.settings import Number, Range, Settings
 from .base import Defense
 
 if TYPE_CHECKING:  # torch is imported when a hook runs, not with the registry

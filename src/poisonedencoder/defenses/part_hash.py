@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from ..errors import UserError
-from ..settings import Number, Settings
+from ..core.errors import UserError
+from ..core.settings import Number, Settings
 from .base import Defense, DefenseReport
 
 PARTS = ("whole", "left", "right", "top", "bottom")

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 MAD_TO_SD = 1.4826
 """MAD x this = the standard deviation of a normal distribution (1 / Phi^-1(3/4))."""

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..stats import rate
+from ..core.stats import rate
 
 FPR_GOALS = (0.01, 0.05)
 

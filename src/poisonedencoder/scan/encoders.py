@@ -1,7 +1,7 @@
 """The encoder crop_disagreement scores with, one of three choices (``scan``'s options):
 
 - ``--encoder PATH``: the user's own encoder, trained on data the scan knows nothing about, loaded
-  as ``evaluate --encoder`` loads one (:func:`poisonedencoder.external.load_encoder`: a state_dict
+  as ``evaluate --encoder`` loads one (:func:`poisonedencoder.experiment.external.load_encoder`: a state_dict
   with ``--arch``, ``--width``, ``--prefix``, ``--normalize``, or TorchScript with ``--trust-torchscript``);
 - ``--clean-encoder PATH``: the same loader, for an encoder the user states was trained on clean
   data (the defender's clean encoder of the pipeline's ``crop_disagreement``);
@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import UserError
-from ..io import load_torch, write_json
+from ..core.errors import UserError
+from ..core.io import load_torch, write_json
 
 TRAIN_SETTINGS = {"algorithm": "simclr", "backbone": "cnn7", "width": 16, "batch_size": 256}
 """``--train``'s pre-training settings; every other key is the ``pretrain`` section's default."""
@@ -40,7 +40,7 @@ TRAINED_ON = {"encoder": "unknown (the user's encoder, --encoder)",
 def load_outside(path: str | Path, choice: str, image_size: int, arch: str | None = None, width: int | None = None,
                  prefix: str | None = None, normalize: str | None = None, trust_torchscript: bool = False):
     """``--encoder`` or ``--clean-encoder`` (``choice``): the module and what was loaded."""
-    from ..external import load_encoder
+    from ..experiment.external import load_encoder
 
     enc, source = load_encoder(path, arch=arch, width=32 if width is None else width, prefix=prefix,
                                normalize=normalize, image_size=image_size, trust_torchscript=trust_torchscript)

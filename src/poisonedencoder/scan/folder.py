@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.base import ImageRefused, open_rgb
-from ..errors import UserError
+from ..core.errors import UserError
 
 MIN_SIDE = 8
 """The smallest width or height scanned: the toolkit's smallest image size (``pretrain.image_size``

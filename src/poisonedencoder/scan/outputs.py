@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write, write_json, write_text
+from ..core.io import atomic_write, write_json, write_text
 from .folder import Folder
 from .scores import ORACLE
 

@@ -10,8 +10,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UserError
-from ..io import check_own_dir, claim_dir, file_lock
+from ..core.errors import UserError
+from ..core.io import check_own_dir, claim_dir, file_lock
 from .folder import read_folder
 from .scores import FILTERS, filter_scores, own_verdicts, threshold_verdicts
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .folder import Folder, shown
 
 MAX_MANIFEST_BYTES = 64 << 20

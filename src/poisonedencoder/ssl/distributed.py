@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 @dataclass(frozen=True)

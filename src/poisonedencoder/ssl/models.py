@@ -116,7 +116,7 @@ BACKBONES: dict[str, Callable[[int], nn.Module]] = {
 }
 """Backbones by name (``pretrain.backbone``), each built from ``pretrain.width`` (a builder with
 ``ignores_width = True`` has fixed widths). The one list of the toolkit's backbones: training builds
-them from it, and ``evaluate --arch`` (:mod:`poisonedencoder.external`) loads their state_dicts by
+them from it, and ``evaluate --arch`` (:mod:`poisonedencoder.experiment.external`) loads their state_dicts by
 it. Adding one: a class and a line here."""
 
 
@@ -134,7 +134,7 @@ MAX_PARAMETERS_ENV = "POISONEDENCODER_MAX_PARAMETERS"
 
 def build_backbone(name: str, width: int = 32) -> nn.Module:
     """The backbone ``name`` at ``width`` (:func:`check_width` first, where the width is used)."""
-    from ..errors import UserError
+    from ..core.errors import UserError
 
     if name not in BACKBONES:
         raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
@@ -146,7 +146,7 @@ def build_backbone(name: str, width: int = 32) -> nn.Module:
 def check_width(name: str, width) -> None:
     """A :class:`UserError` unless ``width`` is a positive whole number at which the backbone ``name``
     has at most :data:`MAX_PARAMETERS` parameters (counted on the ``meta`` device: nothing allocated)."""
-    from ..errors import UserError, bound_from_env, is_integer
+    from ..core.errors import UserError, bound_from_env, is_integer
 
     if not is_integer(width) or width < 1:
         raise UserError(f"backbone {name} at width {width!r}: the width must be a positive whole number")

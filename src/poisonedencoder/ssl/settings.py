@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 from pydantic import Field
 
-from ..errors import UserError
-from ..errors import preview as _preview
-from ..settings import Number, Range, Settings
+from ..core.errors import UserError
+from ..core.errors import preview as _preview
+from ..core.settings import Number, Range, Settings
 
 
 def choice(value: str, key: str, choices, registry: bool = False) -> None:

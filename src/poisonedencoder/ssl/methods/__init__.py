@@ -13,7 +13,7 @@ METHODS: dict[str, type[SSLMethod]] = {m.name: m for m in (SimCLR, MoCoV2, BYOL,
 
 def build_method(p: dict) -> SSLMethod:
     """The method that ``p["algorithm"]`` names, built from the config's ``pretrain`` section."""
-    from ...errors import UserError
+    from ...core.errors import UserError
 
     if p["algorithm"] not in METHODS:
         raise UserError(f"pretrain.algorithm: unknown algorithm {p['algorithm']!r}; choose one of {', '.join(METHODS)}")

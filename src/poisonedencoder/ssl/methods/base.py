@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ...settings import NoSettings, Settings
+from ...core.settings import NoSettings, Settings
 from ..models import build_backbone
 
 
@@ -32,7 +32,7 @@ class Architecture:
 
 class SSLMethod(nn.Module):
     """Base of the pre-training methods. Subclasses set ``name`` and ``Settings`` (their own config
-    section, ``pretrain.<name>``, a :class:`~poisonedencoder.settings.Settings` that declares and
+    section, ``pretrain.<name>``, a :class:`~poisonedencoder.core.settings.Settings` that declares and
     checks its keys; none when they use only the shared :class:`Architecture`), and implement
     ``loss``. A method is built from its architecture and its own parsed settings. A subclass with
     a ``name`` but no ``loss`` of its own is an error when it is defined.

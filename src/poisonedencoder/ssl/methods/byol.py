@@ -13,7 +13,7 @@ from typing import Annotated
 import torch
 from pydantic import Field
 
-from ...settings import Number, Range, Settings
+from ...core.settings import Number, Range, Settings
 from ..losses import negative_cosine
 from .base import Architecture, SSLMethod, ema_update, frozen_copy, mlp
 

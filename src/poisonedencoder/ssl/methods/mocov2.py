@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ...settings import Number, Range, Settings
+from ...core.settings import Number, Range, Settings
 from ..distributed import all_gather_with_grad, current
 from ..losses import info_nce_queue
 from .base import Architecture, SSLMethod, ema_update, frozen_copy

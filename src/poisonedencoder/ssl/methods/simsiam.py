@@ -11,7 +11,7 @@ from typing import Annotated
 import torch
 from pydantic import Field
 
-from ...settings import Range, Settings
+from ...core.settings import Range, Settings
 from ..losses import negative_cosine
 from .base import Architecture, SSLMethod, mlp
 
