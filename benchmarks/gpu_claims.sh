@@ -33,7 +33,7 @@ py=${PYTHON:-python3}
 # table and the record go there, so a folder of the user's is refused in one line, before any work
 $py -c 'import sys
 from poisonedencoder.core.errors import UserError
-from poisonedencoder.core.io import claim_dir
+from poisonedencoder.core.folders import claim_dir
 try:
     claim_dir(sys.argv[1], "OUT")
 except UserError as e:

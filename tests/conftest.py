@@ -111,7 +111,7 @@ def slow_pretrain(monkeypatch):
     import torch
 
     import poisonedencoder.ssl.pretrain as P
-    from poisonedencoder.core.io import save_torch
+    from poisonedencoder.core.torch_files import save_torch
 
     state = SimpleNamespace(calls=[], most=[0], active=[0], guard=threading.Lock())
 

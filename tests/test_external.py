@@ -13,7 +13,7 @@ from torch import nn
 from poisonedencoder.cli import main
 from poisonedencoder.core.errors import UserError
 from poisonedencoder.experiment.external import NORMALIZE, build_arch, load_encoder
-from poisonedencoder.core.io import load_torch
+from poisonedencoder.core.torch_files import load_torch
 from poisonedencoder.ssl.models import CNN7
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import torch
 from poisonedencoder.experiment import external
 from poisonedencoder.core.errors import UserError
 from poisonedencoder.experiment.external import arch_names, load_encoder, toolkit_archs
-from poisonedencoder.core.io import save_torch
+from poisonedencoder.core.torch_files import save_torch
 from poisonedencoder.ssl.models import BACKBONES, build_backbone, set_input_stats, uses_width
 
 

@@ -439,12 +439,14 @@ def test_claims_without_a_config_finds_its_recipe_from_any_working_directory(tmp
     """The default recipe ships inside the package: ``claims --list`` (reads only) from another folder."""
     import os
 
+    import poisonedencoder
     from poisonedencoder.studies.claims.arms import default_recipe
 
+    package = Path(poisonedencoder.__file__).parent
     recipe = default_recipe()
-    assert recipe.is_file() and recipe.is_relative_to(Path(C.__file__).parent)
+    assert recipe.is_file() and recipe.is_relative_to(package)
     assert (ROOT / "configs" / "digits_works.yaml").resolve() == recipe.resolve()  # the checkout's path is the same file
-    env = {**os.environ, "PYTHONPATH": str(Path(C.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
     r = subprocess.run([sys.executable, "-m", "poisonedencoder", "claims", "--list", "--out", str(tmp_path / "claims")],
                        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -182,7 +182,7 @@ def test_out_holding_foreign_files_is_refused(tmp_path, capsys, command):
 
 
 def test_out_that_the_toolkit_made_is_accepted(tmp_path):
-    from poisonedencoder.core.io import is_own_dir
+    from poisonedencoder.core.folders import is_own_dir
 
     d = tmp_path / "d"
     assert is_own_dir(d)  # missing
@@ -251,12 +251,14 @@ def test_any_failed_torch_write_is_one_line_naming_the_path(tmp_path, monkeypatc
     import torch
 
     from poisonedencoder.core import io as pio
+    from poisonedencoder.core.torch_files import save_torch
+
     def full(obj, f):  # noqa: ARG001 (torch.save's signature)
         raise RuntimeError(message)
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(OSError) as e:
-        pio.save_torch(tmp_path / "checkpoint.pt", {"a": 1})
+        save_torch(tmp_path / "checkpoint.pt", {"a": 1})
     msg = pio.os_error_message(e.value)
     assert msg.endswith(f": {tmp_path / 'checkpoint.pt'}") and shown in msg and "\n" not in msg
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
@@ -265,7 +267,7 @@ def test_any_failed_torch_write_is_one_line_naming_the_path(tmp_path, monkeypatc
 def test_any_failed_torch_write_under_ulimit_f(tmp_path):
     """A real ``ulimit -f``: torch says ``unexpected pos``; one line naming the file, nothing left."""
     script = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\nimport torch\n"
-              "from poisonedencoder.core.io import save_torch, os_error_message\n"
+              "from poisonedencoder.core.io import os_error_message\nfrom poisonedencoder.core.torch_files import save_torch\n"
               "try:\n    save_torch(sys.argv[1] + '/checkpoint.pt', {'w': torch.zeros(1_000_000)})\n"
               "except OSError as e:\n    print(os_error_message(e))\n    sys.exit(3)\n")
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
@@ -297,7 +299,7 @@ def _corrupt_files(tmp_path) -> dict:
 
 
 def test_corrupt_torch_files_say_what_they_are_not(tmp_path):
-    from poisonedencoder.core.io import load_torch
+    from poisonedencoder.core.torch_files import load_torch
 
     for says, path in _corrupt_files(tmp_path).items():
         with pytest.raises(UserError) as e:
@@ -327,7 +329,7 @@ def test_seconds_after_resume_count_the_whole_training(tmp_path):
 
     import numpy as np
 
-    from poisonedencoder.core.io import load_torch, save_torch
+    from poisonedencoder.core.torch_files import load_torch, save_torch
     from poisonedencoder.experiment.pipeline import pretrain_encoder, pretrain_seconds
     from poisonedencoder.ssl import pretrain as P
 

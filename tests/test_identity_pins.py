@@ -78,7 +78,7 @@ def _train(defense_name: str, workdir: Path):
     import torch
 
     from poisonedencoder.defenses import build_defense
-    from poisonedencoder.core.io import load_torch
+    from poisonedencoder.core.torch_files import load_torch
     from poisonedencoder.ssl.pretrain import PretrainSet, pretrain
 
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@ import pytest
 
 from poisonedencoder import cli
 from poisonedencoder import config as C
+from poisonedencoder.core import folders, torch_files
 from poisonedencoder.core import io as pio
 from poisonedencoder.core.errors import UserError
 from poisonedencoder.experiment.pipeline import Experiment
@@ -31,7 +32,7 @@ def umask():
 def test_atomic_write_honours_the_umask(tmp_path, umask, mask, mode):
     umask(mask)
     for f in (pio.write_text(tmp_path / "a.txt", "x"), pio.write_json(tmp_path / "m.json", {"a": 1}),
-              pio.save_torch(tmp_path / "c.pt", {"a": 1})):
+              torch_files.save_torch(tmp_path / "c.pt", {"a": 1})):
         assert stat.S_IMODE(f.stat().st_mode) == mode, f
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "c.pt", "m.json"]  # no temporary files left
 
@@ -47,27 +48,27 @@ def test_atomic_write_leaves_no_temporary_file_when_writing_fails(tmp_path):
 
 
 def test_ensure_writable_dir(tmp_path, monkeypatch):
-    d = pio.ensure_writable_dir(tmp_path / "new" / "dir", "run directory")
+    d = folders.ensure_writable_dir(tmp_path / "new" / "dir", "run directory")
     assert d.is_dir() and list(d.iterdir()) == []  # created, and the check leaves nothing behind
     f = tmp_path / "file"
     f.write_text("")
     with pytest.raises(UserError, match=f"run directory {f} is a file, not a folder"):
-        pio.ensure_writable_dir(f, "run directory")
+        folders.ensure_writable_dir(f, "run directory")
     with pytest.raises(UserError, match="is not writable: Not a directory"):
-        pio.ensure_writable_dir(f / "sub", "run directory")
+        folders.ensure_writable_dir(f / "sub", "run directory")
     # a folder nobody may write to (chattr +i, a read-only mount): creating a file fails
     ro = tmp_path / "ro"
     ro.mkdir()
-    real = pio.tempfile.mkstemp
+    real = folders.tempfile.mkstemp
 
     def mkstemp(*a, dir=None, **k):
         if Path(dir) == ro:
             raise PermissionError(1, "Operation not permitted", str(Path(dir) / ".write-check.x.tmp"))
         return real(*a, dir=dir, **k)
 
-    monkeypatch.setattr(pio.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(folders.tempfile, "mkstemp", mkstemp)
     with pytest.raises(UserError, match=f"cache directory {ro} is not writable: Operation not permitted"):
-        pio.ensure_writable_dir(ro, "cache directory")
+        folders.ensure_writable_dir(ro, "cache directory")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root")
@@ -77,20 +78,20 @@ def test_ensure_writable_dir_read_only_folder(tmp_path):
     ro.chmod(0o555)
     try:
         with pytest.raises(UserError, match="not writable"):
-            pio.ensure_writable_dir(ro, "cache directory")
+            folders.ensure_writable_dir(ro, "cache directory")
     finally:
         ro.chmod(0o755)
 
 
 def _unwritable(monkeypatch, folder: Path):
-    real = pio.tempfile.mkstemp
+    real = folders.tempfile.mkstemp
 
     def mkstemp(*a, dir=None, **k):
         if Path(dir) == folder:
             raise PermissionError(13, "Permission denied", str(folder))
         return real(*a, dir=dir, **k)
 
-    monkeypatch.setattr(pio.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(folders.tempfile, "mkstemp", mkstemp)
 
 
 def test_unwritable_cache_fails_before_any_work(tmp_path, monkeypatch, capsys):
@@ -143,11 +144,11 @@ def test_cli_out_naming_an_existing_file(tmp_path):
 def test_truncated_checkpoint_says_how_to_recover(tmp_path):
     import torch
 
-    p = pio.save_torch(tmp_path / "checkpoint.pt", {"model": {"w": torch.zeros(1000)}, "epoch": 3})
+    p = torch_files.save_torch(tmp_path / "checkpoint.pt", {"model": {"w": torch.zeros(1000)}, "epoch": 3})
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="delete it and run the same command again") as e:
-        pio.load_torch(p)
+        torch_files.load_torch(p)
     assert str(p) in str(e.value) and "\n" not in str(e.value)
 
 

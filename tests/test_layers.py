@@ -175,3 +175,17 @@ def test_an_old_import_path_still_works_and_says_where_the_module_went(old, new)
     with pytest.warns(DeprecationWarning, match=f"poisonedencoder.{new}"):
         mod = importlib.import_module(f"poisonedencoder.{old}")
     assert mod is importlib.import_module(f"poisonedencoder.{new}")
+
+
+def test_the_old_io_path_holds_the_names_of_the_modules_it_was_split_into():
+    import importlib
+    import sys
+
+    sys.modules.pop("poisonedencoder.io", None)
+    with pytest.warns(DeprecationWarning, match="poisonedencoder.core.torch_files"):
+        old = importlib.import_module("poisonedencoder.io")
+    from poisonedencoder.core import folders, io, torch_files
+
+    for module in (io, folders, torch_files):
+        for name in (n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n))):
+            assert getattr(old, name) is getattr(module, name), name

@@ -155,7 +155,7 @@ def test_image_size_is_the_side_of_the_crops_the_encoder_sees(kit, tmp_path):
 
 
 def test_train_pretrains_on_the_folder_for_the_epochs_asked_and_resumes(kit, tmp_path):
-    from poisonedencoder.core.io import load_torch
+    from poisonedencoder.core.torch_files import load_torch
 
     out = tmp_path / "t"
     r = scan(out, "--train", "--train-epochs", 2, "--filters", "crop_disagreement", kit_dir=kit)
@@ -338,7 +338,7 @@ def test_an_interrupted_scan_leaves_no_scan_json_and_the_same_command_finishes_i
 
 
 def test_train_resumes_from_the_checkpoint_of_an_interrupted_scan_and_restarts_for_another_folder(kit, tmp_path):
-    from poisonedencoder.core.io import load_torch
+    from poisonedencoder.core.torch_files import load_torch
 
     out = tmp_path / "t"
     scan(out, "--train", "--train-epochs", 1, "--filters", "crop_disagreement", kit_dir=kit)

@@ -11,7 +11,7 @@ from poisonedencoder.attack.targets import Target
 from poisonedencoder.downstream import classify
 from poisonedencoder.core.errors import UserError
 from poisonedencoder.experiment.evaluation import evaluate_task, train_subset
-from poisonedencoder.core.io import load_torch, save_torch
+from poisonedencoder.core.torch_files import load_torch, save_torch
 from poisonedencoder.experiment.metrics import summarize
 from poisonedencoder.experiment.pipeline import Experiment
 from poisonedencoder.experiment.report import format_table, write_report

@@ -21,7 +21,7 @@ import yaml
 
 from poisonedencoder import config as C
 from poisonedencoder.experiment import encoder_cache as EC
-from poisonedencoder.core.io import save_torch
+from poisonedencoder.core.torch_files import save_torch
 from poisonedencoder.ssl.pretrain_set import PretrainSet
 from poisonedencoder.experiment.stages import pretrain_encoder
 

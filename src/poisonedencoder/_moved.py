@@ -8,6 +8,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 import warnings
 
 MOVED = {
@@ -37,11 +38,13 @@ MOVED = {
     "cluster": "studies.cluster",
     "compare": "studies.compare",
     "claims": "studies.claims",
-    "units": "studies.units",
     "cli_parser": "cli.parser",
     "scan.cli": "cli.scan",
 }
 """Old name under ``poisonedencoder.`` -> its new name under ``poisonedencoder.``."""
+SPLIT = {"io": ("core.folders", "core.torch_files")}
+"""Old modules whose names now live in more than one module: besides ``MOVED``'s, these. The old
+path gives a module holding the names of all of them."""
 
 
 class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -62,9 +65,16 @@ class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         new = self.new_path(spec.name)
-        warnings.warn(f"{spec.name} has moved to {new}; the old path will be removed in the next release",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module(new)
+        rest = spec.name.partition(".")[2]
+        parts = [new] + ["poisonedencoder." + m for m in SPLIT.get(rest, ())]
+        warnings.warn(f"{spec.name} has moved to {' and '.join(parts)}; the old path will be removed in the next "
+                      "release", DeprecationWarning, stacklevel=2)
+        if len(parts) == 1:
+            return importlib.import_module(new)
+        merged = types.ModuleType(spec.name, f"The names of {', '.join(parts)} (the old path {spec.name}).")
+        for name in parts:
+            merged.__dict__.update({k: v for k, v in vars(importlib.import_module(name)).items() if not k.startswith("__")})
+        return merged
 
     def exec_module(self, module) -> None:  # the module at its new path is already executed
         pass

@@ -123,7 +123,7 @@ def sweep(config, param: str, values: str | list, out: str | Path, overrides: It
     """One run (or one per seed) per value of ``param`` (``values``: a list, or the command line's
     comma-separated text), as ``sweep``: ``out/sweep.csv`` and ``sweep.png``; returns the rows."""
     from .data.datasets import DEFAULT_CACHE
-    from .core.io import claim_dir, ensure_writable_dir
+    from .core.folders import claim_dir, ensure_writable_dir
     from .studies.sweep import check_values, parse_values, run_sweep
 
     user = C.load_yaml(config) if isinstance(config, (str, Path)) else dict(config or {})

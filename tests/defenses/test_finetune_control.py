@@ -5,7 +5,7 @@ import json
 import torch
 
 from poisonedencoder.cli import main
-from poisonedencoder.core.io import load_torch
+from poisonedencoder.core.torch_files import load_torch
 
 
 def _tensors(obj, prefix=""):

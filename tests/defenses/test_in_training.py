@@ -69,7 +69,7 @@ def test_pre_in_and_post_processing_run_from_the_cli(tmp_path, name):
     if name == "part_hash":
         assert d["recall"] == 1.0 and d["precision"] >= 0.9 and d["removed"] >= 30
     elif name == "large_crops":  # the in-processing defense reached the poisoned encoder's loop, and only it
-        from poisonedencoder.core.io import load_torch
+        from poisonedencoder.core.torch_files import load_torch
 
         assert load_torch(m["encoders"]["poisoned"])["views"]["crop_scale"] == [0.4, 1.0]
         assert load_torch(m["encoders"]["clean"])["views"]["crop_scale"] == [0.08, 1.0]
@@ -130,7 +130,7 @@ def test_a_new_in_training_defense_is_one_class_and_a_registry_line(tmp_path, mo
 
     from poisonedencoder.defenses.base import Defense
     from poisonedencoder.core.errors import check_number
-    from poisonedencoder.core.io import load_torch
+    from poisonedencoder.core.torch_files import load_torch
     from poisonedencoder.experiment.pipeline import Experiment
     from poisonedencoder.core.settings import Number, Settings
 

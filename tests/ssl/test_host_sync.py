@@ -58,7 +58,7 @@ def test_no_device_read_per_step(tmp_path, monkeypatch, algorithm):
 
 def test_the_loss_history_is_the_per_epoch_mean(tmp_path):
     """Kept on the device and read back late, the per-epoch loss is still each epoch's mean."""
-    from poisonedencoder.core.io import load_torch
+    from poisonedencoder.core.torch_files import load_torch
 
     p = C.resolve({"preset": "demo"})["pretrain"]
     p.update(epochs=4, batch_size=8, width=4, image_size=8, precision="fp32", checkpoint_every=2, threads=1)

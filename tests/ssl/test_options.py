@@ -7,7 +7,7 @@ import torch
 from poisonedencoder import config as C
 from poisonedencoder.defenses import build_defense
 from poisonedencoder.core.errors import UserError
-from poisonedencoder.core.io import load_torch
+from poisonedencoder.core.torch_files import load_torch
 from poisonedencoder.ssl import pretrain as P
 from poisonedencoder.ssl.augment import AugmentParams
 from poisonedencoder.ssl.pretrain import PretrainSet, pretrain

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from poisonedencoder import config as C
-from poisonedencoder.core.io import load_torch
+from poisonedencoder.core.torch_files import load_torch
 from poisonedencoder.ssl import precision as P
 
 

@@ -74,7 +74,7 @@ def test_bf16_autocast_trains_close_to_fp32_with_an_fp32_loss(tmp_path):
 
 
 def load_backbone_loss(d):
-    from poisonedencoder.core.io import load_torch
+    from poisonedencoder.core.torch_files import load_torch
 
     return np.array(load_torch(d / "encoder.pt")["loss"])
 

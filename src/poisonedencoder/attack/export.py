@@ -10,7 +10,8 @@ from PIL import Image
 
 from ..core.errors import UserError
 from ..core.errors import preview as _preview
-from ..core.io import atomic_write, check_no_symlink, naming, write_json
+from ..core.io import atomic_write, naming, write_json
+from ..core.folders import check_no_symlink
 
 
 def save_poisons(poisons, targets, directory: str | Path, extra: dict | None = None) -> Path:

@@ -9,7 +9,8 @@ from pathlib import Path
 from .parser import _CLUSTER_OPTIONS, build_parser
 from ..core.errors import UserError
 from ..core.errors import preview as _preview
-from ..core.io import claim_dir, os_error_message
+from ..core.io import os_error_message
+from ..core.folders import claim_dir
 
 __all__ = ["build_parser", "main"]
 
@@ -97,7 +98,7 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
                   f"{', ...' if len(changed) > 4 else ''}): it was not written from the finished runs under "
                   f"{out / 'arms'} by this code" + ("; rewritten" if args.write else ""), file=sys.stderr)
         if args.write:
-            from ..core.io import check_own_dir
+            from ..core.folders import check_own_dir
 
             check_own_dir(out, "claims directory (--out)")  # never over a file of a folder the toolkit did not make
             write_table(cfg, out, arms, rows)

@@ -26,7 +26,8 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import UserError, preview
-from ..core.io import atomic_write, os_error_message, set_aside
+from ..core.io import atomic_write, os_error_message
+from ..core.folders import set_aside
 from ..core.settings import Range, Settings
 from . import ondisk
 from . import torchvision_sets as tv

@@ -39,7 +39,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..core.io import set_aside, sha256_file, write_json, write_text
+from ..core.io import sha256_file, write_json, write_text
+from ..core.folders import set_aside
 from ..ssl.precision import resolve_precision
 from ..ssl.pretrain_set import PretrainSet
 
@@ -120,7 +121,7 @@ def check(d: Path, key: str) -> str | None:
 
 def sound(d: Path, key: str, log: Callable[[str], None]) -> bool:
     """Whether ``d`` holds a finished encoder that passes :func:`check` for ``key``; one that fails
-    is set aside (:func:`~.io.set_aside`, one line), so the caller builds it again. Without an
+    is set aside (:func:`~poisonedencoder.core.folders.set_aside`, one line), so the caller builds it again. Without an
     ``encoder.pt`` (none, or a training not finished yet) it is not sound and is left as it is."""
     if not (d / "encoder.pt").exists():
         return False

@@ -177,7 +177,7 @@ def _load_weights(path: Path):
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        from ..core.io import describe_torch_file
+        from ..core.torch_files import describe_torch_file
 
         raise UserError(f"cannot load {path} as a state_dict of tensors: it {describe_torch_file(path)}; "
                         f"save the weights with torch.save(model.state_dict(), ...) or the model as TorchScript") from e
@@ -230,7 +230,7 @@ def _load_torchscript(path: Path) -> tuple[nn.Module, dict]:
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
             m = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
-        from ..core.io import describe_torch_file
+        from ..core.torch_files import describe_torch_file
 
         why = describe_torch_file(path)
         raise UserError(f"cannot load TorchScript file {path}: it "
@@ -267,7 +267,7 @@ def load_encoder(path: str | Path, arch: str | None = None, width: int = 32, pre
     Returns the module (eval mode) and what was loaded: ``path``, ``sha256``, ``format``, ``arch``,
     ``prefix``, ``normalize``, ``feature_dim`` (also kept as the module's ``source``, which
     :func:`poisonedencoder.api.evaluate_encoder` records). Every problem is a one-line :class:`UserError`."""
-    from ..core.io import describe_torch_file, is_torch_save
+    from ..core.torch_files import describe_torch_file, is_torch_save
 
     p = Path(path).expanduser()
     if not p.is_file():

@@ -19,7 +19,7 @@ from ..config.files import dump
 from ..data.datasets import DEFAULT_CACHE
 from ..defenses import Defense, build_defense
 from ..config.fingerprints import experiment_fingerprint
-from ..core.io import check_own_dir, ensure_writable_dir
+from ..core.folders import check_own_dir, ensure_writable_dir
 from .rundata import RunData, RunLock, holding_run_lock
 from .rundir import RunDir
 from .stages import (

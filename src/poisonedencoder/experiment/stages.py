@@ -115,7 +115,7 @@ def load_surrogate(checkpoint: Path, p: dict, device: str):
     """The attacker's surrogate for attacks that need one (Witches' Brew): the whole clean model of
     the configuration's method (backbone and heads), from the clean encoder's last checkpoint."""
     from ..attack.witches_brew import Surrogate
-    from ..core.io import load_torch
+    from ..core.torch_files import load_torch
     from ..ssl.augment import AugmentParams
     from ..ssl.methods import build_method
 

@@ -25,7 +25,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.errors import UserError
-from ..core.io import load_torch, write_json
+from ..core.io import write_json
+from ..core.torch_files import load_torch
 
 TRAIN_SETTINGS = {"algorithm": "simclr", "backbone": "cnn7", "width": 16, "batch_size": 256}
 """``--train``'s pre-training settings; every other key is the ``pretrain`` section's default."""

@@ -11,7 +11,8 @@ from typing import Callable
 import numpy as np
 
 from ..core.errors import UserError
-from ..core.io import check_own_dir, claim_dir, file_lock
+from ..core.io import file_lock
+from ..core.folders import check_own_dir, claim_dir
 from .folder import read_folder
 from .scores import FILTERS, filter_scores, own_verdicts, threshold_verdicts
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import UserError, preview
-from ..core.io import load_torch, save_torch
+from ..core.torch_files import load_torch, save_torch
 from . import distributed as D
 from .augment import AugmentParams
 from .hooks import PairFilter, ViewPolicy, hook_name, views_record

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .. import config as C
 from ..core.errors import UserError
-from ..core.io import check_own_dir, ensure_writable_dir, write_json
+from ..core.io import write_json
+from ..core.folders import check_own_dir, ensure_writable_dir
 from ..experiment.metrics import SCORES, margin_summary, rates_of
 from ..experiment.rundata import RunLock, holding_run_lock
 from ..experiment.rundir import RunDir

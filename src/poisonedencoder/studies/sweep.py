@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import config as C
 from ..core.errors import UserError
-from ..core.io import claim_dir
+from ..core.folders import claim_dir
 from ..experiment.pipeline import Experiment
 from .sweep_output import _write
 from .sweep_table import markdown_table, summarize

@@ -20,7 +20,8 @@ from typing import Callable
 
 from ...config.files import dump
 from ...core.errors import UserError
-from ...core.io import claim_dir, write_json, write_text
+from ...core.io import write_json, write_text
+from ...core.folders import claim_dir
 from ...experiment.rundir import METRICS, SECONDS_TXT, RunDir
 from . import figures, race
 from . import rows as R
@@ -280,7 +281,7 @@ def record(out: str | Path, dest: str | Path, data_root: str | Path | None = Non
     relative (the run folder), ``~`` (home) or :data:`SHARED` (a ``data_root`` inside
     ``data_root``, however the run spelled it; left as it is when ``data_root`` is None); none of
     them is in a fingerprint. ``dest`` is refused, before anything is read, where it is not
-    the toolkit's (:func:`~poisonedencoder.core.io.claim_dir`: a non-empty folder without its marker,
+    the toolkit's (:func:`~poisonedencoder.core.folders.claim_dir`: a non-empty folder without its marker,
     or a link, or a folder holding one). Returns the runs recorded."""
     out, dest = Path(out), claim_dir(dest, "record folder (--record)")
     here = str(out.resolve()) + "/"
