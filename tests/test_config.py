@@ -149,7 +149,7 @@ def test_every_key_given_a_wrong_type_is_a_one_line_user_error():
     ("pretrain.crop_scale=5", "pretrain.crop_scale must be a list"),
     ("pretrain.jitter=[a, b, c, d]", "pretrain.jitter must be a list of numbers"),
     ("defense.part_hash.min_std=abc", "defense.part_hash.min_std must be a number"),
-    ("pretrain.compile=1", "pretrain.compile must be true or false"),
+    ("pretrain.compile=1", "pretrain.compile must be auto, true or false, got 1"),
     ("preset=[cpu]", "unknown preset"),
     ("tasks=5", "tasks must be a list"),
     ("attack.witches_brew.steps=1.5", "attack.witches_brew.steps must be an integer"),
