@@ -34,7 +34,8 @@ import torch
 DEFAULT_VARIANTS = ("before=compile:false,memory_format:channels_last", "default=compile:auto,memory_format:auto",
                     "contiguous=compile:auto,memory_format:contiguous")
 _KEYS = {"compile": ("auto", "true", "false"), "memory_format": ("auto", "channels_last", "contiguous"),
-         "precision": ("auto", "bf16", "fp32"), "batch_size": None}
+         "precision": ("auto", "bf16", "fp32"), "batch_size": None,
+         "compile_mode": ("default", "reduce-overhead", "max-autotune")}  # torch.compile's mode; reduce-overhead: CUDA graphs
 
 
 class BadInput(Exception):
@@ -42,11 +43,12 @@ class BadInput(Exception):
 
 
 def parse_variant(text: str, batch_size: int) -> tuple[str, dict]:
-    """``NAME=key:value,key:value`` as (NAME, settings); keys: compile, memory_format, precision, batch_size."""
+    """``NAME=key:value,key:value`` as (NAME, settings); keys: compile, memory_format, precision, batch_size,
+    compile_mode (a compiled step's ``torch.compile`` mode, which the loop does not set: what it would gain)."""
     name, eq, spec = text.partition("=")
     if not eq or not name:
         raise BadInput(f"--variant {text!r}: write NAME=key:value,... (keys: {', '.join(_KEYS)})")
-    out = {"compile": "auto", "memory_format": "auto", "precision": "auto", "batch_size": batch_size}
+    out = {"compile": "auto", "memory_format": "auto", "precision": "auto", "batch_size": batch_size, "compile_mode": "default"}
     for part in filter(None, spec.split(",")):
         key, colon, value = part.partition(":")
         if key not in _KEYS or not colon:
@@ -78,11 +80,13 @@ def _build(p: dict, v: dict, device: str):
 
     resolved = {"compile": resolve_compile(v["compile"], device), "memory_format": resolve_memory_format(v["memory_format"]),
                 "precision": resolve_precision(v["precision"], device), "batch_size": v["batch_size"]}
+    if resolved["compile"]:
+        resolved["compile_mode"] = v["compile_mode"]
     fmt, bs = torch_format(resolved["memory_format"]), v["batch_size"]
     torch.manual_seed(0)
     model = build_method(p).to(device).to(memory_format=fmt).train()
     opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
-    step_model = torch.compile(_ContrastiveStep(model)) if resolved["compile"] else model
+    step_model = torch.compile(_ContrastiveStep(model), mode=v["compile_mode"]) if resolved["compile"] else model
     n = bs * 4
     images = np.random.default_rng(0).integers(0, 256, (n, p["image_size"], p["image_size"], 3), dtype=np.uint8)
     data, aug = PretrainSet.from_images(images).to(device), AugmentParams.from_config(p)
@@ -184,7 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=256, help="every variant's, unless it sets batch_size")
     ap.add_argument("--variant", action="append", help="NAME=key:value,... (compile, memory_format, precision, "
-                    "batch_size); repeatable; default: before, default, contiguous")
+                    "batch_size, compile_mode); repeatable; default: before, default, contiguous")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3, help="first steps per variant, timed apart (compile included)")

@@ -150,3 +150,18 @@ def test_step_settings_refuses_bad_input_in_one_line(argv, capsys):
     assert _load("step_settings").main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_step_settings_compiles_the_variants_that_ask_with_their_mode(tmp_path, monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None: calls.append((type(module).__name__, mode)) or module)
+    out = tmp_path / "c.json"
+    assert _load("step_settings").main(["--width", "4", "--batch-size", "8", "--steps", "1", "--rounds", "1", "--warmup", "0",
+                                        "--variant", "eager=compile:auto", "--variant", "graphs=compile:true,compile_mode:reduce-overhead",
+                                        "--variant", "big=compile:false,batch_size:16", "--json", str(out)]) == 0
+    assert calls == [("_ContrastiveStep", "reduce-overhead")]
+    r = json.loads(out.read_text())["resolved"]
+    assert r["eager"]["compile"] is False and r["graphs"] == {**r["graphs"], "compile": True, "compile_mode": "reduce-overhead"}
+    assert r["big"]["batch_size"] == 16
