@@ -2,10 +2,10 @@
 
 A pre-training is a function of its inputs (every image, byte for byte and in order, grouped by
 shape, with the normalization statistics), its settings (the ``pretrain`` section as it trains,
-after an in-training defense's changes), its seed, the device's kind and the resolved precision, compile and memory format.
-:func:`content_key` hashes all of these; an encoder finished under one key is kept in the shared
-cache under ``pretrained/<key>/`` and a later pre-training with the same key takes it instead of
-training again. Two cases where a run meets a key trained before:
+after an in-training defense's changes, with ``compile`` and ``memory_format`` as they resolve),
+its seed, the device's kind and the resolved precision. :func:`content_key` hashes all of these;
+an encoder finished under one key is kept in the shared cache under ``pretrained/<key>/`` and a
+later pre-training with the same key takes it instead of training again. Two cases where a run meets a key trained before:
 
 - a filter that removes nothing (shape-matched poisoning inputs against ``aspect_ratio``): the
   poisoned encoder is the undefended one of the same attack;
