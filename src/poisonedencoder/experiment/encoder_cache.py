@@ -5,7 +5,8 @@ shape, with the normalization statistics), its settings (the ``pretrain`` sectio
 after an in-training defense's changes, with ``compile`` and ``memory_format`` as they resolve),
 its seed, the device's kind and the resolved precision. :func:`content_key` hashes all of these;
 an encoder finished under one key is kept in the shared cache under ``pretrained/<key>/`` and a
-later pre-training with the same key takes it instead of training again. Two cases where a run meets a key trained before:
+later pre-training with the same key takes it instead of training again. Two cases where a run
+meets a key trained before:
 
 - a filter that removes nothing (shape-matched poisoning inputs against ``aspect_ratio``): the
   poisoned encoder is the undefended one of the same attack;
