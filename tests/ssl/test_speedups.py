@@ -66,11 +66,23 @@ def _conv_weights(model):
     return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1]
 
 
-def test_memory_format_sets_the_models_parameters(tmp_path):
+def test_memory_format_sets_the_models_parameters_and_the_views(tmp_path, monkeypatch):
+    import inspect
+
+    formats, step = [], P.train_step
+
+    def recording(*a, **k):
+        formats.append(inspect.signature(step).bind(*a, **k).arguments.get("memory_format", CL))
+        return step(*a, **k)
+
+    monkeypatch.setattr(P, "train_step", recording)
     cl, lines, enc = _train(tmp_path, "cl", memory_format="channels_last")
+    assert formats and set(formats) == {CL}
     assert all(w.is_contiguous(memory_format=CL) and not w.is_contiguous() for w in _conv_weights(cl))
     assert enc["memory_format"] == "channels_last"
+    formats.clear()
     nchw, lines, enc = _train(tmp_path, "nchw", memory_format="contiguous")
+    assert formats and set(formats) == {torch.contiguous_format}
     assert all(w.is_contiguous() and not w.is_contiguous(memory_format=CL) for w in _conv_weights(nchw))
     assert enc["memory_format"] == "contiguous"
     assert any("memory format contiguous" in line for line in lines)
