@@ -121,3 +121,47 @@ def test_scan_speed_times_the_whole_set_and_both_paths(tmp_path, capsys, load_fi
     assert mod.main(["--subset", "1"]) == 2
     assert mod.main(["--dataset", "eurosat", "--data-root", str(tmp_path / "none")]) == 2
     assert "dataset eurosat not found" in capsys.readouterr().err
+
+
+def test_step_settings_reports_images_per_s_and_mfu_for_one_and_several_processes(tmp_path):
+    mod = _load("step_settings")
+    out = tmp_path / "s.json"
+    assert mod.main(["--width", "4", "--batch-size", "16", "--steps", "1", "--rounds", "1", "--warmup", "1",
+                     "--procs", "1,2", "--peak-tflops", "2.5", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["variants"]) == {"before", "default", "contiguous"}
+    # on the CPU the defaults resolve to what the loop did before the settings: one code path
+    assert r["resolved"]["before"] == r["resolved"]["default"] == {
+        "compile": False, "memory_format": "channels_last", "precision": r["resolved"]["default"]["precision"], "batch_size": 16}
+    assert r["resolved"]["contiguous"]["memory_format"] == "contiguous"
+    for n in ("1", "2"):
+        run = r["runs"][n]
+        assert run["processes"] == int(n)
+        for k, ips in run["images_per_s"].items():
+            assert ips > 0 and len(run["per_process_images_per_s"][k]) == int(n)
+            assert abs(ips - sum(run["per_process_images_per_s"][k])) <= 0.05 * int(n) + 1e-9 * ips
+            assert run["mfu"][k] == pytest.approx(ips * r["flops_per_image"] / 2.5e12, rel=1e-3, abs=1e-4)
+            assert run["over_before"][k] == pytest.approx(ips / run["images_per_s"]["before"], rel=1e-2, abs=1e-3)
+
+
+@pytest.mark.parametrize("argv", [["--variant", "x"], ["--variant", "a=compile:maybe"], ["--procs", "0"],
+                                  ["--variant", "a=batch_size:1"], ["--peak-tflops", "-1"]])
+def test_step_settings_refuses_bad_input_in_one_line(argv, capsys):
+    assert _load("step_settings").main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_step_settings_compiles_the_variants_that_ask_with_their_mode(tmp_path, monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None: calls.append((type(module).__name__, mode)) or module)
+    out = tmp_path / "c.json"
+    assert _load("step_settings").main(["--width", "4", "--batch-size", "8", "--steps", "1", "--rounds", "1", "--warmup", "0",
+                                        "--variant", "eager=compile:auto", "--variant", "graphs=compile:true,compile_mode:reduce-overhead",
+                                        "--variant", "big=compile:false,batch_size:16", "--json", str(out)]) == 0
+    assert calls == [("_ContrastiveStep", "reduce-overhead")]
+    r = json.loads(out.read_text())["resolved"]
+    assert r["eager"]["compile"] is False and r["graphs"] == {**r["graphs"], "compile": True, "compile_mode": "reduce-overhead"}
+    assert r["big"]["batch_size"] == 16

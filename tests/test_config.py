@@ -7,6 +7,7 @@ import pytest
 
 from poisonedencoder import config as C
 from poisonedencoder.core.errors import UserError
+from poisonedencoder.ssl.settings import PretrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,6 +69,8 @@ _WRONG = {  # by the default's type: values of other types
     list: ["abc", 1, {"x": 1}, None],
     dict: ["abc", 1, [1], None],
 }
+_WRONG_AUTO_OR_BOOL = ["abc", 1, 1.5, [1], {"x": 1}, None]  # auto, true or false (pretrain.compile)
+_AUTO_OR_BOOL = {f"pretrain.{k}" for k in PretrainSettings.model_fields if PretrainSettings.kind(k) == "auto or boolean"}
 _WRONG_NULLABLE = {  # keys whose default is null: null is allowed, other types are not
     "path": [1, 1.5, True, [1], {"x": 1}],
     "integer": ["abc", 1.5, True, [1], {"x": 1}],
@@ -99,7 +102,7 @@ def _wrong_cases():
         if default is None:
             wrong = _WRONG_NULLABLE[C.NULLABLE[key]]
         else:
-            wrong = list(_WRONG[type(default)])
+            wrong = list(_WRONG_AUTO_OR_BOOL if key in _AUTO_OR_BOOL else _WRONG[type(default)])
             if key == "tasks":
                 wrong.remove(None)  # tasks: null is the default task, like an empty list
             if isinstance(default, list) and default:
@@ -149,7 +152,7 @@ def test_every_key_given_a_wrong_type_is_a_one_line_user_error():
     ("pretrain.crop_scale=5", "pretrain.crop_scale must be a list"),
     ("pretrain.jitter=[a, b, c, d]", "pretrain.jitter must be a list of numbers"),
     ("defense.part_hash.min_std=abc", "defense.part_hash.min_std must be a number"),
-    ("pretrain.compile=1", "pretrain.compile must be true or false"),
+    ("pretrain.compile=1", "pretrain.compile must be auto, true or false, got 1"),
     ("preset=[cpu]", "unknown preset"),
     ("tasks=5", "tasks must be a list"),
     ("attack.witches_brew.steps=1.5", "attack.witches_brew.steps must be an integer"),

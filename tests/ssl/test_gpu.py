@@ -21,7 +21,8 @@ def _data():
 
 def _settings(**kw):
     p = copy.deepcopy(defaults()["pretrain"])
-    p.update(width=8, image_size=16, epochs=2, batch_size=32, precision="fp32")  # precision auto would differ by device
+    p.update(width=8, image_size=16, epochs=2, batch_size=32, precision="fp32",  # precision auto would differ by device
+             compile=False)  # compile auto too: on here, off on the CPU
     p.update(kw)
     return p
 
@@ -55,6 +56,18 @@ def test_bf16_and_compile_train_on_the_gpu(tmp_path, kw):
     pretrain(_data(), _settings(**kw), tmp_path, device="cuda", log=lambda _: None)
     loss = torch.load(tmp_path / "encoder.pt", weights_only=True)["loss"]
     assert len(loss) == 2 and all(np.isfinite(loss)) and loss[1] < loss[0] + 0.1
+
+
+def test_auto_compiles_in_channels_last_on_the_gpu(tmp_path, monkeypatch):
+    calls, lines = [], []
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: calls.append(module) or compile_(module, **kw))
+    model = pretrain(_data(), _settings(compile="auto", memory_format="auto"), tmp_path, device="cuda", log=lines.append)
+    enc = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    assert len(calls) == 1 and enc["compile"] is True and enc["memory_format"] == "channels_last"
+    assert any("compile on (auto: cuda), memory format channels_last (auto)" in line for line in lines)
+    w = model.backbone.features[3].weight
+    assert w.is_cuda and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
 
 
 @pytest.mark.parametrize("algorithm", ["mocov2", "byol", "simsiam"])

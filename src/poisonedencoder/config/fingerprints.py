@@ -18,7 +18,7 @@ def fingerprint(obj: Any) -> str:
 
 # settings that change where or how fast a run goes, not what it computes
 _NOT_IN_FINGERPRINT = ("device", "data_root", "cache_dir", "seeds")  # seeds: the runner splits them into runs
-_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile", "checkpoint_every")
+_PRETRAIN_NOT_IN_FINGERPRINT = ("threads", "snapshot_every", "compile", "memory_format", "checkpoint_every")
 
 
 def _chosen_section(section: dict, chosen: str, names) -> dict:

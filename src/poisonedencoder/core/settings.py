@@ -19,7 +19,7 @@ import copy
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,6 +28,10 @@ from .errors import preview as _preview
 
 Number = Union[int, float]
 """A number field: an integer or a float, kept as written (``0`` stays ``0`` in messages), never a bool."""
+
+AutoOr = Literal["auto"]
+"""With ``bool``, a switch that can be left to the machine: ``Union[bool, AutoOr]`` is ``auto``,
+``true`` or ``false`` (resolved where the device is known)."""
 
 PATH = "path"
 """Marks a text field that holds a file system path: ``Annotated[str | None, PATH]``."""
@@ -49,7 +53,7 @@ class Range:
     hi: float
     lo_open: bool = False
 
-_WANT = {"boolean": "true or false", "integer": "an integer", "number": "a number", "text": "text",
+_WANT = {"boolean": "true or false", "auto or boolean": "auto, true or false", "integer": "an integer", "number": "a number", "text": "text",
          "path": "a path (text)", "list": "a list", "mapping": "a mapping"}
 
 
@@ -118,6 +122,8 @@ def kind_of(annotation: Any, path: bool = False) -> str:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if set(args) == {int, float}:
             return "number"
+        if set(args) == {bool, AutoOr}:
+            return "auto or boolean"
         (annotation,) = args
         origin = typing.get_origin(annotation)
     if origin is typing.Annotated:

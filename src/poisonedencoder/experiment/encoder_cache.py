@@ -2,10 +2,11 @@
 
 A pre-training is a function of its inputs (every image, byte for byte and in order, grouped by
 shape, with the normalization statistics), its settings (the ``pretrain`` section as it trains,
-after an in-training defense's changes), its seed, the device's kind and the resolved precision.
-:func:`content_key` hashes all of these; an encoder finished under one key is kept in the shared
-cache under ``pretrained/<key>/`` and a later pre-training with the same key takes it instead of
-training again. Two cases where a run meets a key trained before:
+after an in-training defense's changes, with ``compile`` and ``memory_format`` as they resolve),
+its seed, the device's kind and the resolved precision. :func:`content_key` hashes all of these;
+an encoder finished under one key is kept in the shared cache under ``pretrained/<key>/`` and a
+later pre-training with the same key takes it instead of training again. Two cases where a run
+meets a key trained before:
 
 - a filter that removes nothing (shape-matched poisoning inputs against ``aspect_ratio``): the
   poisoned encoder is the undefended one of the same attack;
@@ -42,6 +43,7 @@ import torch
 from ..core.io import sha256_file, write_json, write_text
 from ..core.folders import set_aside
 from ..ssl.precision import resolve_precision
+from ..ssl.speedups import resolve_compile, resolve_memory_format
 from ..ssl.pretrain_set import PretrainSet
 
 KEY_FILE = "content_key.txt"  # in an encoder's folder: the key it was published under
@@ -53,7 +55,7 @@ _NOTES = (RECORD, KEY_FILE, REUSED_FILE)
 def content_key(data: PretrainSet, p: dict, seed: int, device: str) -> str:
     """The hash of everything a pre-training's result depends on (see the module's docstring)."""
     h = hashlib.sha256()
-    meta = {"pretrain": p, "seed": int(seed), "device": torch.device(device).type,
+    meta = {"pretrain": _as_run(p, device), "seed": int(seed), "device": torch.device(device).type,
             "precision": resolve_precision(p.get("precision", "auto"), device), "torch": torch.__version__,
             "groups": [list(g.shape) for g in data.groups]}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
@@ -62,6 +64,17 @@ def content_key(data: PretrainSet, p: dict, seed: int, device: str) -> str:
     for stat in (data.mean, data.std):
         h.update(np.asarray(torch.as_tensor(stat, dtype=torch.float64)).tobytes())
     return h.hexdigest()[:32]
+
+
+def _as_run(p: dict, device: str) -> dict:
+    """``p`` with ``compile`` and ``memory_format`` as they resolve on ``device``; the memory format
+    only where it is not channels_last, which every encoder was trained in before the setting
+    existed, so that their keys stay what they were."""
+    p = dict(p)
+    p["compile"] = resolve_compile(p.get("compile", "auto"), device)
+    if resolve_memory_format(p.pop("memory_format", "auto")) != "channels_last":
+        p["memory_format"] = "contiguous"
+    return p
 
 
 def _entry_files(d: Path) -> list[Path]:

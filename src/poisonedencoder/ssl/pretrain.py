@@ -12,6 +12,7 @@ import torch
 from ..core.errors import UserError, preview
 from ..core.torch_files import load_torch, save_torch
 from . import distributed as D
+from . import speedups
 from .augment import AugmentParams
 from .hooks import PairFilter, ViewPolicy, hook_name, views_record
 from .methods import METHODS, SSLMethod, build_method
@@ -78,6 +79,9 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         raise UserError("pretrain.augmentation: per_sample (the per-sample torchvision pipeline) runs in one process only")
     check_hooks(p, view_policy, pair_filter)
     precision = resolve_precision(p.get("precision", "auto"), device, warn=stderr_warning if env.is_main else None)
+    compiled = speedups.resolve_compile(p.get("compile", "auto"), device)
+    layout = speedups.resolve_memory_format(p.get("memory_format", "auto"))
+    fmt = speedups.torch_format(layout)
     if p.get("threads"):
         torch.set_num_threads(int(p["threads"]))
     if not env.is_main:
@@ -87,7 +91,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     set_input_stats(model, data.mean, data.std)  # a checkpoint or ``init`` loaded below brings its own
     if env.active:
         model = D.convert_batchnorm(model, device)
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=fmt)
     trained = [q for q in model.parameters() if q.requires_grad]  # not momentum (EMA) networks
     if p["optimizer"] == "adam":
         opt = torch.optim.Adam(trained, lr=p["lr"], weight_decay=p["weight_decay"])
@@ -114,13 +118,14 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
         step_model: torch.nn.Module = DDP(_ContrastiveStep(model, pair_filter), device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
     else:
         step_model = model
-    if p.get("compile"):
+    if compiled:
         step_model = torch.compile(step_model if env.active else _ContrastiveStep(model, pair_filter))
     data = data.to(device)
     bf16 = precision == "bf16"
     steps = len(data) // p["batch_size"]
     if start < p["epochs"]:
-        log(f"{desc}: precision {describe(p.get('precision', 'auto'), device)}, augmentation "
+        log(f"{desc}: precision {describe(p.get('precision', 'auto'), device)}, "
+            f"{speedups.describe(p.get('compile', 'auto'), p.get('memory_format', 'auto'), device)}, augmentation "
             f"{'per_sample' if per_sample else 'batched'}, input mean {_fmt3(model.backbone.input_mean)} "
             f"std {_fmt3(model.backbone.input_std)}")
     t_start, last_line = _clock(), _clock()
@@ -135,7 +140,7 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
             for s in range(steps):
                 idx = perm[s * p["batch_size"]:(s + 1) * p["batch_size"]]
                 x1, x2 = data.views(idx, aug, g, env.rank, env.world_size, per_sample, view_policy)
-                loss = train_step(step_model, opt, x1, x2, device, bf16, pair_filter)
+                loss = train_step(step_model, opt, x1, x2, device, bf16, pair_filter, fmt)
                 model.after_step((epoch * steps + s + 1) / (p["epochs"] * steps))
                 total += loss.detach()
                 if not bar.disable:  # .item() waits for the device: only when someone watches
@@ -164,7 +169,8 @@ def pretrain(data: PretrainSet, p: dict, workdir: str | Path, seed: int = 0, dev
     history = _floats(history, steps)
     if env.is_main:
         save_torch(workdir / "encoder.pt", {"backbone": model.backbone.state_dict(), "loss": history,
-                                            "precision": precision, "augmentation": "per_sample" if per_sample else "batched",
+                                            "precision": precision, "compile": compiled, "memory_format": layout,
+                                            "augmentation": "per_sample" if per_sample else "batched",
                                             # what the views were (an in-training defense changes them)
                                             "views": views_record(p, view_policy, pair_filter)})
     D.barrier()

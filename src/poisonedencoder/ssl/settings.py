@@ -3,13 +3,13 @@ augmentation's (:mod:`.augment`) and the architecture every method builds (:mod:
 Each method's own keys are its section ``pretrain.<name>`` (the method's ``Settings``)."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Union
 
 from pydantic import Field
 
 from ..core.errors import UserError
 from ..core.errors import preview as _preview
-from ..core.settings import Number, Range, Settings
+from ..core.settings import AutoOr, Number, Range, Settings
 
 
 def choice(value: str, key: str, choices, registry: bool = False) -> None:
@@ -45,7 +45,10 @@ class PretrainSettings(Settings):
     precision: str = Field("auto", description="auto | bf16 | fp32. bf16: autocast forward pass, fp32 loss. auto: bf16 on\n"
                            "CUDA with bf16 and on CPUs with avx512_bf16 or amx_bf16, else fp32; the\n"
                            "run log and encoder.pt say which. bf16 on a CPU without them warns: ~8x slower")
-    compile: bool = Field(False, description="torch.compile the training step (on CPU it needs a C++ compiler)")
+    compile: Union[bool, AutoOr] = Field("auto", description="auto | true | false: torch.compile the training step. auto: on CUDA, off on\n"
+                                      "the CPU (where it needs a C++ compiler); the run log and encoder.pt say which")
+    memory_format: str = Field("auto", description="auto | channels_last | contiguous: the model's and the views' memory format.\n"
+                               "auto: channels_last (on CUDA and on the CPU); the run log and encoder.pt say which")
     threads: Optional[int] = Field(None, description="torch CPU threads")
     snapshot_every: Annotated[int, Range(0, 100000)] = Field(0, description="keep the poisoned backbone every k epochs: ASR over training")
     checkpoint_every: Annotated[int, Range(1, 100000)] = Field(1, description="write the resumable checkpoint every k epochs and after the last (a resumed run loses at most k-1)")
@@ -59,6 +62,7 @@ class PretrainSettings(Settings):
         choice(self.projector, f"{where}.projector", ("mlp", "linear", "none"))
         choice(self.precision, f"{where}.precision", ("auto", "bf16", "fp32"))
         choice(self.optimizer, f"{where}.optimizer", ("adam", "sgd"))
+        choice(self.memory_format, f"{where}.memory_format", ("auto", "channels_last", "contiguous"))
 
 
 class AugmentSettings(Settings):

@@ -20,14 +20,15 @@ class _ContrastiveStep(torch.nn.Module):
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
-               device: str = "cpu", bf16: bool = False, pair_filter: PairFilter | None = None) -> torch.Tensor:
-    """One optimizer step on two views: channels_last on ``device``, forward under bf16 autocast
+               device: str = "cpu", bf16: bool = False, pair_filter: PairFilter | None = None,
+               memory_format: torch.memory_format = torch.channels_last) -> torch.Tensor:
+    """One optimizer step on two views: in ``memory_format`` (the model's) on ``device``, forward under bf16 autocast
     when asked (the loss itself stays fp32), backward, step. Returns the loss.
 
     ``model`` is an :class:`SSLMethod` (``pair_filter`` goes to its loss) or a
     (DistributedDataParallel-wrapped) ``_ContrastiveStep``, which holds its own."""
-    x1 = x1.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    x2 = x2.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    x1 = x1.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    x2 = x2.to(device, non_blocking=True).contiguous(memory_format=memory_format)
     with torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model.loss(x1, x2, pair_filter) if isinstance(model, SSLMethod) else model(x1, x2)
     opt.zero_grad(set_to_none=True)
