@@ -49,7 +49,7 @@ def _check_jobs(args) -> None:
 
 def _reads_only(args) -> bool:
     """``claims --list``, ``--table`` or ``--record``: reads the claims folder, runs nothing (no device needed)."""
-    return args.command == "claims" and bool(args.list or args.table or args.record)
+    return args.command == "claims" and bool(args.list or args.table or args.record or args.merge)
 
 
 def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
@@ -60,11 +60,18 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.shared_datasets is not None:
         print("note: --shared-datasets is the former name of --data-root (the same folder); use --data-root",
               file=sys.stderr)
-    modes = [flag for flag, on in (("--list", args.list), ("--table", args.table), ("--record", args.record)) if on]
+    modes = [flag for flag, on in (("--list", args.list), ("--table", args.table), ("--record", args.record),
+                                   ("--merge", args.merge), ("--campaign", args.campaign)) if on]
     if len(modes) > 1:
         raise UserError(f"{modes[0]} and {modes[1]} exclude each other: give one")
     if args.write and not args.table:
         raise UserError("--write goes with --table (a run of the arms rewrites the table itself)")
+    if args.campaign and args.only:
+        raise UserError("--campaign runs the queue's next arms: give no --only")
+    if args.doc and not args.merge:
+        raise UserError("--doc goes with --merge (the document's section is rewritten from the merged record)")
+    if args.merge:
+        return _merge(args, cfg, out)
     if (args.table or args.record) and not out.is_dir():
         raise UserError(f"--out {out} is not a folder: no claims runs to read there (run 'poisonedencoder claims' "
                         "first, or give --out DIR)")
@@ -112,10 +119,55 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     user, over = _user_and_overrides(args)
-    rows = run_claims(user, over, out, only, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
+    if args.campaign:
+        from ..studies.claims.campaign import run_campaign
+
+        if cluster is not None:
+            raise UserError("--campaign runs on this machine within --budget: give no cluster option")
+        record = Path(args.campaign)
+        if not record.is_dir():
+            raise UserError(f"--campaign {record} is not a folder (a record folder: what --record writes)")
+        rows = run_campaign(user, over, out, record, jobs=args.jobs, budget_s=args.budget, log=say)
+        if rows is None:
+            return 0
+    else:
+        rows = run_claims(user, over, out, only, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0
+
+
+def _merge(args, cfg: dict, out: Path) -> int:
+    """``claims --out RECORD --merge DIR [--doc FILE]``: :func:`~poisonedencoder.studies.claims.merge.merge`,
+    then the record's table (and the document's section) rewritten from its runs."""
+    from ..studies.claims import not_here, plan, read_results, write_table
+    from ..studies.claims.merge import merge, section, write_section
+
+    src = Path(args.merge)
+    if not src.is_dir():
+        raise UserError(f"--merge {src} is not a folder (a record folder: what --record writes)")
+    if args.doc and not Path(args.doc).is_file():
+        raise UserError(f"--doc {args.doc} is not a file")
+    user, over = _user_and_overrides(args)
+    n = merge(user, over, src, out)
+    arms = plan(cfg, reading=True)
+    res = read_results(cfg, out, arms)
+    from ..studies.claims import build_rows
+
+    rows = write_table(cfg, out, arms, build_rows(cfg, res, not_here(cfg, arms)))
+    print(f"merged {n} new run(s): {src} -> {out}; table: {out / 'claims.md'}, {out / 'claims.json'}")
+    if args.doc:
+        recipe = args.config or "configs/digits_works.yaml"
+        write_section(Path(args.doc), section(cfg, rows, res, recipe, _link(Path(args.doc), out)))
+        print(f"section rewritten: {args.doc}")
+    return 0
+
+
+def _link(doc: Path, folder: Path) -> str:
+    """``folder`` as a link from ``doc``'s folder."""
+    import os
+
+    return Path(os.path.relpath(folder.resolve(), doc.resolve().parent)).as_posix() + "/"
 
 
 def _user_and_overrides(args) -> tuple[dict, list[str]]:
