@@ -60,7 +60,7 @@ def _doc(tmp_path):
     return doc
 
 
-def test_a_document_without_its_markers_is_refused_and_kept(tmp_path, capsys):
+def test_a_document_without_its_markers_is_refused_and_kept(tmp_path):
     from poisonedencoder.core.errors import UserError
     from poisonedencoder.studies.claims.merge import write_section
 
