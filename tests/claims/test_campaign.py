@@ -30,13 +30,13 @@ def _recipe(tmp_path):
 def test_the_queue_on_the_gpu_recipe_and_on_digits(tmp_path):
     cfg = C.resolve(C.load_yaml(ROOT / "configs" / "cifar10_gpu_campaign.yaml"))
     assert queue(cfg, plan(cfg, reading=True)) == [*QUEUE, "defense_large_crops_0.7", "finetune_none", "defense_finetune",
-                                                   "witches_brew", *RACE, "icp", "defense_large_crops"]
+                                                   "witches_brew", *RACE, "icp", "defense_large_crops", "rate_0.05"]
     assert cfg["seeds"] == [0, 1, 2] and cfg["attack"]["poisoning_rate"] == 0.3  # 30 targets at 3% each
     digits = C.resolve(C.load_yaml(_recipe(tmp_path)))  # its large_crops arm crops at 0.7 already: no second one
     arms = plan(digits)
     assert "defense_large_crops_0.7" not in {a.name for a in arms}
     assert queue(digits, arms) == [*QUEUE, "defense_large_crops", "finetune_none", "defense_finetune", "witches_brew",
-                                   *RACE, "icp"]
+                                   *RACE, "icp", "rate_0.05"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -141,13 +141,15 @@ def _merge(args, cfg: dict, out: Path) -> int:
     """``claims --out RECORD --merge DIR [--doc FILE]``: :func:`~poisonedencoder.studies.claims.merge.merge`,
     then the record's table (and the document's section) rewritten from its runs."""
     from ..studies.claims import not_here, plan, read_results, write_table
-    from ..studies.claims.merge import merge, section, write_section
+    from ..studies.claims.merge import check_doc, merge, section, write_section
 
     src = Path(args.merge)
     if not src.is_dir():
         raise UserError(f"--merge {src} is not a folder (a record folder: what --record writes)")
-    if args.doc and not Path(args.doc).is_file():
-        raise UserError(f"--doc {args.doc} is not a file")
+    if args.doc:
+        if not Path(args.doc).is_file():
+            raise UserError(f"--doc {args.doc} is not a file")
+        check_doc(Path(args.doc))  # before anything is merged
     user, over = _user_and_overrides(args)
     n = merge(user, over, src, out)
     arms = plan(cfg, reading=True)

@@ -31,11 +31,12 @@ def queue(cfg: dict, arms: list[Arm]) -> list[str]:
     """The campaign's arms, first to last: the recipe (every row's reference), one target per run,
     the rate curve, the other methods, the defenses, fine-tuning with its control (and its
     reference), Witches' Brew, the race's ``crop_disagreement`` cells, then the recipe's other
-    rows (ICP, ``large_crops`` at the defense's default). Only arms of ``arms`` (the plan)."""
+    rows (ICP, ``large_crops`` at the defense's default) and the rate curve's last point (5% per
+    target, which its row needs). Only arms of ``arms`` (the plan)."""
     names = ["poisonedencoder", "one_per_run", "rate_0.005", "rate_0.01", "rate_0.02",
              "method_mocov2", "method_byol", "method_simsiam", "defense_part_hash", "defense_drop_disagreeing",
              "defense_overlapping_views", large_crops_arm(cfg), "finetune_none", "defense_finetune", "witches_brew",
-             *(race_arm(v, "crop_disagreement") for v in RACE_VARIANTS), "icp", "defense_large_crops"]
+             *(race_arm(v, "crop_disagreement") for v in RACE_VARIANTS), "icp", "defense_large_crops", "rate_0.05"]
     have = {a.name for a in arms}
     return [n for n in dict.fromkeys(names) if n in have]
 

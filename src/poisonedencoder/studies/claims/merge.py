@@ -112,16 +112,26 @@ def section(cfg: dict, rows: list[Row], res: dict[str, ArmResult], recipe: str, 
     return "\n".join(out) + "\n"
 
 
-def write_section(doc: Path, text: str) -> None:
-    """``text`` between the document's :data:`BEGIN` and :data:`END` lines (each once, in that
-    order, else a one-line error); the rest of the document as it was, written atomically."""
+def _parts(doc: Path) -> tuple[str, str]:
+    """The document before its section (through :data:`BEGIN`) and after it (from :data:`END`); a
+    one-line error where it has not each line once, in that order."""
     try:
-        old = doc.read_text()
-    except OSError as e:
-        raise UserError(f"cannot read --doc {doc}: {e.strerror}") from e
-    lines = old.splitlines(keepends=True)
+        lines = doc.read_text().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read --doc {doc}: {getattr(e, 'strerror', None) or e}") from e
     at = {m: [i for i, x in enumerate(lines) if x.strip() == m] for m in (BEGIN, END)}
     if len(at[BEGIN]) != 1 or len(at[END]) != 1 or at[BEGIN][0] > at[END][0]:
         raise UserError(f"--doc {doc} needs one line '{BEGIN}' and, after it, one line '{END}' (the part rewritten)")
-    b, e = at[BEGIN][0], at[END][0]
-    write_text(doc, "".join(lines[:b + 1]) + text + "".join(lines[e:]))
+    return "".join(lines[:at[BEGIN][0] + 1]), "".join(lines[at[END][0]:])
+
+
+def check_doc(doc: Path) -> None:
+    """:func:`write_section` would accept ``doc`` (checked before anything is merged)."""
+    _parts(doc)
+
+
+def write_section(doc: Path, text: str) -> None:
+    """``text`` between the document's :data:`BEGIN` and :data:`END` lines (each once, in that
+    order, else a one-line error); the rest of the document as it was, written atomically."""
+    before, after = _parts(doc)
+    write_text(doc, before + text + after)
