@@ -153,3 +153,22 @@ def test_merge_checks_records_and_the_campaign_resumes_from_them(tmp_path, capsy
     assert "arms/poisonedencoder/" not in said and "arms/one_per_run/seed_0/target_" in said
     for f in ("metrics.json", "config.yaml", ".fingerprint"):  # not run again (its craft is redone: one per run's references)
         assert (out / run / f).read_bytes() == (record / run / f).read_bytes()
+
+
+def test_the_claims_page_shows_the_gpu_record():
+    """docs/CLAIMS.md's campaign section is what the merge writes from docs/results/claims_gpu's records
+    (and the record's claims.json their table): a record merged without the page shows here."""
+    import re
+
+    from poisonedencoder.studies.claims import build_rows, changed_rows, not_here, read_results
+    from poisonedencoder.studies.claims.merge import section
+
+    record = ROOT / "docs" / "results" / "claims_gpu"
+    cfg = C.resolve(C.load_yaml(ROOT / "configs" / "cifar10_gpu_campaign.yaml"))
+    arms = plan(cfg, reading=True)
+    res = read_results(cfg, record, arms)
+    rows = build_rows(cfg, res, not_here(cfg, arms))
+    page = (ROOT / "docs" / "CLAIMS.md").read_text()
+    shown = re.search(r"<!-- claims-campaign:begin -->\n(.*?)<!-- claims-campaign:end -->", page, re.S).group(1)
+    assert shown == section(cfg, rows, res, "configs/cifar10_gpu_campaign.yaml", "results/claims_gpu/")
+    assert changed_rows(record, rows) == [] and (record / "claims.json").is_file()
