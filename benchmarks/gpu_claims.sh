@@ -82,6 +82,7 @@ timeout --kill-after=10 $((BUDGET_S + 60)) $py -m poisonedencoder claims "${comm
     --jobs "$JOBS" --budget "$BUDGET_S" 2>&1 | tee -a "$log" | grep --line-buffered "^claims\|^error"
 rc=${PIPESTATUS[0]}
 echo "claims: exit $rc, wall $((SECONDS - start)) s" | tee -a "$log"
+[ "$rc" != 2 ] || { echo "error: the claims command refused its input (its error is in $log)" >&2; exit 2; }
 # whatever finished: the table (rewritten from the finished runs), every finished run's record and the
 # table into OUT (what `claims --out OUT --table` rebuilds the table from), every run's stage times, the runs' logs
 $py -m poisonedencoder claims "${common[@]}" --table --write > "$OUT/table.txt" 2>>"$log"
@@ -90,4 +91,4 @@ $py benchmarks/stage_times.py "$RUNS" --csv "$OUT/stages.csv" 2>&1 | tee -a "$lo
 (cd "$RUNS" && find . \( -name run.log -o -name clean.log \) -print0 | sort -z | xargs -0 tail -n 4 > "$OUT/run_logs.txt" 2>/dev/null)
 grep -v "^    command:" "$OUT/table.txt" | grep -B1 -A3 "^\[reproduced\|^\[not reproduced\|^\[reproduced in part" | tee -a "$log"
 [ -f "$OUT/claims.json" ] || { echo "error: no table was written; see $log" >&2; exit 1; }
-[ -z "$CAMPAIGN" ] || echo "merge it where $CAMPAIGN is tracked: poisonedencoder claims $RECIPE --out $CAMPAIGN --merge OUT --doc docs/CLAIMS.md" | tee -a "$log"
+[ -z "$CAMPAIGN" ] || echo "merge: poisonedencoder claims $RECIPE --out $CAMPAIGN --merge $OUT --doc docs/CLAIMS.md" | tee -a "$log"

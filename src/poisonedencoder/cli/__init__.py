@@ -116,6 +116,8 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.budget is not None and not args.budget > 0:
         raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
     cluster = _cluster(args, cfg, out, torchrun)
+    if args.campaign and not Path(args.campaign).is_dir():
+        raise UserError(f"--campaign {args.campaign} is not a folder (a record folder: what --record writes)")
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     user, over = _user_and_overrides(args)
@@ -124,10 +126,7 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
 
         if cluster is not None:
             raise UserError("--campaign runs on this machine within --budget: give no cluster option")
-        record = Path(args.campaign)
-        if not record.is_dir():
-            raise UserError(f"--campaign {record} is not a folder (a record folder: what --record writes)")
-        rows = run_campaign(user, over, out, record, jobs=args.jobs, budget_s=args.budget, log=say)
+        rows = run_campaign(user, over, out, Path(args.campaign), jobs=args.jobs, budget_s=args.budget, log=say)
         if rows is None:
             return 0
     else:
