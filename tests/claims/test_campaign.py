@@ -39,6 +39,16 @@ def test_the_queue_on_the_gpu_recipe_and_on_digits(tmp_path):
                                    *RACE, "icp", "rate_0.05"]
 
 
+def test_list_gives_each_arms_place_in_the_queue(tmp_path, capsys):
+    recipe = _recipe(tmp_path)
+    assert main(["claims", str(recipe), "--out", str(tmp_path / "c"), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    places = {line.split()[0]: int(line.split("(campaign #")[1].split(")")[0]) for line in lines if "(campaign #" in line}
+    cfg = C.resolve(C.load_yaml(recipe))
+    assert sorted(places, key=places.get) == queue(cfg, plan(cfg)) and sorted(places.values()) == list(range(1, len(places) + 1))
+    assert "duplication" not in places and "witches_brew_paper" not in places
+
+
 @pytest.mark.parametrize("args,message", [
     (["--doc", "x.md"], "--doc goes with --merge"),
     (["--campaign", "rec", "--only", "icp"], "--campaign runs the queue's next arms: give no --only"),

@@ -76,13 +76,17 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
         raise UserError(f"--out {out} is not a folder: no claims runs to read there (run 'poisonedencoder claims' "
                         "first, or give --out DIR)")
     if args.list:
+        from ..studies.claims.campaign import queue
+
         arms = plan(cfg, reading=True)
         res, why = read_results(cfg, out, arms), not_here(cfg, arms)
+        place = {n: i + 1 for i, n in enumerate(queue(cfg, arms))}
         for a in arms:
             r = res.get(a.name)
             state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
             print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else "")
                   + (f"  (cannot run here: {why[a.name]})" if a.name in why else "")
+                  + (f"  (campaign #{place[a.name]})" if a.name in place else "")
                   + (f"  (group {', '.join(a.groups)})" if a.groups else ""))
         if any(f"={UNKNOWN}" in o for a in arms for o in a.overrides):
             print(f"({UNKNOWN}: a size that follows from the train split of the recipe's dataset, which is not on this "

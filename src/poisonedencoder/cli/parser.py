@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated arms to run (see --list), or a group of them: race (the "
                                   "adaptive attacker against the defenses); the table shows every row")
     p.add_argument("--list", action="store_true",
-                   help="print the arms, their overrides, what is finished and what cannot run here; run nothing, "
-                        "write nothing")
+                   help="print the arms, their overrides, what is finished, what cannot run here and each arm's "
+                        "place in the campaign's queue (--campaign); run nothing, write nothing")
     p.add_argument("--table", action="store_true",
                    help="print the table of what is finished under OUT (an arm's finished runs are judged whatever "
                         "this machine holds: a record folder rebuilds its table anywhere, with no dataset or device); "
