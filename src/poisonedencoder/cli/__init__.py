@@ -71,7 +71,9 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.doc and not args.merge:
         raise UserError("--doc goes with --merge (the document's section is rewritten from the merged record)")
     if args.merge:
-        return _merge(args, cfg, out)
+        from .campaign import merge_command
+
+        return merge_command(args, cfg, out, *_user_and_overrides(args))
     if (args.table or args.record) and not out.is_dir():
         raise UserError(f"--out {out} is not a folder: no claims runs to read there (run 'poisonedencoder claims' "
                         "first, or give --out DIR)")
@@ -138,41 +140,6 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0
-
-
-def _merge(args, cfg: dict, out: Path) -> int:
-    """``claims --out RECORD --merge DIR [--doc FILE]``: :func:`~poisonedencoder.studies.claims.merge.merge`,
-    then the record's table (and the document's section) rewritten from its runs."""
-    from ..studies.claims import not_here, plan, read_results, write_table
-    from ..studies.claims.merge import check_doc, merge, section, write_section
-
-    src = Path(args.merge)
-    if not src.is_dir():
-        raise UserError(f"--merge {src} is not a folder (a record folder: what --record writes)")
-    if args.doc:
-        if not Path(args.doc).is_file():
-            raise UserError(f"--doc {args.doc} is not a file")
-        check_doc(Path(args.doc))  # before anything is merged
-    user, over = _user_and_overrides(args)
-    n = merge(user, over, src, out)
-    arms = plan(cfg, reading=True)
-    res = read_results(cfg, out, arms)
-    from ..studies.claims import build_rows
-
-    rows = write_table(cfg, out, arms, build_rows(cfg, res, not_here(cfg, arms)))
-    print(f"merged {n} new run(s): {src} -> {out}; table: {out / 'claims.md'}, {out / 'claims.json'}")
-    if args.doc:
-        recipe = args.config or "configs/digits_works.yaml"
-        write_section(Path(args.doc), section(cfg, rows, res, recipe, _link(Path(args.doc), out)))
-        print(f"section rewritten: {args.doc}")
-    return 0
-
-
-def _link(doc: Path, folder: Path) -> str:
-    """``folder`` as a link from ``doc``'s folder."""
-    import os
-
-    return Path(os.path.relpath(folder.resolve(), doc.resolve().parent)).as_posix() + "/"
 
 
 def _user_and_overrides(args) -> tuple[dict, list[str]]:

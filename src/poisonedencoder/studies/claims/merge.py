@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ... import config as C
 from ...core.errors import UserError
-from ...core.folders import check_own_dir
+from ...core.folders import claim_dir
 from ...core.io import write_text
 from .arms import plan, recipe_rates
 from .campaign import pending, planned_runs, queue, recorded
@@ -35,7 +35,7 @@ def merge(user: dict, overrides: list[str], src: Path, dest: Path) -> int:
     strange = sorted(p.name for p in (src / "arms").iterdir() if p.name not in names)
     if strange:
         raise UserError(f"{src / 'arms'}: {', '.join(strange[:3])} is no arm of this recipe's claims plan")
-    check_own_dir(dest, "record folder (--out)")
+    claim_dir(dest, "record folder (--out)")  # new, or the toolkit's: never a folder of the user's
     incoming = recorded(user, overrides, src, arms)
     writes, added = [], 0
     for dirs in incoming.values():
