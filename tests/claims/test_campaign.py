@@ -107,7 +107,7 @@ def test_merge_checks_records_and_the_campaign_resumes_from_them(tmp_path, capsy
     assert rows["high_asr"]["numbers"]["ASR"]["n"] == 2
     text = doc.read_text()
     assert text.startswith("# before\n\n<!-- claims-campaign:begin -->\nRecipe `") and text.endswith(
-        "<!-- claims-campaign:end -->\n\nafter\n") and "old" not in text
+        "<!-- claims-campaign:end -->\n\nafter\n") and "\nold\n" not in text
     assert "6.0% of the clean set, 5.7% of the pre-training set (3.0% of the clean set per target input" in text
     assert "1 of 1 seeds, 2 targets" in text and "next: `one_per_run`" in text
     line = next(x for x in text.splitlines() if x.startswith("| (threat model)"))
@@ -160,7 +160,7 @@ def test_merge_checks_records_and_the_campaign_resumes_from_them(tmp_path, capsy
     said = capsys.readouterr().out
     started = next(x for x in said.splitlines() if " arm(s) (" in x)
     assert started.split(" arm(s) (")[1].startswith("one_per_run, rate_0.005, rate_0.01, rate_0.02, method_mocov2")
-    assert "arms/poisonedencoder/" not in said and "arms/one_per_run/seed_0/target_" in said
+    assert f"run -> {out / run}" not in said and f"run -> {out / 'arms' / 'one_per_run' / 'seed_0' / 'target_'}" in said
     for f in ("metrics.json", "config.yaml", ".fingerprint"):  # not run again (its craft is redone: one per run's references)
         assert (out / run / f).read_bytes() == (record / run / f).read_bytes()
 

@@ -17,6 +17,7 @@ from typing import Callable
 from ... import config as C
 from ...config.files import parse_yaml
 from ...core.errors import UserError
+from ...core.folders import claim_dir
 from ...core.io import write_text
 from ...experiment.rundir import METRICS, RunDir
 from .arms import LARGE_CROPS, RACE_VARIANTS, UNKNOWN, Arm, large_crops_scale, plan, race_arm, recipe_rates
@@ -156,9 +157,11 @@ def seconds_per_run(runs: dict[str, list[Path]]) -> float | None:
 
 def copy_records(record: Path, out: Path, runs: dict[str, list[Path]]) -> int:
     """Each recorded run's files into the same place under ``out`` (the claims folder), so that the
-    arms' runners find them finished; a file already there with other content is refused."""
+    arms' runners find them finished (each arm's folder marked as the toolkit's, as its runner
+    marks it); a file already there with other content is refused."""
     n = 0
-    for dirs in runs.values():
+    for name, dirs in runs.items():
+        claim_dir(out / "arms" / name, "an arm's folder in the claims folder (--out)")  # the arm's runner claims it too
         for d in dirs:
             for f in sorted(p for p in d.rglob("*") if p.is_file()):
                 target = out / f.relative_to(record)
