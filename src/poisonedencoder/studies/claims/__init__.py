@@ -155,7 +155,7 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], unavailable: dict[str, str]
             R.rate_curve(res, rates)]
     rows += [R.transfers(res, m) for m in ("mocov2", "byol", "simsiam")]
     rows += [R.defense(res, d) for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing")]
-    if large_crops_scale(cfg) != LARGE_CROPS:
+    if (cfg.get("pretrain") and large_crops_scale(cfg) != LARGE_CROPS) or f"defense_large_crops_{LARGE_CROPS:g}" in res:
         rows.append(R.defense(res, f"large_crops_{LARGE_CROPS:g}"))
     rows += [R.defense(res, d, "finetune_none") for d in ("finetune", "finetune_small")]
     rows.append(R.two_tasks(res, unavailable))
