@@ -30,7 +30,9 @@
 # (default 0,1,2), JOBS (default 4), BUDGET_S (default 500: no run starts that would end past it,
 # runs still going at it are stopped; their checkpoints stay and the same command resumes them),
 # DEVICE (default cuda), DATA (default packed/cifar10), RUNS (claims folder, default
-# /tmp/gpu_claims_runs), CACHE (default /tmp/pe_cache). Extra arguments go to `poisonedencoder
+# /tmp/gpu_claims_runs), CACHE (default /tmp/pe_cache), CAMPAIGN (a record folder: the campaign
+# instead of ARMS), CAMPAIGN_DATA (where the campaign reads DATA from, default
+# /tmp/poisonedencoder_data/cifar10: configs/cifar10_gpu_campaign.yaml's path). Extra arguments go to `poisonedencoder
 # claims` (e.g. --set pretrain.epochs=1).
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -39,10 +41,10 @@ ARMS=${ARMS:-poisonedencoder,icp,defense_large_crops}; SEEDS=${SEEDS:-0,1,2}; JO
 BUDGET_S=${BUDGET_S:-500}; DEVICE=${DEVICE:-cuda}; DATA=$(realpath -m "${DATA:-packed/cifar10}")
 RUNS=${RUNS:-/tmp/gpu_claims_runs}; CACHE=${CACHE:-/tmp/pe_cache}; CAMPAIGN=${CAMPAIGN:-}
 if [ -n "$CAMPAIGN" ]; then
-    RECIPE=${RECIPE:-configs/cifar10_gpu_campaign.yaml}; CAMPAIGN_DATA=${CAMPAIGN_DATA:-/tmp/poisonedencoder_data/cifar10}
+    RECIPE=configs/cifar10_gpu_campaign.yaml; CAMPAIGN_DATA=${CAMPAIGN_DATA:-/tmp/poisonedencoder_data/cifar10}
     select=(--campaign "$CAMPAIGN")
 else
-    RECIPE=${RECIPE:-configs/cifar10_gpu.yaml}; select=(--only "$ARMS")
+    RECIPE=configs/cifar10_gpu.yaml; select=(--only "$ARMS")
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 py=${PYTHON:-python3}

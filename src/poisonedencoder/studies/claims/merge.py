@@ -61,7 +61,7 @@ def progress(cfg: dict, res: dict[str, ArmResult], arm: str) -> str:
     seeds = cfg["seeds"] or [cfg["seed"]]
     r = res.get(arm)
     if r is None:
-        return f"0 of {len(seeds)} seeds"
+        return f"0 of {len(seeds)} seeds, 0 targets"
     return f"{len(r.seeds())} of {len(seeds)} seeds, {r.n} targets"
 
 
