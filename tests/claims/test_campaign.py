@@ -136,6 +136,11 @@ def test_merge_checks_records_and_the_campaign_resumes_from_them(tmp_path, capsy
         c.write_text(c.read_text().replace("epochs: 1\n", "epochs: 2\n", 1))
 
     refused(other_metrics, "differs from the recorded")
+    redone = tmp_path / "redone"  # a recorded run's craft redone elsewhere: its timing differs, the run is the same
+    shutil.copytree(first, redone)
+    (redone / run / "poisons" / "timing.json").write_text('{"craft_seconds": 123456.0}')
+    assert main(["claims", recipe, "--out", str(record), "--merge", str(redone)]) == 0
+    assert "merged 0 new run(s)" in capsys.readouterr().out and _files(record) == before
     refused(other_config, "do not belong together")
     refused(lambda bad: shutil.copytree(bad / run, bad / "arms/icp/seed_0"), "not a run of arm icp at seed 0")
     refused(lambda bad: shutil.move(bad / run, bad / "arms/poisonedencoder/seed_1"), "is not one of the recipe's seeds")

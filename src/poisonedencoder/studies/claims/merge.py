@@ -1,8 +1,8 @@
 """What a campaign's call finished, into the record: ``claims --out RECORD --merge DIR [--doc FILE]``.
 
 Every run of ``DIR`` (a ``claims --record`` folder) is checked (:func:`~.campaign.check_run`)
-before anything is written; a run the record holds already is left as it is where its files are
-the same, and refused in one line where they differ. Then the record's table is rewritten from
+before anything is written; a run the record holds already is left as it is, and refused in one
+line where its metrics, config or stamp differ (:data:`IDENTITY`). Then the record's table is rewritten from
 its runs, and, with a document, the part of it between :data:`BEGIN` and :data:`END`
 (:func:`section`).
 """
@@ -20,6 +20,10 @@ from .formats import line
 from .results import ArmResult
 from .verdicts import PENDING, Row
 
+IDENTITY = ("metrics.json", "config.yaml", ".fingerprint")
+"""The files that make a recorded run what it is: a run the record holds is refused where one of
+them differs; its other files (the craft's timing, redone where one target per run crafted the
+recipe's runs again for their reference inputs) stay as recorded."""
 BEGIN, END = "<!-- claims-campaign:begin -->", "<!-- claims-campaign:end -->"
 """The lines between which :func:`write_section` writes a document's campaign section."""
 
@@ -44,10 +48,10 @@ def merge(user: dict, overrides: list[str], src: Path, dest: Path) -> int:
             for f in sorted(p for p in d.rglob("*") if p.is_file()):
                 target = dest / f.relative_to(src)
                 text = f.read_text()
-                if target.is_file() and target.read_text() != text:
+                if target.is_file() and target.read_text() != text and (new or f.name in IDENTITY):
                     raise UserError(f"refusing to merge: {f} differs from the recorded {target} (a recorded run is "
                                     "never replaced); nothing merged")
-                if not target.is_file():
+                if new and not target.is_file():
                     writes.append((target, text))
             added += new
     for target, text in writes:
