@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "queue's order, within --budget; RECORD's runs are checked, copied into OUT and never run again")
     p.add_argument("--merge", metavar="DIR", help="check every run of the record folder DIR (what --record writes) "
                                                  "against its arm and seed, add the new ones to the record folder OUT "
-                                                 "(a run OUT holds with other files is refused) and rewrite OUT's "
+                                                 "(a run OUT holds with another metrics.json, config.yaml or stamp is refused) and rewrite OUT's "
                                                  "table; run nothing")
     p.add_argument("--doc", metavar="FILE", help="with --merge: also rewrite the campaign's section of FILE, between "
                                                 "the lines <!-- claims-campaign:begin --> and <!-- claims-campaign:end -->")
