@@ -187,3 +187,21 @@ def test_the_claims_page_shows_the_gpu_record():
     shown = re.search(r"<!-- claims-campaign:begin -->\n(.*?)<!-- claims-campaign:end -->", page, re.S).group(1)
     assert shown == section(cfg, rows, res, "configs/cifar10_gpu_campaign.yaml", "results/claims_gpu/")
     assert changed_rows(record, rows) == [] and (record / "claims.json").is_file()
+
+
+def test_the_merge_reads_the_train_splits_size_from_a_recorded_fine_tuning_run(tmp_path):
+    """Where the dataset is not on the merging machine, the fine-tuning arms' sizes (which follow
+    from the train split's) are those a recorded fine-tuning run gives: its pre-training inputs and
+    the clean inputs it fine-tuned on."""
+    from poisonedencoder.studies.claims.merge import recorded_train_size
+
+    assert recorded_train_size(tmp_path) is None
+    cfg = C.resolve(C.load_yaml(_recipe(tmp_path)), ["pretrain_data.num_images=27", "defense.name=finetune",
+                                                      "defense.finetune.num_clean=9", "seed=0"])
+    run = tmp_path / "arms" / "defense_finetune" / "seed_0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(C.dump(cfg))
+    assert recorded_train_size(tmp_path) == 36
+    arms = {a.name: a for a in plan(C.resolve(C.load_yaml(_recipe(tmp_path)), ["pretrain_data.num_images=24"]), 36)}
+    assert "pretrain_data.num_images=27" in arms["finetune_none"].overrides  # 36 - 24 leaves too few: 75% of 36
+    assert "defense.finetune.num_clean=9" in arms["defense_finetune"].overrides

@@ -14,7 +14,7 @@ from ... import config as C
 from ...core.errors import UserError
 from ...core.folders import claim_dir
 from ...core.io import write_text
-from .arms import plan, recipe_rates
+from .arms import plan, recipe_rates, train_size_here
 from .campaign import pending, planned_runs, queue, recorded
 from .formats import line
 from .results import ArmResult
@@ -32,9 +32,9 @@ def merge(user: dict, overrides: list[str], src: Path, dest: Path) -> int:
     """The runs of record folder ``src`` into record folder ``dest`` (module docstring); returns the
     runs added. Nothing is written where a run is refused."""
     cfg = C.resolve(user, overrides)
-    arms = plan(cfg, reading=True)
     if not (src / "arms").is_dir():
         raise UserError(f"{src} holds no arms/ folder: not a claims record ('claims --record DIR' writes one)")
+    arms = plan(cfg, train_size_here(cfg) or recorded_train_size(src) or recorded_train_size(dest), reading=True)
     names = {a.name for a in arms}
     strange = sorted(p.name for p in (src / "arms").iterdir() if p.name not in names)
     if strange:
@@ -58,6 +58,24 @@ def merge(user: dict, overrides: list[str], src: Path, dest: Path) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_text(target, text)
     return added
+
+
+def recorded_train_size(record: Path) -> int | None:
+    """The size of the recipe's train split as a recorded fine-tuning run gives it (its pre-training
+    inputs and the clean inputs it fine-tuned on: the plan's split, :func:`~.arms.finetune_arms`),
+    where the dataset is not here to say; None without one. The run's own check then holds it to
+    the rest of the recipe."""
+    from ...config.files import parse_yaml
+
+    for f in sorted((record / "arms" / "defense_finetune").glob("seed_*/config.yaml")):
+        try:
+            c = parse_yaml(f.read_text(), f"config file {f}")
+            n = c["pretrain_data"]["num_images"] + c["defense"]["finetune"]["num_clean"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(n, int) and n > 0:
+            return n
+    return None
 
 
 def progress(cfg: dict, res: dict[str, ArmResult], arm: str) -> str:
