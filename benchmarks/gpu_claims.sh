@@ -14,19 +14,38 @@
 #   poisonedencoder claims configs/cifar10_gpu.yaml --seeds 0,1,2 --out gpu_out --table   # anywhere: the table again
 #                    # from the record, with no GPU or data (the SEEDS it ran, and any extra --set of tasks or attack)
 #
+#
+# The campaign (CAMPAIGN set: a record folder, e.g. docs/results/claims_gpu): the next arms of the
+# campaign's fixed queue that the record does not complete, in the queue's order, within BUDGET_S
+# (`poisonedencoder claims --campaign`; the record's runs are checked and never run again), on
+# configs/cifar10_gpu_campaign.yaml, DATA copied once to CAMPAIGN_DATA (default
+# /tmp/poisonedencoder_data/cifar10, the recipe's fixed path); ARMS is not read. Back where the record
+# is tracked, one command merges what finished (checked) and rewrites the table and the document:
+#
+#   OUT=gpu_out CAMPAIGN=docs/results/claims_gpu bash benchmarks/gpu_claims.sh      # on the GPU machine
+#   poisonedencoder claims configs/cifar10_gpu_campaign.yaml --out docs/results/claims_gpu --merge gpu_out --doc docs/CLAIMS.md
+#
 # The prediction and the measured times: docs/BENCHMARKS.md, "The claims rows on one GPU".
 # Environment: OUT (results), ARMS (default poisonedencoder,icp,defense_large_crops), SEEDS
 # (default 0,1,2), JOBS (default 4), BUDGET_S (default 500: no run starts that would end past it,
 # runs still going at it are stopped; their checkpoints stay and the same command resumes them),
 # DEVICE (default cuda), DATA (default packed/cifar10), RUNS (claims folder, default
-# /tmp/gpu_claims_runs), CACHE (default /tmp/pe_cache). Extra arguments go to `poisonedencoder
+# /tmp/gpu_claims_runs), CACHE (default /tmp/pe_cache), CAMPAIGN (a record folder: the campaign
+# instead of ARMS), CAMPAIGN_DATA (where the campaign reads DATA from, default
+# /tmp/poisonedencoder_data/cifar10: configs/cifar10_gpu_campaign.yaml's path). Extra arguments go to `poisonedencoder
 # claims` (e.g. --set pretrain.epochs=1).
 set -o pipefail
 cd "$(dirname "$0")/.."
 OUT=$(realpath -m "${OUT:-gpu_claims_out}")
 ARMS=${ARMS:-poisonedencoder,icp,defense_large_crops}; SEEDS=${SEEDS:-0,1,2}; JOBS=${JOBS:-4}
 BUDGET_S=${BUDGET_S:-500}; DEVICE=${DEVICE:-cuda}; DATA=$(realpath -m "${DATA:-packed/cifar10}")
-RUNS=${RUNS:-/tmp/gpu_claims_runs}; CACHE=${CACHE:-/tmp/pe_cache}
+RUNS=${RUNS:-/tmp/gpu_claims_runs}; CACHE=${CACHE:-/tmp/pe_cache}; CAMPAIGN=${CAMPAIGN:-}
+if [ -n "$CAMPAIGN" ]; then
+    RECIPE=configs/cifar10_gpu_campaign.yaml; CAMPAIGN_DATA=${CAMPAIGN_DATA:-/tmp/poisonedencoder_data/cifar10}
+    select=(--campaign "$CAMPAIGN")
+else
+    RECIPE=configs/cifar10_gpu.yaml; select=(--only "$ARMS")
+fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 py=${PYTHON:-python3}
 # OUT is claimed as the toolkit's writers claim theirs (new or empty, or marked by an earlier call): its log,
@@ -42,24 +61,30 @@ if [ ! -d "$DATA/train" ] || [ ! -d "$DATA/test" ]; then
     echo "error: $DATA/train and $DATA/test do not exist; run 'python scripts/pack_cifar10.py' and carry packed/" >&2
     exit 2
 fi
+spec=$DATA
+if [ -n "$CAMPAIGN" ]; then  # the dataset's path is in every run's fingerprint: one path on every machine
+    if [ ! -d "$CAMPAIGN_DATA/train" ]; then mkdir -p "$CAMPAIGN_DATA" && cp -r "$DATA/." "$CAMPAIGN_DATA/" || exit 2; fi
+    spec=$CAMPAIGN_DATA
+fi
 log=$OUT/log.txt; : > "$log"
 { nvidia-smi -L 2>/dev/null || grep -m1 "model name" /proc/cpuinfo
   $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-  echo "arms: $ARMS; seeds: $SEEDS; jobs: $JOBS; budget: ${BUDGET_S}s; device: $DEVICE; data: $DATA; extra: $*"; } \
+  echo "arms: ${CAMPAIGN:+the campaign queue from }${CAMPAIGN:-$ARMS}; seeds: $SEEDS; jobs: $JOBS; budget: ${BUDGET_S}s; device: $DEVICE; data: $DATA; extra: $*"; } \
     | tee "$OUT/device.txt" | tee -a "$log"
 # the data and no snapshots as defaults: an extra --set of the same key replaces one (a key set twice is refused)
-defaults=(); for kv in "pretrain_data.dataset=imagefolder:$DATA" "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]" \
+defaults=(); for kv in "pretrain_data.dataset=imagefolder:$spec" "tasks=[{dataset: 'imagefolder:$spec', num_targets: 10}]" \
                        pretrain.snapshot_every=0; do
     case " $* " in *" ${kv%%=*}="*) ;; *) defaults+=(--set "$kv") ;; esac
 done
-common=(configs/cifar10_gpu.yaml --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS" "${defaults[@]}" "$@")
+common=("$RECIPE" --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS" "${defaults[@]}" "$@")
 start=$SECONDS
 # the claims command keeps its own budget; the outer timeout is a last guard (60 s past it)
 # (its progress lines on the screen; the table it prints goes to the log, the screen gets it once below)
-timeout --kill-after=10 $((BUDGET_S + 60)) $py -m poisonedencoder claims "${common[@]}" --only "$ARMS" \
+timeout --kill-after=10 $((BUDGET_S + 60)) $py -m poisonedencoder claims "${common[@]}" "${select[@]}" \
     --jobs "$JOBS" --budget "$BUDGET_S" 2>&1 | tee -a "$log" | grep --line-buffered "^claims\|^error"
 rc=${PIPESTATUS[0]}
 echo "claims: exit $rc, wall $((SECONDS - start)) s" | tee -a "$log"
+[ "$rc" != 2 ] || { echo "error: the claims command refused its input (its error is in $log)" >&2; exit 2; }
 # whatever finished: the table (rewritten from the finished runs), every finished run's record and the
 # table into OUT (what `claims --out OUT --table` rebuilds the table from), every run's stage times, the runs' logs
 $py -m poisonedencoder claims "${common[@]}" --table --write > "$OUT/table.txt" 2>>"$log"
@@ -68,3 +93,4 @@ $py benchmarks/stage_times.py "$RUNS" --csv "$OUT/stages.csv" 2>&1 | tee -a "$lo
 (cd "$RUNS" && find . \( -name run.log -o -name clean.log \) -print0 | sort -z | xargs -0 tail -n 4 > "$OUT/run_logs.txt" 2>/dev/null)
 grep -v "^    command:" "$OUT/table.txt" | grep -B1 -A3 "^\[reproduced\|^\[not reproduced\|^\[reproduced in part" | tee -a "$log"
 [ -f "$OUT/claims.json" ] || { echo "error: no table was written; see $log" >&2; exit 1; }
+[ -z "$CAMPAIGN" ] || echo "merge: poisonedencoder claims $RECIPE --out $CAMPAIGN --merge $OUT --doc docs/CLAIMS.md" | tee -a "$log"

@@ -152,3 +152,19 @@ def test_gpu_claims_script_refuses_a_folder_of_the_users_as_out(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: OUT ") and "is not empty (log.txt)" in r.stderr, r.stderr
     assert len(r.stderr.splitlines()) == 1 and [p.name for p in out.iterdir()] == ["log.txt"]
     assert (out / "log.txt").read_text() == "my log\n"
+
+
+def test_gpu_claims_script_runs_the_campaign_from_its_record_folder(source_folder, tmp_path):
+    """CAMPAIGN set: the data copied once to CAMPAIGN_DATA (the recipe's one path on every
+    machine), and the record folder handed to `claims --campaign` (here one that does not exist:
+    refused in one line by the claims command, before any run)."""
+    env = dict(os.environ, OUT=str(tmp_path / "out"), DEVICE="cpu", DATA=str(source_folder), RUNS=str(tmp_path / "runs"),
+               CACHE=str(tmp_path / "cache"), PYTHON=sys.executable, CAMPAIGN=str(tmp_path / "no_record"),
+               CAMPAIGN_DATA=str(tmp_path / "fixed" / "cifar10"))
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_claims.sh")], env=env, capture_output=True, text=True,
+                       timeout=300)
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert f"error: --campaign {tmp_path / 'no_record'} is not a folder" in log, log[-2000:]
+    assert sorted(p.name for p in (tmp_path / "fixed" / "cifar10" / "train").iterdir()) == ["ant", "bee", "cow"]
+    assert f"arms: the campaign queue from {tmp_path / 'no_record'};" in (tmp_path / "out" / "device.txt").read_text()
+    assert not (tmp_path / "runs").exists() and r.returncode == 2 and r.stderr.startswith("error: the claims command refused")

@@ -49,7 +49,7 @@ def _check_jobs(args) -> None:
 
 def _reads_only(args) -> bool:
     """``claims --list``, ``--table`` or ``--record``: reads the claims folder, runs nothing (no device needed)."""
-    return args.command == "claims" and bool(args.list or args.table or args.record)
+    return args.command == "claims" and bool(args.list or args.table or args.record or args.merge)
 
 
 def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
@@ -60,22 +60,35 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.shared_datasets is not None:
         print("note: --shared-datasets is the former name of --data-root (the same folder); use --data-root",
               file=sys.stderr)
-    modes = [flag for flag, on in (("--list", args.list), ("--table", args.table), ("--record", args.record)) if on]
+    modes = [flag for flag, on in (("--list", args.list), ("--table", args.table), ("--record", args.record),
+                                   ("--merge", args.merge), ("--campaign", args.campaign)) if on]
     if len(modes) > 1:
         raise UserError(f"{modes[0]} and {modes[1]} exclude each other: give one")
     if args.write and not args.table:
         raise UserError("--write goes with --table (a run of the arms rewrites the table itself)")
+    if args.campaign and args.only:
+        raise UserError("--campaign runs the queue's next arms: give no --only")
+    if args.doc and not args.merge:
+        raise UserError("--doc goes with --merge (the document's section is rewritten from the merged record)")
+    if args.merge:
+        from .campaign import merge_command
+
+        return merge_command(args, cfg, out, *_user_and_overrides(args))
     if (args.table or args.record) and not out.is_dir():
         raise UserError(f"--out {out} is not a folder: no claims runs to read there (run 'poisonedencoder claims' "
                         "first, or give --out DIR)")
     if args.list:
+        from ..studies.claims.campaign import queue
+
         arms = plan(cfg, reading=True)
         res, why = read_results(cfg, out, arms), not_here(cfg, arms)
+        place = {n: i + 1 for i, n in enumerate(queue(cfg, arms))}
         for a in arms:
             r = res.get(a.name)
             state = f"{len(r.runs)}/{r.planned_runs or '?'} runs finished" if r else "not started"
             print(f"{a.name:22s} {state:24s} {a.label}" + (f"  [{' '.join(a.overrides)}]" if a.overrides else "")
                   + (f"  (cannot run here: {why[a.name]})" if a.name in why else "")
+                  + (f"  (campaign #{place[a.name]})" if a.name in place else "")
                   + (f"  (group {', '.join(a.groups)})" if a.groups else ""))
         if any(f"={UNKNOWN}" in o for a in arms for o in a.overrides):
             print(f"({UNKNOWN}: a size that follows from the train split of the recipe's dataset, which is not on this "
@@ -109,10 +122,21 @@ def _claims(args, cfg: dict, say, torchrun: bool = False) -> int:
     if args.budget is not None and not args.budget > 0:
         raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
     cluster = _cluster(args, cfg, out, torchrun)
+    if args.campaign and not Path(args.campaign).is_dir():
+        raise UserError(f"--campaign {args.campaign} is not a folder (a record folder: what --record writes)")
     claim_dir(out, "claims directory (--out)")
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     user, over = _user_and_overrides(args)
-    rows = run_claims(user, over, out, only, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
+    if args.campaign:
+        from ..studies.claims.campaign import run_campaign
+
+        if cluster is not None:
+            raise UserError("--campaign runs on this machine within --budget: give no cluster option")
+        rows = run_campaign(user, over, out, Path(args.campaign), jobs=args.jobs, budget_s=args.budget, log=say)
+        if rows is None:
+            return 0
+    else:
+        rows = run_claims(user, over, out, only, log=say, jobs=args.jobs, budget_s=args.budget, executor=cluster)
     print(text(rows))
     print(f"table: {out / 'claims.md'}, {out / 'claims.json'}")
     return 0

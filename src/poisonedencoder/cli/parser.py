@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated arms to run (see --list), or a group of them: race (the "
                                   "adaptive attacker against the defenses); the table shows every row")
     p.add_argument("--list", action="store_true",
-                   help="print the arms, their overrides, what is finished and what cannot run here; run nothing, "
-                        "write nothing")
+                   help="print the arms, their overrides, what is finished, what cannot run here and each arm's "
+                        "place in the campaign's queue (--campaign); run nothing, write nothing")
     p.add_argument("--table", action="store_true",
                    help="print the table of what is finished under OUT (an arm's finished runs are judged whatever "
                         "this machine holds: a record folder rebuilds its table anywhere, with no dataset or device); "
@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "manifest; no encoders or images) and the table's files as they are "
                                                   "into DIR (--table --write first to bring them up to date); run "
                                                   "nothing. 'claims --out DIR --table' rebuilds the table from DIR")
+    p.add_argument("--campaign", metavar="RECORD",
+                   help="run the next arms of the campaign's fixed queue (claims --list names them; docs/CLAIMS.md, "
+                        "'A campaign over short calls') that the record folder RECORD does not complete, in the "
+                        "queue's order, within --budget; RECORD's runs are checked, copied into OUT and never run again")
+    p.add_argument("--merge", metavar="DIR", help="check every run of the record folder DIR (what --record writes) "
+                                                 "against its arm and seed, add the new ones to the record folder OUT "
+                                                 "(a run OUT holds with another metrics.json, config.yaml or stamp is refused) and rewrite OUT's "
+                                                 "table; run nothing")
+    p.add_argument("--doc", metavar="FILE", help="with --merge: also rewrite the campaign's section of FILE, between "
+                                                "the lines <!-- claims-campaign:begin --> and <!-- claims-campaign:end -->")
     p.add_argument("--shared-datasets", metavar="DIR",
                    help="deprecated: the former name of --data-root (the same folder, holding eurosat/ and facemask/)")
     return ap

@@ -25,7 +25,7 @@ from ...core.folders import claim_dir
 from ...experiment.rundir import METRICS, SECONDS_TXT, RunDir
 from . import figures, race
 from . import rows as R
-from .arms import (PER_TARGET_RATES, SHARED, UNKNOWN, Arm, arm_config, missing_data, one_per_run_configs, plan, recipe_rates,
+from .arms import (LARGE_CROPS, PER_TARGET_RATES, large_crops_scale, SHARED, UNKNOWN, Arm, arm_config, missing_data, one_per_run_configs, plan, recipe_rates,
                    select)
 from .formats import differences, line
 from .results import ArmResult, load
@@ -43,7 +43,7 @@ def _runner(arm: Arm, cfg: dict, out: Path, log):
 
 def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str] | None = None,
                log: Callable[[str], None] = print, jobs: int = 1,
-               budget_s: float | None = None, executor=None) -> list[Row]:
+               budget_s: float | None = None, executor=None, order: list[str] | None = None) -> list[Row]:
     """Run the arms (all, or ``only``), resumable, then write the table. The datasets are read from
     under the recipe's data root (``data_root`` in ``user`` or ``overrides``, else
     ``POISONEDENCODER_DATA``, else the default: :func:`~poisonedencoder.data.location.data_root`).
@@ -56,7 +56,8 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     (a :class:`~poisonedencoder.studies.cluster.Cluster`: one job array for the clean encoders, then one
     for the runs, each job bounded by its time limit). The table is written
     whatever finished; an arm whose data are missing or whose settings its dataset refuses is
-    skipped with its reason."""
+    skipped with its reason. ``order``: the arms' names in the order their runs go in (the
+    campaign's queue: :mod:`.campaign`), else the plan's."""
     from ... import config as C
     from ..parallel import CLEAN, Unit, clean_units, finished, run_units, with_clean_first
 
@@ -69,7 +70,8 @@ def run_claims(user: dict, overrides: list[str], out: str | Path, only: list[str
     failed: list[str] = []
     units: list[Unit] = []
     runners, measured = {}, []
-    for arm in arms:
+    rank = {n: i for i, n in enumerate(order or [])}
+    for arm in sorted(arms, key=lambda a: rank.get(a.name, len(rank))):
         if only and arm.name not in only:
             continue
         why = missing_data(arm, cfg)
@@ -153,6 +155,8 @@ def build_rows(cfg: dict, res: dict[str, ArmResult], unavailable: dict[str, str]
             R.rate_curve(res, rates)]
     rows += [R.transfers(res, m) for m in ("mocov2", "byol", "simsiam")]
     rows += [R.defense(res, d) for d in ("part_hash", "large_crops", "overlapping_views", "drop_disagreeing")]
+    if (cfg.get("pretrain") and large_crops_scale(cfg) != LARGE_CROPS) or f"defense_large_crops_{LARGE_CROPS:g}" in res:
+        rows.append(R.defense(res, f"large_crops_{LARGE_CROPS:g}"))
     rows += [R.defense(res, d, "finetune_none") for d in ("finetune", "finetune_small")]
     rows.append(R.two_tasks(res, unavailable))
     head = "high_asr_one_per_run" if R.headline(res) == "one_per_run" else "high_asr"
