@@ -189,3 +189,9 @@ def test_the_old_io_path_holds_the_names_of_the_modules_it_was_split_into():
     for module in (io, folders, torch_files):
         for name in (n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n))):
             assert getattr(old, name) is getattr(module, name), name
+
+
+def test_no_module_is_over_300_lines():
+    # small modules with one job each: a module that grows past this is split by job, as cluster/ and core/io were
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    assert long == {}

@@ -8,8 +8,9 @@ import yaml
 
 from poisonedencoder import config as C
 from poisonedencoder.studies.claims import build_rows, markdown, race, text, write_table
+from poisonedencoder.studies.claims.arm_configs import arm_config
 from poisonedencoder.studies.claims.arms import (FPR_DEFENSES, FPR_VARIANTS, RACE, RACE_DEFENSES, RACE_ORDER, RACE_REUSED,
-                                         Arm, arm_config, plan, race_arm, race_cells, select)
+                                                 Arm, plan, race_arm, race_cells, select)
 from poisonedencoder.studies.claims.results import ArmResult
 from poisonedencoder.studies.compare import Outcome
 from poisonedencoder.core.errors import UserError

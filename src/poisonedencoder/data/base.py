@@ -172,3 +172,19 @@ def _decode_files(paths: list[Path], size: int, progress: bool, desc: str) -> np
 def _split(classes: list[str], files: list[tuple[Path, str]], size: int, progress: bool, desc: str) -> ImageSplit:
     labels = np.array([classes.index(c) for _, c in files], dtype=np.int64)
     return ImageSplit(_decode_files([f for f, _ in files], size, progress, desc), labels)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices: per class (in label order), ``round(test_fraction * n)`` drawn with
+    ``np.random.default_rng(seed)`` go to test (at least 1 and at most n-1 when n >= 2)."""
+    rng = np.random.default_rng(seed)
+    tr, te = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = int(round(test_fraction * len(idx)))
+        if len(idx) >= 2:
+            k = min(max(k, 1), len(idx) - 1)
+        idx = idx[rng.permutation(len(idx))]
+        te.append(np.sort(idx[:k]))
+        tr.append(np.sort(idx[k:]))
+    return np.concatenate(tr), np.concatenate(te)

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import UserError
-from .base import ImageSplit, Loaded, _bar, _split, _to_rgb_array
+from .base import ImageSplit, Loaded, _bar, _split, _to_rgb_array, stratified_split
 from .files import OnDisk, _class_files, _images_in, _missing, _subdirs, _tree
 from .location import SET_IT
 
@@ -229,22 +229,6 @@ def _facemask_splits(folder: Path) -> tuple[Path | None, Path | None]:
     by_name = {p.name.lower(): p for p in _subdirs(folder)} if folder.is_dir() else {}
     test = next((by_name[n] for n in _TEST_NAMES if n in by_name), None)
     return by_name.get("train"), test
-
-
-def stratified_split(labels: np.ndarray, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test indices: per class (in label order), ``round(test_fraction * n)`` drawn with
-    ``np.random.default_rng(seed)`` go to test (at least 1 and at most n-1 when n >= 2)."""
-    rng = np.random.default_rng(seed)
-    tr, te = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        k = int(round(test_fraction * len(idx)))
-        if len(idx) >= 2:
-            k = min(max(k, 1), len(idx) - 1)
-        idx = idx[rng.permutation(len(idx))]
-        te.append(np.sort(idx[:k]))
-        tr.append(np.sort(idx[k:]))
-    return np.concatenate(tr), np.concatenate(te)
 
 
 def _facemask_files(folder: Path) -> tuple[list[str], list[tuple[Path, str]], list[tuple[Path, str]] | None]:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ... import config as C
 from ...data.datasets import missing
 from ...core.errors import UserError
+from .sizes import train_size, train_size_here
 
 PER_TARGET_RATES = (0.005, 0.01, 0.02, 0.03, 0.05)
+"""Rates per target input of the ASR-against-rate row (the recipe's own rate is one of its points)."""
 SHARED = "<shared-datasets>"
 """What a recorded config.yaml writes for the data root of the machine that ran it (``--data-root``,
 formerly ``--shared-datasets``: the placeholder keeps the older name, so that records of either
@@ -28,7 +29,6 @@ time read alike)."""
 UNKNOWN = "?"
 """A size that follows from the recipe's train split, in an arm's label and overrides, where the
 plan is read without the dataset (:func:`train_size_here`)."""
-"""Rates per target input of the ASR-against-rate row (the recipe's own rate is one of its points)."""
 
 
 def default_recipe() -> Path:
@@ -260,59 +260,7 @@ def select(arms: list[Arm], only: list[str], cfg: dict | None = None) -> list[st
     return [a.name for a in arms if a.name in only or set(a.groups) & set(only)]
 
 
-def train_size(cfg: dict) -> int:
-    """How many train inputs the recipe's pre-training dataset has (decoded once, then cached)."""
-    from ...data import load_dataset
-    from ...data.datasets import DEFAULT_CACHE
-
-    ds = load_dataset(cfg["pretrain_data"]["dataset"], cfg["pretrain"]["image_size"], cfg["data_root"],
-                      Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE, progress=False)
-    return len(ds.train)
-
-
-def train_size_here(cfg: dict) -> int | None:
-    """:func:`train_size` without downloading, decoding into the cache or writing anything: from the
-    decoded cache where it holds the dataset, decoded in memory where the dataset needs no files
-    (digits, shipped with scikit-learn), else None."""
-    from ...data.datasets import DEFAULT_CACHE, DEFAULT_DATA_ROOT, cached_train_size, dataset_source
-
-    spec, px = cfg["pretrain_data"]["dataset"], cfg["pretrain"]["image_size"]
-    root = Path(cfg["data_root"]).expanduser() if cfg["data_root"] else DEFAULT_DATA_ROOT
-    n = cached_train_size(spec, px, root, Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else DEFAULT_CACHE)
-    if n is None and spec == "digits":
-        _, train, _ = dataset_source(spec).load(spec, px, root, False)
-        n = len(train.labels)
-    return n
-
-
 def missing_data(arm: Arm, cfg: dict) -> str | None:
     """Why ``arm`` cannot run on this machine (a dataset it needs is not under the recipe's data
     root: that dataset's one-line error, which says where to get it), or None."""
     return next((why for ds in arm.needs if (why := missing(ds, cfg["data_root"]))), None)
-
-
-def arm_config(user: dict, overrides: list[str], arm: Arm) -> dict:
-    """The arm's resolved config. Arms other than the recipe itself keep no snapshots (ASR over
-    training is the recipe's curve; a snapshot costs a downstream evaluation, and changes no result)."""
-    quiet = [] if arm.name == "poisonedencoder" else ["pretrain.snapshot_every=0"]
-    return C.resolve(user, list(overrides) + quiet + list(arm.overrides))
-
-
-def one_per_run_configs(cfg: dict, reference_runs: list) -> list[tuple[str, dict]]:
-    """``(relative run directory, single-seed config)`` of each target input of the recipe's runs
-    (``reference_runs``: its :class:`~poisonedencoder.experiment.pipeline.Experiment` per seed, crafted)."""
-    per_target, _ = recipe_rates(cfg)
-    out = []
-    for exp in reference_runs:
-        manifest = exp.craft()
-        for t in manifest["targets"]:
-            task = dict(cfg["tasks"][t["task"]])
-            task.update(num_targets=1, targets=[{"index": t["test_index"], "target_class": t["target_class"],
-                                                 "references": list(t["reference_indices"])}])
-            one = {**exp.cfg, "tasks": [task], "attack": {**exp.cfg["attack"], "poisoning_rate": per_target},
-                   "pretrain": {**exp.cfg["pretrain"], "snapshot_every": 0}}
-            if len(cfg["tasks"]) > 1:
-                raise UserError("one target per run needs a recipe with one downstream task")
-            C.validate(one)
-            out.append((f"seed_{exp.cfg['seed']}/target_{t['test_index']}_to_{t['target_class']}", one))
-    return out

@@ -14,10 +14,11 @@ from ... import config as C
 from ...core.errors import UserError
 from ...core.folders import claim_dir
 from ...core.io import write_text
-from .arms import plan, recipe_rates, train_size_here
+from .arms import plan, recipe_rates
 from .campaign import pending, planned_runs, queue, recorded
 from .formats import line
 from .results import ArmResult
+from .sizes import train_size_here
 from .verdicts import PENDING, Row
 
 IDENTITY = ("metrics.json", "config.yaml", ".fingerprint")
