@@ -18,9 +18,10 @@
 # The campaign (CAMPAIGN set: a record folder, e.g. docs/results/claims_gpu): the next arms of the
 # campaign's fixed queue that the record does not complete, in the queue's order, within BUDGET_S
 # (`poisonedencoder claims --campaign`; the record's runs are checked and never run again), on
-# configs/cifar10_gpu_campaign.yaml, DATA copied once to CAMPAIGN_DATA (default
-# /tmp/poisonedencoder_data/cifar10, the recipe's fixed path); ARMS is not read. Back where the record
-# is tracked, one command merges what finished (checked) and rewrites the table and the document:
+# configs/cifar10_gpu_campaign.yaml, which reads the dataset `cifar10-folder` under the data root:
+# DATA must be a folder named cifar10, and its parent is handed over as --data-root (no machine's
+# path enters a run's fingerprint, so records resume anywhere); ARMS is not read. Back where the
+# record is tracked, one command merges what finished (checked) and rewrites the table and the document:
 #
 #   OUT=gpu_out CAMPAIGN=docs/results/claims_gpu bash benchmarks/gpu_claims.sh      # on the GPU machine
 #   poisonedencoder claims configs/cifar10_gpu_campaign.yaml --out docs/results/claims_gpu --merge gpu_out --doc docs/CLAIMS.md
@@ -31,9 +32,7 @@
 # runs still going at it are stopped; their checkpoints stay and the same command resumes them),
 # DEVICE (default cuda), DATA (default packed/cifar10), RUNS (claims folder, default
 # /tmp/gpu_claims_runs), CACHE (default /tmp/pe_cache), CAMPAIGN (a record folder: the campaign
-# instead of ARMS), CAMPAIGN_DATA (where the campaign reads DATA from, default
-# /tmp/poisonedencoder_data/cifar10: configs/cifar10_gpu_campaign.yaml's path). Extra arguments go to `poisonedencoder
-# claims` (e.g. --set pretrain.epochs=1).
+# instead of ARMS). Extra arguments go to `poisonedencoder claims` (e.g. --set pretrain.epochs=1).
 set -o pipefail
 cd "$(dirname "$0")/.."
 OUT=$(realpath -m "${OUT:-gpu_claims_out}")
@@ -41,8 +40,7 @@ ARMS=${ARMS:-poisonedencoder,icp,defense_large_crops}; SEEDS=${SEEDS:-0,1,2}; JO
 BUDGET_S=${BUDGET_S:-500}; DEVICE=${DEVICE:-cuda}; DATA=$(realpath -m "${DATA:-packed/cifar10}")
 RUNS=${RUNS:-/tmp/gpu_claims_runs}; CACHE=${CACHE:-/tmp/pe_cache}; CAMPAIGN=${CAMPAIGN:-}
 if [ -n "$CAMPAIGN" ]; then
-    RECIPE=configs/cifar10_gpu_campaign.yaml; CAMPAIGN_DATA=${CAMPAIGN_DATA:-/tmp/poisonedencoder_data/cifar10}
-    select=(--campaign "$CAMPAIGN")
+    RECIPE=configs/cifar10_gpu_campaign.yaml; select=(--campaign "$CAMPAIGN")
 else
     RECIPE=configs/cifar10_gpu.yaml; select=(--only "$ARMS")
 fi
@@ -61,10 +59,9 @@ if [ ! -d "$DATA/train" ] || [ ! -d "$DATA/test" ]; then
     echo "error: $DATA/train and $DATA/test do not exist; run 'python scripts/pack_cifar10.py' and carry packed/" >&2
     exit 2
 fi
-spec=$DATA
-if [ -n "$CAMPAIGN" ]; then  # the dataset's path is in every run's fingerprint: one path on every machine
-    if [ ! -d "$CAMPAIGN_DATA/train" ]; then mkdir -p "$CAMPAIGN_DATA" && cp -r "$DATA/." "$CAMPAIGN_DATA/" || exit 2; fi
-    spec=$CAMPAIGN_DATA
+if [ -n "$CAMPAIGN" ] && [ "$(basename "$DATA")" != cifar10 ]; then  # the recipe's cifar10-folder: <data root>/cifar10
+    echo "error: the campaign's recipe reads cifar10/ under the data root: DATA must be a folder named cifar10, not $DATA" >&2
+    exit 2
 fi
 log=$OUT/log.txt; : > "$log"
 { nvidia-smi -L 2>/dev/null || grep -m1 "model name" /proc/cpuinfo
@@ -72,11 +69,13 @@ log=$OUT/log.txt; : > "$log"
   echo "arms: ${CAMPAIGN:+the campaign queue from }${CAMPAIGN:-$ARMS}; seeds: $SEEDS; jobs: $JOBS; budget: ${BUDGET_S}s; device: $DEVICE; data: $DATA; extra: $*"; } \
     | tee "$OUT/device.txt" | tee -a "$log"
 # the data and no snapshots as defaults: an extra --set of the same key replaces one (a key set twice is refused)
-defaults=(); for kv in "pretrain_data.dataset=imagefolder:$spec" "tasks=[{dataset: 'imagefolder:$spec', num_targets: 10}]" \
-                       pretrain.snapshot_every=0; do
+# (the campaign's recipe names its dataset, cifar10-folder, and reads it under the data root: DATA's parent)
+kvs=(pretrain.snapshot_every=0); root=(--data-root "$(dirname "$DATA")")
+[ -n "$CAMPAIGN" ] || { kvs+=("pretrain_data.dataset=imagefolder:$DATA" "tasks=[{dataset: 'imagefolder:$DATA', num_targets: 10}]"); root=(); }
+defaults=(); for kv in "${kvs[@]}"; do
     case " $* " in *" ${kv%%=*}="*) ;; *) defaults+=(--set "$kv") ;; esac
 done
-common=("$RECIPE" --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS" "${defaults[@]}" "$@")
+common=("$RECIPE" --out "$RUNS" --device "$DEVICE" --cache-dir "$CACHE" --seeds "$SEEDS" "${root[@]}" "${defaults[@]}" "$@")
 start=$SECONDS
 # the claims command keeps its own budget; the outer timeout is a last guard (60 s past it)
 # (its progress lines on the screen; the table it prints goes to the log, the screen gets it once below)

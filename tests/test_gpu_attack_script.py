@@ -3,6 +3,7 @@ device script (benchmarks/gpu_attack.sh) and the per-seed table with intervals."
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,16 +156,20 @@ def test_gpu_claims_script_refuses_a_folder_of_the_users_as_out(tmp_path):
 
 
 def test_gpu_claims_script_runs_the_campaign_from_its_record_folder(source_folder, tmp_path):
-    """CAMPAIGN set: the data copied once to CAMPAIGN_DATA (the recipe's one path on every
-    machine), and the record folder handed to `claims --campaign` (here one that does not exist:
-    refused in one line by the claims command, before any run)."""
+    """CAMPAIGN set: the recipe's dataset (cifar10-folder) read under DATA's parent as the data root,
+    nothing copied, and the record folder handed to `claims --campaign` (here one that does not
+    exist: refused in one line by the claims command, before any run). DATA not named cifar10 is
+    refused in one line before any work."""
     env = dict(os.environ, OUT=str(tmp_path / "out"), DEVICE="cpu", DATA=str(source_folder), RUNS=str(tmp_path / "runs"),
-               CACHE=str(tmp_path / "cache"), PYTHON=sys.executable, CAMPAIGN=str(tmp_path / "no_record"),
-               CAMPAIGN_DATA=str(tmp_path / "fixed" / "cifar10"))
-    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_claims.sh")], env=env, capture_output=True, text=True,
-                       timeout=300)
+               CACHE=str(tmp_path / "cache"), PYTHON=sys.executable, CAMPAIGN=str(tmp_path / "no_record"))
+    script = ["bash", str(ROOT / "benchmarks" / "gpu_claims.sh")]
+    r = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr == (f"error: the campaign's recipe reads cifar10/ under the data root: DATA "
+                                              f"must be a folder named cifar10, not {source_folder}\n"), r.stderr
+    data = tmp_path / "data" / "cifar10"
+    shutil.copytree(source_folder, data)
+    r = subprocess.run(script, env={**env, "DATA": str(data)}, capture_output=True, text=True, timeout=300)
     log = (tmp_path / "out" / "log.txt").read_text()
     assert f"error: --campaign {tmp_path / 'no_record'} is not a folder" in log, log[-2000:]
-    assert sorted(p.name for p in (tmp_path / "fixed" / "cifar10" / "train").iterdir()) == ["ant", "bee", "cow"]
     assert f"arms: the campaign queue from {tmp_path / 'no_record'};" in (tmp_path / "out" / "device.txt").read_text()
     assert not (tmp_path / "runs").exists() and r.returncode == 2 and r.stderr.startswith("error: the claims command refused")
