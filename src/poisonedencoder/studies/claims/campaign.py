@@ -11,6 +11,7 @@ call finishes is recorded (``claims --record``) and merged into the record by ``
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,7 @@ from ...core.errors import UserError
 from ...core.folders import claim_dir
 from ...core.io import write_text
 from ...experiment.rundir import METRICS, RunDir
+from .arm_configs import arm_config
 from .arms import LARGE_CROPS, RACE_VARIANTS, UNKNOWN, Arm, large_crops_scale, plan, race_arm, recipe_rates
 
 
@@ -84,8 +86,7 @@ def expected(user: dict, overrides: list[str], arm: Arm, seed: int, rec: dict) -
              for o in arm.overrides if o.endswith(f"={UNKNOWN}")]
     if arm.one_per_run:
         taken.append(f"tasks={json.dumps(rec['tasks'])}")
-    quiet = [] if arm.name == "poisonedencoder" else ["pretrain.snapshot_every=0"]
-    return C.resolve(user, [*overrides, *quiet, *known, *taken, f"seed={seed}"])
+    return arm_config(user, overrides, replace(arm, overrides=(*known, *taken, f"seed={seed}")))
 
 
 def check_run(user: dict, overrides: list[str], arm: Arm, seed: int, d: Path) -> None:

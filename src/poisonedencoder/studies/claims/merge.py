@@ -14,6 +14,8 @@ from ... import config as C
 from ...core.errors import UserError
 from ...core.folders import claim_dir
 from ...core.io import write_text
+from ...experiment.metrics import threat_model
+from ...experiment.rundir import RunDir
 from .arms import plan, recipe_rates
 from .campaign import pending, planned_runs, queue, recorded
 from .formats import line
@@ -21,7 +23,8 @@ from .results import ArmResult
 from .sizes import train_size_here
 from .verdicts import PENDING, Row
 
-IDENTITY = ("metrics.json", "config.yaml", ".fingerprint")
+_RUN = RunDir("")  # the layout's names, relative to a run folder
+IDENTITY = (_RUN.metrics.name, _RUN.config.name, _RUN.stamp.name)
 """The files that make a recorded run what it is: a run the record holds is refused where one of
 them differs; its other files (the craft's timing, redone where one target per run crafted the
 recipe's runs again for their reference inputs) stay as recorded."""
@@ -45,7 +48,7 @@ def merge(user: dict, overrides: list[str], src: Path, dest: Path) -> int:
     writes, added = [], 0
     for dirs in incoming.values():
         for d in dirs:
-            new = not (dest / d.relative_to(src) / "metrics.json").is_file()
+            new = not RunDir(dest / d.relative_to(src)).metrics.is_file()
             for f in sorted(p for p in d.rglob("*") if p.is_file()):
                 target = dest / f.relative_to(src)
                 text = f.read_text()
@@ -68,7 +71,7 @@ def recorded_train_size(record: Path) -> int | None:
     the rest of the recipe."""
     from ...config.files import parse_yaml
 
-    for f in sorted((record / "arms" / "defense_finetune").glob("seed_*/config.yaml")):
+    for f in sorted((record / "arms" / "defense_finetune").glob(f"seed_*/{_RUN.config.name}")):
         try:
             c = parse_yaml(f.read_text(), f"config file {f}")
             n = c["pretrain_data"]["num_images"] + c["defense"]["finetune"]["num_clean"]
@@ -105,7 +108,8 @@ def threat(cfg: dict) -> str:
     """The recipe's poisoning rate with both denominators."""
     per_target, n = recipe_rates(cfg)
     rate = cfg["attack"]["poisoning_rate"]
-    return (f"poisoning inputs equal to {100 * rate:.1f}% of the clean set, {100 * rate / (1 + rate):.1f}% of the "
+    share = threat_model(rate, 1, n)["poisoning_share"]  # per clean input
+    return (f"poisoning inputs equal to {100 * rate:.1f}% of the clean set, {100 * share:.1f}% of the "
             f"pre-training set ({100 * per_target:.1f}% of the clean set per target input, {n} targets per run)")
 
 
