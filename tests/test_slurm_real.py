@@ -174,6 +174,18 @@ def _overlap(a: dict, b: dict) -> bool:
     return _t(a["start"]) < _t(b["end"]) and _t(b["start"]) < _t(a["end"])
 
 
+def _kept_before_start(cache: Path, acct: list[dict]) -> None:
+    """Every clean encoder in ``cache`` was sealed (its ``entry.json`` written, the clean job's last
+    write) before any of the jobs in ``acct`` started. Slurm's Start and End are whole seconds
+    (truncated), and the End it records for the clean job lags its last write by the job's clean-up,
+    which can reach past the next array's Start; the seal's time, truncated to the second, cannot."""
+    sealed = sorted(cache.glob("encoders/*/entry.json"))
+    assert sealed, f"no clean encoder kept in {cache}"
+    last = max(int(p.stat().st_mtime) for p in sealed)
+    first = min(_t(r["start"]) for r in acct)
+    assert datetime.fromtimestamp(last) <= first, (datetime.fromtimestamp(last), acct)
+
+
 @SLURM
 def test_a_sweep_as_slurm_jobs_gives_the_in_process_numbers(tmp_path, capsys):
     sweep = _full(SWEEP)
@@ -188,7 +200,9 @@ def test_a_sweep_as_slurm_jobs_gives_the_in_process_numbers(tmp_path, capsys):
     assert {j.split("_")[0] for j in array} == {array[0].split("_")[0]} != {clean.split("_")[0]}  # one array
     acct = _sacct([clean, *array])
     assert all(recs[-1]["state"] == "COMPLETED" for recs in acct.values()), acct
-    assert _t(acct[clean][-1]["end"]) <= min(_t(acct[j][-1]["start"]) for j in array)  # the clean encoder first
+    _kept_before_start(tmp_path / "cache_jobs", [acct[j][-1] for j in array])  # the clean encoder first
+    assert _t(acct[clean][-1]["start"]) <= min(_t(acct[j][-1]["start"]) for j in array)
+    assert all("pretrain clean: reusing" in (r / "run.log").read_text() for r in runs)  # the clean job's encoder
     assert _overlap(acct[array[0]][-1], acct[array[1]][-1])  # no cap: the two runs ran at once on the 2 CPUs
     # submitit's links to the sbatch scripts are gone: the run folder holds no links (the toolkit
     # refuses to write through one, so a second run of the command would stop)
@@ -248,7 +262,8 @@ def test_the_claims_table_as_slurm_jobs_clean_encoders_first(tmp_path, capsys):
     clean, job = _job_of(run / "clean.log"), _job_of(run / "run.log")
     acct = _sacct([clean, job])
     assert acct[clean][-1]["state"] == acct[job][-1]["state"] == "COMPLETED"
-    assert _t(acct[clean][-1]["end"]) <= _t(acct[job][-1]["start"])  # the clean-encoder array ran before the runs'
+    _kept_before_start(tmp_path / "cache_jobs", [acct[job][-1]])  # the clean-encoder array ran before the runs'
+    assert "pretrain clean: reusing" in (run / "run.log").read_text()
 
 
 @pytest.fixture(scope="module")
