@@ -13,7 +13,7 @@ from typing import Callable
 
 from ...core.errors import UserError
 from ...experiment.rundir import RunDir
-from .options import CANCEL_WAIT_S, POLL_SECONDS, Cluster, _submitit
+from .options import CANCEL_WAIT_S, INTERRUPT_WAIT_S, POLL_SECONDS, Cluster, _submitit
 
 class UnitJob:
     """One unit as a job's function: ``UnitJob(threads)(unit)`` returns the run's wall seconds.
@@ -167,11 +167,19 @@ def _cancel(jobs: list, cluster: Cluster, log: Callable[[str], None], name: str)
         return
     ids = [str(job.job_id) for job in jobs]
     if ids:
+        _slurm(["scancel", "--state=PENDING", *ids])  # the pending ones leave the queue
         _slurm(["scancel", "--signal=INT", *ids])  # the running ones end now (KeyboardInterrupt in the job)
-        _slurm(["scancel", *ids])  # the pending ones leave the queue
-    deadline = time.monotonic() + CANCEL_WAIT_S
+    # no plain scancel of the running ones beside their SIGINT: Slurm may deliver the two out of
+    # order, and a step already being killed drops the signal (the job then runs on until KillWait,
+    # and its log never says that it was interrupted); only what is left after INTERRUPT_WAIT_S (a
+    # job that started in between, one stuck in a long call) is cancelled outright
+    t0 = time.monotonic()
+    cancelled = False
     left = _queued(ids)
-    while left and time.monotonic() < deadline:
+    while left and time.monotonic() < t0 + CANCEL_WAIT_S:
+        if not cancelled and time.monotonic() >= t0 + INTERRUPT_WAIT_S:
+            _slurm(["scancel", *sorted(left)])
+            cancelled = True
         time.sleep(1)
         left = _queued(ids)
     if left is None:

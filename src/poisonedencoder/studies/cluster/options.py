@@ -30,6 +30,7 @@ DEFAULT_SIGNAL_DELAY_S = 90  # submitit's default
 MIN_SIGNAL_DELAY_S = 20
 MIN_START_S = 60
 CANCEL_WAIT_S = 120  # after Ctrl-C: how long to wait for the cancelled jobs to leave the queue
+INTERRUPT_WAIT_S = 30  # after Ctrl-C: how long running jobs get to end on their SIGINT before a plain scancel
 
 
 def _name(field_name: str) -> str:
