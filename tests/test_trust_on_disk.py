@@ -8,6 +8,7 @@ written over or through a link, and recorded paths lose only the home folder.
 | a run's encoder edited after it came from the cache         | test_editing_a_runs_encoder_leaves_the_cache_intact |
 | an entry moved under another key, or without its record    | test_an_entry_for_another_key_or_without_record_is_set_aside |
 | a planted clean encoder in ``<cache>/encoders/``            | test_a_planted_clean_encoder_is_never_served       |
+| runs reusing one clean encoder at once (shared lock)        | test_runs_reading_a_kept_clean_encoder_do_not_wait_for_each_other_but_wait_for_its_training |
 | a planted decoded dataset (``<cache>/datasets/*.npz``)      | test_a_planted_dataset_npz_is_never_served         |
 """
 import json
@@ -154,6 +155,45 @@ def test_a_planted_clean_encoder_is_never_served(tmp_path, fake_pretrain):
     assert fake_pretrain == ["pretrain clean", "pretrain clean"]  # the first time served from the kept copy
     assert clean.read_bytes() != trained  # the second time trained again (the stand-in differs per call)
     assert len(list(clean.parent.parent.glob(f"{clean.parent.name}.rejected-*"))) == 2
+
+
+def _hold_lock(lock: Path, shared: bool, held, release) -> None:
+    """Hold ``lock`` as another run would (its own open file) until ``release`` is set."""
+    from poisonedencoder.core.io import file_lock
+
+    with file_lock(lock, shared=shared):
+        held.set()
+        release.wait(30)
+
+
+def test_runs_reading_a_kept_clean_encoder_do_not_wait_for_each_other_but_wait_for_its_training(
+        tmp_path, fake_pretrain):
+    """A finished clean encoder is read under a shared lock: a run reusing it goes on while another
+    run reads it (before, every reader took the exclusive lock and a second one waited, logging that
+    another run was training the encoder). A run that holds it exclusively, as one training it does,
+    still makes a reader wait until it is done."""
+    import threading
+
+    from poisonedencoder.experiment.pipeline import Experiment
+
+    cfg = C.resolve({**yaml.safe_load(TINY), "cache_dir": str(tmp_path / "cache")})
+    clean = Experiment(cfg, tmp_path / "first", log=lambda _: None).pretrain("clean")["clean"]
+    lock = clean.parent.parent / f"{clean.parent.name}.lock"
+    for exclusive in (False, True):
+        held, release = threading.Event(), threading.Event()
+        t = threading.Thread(target=_hold_lock, args=(lock, not exclusive, held, release))
+        t.start()
+        assert held.wait(30)
+        logs: list[str] = []
+        if exclusive:  # release the trainer's lock once the reader has said it waits
+            threading.Timer(1.0, release.set).start()
+        got = Experiment(cfg, tmp_path / f"run{int(exclusive)}", log=logs.append).pretrain("clean")["clean"]
+        release.set()
+        t.join(30)
+        assert got == clean and any(s.startswith("pretrain clean: reusing") for s in logs)
+        waited = [s for s in logs if "another run is training this encoder; waiting" in s]
+        assert len(waited) == int(exclusive), logs
+    assert fake_pretrain == ["pretrain clean"]  # trained once, reused by both
 
 
 # ------------------------------------------------------------------------------------ the decoded datasets

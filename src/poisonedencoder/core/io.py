@@ -99,11 +99,12 @@ def os_error_message(e: OSError) -> str:
 
 
 @contextmanager
-def file_lock(path: str | Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing, never deleted: deleting a lock
-    file races with its next user). Another process, or another thread with its own lock,
-    waits; ``on_wait()`` is called first if it has to. The kernel drops the lock when the
-    holder dies, so a killed run never leaves a stale lock."""
+def file_lock(path: str | Path, on_wait: Callable[[], None] | None = None, shared: bool = False) -> Iterator[None]:
+    """Hold an ``flock`` on ``path`` (created if missing, never deleted: deleting a lock file races
+    with its next user): exclusive, or ``shared`` (many shared holders at once; none beside an
+    exclusive one). Another process, or another thread with its own lock, waits; ``on_wait()`` is
+    called first if it has to. The kernel drops the lock when the holder dies, so a killed run
+    never leaves a stale lock."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover (not POSIX: no coordination)
@@ -111,13 +112,14 @@ def file_lock(path: str | Path, on_wait: Callable[[], None] | None = None) -> It
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    how = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(path, "a") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, how | fcntl.LOCK_NB)
         except BlockingIOError:
             if on_wait is not None:
                 on_wait()
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            fcntl.flock(fh, how)
         try:
             yield
         finally:

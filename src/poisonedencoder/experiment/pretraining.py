@@ -18,8 +18,9 @@ from .stages import cache_root, clean_encoder_dir, filter_inputs, pretrain_encod
 def clean_encoder(cfg: dict, data: RunData, log: Callable[[str], None]) -> Path:
     """The clean encoder, trained once per setting in the shared cache (under its lock). A finished
     one there is used only if it passes its check (:func:`~.encoder_cache.sound`, for the folder's
-    own key); otherwise it is set aside and this one trains (or is copied from an entry kept by
-    content), then sealed."""
+    own key), read under a shared lock so that runs reusing it do not wait on each other; otherwise,
+    under the exclusive lock, it is set aside and this one trains (or is copied from an entry kept
+    by content), then sealed."""
     from ..ssl import distributed as D
     from ..ssl.pretrain_set import PretrainSet
 
@@ -28,7 +29,11 @@ def clean_encoder(cfg: dict, data: RunData, log: Callable[[str], None]) -> Path:
     def make() -> PretrainSet:
         return PretrainSet.from_images(data.clean_pretrain_images())
 
-    with cache_lock(d, log):
+    if not D.current().active:  # a finished encoder is read under a shared lock: readers never wait on each other
+        with cache_lock(d, log, shared=True):
+            if (d / "encoder.pt").exists() and EC.check(d, d.name) is None:
+                return pretrain_encoder("clean", make, cfg["pretrain"], d, cfg["seed"], cfg["device"], log, cache=cache)
+    with cache_lock(d, log):  # to train it, or to set a failed one aside
         main = D.current().is_main
         kept = EC.sound(d, d.name, log) if main else True
         D.barrier()  # the other ranks look for the encoder after rank 0 set a failed one aside

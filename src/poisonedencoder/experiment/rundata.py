@@ -118,10 +118,12 @@ def holding_run_lock(method):
 
 
 @contextmanager
-def cache_lock(d: Path, log: Callable[[str], None]):
+def cache_lock(d: Path, log: Callable[[str], None], shared: bool = False):
     """Hold ``<d>.lock`` while the shared clean encoder in ``d`` is looked for and trained: a second
-    run that needs the same encoder waits, then reuses it instead of training it again. Under
-    torchrun rank 0 holds the lock and the other ranks wait for it at a barrier."""
+    run that needs the same encoder waits, then reuses it instead of training it again. ``shared``:
+    only to read a finished encoder, beside any number of other readers (only a run holding it
+    exclusively, to train or set aside, makes a reader wait). Under torchrun rank 0 holds the lock
+    and the other ranks wait for it at a barrier."""
     from contextlib import nullcontext
 
     from ..ssl import distributed as D
@@ -129,9 +131,10 @@ def cache_lock(d: Path, log: Callable[[str], None]):
     lock = d.parent / f"{d.name}.lock"
 
     def wait() -> None:
-        log(f"pretrain clean: another run is training this encoder; waiting for it ({lock})")
+        doing = "training this encoder" if shared else "training or checking this encoder"
+        log(f"pretrain clean: another run is {doing}; waiting for it ({lock})")
 
-    with file_lock(lock, wait) if D.current().is_main else nullcontext():
+    with file_lock(lock, wait, shared) if D.current().is_main else nullcontext():
         D.barrier()
         yield
         D.barrier()
