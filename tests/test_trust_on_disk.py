@@ -185,14 +185,19 @@ def test_runs_reading_a_kept_clean_encoder_do_not_wait_for_each_other_but_wait_f
         t.start()
         assert held.wait(30)
         logs: list[str] = []
-        if exclusive:  # release the trainer's lock once the reader has said it waits
-            threading.Timer(1.0, release.set).start()
-        got = Experiment(cfg, tmp_path / f"run{int(exclusive)}", log=logs.append).pretrain("clean")["clean"]
+
+        def log(line: str, logs=logs, release=release) -> None:  # the holder lets go once the reader waits
+            logs.append(line)
+            if "waiting for it" in line:
+                release.set()
+
+        got = Experiment(cfg, tmp_path / f"run{int(exclusive)}", log=log).pretrain("clean")["clean"]
         release.set()
         t.join(30)
         assert got == clean and any(s.startswith("pretrain clean: reusing") for s in logs)
-        waited = [s for s in logs if "another run is training this encoder; waiting" in s]
+        waited = [s for s in logs if "waiting for it" in s]  # either lock's wait line
         assert len(waited) == int(exclusive), logs
+        assert not exclusive or "another run is training this encoder" in waited[0]
     assert fake_pretrain == ["pretrain clean"]  # trained once, reused by both
 
 
